@@ -1,0 +1,331 @@
+//! The typed, validated configuration that the rest of bellhop consumes.
+//!
+//! Everything downstream of the parser works with these types and never re-checks
+//! strings: a `Config` that exists is a config that is valid. Defaults live in
+//! [`defaults`], in one place.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Every default value of the Proxyfile, in one place so docs and code agree.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Port for plain HTTP (ACME HTTP-01 and the redirect to HTTPS).
+    pub const HTTP_PORT: u16 = 80;
+    /// Port for HTTPS sites.
+    pub const HTTPS_PORT: u16 = 443;
+    /// Where the ACME account, certificates and internal CA live.
+    pub const STATE_DIR: &str = "/var/lib/bellhop";
+    /// Let's Encrypt production directory.
+    pub const ACME_CA: &str = "https://acme-v02.api.letsencrypt.org/directory";
+    /// Let's Encrypt staging directory, selected with `acme-ca "staging"`.
+    pub const ACME_CA_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+    /// An upgraded (WebSocket) stream with no bytes either way for this long is closed.
+    pub const UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+    /// Time allowed for the upstream to send response headers before a 504.
+    pub const UPSTREAM_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Time allowed to open a TCP or unix connection to the upstream before a 502.
+    pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Idle pooled upstream connections are dropped after this long. It must stay
+    /// below uvicorn's 5 s keep-alive so we close first and never reuse a dead socket.
+    pub const UPSTREAM_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+    /// How long SIGTERM waits for in-flight requests before exiting.
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// A client must finish sending request headers within this time; it also bounds
+    /// how long an idle HTTP/1.1 keep-alive connection is held open.
+    pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+    /// TLS handshakes that take longer than this are dropped.
+    pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Status code for `redirect` when none is given.
+    pub const REDIRECT_CODE: u16 = 308;
+}
+
+/// The whole Proxyfile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The `options { }` block (all defaults when absent).
+    pub options: Options,
+    /// Sites in file order.
+    pub sites: Vec<Site>,
+}
+
+/// Global settings from the `options { }` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// ACME account contact (`email`).
+    pub email: Option<String>,
+    /// ACME directory URL (`acme-ca`; `"staging"` is expanded here).
+    pub acme_ca: String,
+    /// Extra root certificate to trust for the ACME server's HTTPS (`acme-ca-root`).
+    pub acme_ca_root: Option<PathBuf>,
+    /// Account, certificates and internal CA (`state-dir`).
+    pub state_dir: PathBuf,
+    /// Port for plain HTTP sites and the redirect to HTTPS (`http-port`).
+    pub http_port: u16,
+    /// Port for HTTPS sites (`https-port`).
+    pub https_port: u16,
+    /// Local-only admin/metrics listener (`admin`); off when `None`.
+    pub admin: Option<SocketAddr>,
+    /// Peers whose `X-Forwarded-*` headers are believed (`trusted-proxies`).
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long shutdown waits for in-flight requests (`grace-period`).
+    pub grace_period: Duration,
+    /// Deadline for a client's request headers and idle keep-alive (`client-header-timeout`).
+    pub client_header_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            email: None,
+            acme_ca: defaults::ACME_CA.to_string(),
+            acme_ca_root: None,
+            state_dir: PathBuf::from(defaults::STATE_DIR),
+            http_port: defaults::HTTP_PORT,
+            https_port: defaults::HTTPS_PORT,
+            admin: None,
+            trusted_proxies: Vec::new(),
+            grace_period: defaults::SHUTDOWN_GRACE,
+            client_header_timeout: defaults::CLIENT_HEADER_TIMEOUT,
+        }
+    }
+}
+
+/// An IP network in CIDR form, e.g. `10.0.0.0/8` or `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    /// Network address (host bits may be set; they are ignored when matching).
+    pub addr: IpAddr,
+    /// Prefix length in bits.
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` lies inside this network. IPv4-mapped IPv6 peers match IPv4 nets.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One site block: the addresses it answers and what it does with requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    /// The node name and any further arguments, in order.
+    pub addresses: Vec<SiteAddress>,
+    /// How the certificate for this site's HTTPS addresses is obtained.
+    pub tls: TlsMode,
+    /// HSTS header on HTTPS responses (`hsts`); off by default.
+    pub hsts: Option<Duration>,
+    /// Path routes in order, first match wins. The site-level directives form a
+    /// final catch-all route, so every request matches exactly one route.
+    pub routes: Vec<Route>,
+}
+
+/// Which scheme a site address asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `http://…`: plain HTTP on the given port or `http-port`, no certificate.
+    Http,
+    /// `https://…` or no scheme: HTTPS on the given port or `https-port`; plain
+    /// HTTP on `http-port` redirects there.
+    Https,
+}
+
+/// One address a site answers to, e.g. `app.example.com`, `"http://127.0.0.1:18080"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteAddress {
+    /// Explicit `http://` or HTTPS (the default).
+    pub scheme: Scheme,
+    /// Which Host header values match.
+    pub host: HostPattern,
+    /// Explicit port; `None` means `http-port`/`https-port` by scheme.
+    pub port: Option<u16>,
+}
+
+/// Host part of a site address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// A DNS name, lowercased, without trailing dot.
+    Name(String),
+    /// `*.example.com`: any single label in front of the stored suffix `example.com`.
+    Wildcard(String),
+    /// An IP literal such as `127.0.0.1` or `::1`.
+    Ip(IpAddr),
+    /// No host (`":8080"`, `"http://:8080"`): every Host on that port.
+    Any,
+}
+
+/// How an HTTPS site gets its certificate (`tls` directive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// ACME for public names; the internal CA for `localhost`, `*.localhost` and IPs.
+    Auto,
+    /// Auto, but only one ACME challenge type (`tls challenge="http-01"`).
+    Acme {
+        /// The single challenge type to use.
+        challenge: AcmeChallenge,
+    },
+    /// bellhop's own local CA (`tls internal`).
+    Internal,
+    /// A given PEM chain and key (`tls "cert.pem" "key.pem"`).
+    Files {
+        /// PEM certificate chain, leaf first.
+        cert: PathBuf,
+        /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+        key: PathBuf,
+    },
+}
+
+/// ACME challenge types bellhop can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// `http-01`: a token file served on `http-port`.
+    Http01,
+    /// `tls-alpn-01`: a special certificate on `https-port`.
+    TlsAlpn01,
+}
+
+/// A path route and the directives that apply to it (site-level ones inherited).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Which request paths this route takes.
+    pub path: PathPattern,
+    /// What answers matching requests.
+    pub handler: Handler,
+    /// Per-client rate limit (`rate-limit`), inherited from the site when unset.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A route's path pattern. The query string never takes part in matching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathPattern {
+    /// Every path (the site-level catch-all).
+    Any,
+    /// `"/exact"`: that path only.
+    Exact(String),
+    /// `"/prefix/*"`: `/prefix` itself and everything below it (stored without `/*`).
+    Prefix(String),
+}
+
+impl PathPattern {
+    /// Whether a request path (no query) falls under this pattern.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathPattern::Any => true,
+            PathPattern::Exact(p) => path == p,
+            PathPattern::Prefix(p) => {
+                // "/api/*" covers "/api" and "/api/..." but not "/apix".
+                p.is_empty()
+                    || path
+                        .strip_prefix(p.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            }
+        }
+    }
+}
+
+/// What answers the requests of a route.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handler {
+    /// Forward to upstreams (`proxy`).
+    Proxy(ProxyConfig),
+    /// Answer with a redirect (`redirect "https://example.org{uri}" code=301`).
+    Redirect {
+        /// Target; `{uri}` is replaced by the request's path and query.
+        to: String,
+        /// 301, 302, 303, 307 or 308.
+        code: u16,
+    },
+    /// Answer with a fixed status and body (`respond "text" status=200`).
+    Respond {
+        /// Status code.
+        status: u16,
+        /// Plain-text body.
+        body: String,
+    },
+    /// Serve static files from a directory (`files "/srv/site"`).
+    Files {
+        /// Root directory.
+        root: PathBuf,
+    },
+}
+
+/// A `proxy` directive: where to forward and how patiently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    /// One or more upstreams; several means load balancing.
+    pub upstreams: Vec<Upstream>,
+    /// Upgraded streams with no bytes either way for this long are closed (`idle-timeout`).
+    pub idle_timeout: Duration,
+    /// No response headers within this time gives a 504 (`header-timeout`).
+    pub header_timeout: Duration,
+    /// Connecting to the upstream longer than this gives a 502 (`connect-timeout`).
+    pub connect_timeout: Duration,
+    /// Idle pooled connections are closed after this long (`pool-idle-timeout`).
+    pub pool_idle_timeout: Duration,
+}
+
+impl ProxyConfig {
+    /// A proxy block with every setting at its default.
+    pub fn new(upstreams: Vec<Upstream>) -> Self {
+        ProxyConfig {
+            upstreams,
+            idle_timeout: defaults::UPGRADE_IDLE_TIMEOUT,
+            header_timeout: defaults::UPSTREAM_HEADER_TIMEOUT,
+            connect_timeout: defaults::UPSTREAM_CONNECT_TIMEOUT,
+            pool_idle_timeout: defaults::UPSTREAM_POOL_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// A backend address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Upstream {
+    /// `localhost:8000`, `8000` (= 127.0.0.1), `"ip:port"`, `"host:port"`, `"http://host:port"`.
+    Tcp {
+        /// Host name or IP literal (IPv6 without brackets), resolved at connect time.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// `"unix:/path.sock"`.
+    Unix {
+        /// Socket path.
+        path: PathBuf,
+    },
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Upstream::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Upstream::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Upstream::Unix { path } => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// `rate-limit "20/s" burst=40`: a token bucket per client IP (IPv6 per /64).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Bucket size; defaults to one second's worth (at least 1).
+    pub burst: u32,
+}

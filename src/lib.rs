@@ -1,0 +1,17 @@
+//! bellhop: a small, fast, auto-HTTPS reverse proxy.
+//!
+//! Data flows through the modules in one direction:
+//!
+//! ```text
+//! config   Proxyfile (KDL) → validated, typed Config
+//! router   Config → per-port host tables → site → path route → handler
+//! server   listeners → accept → (TLS) → hyper HTTP/1.1 or h2 → router → handler
+//! proxy    handler that rewrites headers, sends through a pooled upstream
+//!          client, streams the response back and splices upgraded streams
+//! ```
+//!
+//! The config lives behind an atomic swap so a reload never touches listeners or
+//! open connections.
+#![warn(missing_docs)]
+
+pub mod config;
