@@ -14,4 +14,9 @@
 //! open connections.
 #![warn(missing_docs)]
 
+pub mod body;
 pub mod config;
+pub mod logging;
+pub mod proxy;
+pub mod router;
+pub mod server;

@@ -1,0 +1,86 @@
+//! The one body type that flows through bellhop in both directions.
+//!
+//! An enum instead of a boxed trait object: a proxied body is passed through as
+//! hyper's own [`Incoming`] stream (no copy, no buffering, backpressure intact) and
+//! a body bellhop writes itself is a single `Bytes`. No allocation per request.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+/// A request or response body: streamed from a peer, or a fixed buffer.
+#[derive(Debug)]
+pub enum Body {
+    /// Streamed from the client or the upstream, frame by frame.
+    Stream(Incoming),
+    /// A complete body bellhop produced itself; `None` once it has been sent.
+    Full(Option<Bytes>),
+}
+
+impl Body {
+    /// A body with no bytes.
+    pub fn empty() -> Self {
+        Body::Full(None)
+    }
+
+    /// A fixed body, e.g. an error page.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            Body::empty()
+        } else {
+            Body::Full(Some(bytes))
+        }
+    }
+}
+
+impl From<Incoming> for Body {
+    fn from(incoming: Incoming) -> Self {
+        Body::Stream(incoming)
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx),
+            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Stream(incoming) => incoming.is_end_stream(),
+            Body::Full(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Stream(incoming) => incoming.size_hint(),
+            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+/// A short plain-text response such as `502 Bad Gateway: the upstream did not answer`.
+pub fn text_response(status: http::StatusCode, text: &str) -> http::Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let body = format!("{} {reason}: {text}\n", status.as_u16());
+    let mut response = http::Response::new(Body::full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

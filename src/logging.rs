@@ -1,0 +1,61 @@
+//! Log output: human-readable text or one JSON object per line, on stderr.
+
+use std::str::FromStr;
+
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `2026-11-23T17:00:00Z  INFO access: request method=GET ...`
+    #[default]
+    Text,
+    /// `{"timestamp":...,"level":"INFO","fields":{...},"target":"access"}`
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format `{other}`; use `text` or `json`"
+            )),
+        }
+    }
+}
+
+/// Installs the global subscriber. `level` is `error`, `warn`, `info`, `debug`
+/// or `trace`; dependencies log one level quieter than bellhop itself, except
+/// at `trace`, so `debug` shows bellhop's decisions without hyper's internals.
+pub fn init(level: LevelFilter, format: LogFormat) -> anyhow::Result<()> {
+    let dependencies = match level {
+        LevelFilter::TRACE => LevelFilter::TRACE,
+        LevelFilter::DEBUG => LevelFilter::INFO,
+        other => other.min(LevelFilter::WARN),
+    };
+    let filter = Targets::new()
+        .with_default(dependencies)
+        .with_target("bellhop", level)
+        .with_target("access", level);
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}

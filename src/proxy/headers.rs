@@ -1,0 +1,228 @@
+//! Header rewriting between client and upstream.
+//!
+//! Hop-by-hop headers describe one TCP connection and must not travel past the
+//! proxy (RFC 9110 §7.6.1); `X-Forwarded-*` tell the backend who the client is.
+//! Forwarded headers from peers we do not trust are dropped, not appended to,
+//! so a client cannot forge its address to the backend.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// `X-Forwarded-For`: the chain of client addresses.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`: `http` or `https` as the client spoke to us.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`: the Host the client asked for.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that only concern one hop, removed in both directions.
+/// `Connection` and `Upgrade` are put back by the caller on upgrade requests.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// What the proxy knows about the client side of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    /// The TCP peer's address.
+    pub ip: IpAddr,
+    /// `"https"` when the client connection is TLS, else `"http"`.
+    pub scheme: &'static str,
+    /// Whether the peer is in `trusted-proxies`, so its `X-Forwarded-*` are kept.
+    pub trusted: bool,
+}
+
+/// Removes hop-by-hop headers, including every header named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Names listed in Connection are hop-by-hop too. Collect them only when the
+    // header lists something beyond the usual keep-alive/close/upgrade tokens.
+    let mut extra: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("upgrade")
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                extra.push(name);
+            }
+        }
+    }
+    for name in extra {
+        headers.remove(name);
+    }
+    // `TE: trailers` is the one TE value that must reach gRPC-style backends.
+    let te_trailers = headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Whether a request asks to switch protocols (WebSocket and friends):
+/// `Connection` carries the `upgrade` token and an `Upgrade` header is present.
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) && connection_has_upgrade(headers)
+}
+
+fn connection_has_upgrade(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    })
+}
+
+/// Rewrites a client request's headers for the upstream.
+///
+/// `host` is what the client asked for (Host, or `:authority` on h2); it is kept
+/// as the Host the backend sees and reported in `X-Forwarded-Host`.
+pub fn rewrite_request(
+    headers: &mut HeaderMap,
+    client: &ClientInfo,
+    host: Option<&HeaderValue>,
+    upgrade: bool,
+) {
+    let upgrade_value = if upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    remove_hop_by_hop(headers);
+    if let Some(value) = upgrade_value {
+        headers.insert(header::UPGRADE, value);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+
+    if !client.trusted {
+        headers.remove(&X_FORWARDED_FOR);
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.remove(&X_FORWARDED_HOST);
+        headers.remove(header::FORWARDED);
+    }
+
+    let mut chain = String::with_capacity(64);
+    if let Some(previous) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        chain.push_str(previous);
+        chain.push_str(", ");
+    }
+    // Writing an IpAddr into a String cannot fail.
+    let _ = write!(chain, "{}", canonical_ip(client.ip));
+    if let Ok(value) = HeaderValue::from_str(&chain) {
+        headers.insert(&X_FORWARDED_FOR, value);
+    }
+
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(client.scheme));
+    }
+    if let Some(host) = host {
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            headers.insert(&X_FORWARDED_HOST, host.clone());
+        }
+        headers.insert(header::HOST, host.clone());
+    }
+}
+
+/// Rewrites an upstream response's headers for the client. A `101 Switching
+/// Protocols` keeps `Upgrade`/`Connection`, which the client needs to switch.
+pub fn rewrite_response(headers: &mut HeaderMap, switching_protocols: bool) {
+    if switching_protocols {
+        return;
+    }
+    remove_hop_by_hop(headers);
+}
+
+/// An IPv4 client reached over a dual-stack socket shows up as `::ffff:a.b.c.d`;
+/// backends expect the plain IPv4 form.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(trusted: bool) -> ClientInfo {
+        ClientInfo {
+            ip: "::ffff:192.0.2.7".parse().unwrap(),
+            scheme: "https",
+            trusted,
+        }
+    }
+
+    #[test]
+    fn connection_named_headers_and_fixed_list_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, X-Secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert(header::TE, "trailers".parse().unwrap());
+        h.insert("x-kept", "yes".parse().unwrap());
+        remove_hop_by_hop(&mut h);
+        assert!(!h.contains_key("x-secret"));
+        assert!(!h.contains_key(header::CONNECTION));
+        assert!(!h.contains_key("keep-alive"));
+        assert!(!h.contains_key(header::TRANSFER_ENCODING));
+        assert_eq!(h.get(header::TE).unwrap(), "trailers");
+        assert_eq!(h.get("x-kept").unwrap(), "yes");
+    }
+
+    #[test]
+    fn untrusted_forwarded_headers_are_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert(&X_FORWARDED_FOR, "6.6.6.6".parse().unwrap());
+        h.insert(&X_FORWARDED_PROTO, "gopher".parse().unwrap());
+        let host = HeaderValue::from_static("app.example.com");
+        rewrite_request(&mut h, &client(false), Some(&host), false);
+        assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "192.0.2.7");
+        assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "https");
+        assert_eq!(h.get(&X_FORWARDED_HOST).unwrap(), "app.example.com");
+        assert_eq!(h.get(header::HOST).unwrap(), "app.example.com");
+    }
+
+    #[test]
+    fn trusted_forwarded_for_is_appended_to() {
+        let mut h = HeaderMap::new();
+        h.insert(&X_FORWARDED_FOR, "203.0.113.9".parse().unwrap());
+        h.insert(&X_FORWARDED_PROTO, "http".parse().unwrap());
+        rewrite_request(&mut h, &client(true), None, false);
+        assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "203.0.113.9, 192.0.2.7");
+        assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "http");
+    }
+
+    #[test]
+    fn upgrade_headers_survive_only_on_upgrades() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, Upgrade".parse().unwrap());
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
+        assert!(is_upgrade_request(&h));
+        let mut plain = h.clone();
+        rewrite_request(&mut h, &client(false), None, true);
+        assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
+        assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+        rewrite_request(&mut plain, &client(false), None, false);
+        assert!(!plain.contains_key(header::UPGRADE));
+    }
+}

@@ -1,0 +1,272 @@
+//! The `proxy` handler: forward a request to an upstream and stream the answer back.
+//!
+//! ```text
+//! request ─► rewrite headers ─► pick upstream ─► pooled client (retry once on a
+//!         dead keep-alive connection) ─► response headers or 502/504
+//!         ─► 101: spawn a tunnel splicing both upgraded streams
+//! ```
+
+mod connector;
+pub mod headers;
+mod tunnel;
+mod upstream;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::body::{text_response, Body};
+use crate::config::ProxyConfig;
+pub use headers::ClientInfo;
+pub use tunnel::TunnelEnd;
+use upstream::UpstreamPool;
+
+/// Where the server keeps the tasks a proxied request leaves behind (upgraded
+/// tunnels), so shutdown can find and end them.
+#[derive(Debug, Clone)]
+pub struct Background {
+    /// Every tunnel task is spawned on this tracker.
+    pub tasks: TaskTracker,
+    /// Cancelled when bellhop shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// A configured `proxy` directive, ready to forward requests.
+#[derive(Debug)]
+pub struct Proxy {
+    upstreams: Vec<UpstreamPool>,
+    next: AtomicUsize,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+/// The outcome of forwarding: the response for the client and which upstream
+/// produced it (for the request log).
+#[derive(Debug)]
+pub struct Forwarded {
+    /// Response to send to the client.
+    pub response: Response<Body>,
+    /// The upstream that was tried last.
+    pub upstream: Arc<str>,
+}
+
+impl Proxy {
+    /// Builds connection pools for every upstream of `config`.
+    pub fn new(config: &ProxyConfig) -> Self {
+        Proxy {
+            upstreams: config
+                .upstreams
+                .iter()
+                .map(|u| UpstreamPool::new(u.clone(), config))
+                .collect(),
+            next: AtomicUsize::new(0),
+            header_timeout: config.header_timeout,
+            idle_timeout: config.idle_timeout,
+        }
+    }
+
+    /// Forwards `req` and returns the upstream's response, or a 502/504 page.
+    ///
+    /// `host` is the host the client asked for; it becomes the upstream's Host.
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        client: ClientInfo,
+        host: Option<HeaderValue>,
+        background: &Background,
+    ) -> Forwarded {
+        let pool = self.pick();
+        let upgrade =
+            req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        let (mut parts, body) = req.into_parts();
+        headers::rewrite_request(&mut parts.headers, &client, host.as_ref(), upgrade);
+        if !parts.headers.contains_key(header::HOST) {
+            if let Ok(value) = HeaderValue::from_str(pool.authority.as_str()) {
+                parts.headers.insert(header::HOST, value);
+            }
+        }
+        parts.uri = match upstream_uri(&pool.authority, &parts.uri) {
+            Ok(uri) => uri,
+            Err(e) => {
+                return Forwarded {
+                    response: text_response(
+                        StatusCode::BAD_REQUEST,
+                        &format!("bad request target: {e}"),
+                    ),
+                    upstream: pool.label.clone(),
+                }
+            }
+        };
+        // Upstreams get HTTP/1.1 whatever the client spoke (h2 requests would
+        // otherwise be refused by the h1 pool).
+        parts.version = Version::HTTP_11;
+
+        // A request without a body on an idempotent method can be replayed safely
+        // if the pooled connection turns out to have been closed by the backend.
+        let replay =
+            (is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body)).then(|| {
+                (
+                    parts.method.clone(),
+                    parts.uri.clone(),
+                    parts.headers.clone(),
+                )
+            });
+
+        let request = Request::from_parts(parts, Body::from(body));
+        let mut result = self.send(&pool.pooled, request).await;
+        if let (Err(SendError::Failed(e)), Some((method, uri, headers))) = (&result, replay) {
+            if !e.is_connect() {
+                tracing::debug!(upstream = %pool.label, error = %error_chain(e), "retrying on a fresh connection");
+                let mut retry = Request::new(Body::empty());
+                *retry.method_mut() = method;
+                *retry.uri_mut() = uri;
+                *retry.headers_mut() = headers;
+                result = self.send(&pool.fresh, retry).await;
+            }
+        }
+
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                let (status, text) = error.describe(self.header_timeout);
+                tracing::warn!(upstream = %pool.label, status = status.as_u16(), error = %text, "upstream failed");
+                return Forwarded {
+                    // The details stay in the log: clients learn nothing about the backend.
+                    response: text_response(status, "the upstream did not answer"),
+                    upstream: pool.label.clone(),
+                };
+            }
+        };
+
+        let (mut parts, body) = response.into_parts();
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        headers::rewrite_response(&mut parts.headers, switching);
+        let mut response = Response::from_parts(parts, Body::from(body));
+        if switching {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut response);
+                *response.body_mut() = Body::empty();
+                self.spawn_tunnel(
+                    client_upgrade,
+                    upstream_upgrade,
+                    pool.label.clone(),
+                    background,
+                );
+            }
+        }
+        Forwarded {
+            response,
+            upstream: pool.label.clone(),
+        }
+    }
+
+    /// Round robin over the upstreams.
+    fn pick(&self) -> &UpstreamPool {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len().max(1);
+        &self.upstreams[i]
+    }
+
+    async fn send(
+        &self,
+        client: &upstream::UpstreamClient,
+        request: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        match tokio::time::timeout(self.header_timeout, client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(SendError::Failed(e)),
+            Err(_) => Err(SendError::HeaderTimeout),
+        }
+    }
+
+    fn spawn_tunnel(
+        &self,
+        client: hyper::upgrade::OnUpgrade,
+        upstream: hyper::upgrade::OnUpgrade,
+        label: Arc<str>,
+        background: &Background,
+    ) {
+        let idle = self.idle_timeout;
+        let shutdown = background.shutdown.clone();
+        background.tasks.spawn(async move {
+            match tunnel::run(client, upstream, idle, shutdown).await {
+                TunnelEnd::Closed { sent, received } => {
+                    tracing::debug!(upstream = %label, sent, received, "upgraded connection closed")
+                }
+                TunnelEnd::Idle => {
+                    tracing::info!(upstream = %label, idle_timeout = ?idle, "upgraded connection idle, closed")
+                }
+                TunnelEnd::Shutdown => {
+                    tracing::debug!(upstream = %label, "upgraded connection closed for shutdown")
+                }
+                TunnelEnd::Error(e) => {
+                    tracing::debug!(upstream = %label, error = %e, "upgraded connection ended with an error")
+                }
+            }
+        });
+    }
+}
+
+/// Why no upstream response came back.
+enum SendError {
+    /// Connecting or exchanging the request failed.
+    Failed(hyper_util::client::legacy::Error),
+    /// The upstream took longer than `header-timeout` to send response headers.
+    HeaderTimeout,
+}
+
+impl SendError {
+    /// The status for the client and a one-line reason for the log and page.
+    fn describe(&self, header_timeout: Duration) -> (StatusCode, String) {
+        match self {
+            SendError::HeaderTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("upstream sent no response headers within {header_timeout:?}"),
+            ),
+            SendError::Failed(e) if e.is_connect() => (
+                StatusCode::BAD_GATEWAY,
+                format!("cannot connect to upstream: {}", error_chain(e)),
+            ),
+            SendError::Failed(e) => (
+                StatusCode::BAD_GATEWAY,
+                format!("upstream connection failed: {}", error_chain(e)),
+            ),
+        }
+    }
+}
+
+/// The innermost cause is the useful part ("Connection refused"), the outer
+/// layers only say "client error (Connect)".
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// `http://{upstream}{path?query}`: hyper's client needs an absolute URI.
+fn upstream_uri(authority: &http::uri::Authority, original: &Uri) -> Result<Uri, http::Error> {
+    let path = original.path_and_query().map_or("/", |pq| pq.as_str());
+    Uri::builder()
+        .scheme("http")
+        .authority(authority.clone())
+        .path_and_query(path)
+        .build()
+}

@@ -1,0 +1,311 @@
+//! From a request to the action that answers it: port → host → path.
+//!
+//! A [`Router`] is built once per config from the typed [`Config`] and then only
+//! read. The server holds it behind an atomic swap, so a reload builds a new
+//! router and swaps it in while requests in flight finish on the old one.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+
+use crate::config::{Config, Handler, HostPattern, IpNet, PathPattern, Scheme, SiteAddress};
+use crate::proxy::Proxy;
+
+/// Everything the request path needs from the config.
+#[derive(Debug)]
+pub struct Router {
+    ports: HashMap<u16, PortRoutes>,
+    trusted_proxies: Vec<IpNet>,
+}
+
+/// The sites served on one listening port.
+#[derive(Debug)]
+pub struct PortRoutes {
+    /// Whether this port speaks TLS.
+    pub tls: bool,
+    sites: HostTable<Arc<SiteRoutes>>,
+    /// On the plain HTTP port: hosts of HTTPS sites, and the HTTPS port to
+    /// redirect them to.
+    https_redirects: HostTable<u16>,
+}
+
+/// What a port does with a request for a given host.
+#[derive(Debug)]
+pub enum HostMatch<'a> {
+    /// A site answers this host.
+    Site(&'a SiteRoutes),
+    /// The host belongs to an HTTPS site: redirect to this HTTPS port.
+    RedirectToHttps(u16),
+    /// No site answers this host.
+    Unknown,
+}
+
+/// The routes of one site, in order, with the catch-all last.
+#[derive(Debug)]
+pub struct SiteRoutes {
+    routes: Vec<RouteEntry>,
+    /// `Strict-Transport-Security` value when `hsts` is on.
+    pub hsts: Option<HeaderValue>,
+}
+
+#[derive(Debug)]
+struct RouteEntry {
+    path: PathPattern,
+    action: Action,
+}
+
+/// What answers a request once its route is known.
+#[derive(Debug)]
+pub enum Action {
+    /// Forward to upstreams.
+    Proxy(Proxy),
+    /// Redirect to `to`, where `{uri}` stands for the request's path and query.
+    Redirect {
+        /// Target template.
+        to: Arc<str>,
+        /// 301, 302, 303, 307 or 308.
+        code: StatusCode,
+    },
+    /// A fixed response.
+    Respond {
+        /// Status code.
+        status: StatusCode,
+        /// Body.
+        body: Bytes,
+    },
+}
+
+/// A config that parses but that this build cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// A directive parsed into the config that has no runtime yet.
+    #[error("`{0}` is not supported by this version of bellhop yet; remove it from the Proxyfile")]
+    Unsupported(&'static str),
+    /// A status code outside 100..=999.
+    #[error("invalid status code {0}")]
+    Status(u16),
+}
+
+impl Router {
+    /// Builds the router, including one connection pool per upstream.
+    pub fn new(config: &Config) -> Result<Router, RouterError> {
+        let options = &config.options;
+        let mut ports: HashMap<u16, PortRoutes> = HashMap::new();
+        for site in &config.sites {
+            let routes = Arc::new(SiteRoutes::new(site)?);
+            for address in &site.addresses {
+                let port = address.effective_port(options);
+                let tls = address.scheme == Scheme::Https;
+                ports
+                    .entry(port)
+                    .or_insert_with(|| PortRoutes::new(tls))
+                    .sites
+                    .insert(&address.host, routes.clone());
+                if tls && port != options.http_port {
+                    ports
+                        .entry(options.http_port)
+                        .or_insert_with(|| PortRoutes::new(false))
+                        .https_redirects
+                        .insert(&address.host, port);
+                }
+            }
+        }
+        Ok(Router {
+            ports,
+            trusted_proxies: options.trusted_proxies.clone(),
+        })
+    }
+
+    /// The routes of a configured port, if any site uses it.
+    pub fn port(&self, port: u16) -> Option<&PortRoutes> {
+        self.ports.get(&port)
+    }
+
+    /// Whether a peer's `X-Forwarded-*` headers are believed.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(ip))
+    }
+}
+
+impl PortRoutes {
+    fn new(tls: bool) -> Self {
+        PortRoutes {
+            tls,
+            sites: HostTable::default(),
+            https_redirects: HostTable::default(),
+        }
+    }
+
+    /// Finds what answers `host` (lowercase, without port) on this port.
+    pub fn lookup(&self, host: &str) -> HostMatch<'_> {
+        if let Some(site) = self.sites.get(host) {
+            HostMatch::Site(site)
+        } else if let Some(port) = self.https_redirects.get(host) {
+            HostMatch::RedirectToHttps(*port)
+        } else {
+            HostMatch::Unknown
+        }
+    }
+}
+
+impl SiteRoutes {
+    fn new(site: &crate::config::Site) -> Result<SiteRoutes, RouterError> {
+        let routes = site
+            .routes
+            .iter()
+            .map(|route| {
+                Ok(RouteEntry {
+                    path: route.path.clone(),
+                    action: Action::new(&route.handler)?,
+                })
+            })
+            .collect::<Result<Vec<_>, RouterError>>()?;
+        let hsts = site.hsts.and_then(|max_age| {
+            HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).ok()
+        });
+        Ok(SiteRoutes { routes, hsts })
+    }
+
+    /// The action of the first route whose pattern matches `path`.
+    pub fn route(&self, path: &str) -> Option<&Action> {
+        self.routes
+            .iter()
+            .find(|r| r.path.matches(path))
+            .map(|r| &r.action)
+    }
+}
+
+impl Action {
+    fn new(handler: &Handler) -> Result<Action, RouterError> {
+        Ok(match handler {
+            Handler::Proxy(config) => Action::Proxy(Proxy::new(config)),
+            Handler::Redirect { to, code } => Action::Redirect {
+                to: to.as_str().into(),
+                code: StatusCode::from_u16(*code).map_err(|_| RouterError::Status(*code))?,
+            },
+            Handler::Respond { status, body } => Action::Respond {
+                status: StatusCode::from_u16(*status).map_err(|_| RouterError::Status(*status))?,
+                body: Bytes::from(body.clone()),
+            },
+            Handler::Files { .. } => return Err(RouterError::Unsupported("files")),
+        })
+    }
+}
+
+impl SiteAddress {
+    /// The port this address listens on: its own, else `http-port`/`https-port`.
+    pub fn effective_port(&self, options: &crate::config::Options) -> u16 {
+        self.port.unwrap_or(match self.scheme {
+            Scheme::Http => options.http_port,
+            Scheme::Https => options.https_port,
+        })
+    }
+}
+
+/// Host → value with exact names first, then `*.wildcards` (longest suffix
+/// first), then a catch-all.
+#[derive(Debug)]
+struct HostTable<T> {
+    exact: HashMap<Box<str>, T>,
+    wildcards: Vec<(Box<str>, T)>,
+    any: Option<T>,
+}
+
+impl<T> Default for HostTable<T> {
+    fn default() -> Self {
+        HostTable {
+            exact: HashMap::new(),
+            wildcards: Vec::new(),
+            any: None,
+        }
+    }
+}
+
+impl<T> HostTable<T> {
+    /// Adds an entry; the config parser already rejected duplicate addresses,
+    /// so the first entry for a host wins.
+    fn insert(&mut self, pattern: &HostPattern, value: T) {
+        match pattern {
+            HostPattern::Name(name) => {
+                self.exact.entry(name.as_str().into()).or_insert(value);
+            }
+            HostPattern::Ip(ip) => {
+                self.exact.entry(ip.to_string().into()).or_insert(value);
+            }
+            HostPattern::Wildcard(suffix) => {
+                self.wildcards.push((suffix.as_str().into(), value));
+                self.wildcards
+                    .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+            }
+            HostPattern::Any => {
+                self.any.get_or_insert(value);
+            }
+        }
+    }
+
+    fn get(&self, host: &str) -> Option<&T> {
+        if let Some(value) = self.exact.get(host) {
+            return Some(value);
+        }
+        self.wildcards
+            .iter()
+            .find(|(suffix, _)| {
+                // `*.example.com` covers exactly one label: a.example.com, not a.b.example.com.
+                host.strip_suffix(&**suffix)
+                    .and_then(|label| label.strip_suffix('.'))
+                    .is_some_and(|label| !label.is_empty() && !label.contains('.'))
+            })
+            .map(|(_, v)| v)
+            .or(self.any.as_ref())
+    }
+}
+
+/// Normalises a Host header or `:authority` for lookup: port and IPv6 brackets
+/// removed, a trailing dot dropped, lowercased (borrowed when already lowercase).
+pub fn normalize_host(raw: &str) -> Cow<'_, str> {
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        match raw.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => raw,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_normalised() {
+        assert_eq!(normalize_host("App.Example.com:8443"), "app.example.com");
+        assert_eq!(normalize_host("[::1]:8080"), "::1");
+        assert_eq!(normalize_host("example.com."), "example.com");
+        assert_eq!(normalize_host("127.0.0.1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn exact_beats_wildcard_beats_any() {
+        let mut t = HostTable::default();
+        t.insert(&HostPattern::Any, "any");
+        t.insert(&HostPattern::Wildcard("example.com".into()), "wild");
+        t.insert(&HostPattern::Wildcard("api.example.com".into()), "api-wild");
+        t.insert(&HostPattern::Name("www.example.com".into()), "exact");
+        assert_eq!(t.get("www.example.com"), Some(&"exact"));
+        assert_eq!(t.get("shop.example.com"), Some(&"wild"));
+        assert_eq!(t.get("v1.api.example.com"), Some(&"api-wild"));
+        assert_eq!(t.get("a.b.example.com"), Some(&"any"));
+        assert_eq!(t.get("example.com"), Some(&"any"));
+    }
+}

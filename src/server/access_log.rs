@@ -1,0 +1,108 @@
+//! One log line per request, written when the response body is finished.
+//!
+//! Logging at the end rather than when headers are ready gives the real
+//! duration and byte count of streamed responses (SSE, downloads). The line is
+//! emitted from `Drop`, so a response the client abandons is logged too.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, Uri};
+use http_body::{Body as _, Frame, SizeHint};
+
+use crate::body::Body;
+
+/// The facts of one request, gathered before it is handled.
+#[derive(Debug)]
+pub struct RequestLog {
+    /// When the request head was received.
+    pub start: Instant,
+    /// Client address.
+    pub peer: IpAddr,
+    /// Request method.
+    pub method: Method,
+    /// Host or `:authority` as the client sent it.
+    pub host: Option<HeaderValue>,
+    /// Request target (path and query are logged).
+    pub uri: Uri,
+    /// Response status.
+    pub status: StatusCode,
+    /// The upstream that answered, for proxied requests.
+    pub upstream: Option<Arc<str>>,
+}
+
+/// A response body that counts its bytes and logs the request when done.
+#[derive(Debug)]
+pub struct LoggedBody {
+    inner: Body,
+    bytes: u64,
+    finished: bool,
+    log: RequestLog,
+}
+
+impl LoggedBody {
+    /// Wraps `inner`; the log line is written when it ends or is dropped.
+    pub fn new(inner: Body, log: RequestLog) -> Self {
+        LoggedBody {
+            inner,
+            bytes: 0,
+            finished: false,
+            log,
+        }
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_frame(cx);
+        match &poll {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.finished = true,
+            _ => {}
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        let log = &self.log;
+        let finished = self.finished || self.inner.is_end_stream();
+        tracing::info!(
+            target: "access",
+            peer = %log.peer,
+            method = %log.method,
+            host = log.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
+            path = log.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            status = log.status.as_u16(),
+            upstream = log.upstream.as_deref().unwrap_or("-"),
+            duration_ms = (log.start.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+            bytes = self.bytes,
+            complete = finished,
+            "request"
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! Which sockets to listen on, binding them, and the accept loop.
+//!
+//! Listeners are derived from the config once and owned by the server, apart
+//! from the router: replacing the router never closes a listening socket.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket};
+
+use super::{connection, Shared};
+use crate::config::{Config, HostPattern, Scheme};
+
+/// A socket bellhop listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// The port as configured (0 = ephemeral); the router's key for this listener.
+    pub port: u16,
+    /// Address to bind: a site's IP when every site on the port names the same
+    /// IP, else all interfaces.
+    pub bind: IpAddr,
+    /// Whether connections are TLS.
+    pub tls: bool,
+}
+
+/// Listeners needed by `config`, in order of first appearance. The plain HTTP
+/// port is added when an HTTPS site needs its redirect (and ACME HTTP-01).
+pub fn plan(config: &Config) -> Vec<ListenerSpec> {
+    let options = &config.options;
+    let mut specs: Vec<ListenerSpec> = Vec::new();
+    let mut add = |port: u16, host: Option<&HostPattern>, tls: bool| {
+        let ip = match host {
+            Some(HostPattern::Ip(ip)) => Some(*ip),
+            _ => None,
+        };
+        match specs.iter_mut().find(|s| s.port == port) {
+            Some(spec) => {
+                if Some(spec.bind) != ip {
+                    spec.bind = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+                }
+            }
+            None => specs.push(ListenerSpec {
+                port,
+                bind: ip.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+                tls,
+            }),
+        }
+    };
+    for site in &config.sites {
+        for address in &site.addresses {
+            add(
+                address.effective_port(options),
+                Some(&address.host),
+                address.scheme == Scheme::Https,
+            );
+        }
+    }
+    let needs_http = config
+        .sites
+        .iter()
+        .flat_map(|s| &s.addresses)
+        .any(|a| a.scheme == Scheme::Https && a.effective_port(options) != options.http_port);
+    if needs_http {
+        add(options.http_port, None, false);
+    }
+    specs
+}
+
+/// Binds `spec`. All-interfaces means dual-stack `[::]`, falling back to
+/// `0.0.0.0` on hosts without IPv6.
+pub fn bind(spec: &ListenerSpec) -> io::Result<TcpListener> {
+    let addr = SocketAddr::new(spec.bind, spec.port);
+    match bind_addr(addr) {
+        Err(e) if spec.bind == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
+            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), spec.port);
+            bind_addr(v4).map_err(|_| e)
+        }
+        result => result,
+    }
+}
+
+fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // Restarting must not wait for TIME_WAIT sockets of the previous process.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Accepts connections until shutdown and hands each to its own task.
+pub async fn accept_loop(listener: TcpListener, spec: ListenerSpec, shared: Arc<Shared>) {
+    let shutdown = shared.background.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, mut peer)) => {
+                // Dual-stack sockets report IPv4 clients as ::ffff:a.b.c.d.
+                peer.set_ip(crate::proxy::headers::canonical_ip(peer.ip()));
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+                }
+                let task = connection::serve_http1(stream, peer, spec.port, false, shared.clone());
+                shared.background.tasks.spawn(task);
+            }
+            Err(e) => {
+                // EMFILE/ENFILE and friends: the socket is fine, the process is
+                // out of something. Pause instead of spinning on the error.
+                tracing::warn!(error = %e, port = spec.port, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Listeners, connections and the lifecycle of the whole server.
+//!
+//! ```text
+//! Server::bind(config) ─► plan + bind listeners, build the router
+//! Server::run()        ─► one accept loop per listener ─► connection task
+//!                         ─► hyper ─► service::handle ─► router ─► action
+//! ShutdownHandle       ─► stop accepting, finish in-flight requests within the
+//!                         grace period, close upgraded tunnels, return
+//! ```
+
+mod access_log;
+mod connection;
+pub mod listener;
+mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioTimer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::proxy::Background;
+use crate::router::Router;
+use listener::ListenerSpec;
+
+/// Largest request head (request line + headers) accepted; larger gets 431.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+/// State shared by every connection of the server.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current router; swapped as a whole on reload.
+    pub router: ArcSwap<Router>,
+    /// Tasks and shutdown signal for connections and tunnels.
+    pub background: Background,
+    /// HTTP/1.1 connection settings (timeouts, limits).
+    http1: http1::Builder,
+}
+
+/// A bound, not yet running server.
+#[derive(Debug)]
+pub struct Server {
+    listeners: Vec<(ListenerSpec, TcpListener)>,
+    shared: Arc<Shared>,
+    grace_period: Duration,
+}
+
+/// Starts a graceful shutdown of the server it came from.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(CancellationToken);
+
+impl ShutdownHandle {
+    /// Stop accepting, let in-flight requests finish, then `run` returns.
+    pub fn shutdown(&self) {
+        self.0.cancel();
+    }
+}
+
+impl Server {
+    /// Builds the router and binds every listener the config needs.
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        let router = Router::new(&config).context("cannot build the routes")?;
+        let specs = listener::plan(&config);
+        if let Some(spec) = specs.iter().find(|s| s.tls) {
+            anyhow::bail!(
+                "port {} needs HTTPS, which this build cannot serve yet; use an explicit \"http://host:port\" site address",
+                spec.port
+            );
+        }
+        let mut listeners = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let socket = listener::bind(&spec).with_context(|| {
+                format!("cannot listen on {}", SocketAddr::new(spec.bind, spec.port))
+            })?;
+            listeners.push((spec, socket));
+        }
+
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            // Bounds slow request heads and idle keep-alive connections alike.
+            .header_read_timeout(config.options.client_header_timeout)
+            .max_buf_size(MAX_REQUEST_HEAD)
+            .keep_alive(true);
+
+        Ok(Server {
+            listeners,
+            shared: Arc::new(Shared {
+                router: ArcSwap::from_pointee(router),
+                background: Background {
+                    tasks: TaskTracker::new(),
+                    shutdown: CancellationToken::new(),
+                },
+                http1,
+            }),
+            grace_period: config.options.grace_period,
+        })
+    }
+
+    /// The bound address of every listener, in the order of [`listener::plan`].
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|(_, l)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// A handle that starts graceful shutdown.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shared.background.shutdown.clone())
+    }
+
+    /// Serves until shutdown, then waits up to the grace period for in-flight
+    /// requests before returning.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut accept_loops = Vec::with_capacity(self.listeners.len());
+        for (spec, socket) in self.listeners {
+            if let Ok(addr) = socket.local_addr() {
+                tracing::info!(%addr, tls = spec.tls, "listening");
+            }
+            accept_loops.push(tokio::spawn(listener::accept_loop(
+                socket,
+                spec,
+                self.shared.clone(),
+            )));
+        }
+
+        let background = &self.shared.background;
+        background.shutdown.cancelled().await;
+        for accept in accept_loops {
+            // An accept loop only ends on shutdown; a panic there is a bug
+            // worth reporting but not worth failing the drain for.
+            if let Err(e) = accept.await {
+                tracing::error!(error = %e, "accept loop failed");
+            }
+        }
+        background.tasks.close();
+        let open = background.tasks.len();
+        if open > 0 {
+            tracing::info!(connections = open, grace_period = ?self.grace_period, "waiting for in-flight requests");
+        }
+        if tokio::time::timeout(self.grace_period, background.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = background.tasks.len(),
+                "grace period over, closing remaining connections"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! Handles one request: find the site and route, run its action, log it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::access_log::{LoggedBody, RequestLog};
+use super::Shared;
+use crate::body::{text_response, Body};
+use crate::proxy::ClientInfo;
+use crate::router::{normalize_host, Action, HostMatch};
+
+/// What every request on one connection shares.
+#[derive(Debug)]
+pub struct ConnContext {
+    /// State shared by the whole server.
+    pub shared: Arc<Shared>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The configured port of the listener (the router's key; 0 for ephemeral).
+    pub port: u16,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Answers one request. Never fails: every problem becomes an HTTP status.
+pub async fn handle(req: Request<Incoming>, conn: &ConnContext) -> Response<LoggedBody> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let host = request_host(&req);
+
+    let (response, upstream) = dispatch(req, host.clone(), conn).await;
+
+    let (parts, body) = response.into_parts();
+    let log = RequestLog {
+        start,
+        peer: conn.peer.ip(),
+        method,
+        host,
+        uri,
+        status: parts.status,
+        upstream,
+    };
+    Response::from_parts(parts, LoggedBody::new(body, log))
+}
+
+async fn dispatch(
+    req: Request<Incoming>,
+    host: Option<HeaderValue>,
+    conn: &ConnContext,
+) -> (Response<Body>, Option<Arc<str>>) {
+    let router = conn.shared.router.load();
+    let Some(port) = router.port(conn.port) else {
+        return (not_found(), None);
+    };
+    let host_name = host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .map(normalize_host)
+        .unwrap_or_default();
+
+    let site = match port.lookup(&host_name) {
+        HostMatch::Site(site) => site,
+        HostMatch::RedirectToHttps(https_port) => {
+            return (redirect_to_https(&host_name, https_port, req.uri()), None)
+        }
+        HostMatch::Unknown => return (not_found(), None),
+    };
+    let Some(action) = site.route(req.uri().path()) else {
+        return (not_found(), None);
+    };
+
+    let (mut response, upstream) = match action {
+        Action::Respond { status, body } => {
+            let mut response = Response::new(Body::full(body.clone()));
+            *response.status_mut() = *status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            (response, None)
+        }
+        Action::Redirect { to, code } => (redirect(to, *code, req.uri()), None),
+        Action::Proxy(proxy) => {
+            let client = ClientInfo {
+                ip: conn.peer.ip(),
+                scheme: if conn.tls { "https" } else { "http" },
+                trusted: router.is_trusted_proxy(conn.peer.ip()),
+            };
+            let forwarded = proxy
+                .forward(req, client, host, &conn.shared.background)
+                .await;
+            (forwarded.response, Some(forwarded.upstream))
+        }
+    };
+    if conn.tls {
+        if let Some(hsts) = &site.hsts {
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
+    (response, upstream)
+}
+
+/// The host the client asked for: `:authority` (h2, absolute-form) or Host.
+fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if let Some(authority) = req.uri().authority() {
+        return HeaderValue::from_str(authority.as_str()).ok();
+    }
+    req.headers().get(header::HOST).cloned()
+}
+
+fn not_found() -> Response<Body> {
+    text_response(StatusCode::NOT_FOUND, "no site is configured for this host")
+}
+
+/// `redirect "https://example.org{uri}"`: `{uri}` is the path and query.
+fn redirect(template: &str, code: StatusCode, uri: &http::Uri) -> Response<Body> {
+    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    location_response(code, &template.replace("{uri}", path))
+}
+
+/// 308 to the same host, path and query on HTTPS, keeping a non-443 port.
+fn redirect_to_https(host: &str, https_port: u16, uri: &http::Uri) -> Response<Body> {
+    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let target = if https_port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{https_port}{path}")
+    };
+    location_response(StatusCode::PERMANENT_REDIRECT, &target)
+}
+
+fn location_response(code: StatusCode, target: &str) -> Response<Body> {
+    match HeaderValue::from_str(target) {
+        Ok(location) => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = code;
+            response.headers_mut().insert(header::LOCATION, location);
+            response
+        }
+        Err(_) => text_response(StatusCode::BAD_REQUEST, "cannot redirect this request"),
+    }
+}
