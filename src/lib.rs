@@ -16,6 +16,7 @@
 
 pub mod body;
 pub mod config;
+pub mod limit;
 pub mod logging;
 pub mod proxy;
 pub mod router;

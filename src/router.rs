@@ -12,7 +12,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
-use crate::config::{Config, Handler, HostPattern, IpNet, PathPattern, Scheme, SiteAddress};
+use crate::config::{
+    Config, Handler, HostPattern, IpNet, PathPattern, RateLimit, Scheme, SiteAddress,
+};
+use crate::limit::RateLimiter;
 use crate::proxy::Proxy;
 
 /// Everything the request path needs from the config.
@@ -56,6 +59,16 @@ pub struct SiteRoutes {
 struct RouteEntry {
     path: PathPattern,
     action: Action,
+    limiter: Option<Arc<RateLimiter>>,
+}
+
+/// The route chosen for a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Routed<'a> {
+    /// What answers the request.
+    pub action: &'a Action,
+    /// The per-client rate limit that applies, if any.
+    pub limiter: Option<&'a RateLimiter>,
 }
 
 /// What answers a request once its route is known.
@@ -154,6 +167,17 @@ impl PortRoutes {
 
 impl SiteRoutes {
     fn new(site: &crate::config::Site) -> Result<SiteRoutes, RouterError> {
+        // Routes that inherit the site's limit share its buckets: a client gets
+        // "20/s" for the site, not 20/s per route.
+        let mut limiters: Vec<(RateLimit, Arc<RateLimiter>)> = Vec::new();
+        let mut limiter_for = |limit: RateLimit| {
+            if let Some((_, limiter)) = limiters.iter().find(|(l, _)| *l == limit) {
+                return limiter.clone();
+            }
+            let limiter = Arc::new(RateLimiter::new(limit));
+            limiters.push((limit, limiter.clone()));
+            limiter
+        };
         let routes = site
             .routes
             .iter()
@@ -161,6 +185,7 @@ impl SiteRoutes {
                 Ok(RouteEntry {
                     path: route.path.clone(),
                     action: Action::new(&route.handler)?,
+                    limiter: route.rate_limit.map(&mut limiter_for),
                 })
             })
             .collect::<Result<Vec<_>, RouterError>>()?;
@@ -170,12 +195,15 @@ impl SiteRoutes {
         Ok(SiteRoutes { routes, hsts })
     }
 
-    /// The action of the first route whose pattern matches `path`.
-    pub fn route(&self, path: &str) -> Option<&Action> {
+    /// The first route whose pattern matches `path`.
+    pub fn route(&self, path: &str) -> Option<Routed<'_>> {
         self.routes
             .iter()
             .find(|r| r.path.matches(path))
-            .map(|r| &r.action)
+            .map(|r| Routed {
+                action: &r.action,
+                limiter: r.limiter.as_deref(),
+            })
     }
 }
 

@@ -261,12 +261,20 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// `http://{upstream}{path?query}`: hyper's client needs an absolute URI.
-fn upstream_uri(authority: &http::uri::Authority, original: &Uri) -> Result<Uri, http::Error> {
-    let path = original.path_and_query().map_or("/", |pq| pq.as_str());
-    Uri::builder()
-        .scheme("http")
-        .authority(authority.clone())
-        .path_and_query(path)
-        .build()
+/// `http://{upstream}{path?query}`: hyper's client needs an absolute URI. The
+/// parts are reference-counted, so this copies no bytes.
+fn upstream_uri(
+    authority: &http::uri::Authority,
+    original: &Uri,
+) -> Result<Uri, http::uri::InvalidUriParts> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = Some(
+        original
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts)
 }

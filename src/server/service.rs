@@ -1,17 +1,19 @@
 //! Handles one request: find the site and route, run its action, log it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::access_log::{LoggedBody, RequestLog};
 use super::Shared;
 use crate::body::{text_response, Body};
+use crate::limit::ClientKey;
+use crate::proxy::headers::X_FORWARDED_FOR;
 use crate::proxy::ClientInfo;
-use crate::router::{normalize_host, Action, HostMatch};
+use crate::router::{normalize_host, Action, HostMatch, Router};
 
 /// What every request on one connection shares.
 #[derive(Debug)]
@@ -70,11 +72,17 @@ async fn dispatch(
         }
         HostMatch::Unknown => return (not_found(), None),
     };
-    let Some(action) = site.route(req.uri().path()) else {
+    let Some(route) = site.route(req.uri().path()) else {
         return (not_found(), None);
     };
+    if let Some(limiter) = route.limiter {
+        let client = client_ip(conn.peer.ip(), req.headers(), &router);
+        if let Err(wait) = limiter.check(ClientKey::from(client), Instant::now()) {
+            return (too_many_requests(wait), None);
+        }
+    }
 
-    let (mut response, upstream) = match action {
+    let (mut response, upstream) = match route.action {
         Action::Respond { status, body } => {
             let mut response = Response::new(Body::full(body.clone()));
             *response.status_mut() = *status;
@@ -107,12 +115,43 @@ async fn dispatch(
     (response, upstream)
 }
 
+/// The address to hold responsible for a request: the peer, or behind trusted
+/// proxies the right-most `X-Forwarded-For` entry that is not one of them.
+fn client_ip(peer: IpAddr, headers: &HeaderMap, router: &Router) -> IpAddr {
+    if !router.is_trusted_proxy(peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !router.is_trusted_proxy(*ip))
+        .unwrap_or(peer)
+}
+
 /// The host the client asked for: `:authority` (h2, absolute-form) or Host.
 fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     if let Some(authority) = req.uri().authority() {
         return HeaderValue::from_str(authority.as_str()).ok();
     }
     req.headers().get(header::HOST).cloned()
+}
+
+/// 429 with `Retry-After` in whole seconds, rounded up so a client that obeys
+/// it finds a token waiting.
+fn too_many_requests(wait: std::time::Duration) -> Response<Body> {
+    let mut response = text_response(StatusCode::TOO_MANY_REQUESTS, "slow down");
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
 }
 
 fn not_found() -> Response<Body> {

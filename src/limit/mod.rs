@@ -1,0 +1,6 @@
+//! Limits that protect the backends and bellhop itself from abusive clients.
+//! Every structure here is bounded in memory whatever the clients do.
+
+mod rate;
+
+pub use rate::{ClientKey, RateLimiter};
