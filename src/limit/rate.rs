@@ -8,7 +8,7 @@
 //! with many addresses costs bounded memory rather than unbounded.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -71,9 +71,7 @@ impl RateLimiter {
     /// Takes one token for `client`. `Err` carries how long until a token is
     /// available again (for `Retry-After`).
     pub fn check(&self, client: ClientKey, now: Instant) -> Result<(), Duration> {
-        let mut hasher = self.hasher.build_hasher();
-        client.hash(&mut hasher);
-        let shard = &self.shards[(hasher.finish() as usize) % SHARDS];
+        let shard = &self.shards[(self.hasher.hash_one(client) as usize) % SHARDS];
         // A poisoned lock only means another thread panicked mid-update of a
         // counter; the map itself is still usable.
         let mut buckets = shard.lock().unwrap_or_else(|e| e.into_inner());
