@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, Uri};
 use http_body::{Body as _, Frame, SizeHint};
 
+use super::connection::InFlight;
 use crate::body::Body;
 
 /// The facts of one request, gathered before it is handled.
@@ -42,16 +43,18 @@ pub struct LoggedBody {
     bytes: u64,
     finished: bool,
     log: RequestLog,
+    _in_flight: InFlight,
 }
 
 impl LoggedBody {
     /// Wraps `inner`; the log line is written when it ends or is dropped.
-    pub fn new(inner: Body, log: RequestLog) -> Self {
+    pub fn new(inner: Body, log: RequestLog, in_flight: InFlight) -> Self {
         LoggedBody {
             inner,
             bytes: 0,
             finished: false,
             log,
+            _in_flight: in_flight,
         }
     }
 }

@@ -2,33 +2,90 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
 
-use super::service::{self, ConnContext};
-use super::Shared;
+use super::{service, Shared};
+
+/// What every request on one connection shares.
+#[derive(Debug)]
+pub struct ConnContext {
+    /// State shared by the whole server.
+    pub shared: Arc<Shared>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The configured port of the listener (the router's key; 0 for ephemeral).
+    pub port: u16,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// Requests whose response has not finished yet.
+    in_flight: AtomicUsize,
+    /// When the last response finished, in ms since `opened`.
+    last_done_ms: AtomicU64,
+    opened: Instant,
+}
+
+impl ConnContext {
+    fn new(shared: Arc<Shared>, peer: SocketAddr, port: u16, tls: bool) -> Arc<Self> {
+        Arc::new(ConnContext {
+            shared,
+            peer,
+            port,
+            tls,
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+            opened: Instant::now(),
+        })
+    }
+
+    /// When the connection became idle, or `None` while requests are in flight.
+    #[allow(dead_code)] // used by serve_h2
+    fn idle_since(&self) -> Option<Instant> {
+        (self.in_flight.load(Ordering::Acquire) == 0)
+            .then(|| self.opened + Duration::from_millis(self.last_done_ms.load(Ordering::Acquire)))
+    }
+}
+
+/// Marks a request as in flight until its response body is done (dropped).
+#[derive(Debug)]
+pub struct InFlight(Arc<ConnContext>);
+
+impl InFlight {
+    /// Counts a new request on `conn`.
+    pub fn new(conn: Arc<ConnContext>) -> Self {
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(conn)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_done_ms.store(ms, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Runs the HTTP/1.1 server side of one connection (plain TCP or TLS).
 ///
-/// On shutdown the connection is asked to finish its current request and close;
-/// an idle keep-alive connection closes at once.
+/// The header-read timeout doubles as the keep-alive idle timeout. On shutdown
+/// the connection finishes its current request and closes; an idle one closes
+/// at once.
 pub async fn serve_http1<I>(stream: I, peer: SocketAddr, port: u16, tls: bool, shared: Arc<Shared>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shutdown = shared.background.shutdown.clone();
-    let context = Arc::new(ConnContext {
-        shared: shared.clone(),
-        peer,
-        port,
-        tls,
-    });
+    let context = ConnContext::new(shared.clone(), peer, port, tls);
     let svc = service_fn(move |req| {
         let context = context.clone();
-        async move { Ok::<_, Infallible>(service::handle(req, &context).await) }
+        async move { Ok::<_, Infallible>(service::handle(req, context).await) }
     });
     let conn = shared
         .http1
@@ -46,5 +103,48 @@ where
         // Clients that vanish or send garbage end here; hyper already answered
         // what deserved an answer (400, 431, 408).
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Runs the HTTP/2 server side of one TLS connection.
+// Called by the TLS listener path once it negotiates `h2` via ALPN.
+#[allow(dead_code)]
+///
+/// HTTP/2 has no idle timeout of its own: a connection with no request in
+/// flight for `idle` gets a GOAWAY, as does every connection on shutdown.
+pub async fn serve_h2<I>(stream: I, peer: SocketAddr, port: u16, shared: Arc<Shared>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shutdown = shared.background.shutdown.clone();
+    let idle = shared.idle_timeout;
+    let context = ConnContext::new(shared.clone(), peer, port, true);
+    let watched = context.clone();
+    let svc = service_fn(move |req| {
+        let context = context.clone();
+        async move { Ok::<_, Infallible>(service::handle(req, context).await) }
+    });
+    let conn = shared.http2.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let result = loop {
+        let deadline = watched
+            .idle_since()
+            .map_or_else(|| Instant::now() + idle, |since| since + idle);
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            () = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                if watched.idle_since().is_some_and(|since| since + idle <= Instant::now()) {
+                    conn.as_mut().graceful_shutdown();
+                    break conn.await;
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "h2 connection ended with an error");
     }
 }

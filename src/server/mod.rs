@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioTimer;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,6 +32,10 @@ use listener::ListenerSpec;
 
 /// Largest request head (request line + headers) accepted; larger gets 431.
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
+/// Concurrent streams per h2 connection (hyper's default is 200).
+const H2_MAX_STREAMS: u32 = 100;
+/// Interval of h2 keep-alive pings and how long to wait for their answer.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// State shared by every connection of the server.
 #[derive(Debug)]
@@ -42,6 +46,12 @@ pub struct Shared {
     pub background: Background,
     /// HTTP/1.1 connection settings (timeouts, limits).
     http1: http1::Builder,
+    /// HTTP/2 connection settings (stream limits, flow control, pings).
+    #[allow(dead_code)] // used by serve_h2
+    http2: http2::Builder<TokioExecutor>,
+    /// An h2 connection with no request in flight this long is closed.
+    #[allow(dead_code)] // used by serve_h2
+    idle_timeout: Duration,
 }
 
 /// A bound, not yet running server.
@@ -90,6 +100,17 @@ impl Server {
             .max_buf_size(MAX_REQUEST_HEAD)
             .keep_alive(true);
 
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_header_list_size(MAX_REQUEST_HEAD as u32)
+            // One large upload must not stall every other stream (hyper#1960).
+            .adaptive_window(true)
+            // Pings find peers that vanished without a FIN.
+            .keep_alive_interval(H2_PING_INTERVAL)
+            .keep_alive_timeout(H2_PING_INTERVAL);
+
         Ok(Server {
             listeners,
             shared: Arc::new(Shared {
@@ -99,6 +120,8 @@ impl Server {
                     shutdown: CancellationToken::new(),
                 },
                 http1,
+                http2,
+                idle_timeout: config.options.client_header_timeout,
             }),
             grace_period: config.options.grace_period,
         })

@@ -1,6 +1,6 @@
 //! Handles one request: find the site and route, run its action, log it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,34 +8,22 @@ use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::access_log::{LoggedBody, RequestLog};
-use super::Shared;
+use super::connection::{ConnContext, InFlight};
 use crate::body::{text_response, Body};
 use crate::limit::ClientKey;
 use crate::proxy::headers::X_FORWARDED_FOR;
 use crate::proxy::ClientInfo;
 use crate::router::{normalize_host, Action, HostMatch, Router};
 
-/// What every request on one connection shares.
-#[derive(Debug)]
-pub struct ConnContext {
-    /// State shared by the whole server.
-    pub shared: Arc<Shared>,
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The configured port of the listener (the router's key; 0 for ephemeral).
-    pub port: u16,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-}
-
 /// Answers one request. Never fails: every problem becomes an HTTP status.
-pub async fn handle(req: Request<Incoming>, conn: &ConnContext) -> Response<LoggedBody> {
+pub async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<LoggedBody> {
     let start = Instant::now();
+    let in_flight = InFlight::new(conn.clone());
     let method = req.method().clone();
     let uri = req.uri().clone();
     let host = request_host(&req);
 
-    let (response, upstream) = dispatch(req, host.clone(), conn).await;
+    let (response, upstream) = dispatch(req, host.clone(), &conn).await;
 
     let (parts, body) = response.into_parts();
     let log = RequestLog {
@@ -47,7 +35,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnContext) -> Response<Logg
         status: parts.status,
         upstream,
     };
-    Response::from_parts(parts, LoggedBody::new(body, log))
+    Response::from_parts(parts, LoggedBody::new(body, log, in_flight))
 }
 
 async fn dispatch(
