@@ -8,6 +8,7 @@
 
 mod connector;
 pub mod headers;
+pub mod splice;
 mod tunnel;
 mod upstream;
 
