@@ -226,6 +226,8 @@ impl Parser<'_> {
                     trailing = Some(self.text(&token).trim_end().to_string());
                     break;
                 }
+                // `/-` may be followed by a line break before what it comments out.
+                Kind::Newline if !prefix.is_empty() => self.pos += 1,
                 Kind::Newline | Kind::Close => break,
                 Kind::Equals | Kind::Stray => return Err(Unformattable),
             }

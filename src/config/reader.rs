@@ -268,7 +268,7 @@ fn describe(value: &KdlValue) -> String {
     match value {
         KdlValue::String(s) => format!("the string {}", quoted(s)),
         KdlValue::Integer(n) => format!("the number {n}"),
-        KdlValue::Float(x) => format!("the number {x}"),
+        KdlValue::Float(x) => format!("the number {x:?}"),
         KdlValue::Bool(b) => format!("#{b}"),
         KdlValue::Null => "#null".to_string(),
     }

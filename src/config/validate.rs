@@ -48,6 +48,10 @@ fn duplicate_addresses(options: &OptionsBlock, sites: &[SiteBlock], problems: &m
 /// Port 0 asks the OS for a free port per listener, so it never collides.
 fn port_protocols(options: &OptionsBlock, sites: &[SiteBlock], problems: &mut Problems) {
     let http_port = options.options.http_port;
+    if http_port == options.options.https_port {
+        // Already reported with the options; every HTTPS address would repeat it.
+        return;
+    }
     let mut first_http: HashMap<u16, SourceSpan> = HashMap::new();
     let mut first_https: HashMap<u16, SourceSpan> = HashMap::new();
     let mut reported: Vec<u16> = Vec::new();

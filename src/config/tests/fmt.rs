@@ -159,3 +159,17 @@ fn invalid_files_are_not_formatted() {
     let err = format("a.example.com { prxy 8000 }", "Proxyfile").unwrap_err();
     assert!(err.render().contains("did you mean `proxy`?"));
 }
+
+#[test]
+fn slashdash_block_comments_and_semicolons() {
+    let src = "a.example.com /* also */ b.example.com { proxy 1 /-2 3; /-rate-limit \"1/s\" }\nc.example.com {\n    proxy 1 /-{ idle-timeout \"1h\" } { idle-timeout \"2h\" }; // after semi\n    /* own line block */\n    /*\n     * multi-line block\n     */\n    encode gzip;   rate-limit \"5/s\"\n}\n/-d.example.com {\n  proxy 5\n}\n/-\nb.example.org { proxy 6 }\n\"e.example.com\" { respond \"héllo wörld ✓\" ; }\n";
+    let expected = "a.example.com /* also */ b.example.com { proxy 1 /-2 3; /-rate-limit \"1/s\" }\nc.example.com {\n    proxy 1 /-{ idle-timeout \"1h\" } { idle-timeout \"2h\" } // after semi\n    /* own line block */\n    /*\n     * multi-line block\n     */\n    encode gzip\n    rate-limit \"5/s\"\n}\n/-d.example.com {\n    proxy 5\n}\n/-b.example.org { proxy 6 }\n\"e.example.com\" { respond \"héllo wörld ✓\" }\n";
+    assert_eq!(check_stable(src), expected);
+}
+
+#[test]
+fn trailing_comments_align_per_run() {
+    let src = "a.example.com {\n    proxy 1 // one\n    rate-limit \"10/s\" burst=20 // two\n\n    encode gzip // alone\n}\n";
+    let expected = "a.example.com {\n    proxy 1                    // one\n    rate-limit \"10/s\" burst=20 // two\n\n    encode gzip // alone\n}\n";
+    assert_eq!(check_stable(src), expected);
+}
