@@ -2,7 +2,97 @@
 //!
 //! This module does no I/O beyond reading the file: it parses KDL, validates every
 //! value and reports errors with file, line, column and a suggested fix.
+//!
+//! The pipeline, one file per step:
+//! - `syntax`: text → KDL tree, explaining KDL's quoting traps (uses `lexer`);
+//! - `parse` → `options`, `site` → `directives`: tree → typed values, each node
+//!   read through `reader`, with string values parsed by `values`;
+//! - `validate`: checks that need every site at once (addresses, ports);
+//! - `paths`: relative paths made relative to the Proxyfile (in [`load`]).
+//!
+//! Every check records a problem and carries on, so one run reports as many
+//! mistakes as it can; `error` turns them into a [`ConfigError`]. `format` lays a
+//! valid file out canonically, keeping its comments.
 
+mod directives;
+mod error;
+mod format;
+mod lexer;
 mod model;
+mod options;
+mod parse;
+mod paths;
+mod reader;
+mod site;
+mod suggest;
+mod syntax;
+mod validate;
+mod values;
 
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+pub use error::ConfigError;
 pub use model::*;
+pub use values::{parse_duration, parse_site_address, parse_upstream};
+
+use error::{Problem, Problems};
+
+/// Reads and parses the Proxyfile at `path`.
+///
+/// Relative paths inside it (`files`, `tls`, `state-dir`, `acme-ca-root`, unix
+/// sockets) are taken relative to the Proxyfile's directory.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        let problem = Problem::new(format!("cannot read Proxyfile {}: {e}", path.display()));
+        ConfigError::without_source(match e.kind() {
+            std::io::ErrorKind::NotFound => problem.help(
+                "check the path; the smallest Proxyfile is one line: app.example.com { proxy localhost:8000 }",
+            ),
+            std::io::ErrorKind::InvalidData => problem.help("a Proxyfile must be UTF-8 text"),
+            _ => problem,
+        })
+    })?;
+    let mut config = parse(&source, &path.display().to_string())?;
+    if let Some(dir) = path.parent() {
+        paths::resolve(&mut config, dir);
+    }
+    Ok(config)
+}
+
+/// Parses and validates Proxyfile text; `file_name` is only used in error reports.
+pub fn parse(source: &str, file_name: &str) -> Result<Config, ConfigError> {
+    let doc = syntax::parse_kdl(source, file_name)?;
+    let mut problems = Problems::default();
+    // A value cut short by `//` would only cause confusing follow-up errors
+    // ("upstream `unix` has no port"), so stop at the root cause.
+    syntax::check_tree(&doc, source, &mut problems);
+    if !problems.is_empty() {
+        return Err(problems.into_error(file_name, source));
+    }
+    match parse::config(&doc, source, &mut problems) {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(problems.into_error(file_name, source)),
+    }
+}
+
+/// Lays out a valid Proxyfile canonically, keeping comments.
+///
+/// The file must parse (so `fmt` never sets a mistake in stone); the result
+/// parses to the same [`Config`], and formatting it again changes nothing.
+pub fn format(source: &str, file_name: &str) -> Result<String, ConfigError> {
+    let before = parse(source, file_name)?;
+    let bug = |what: &str| {
+        let problem = Problem::new(format!("cannot format {file_name}: {what}"))
+            .help("this is a bug in bellhop; the file itself is valid and was left as it is");
+        ConfigError::new(file_name, source, vec![problem])
+    };
+    let formatted = format::format(source).map_err(|_| bug("unexpected token layout"))?;
+    // Never hand back text that means something else: check before returning.
+    match parse(&formatted, file_name) {
+        Ok(after) if after == before => Ok(formatted),
+        _ => Err(bug("the formatted text would change the configuration")),
+    }
+}

@@ -162,6 +162,47 @@ pub struct SiteAddress {
     pub port: Option<u16>,
 }
 
+impl SiteAddress {
+    /// The port this address listens on: its own, or `http-port`/`https-port` by scheme.
+    pub fn effective_port(&self, options: &Options) -> u16 {
+        self.port.unwrap_or(match self.scheme {
+            Scheme::Http => options.http_port,
+            Scheme::Https => options.https_port,
+        })
+    }
+}
+
+/// Writes the address as it would appear in a Proxyfile (`app.example.com`,
+/// `http://127.0.0.1:18080`, `[::1]:8443`, `:8080`), for messages and logs.
+impl std::fmt::Display for SiteAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No scheme means HTTPS, except for a bare port, which means plain HTTP.
+        let implied = match self.host {
+            HostPattern::Any => Scheme::Http,
+            _ => Scheme::Https,
+        };
+        // `http://` alone (any host on http-port) needs its scheme to be readable.
+        let bare = self.host == HostPattern::Any && self.port.is_none();
+        if self.scheme != implied || bare {
+            match self.scheme {
+                Scheme::Http => f.write_str("http://")?,
+                Scheme::Https => f.write_str("https://")?,
+            }
+        }
+        match &self.host {
+            HostPattern::Name(name) => f.write_str(name)?,
+            HostPattern::Wildcard(suffix) => write!(f, "*.{suffix}")?,
+            HostPattern::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]")?,
+            HostPattern::Ip(ip) => write!(f, "{ip}")?,
+            HostPattern::Any => {}
+        }
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Host part of a site address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPattern {
@@ -214,6 +255,28 @@ pub struct Route {
     pub handler: Handler,
     /// Per-client rate limit (`rate-limit`), inherited from the site when unset.
     pub rate_limit: Option<RateLimit>,
+    /// Response compressions in preference order (`encode zstd gzip`), inherited
+    /// from the site when unset; empty means responses pass through as they are.
+    pub encode: Vec<Encoding>,
+}
+
+/// A content coding bellhop may apply to responses (`encode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// `zstd` (RFC 8878).
+    Zstd,
+    /// `gzip` (RFC 1952).
+    Gzip,
+}
+
+impl Encoding {
+    /// The token used both in the Proxyfile and in `Accept-Encoding`/`Content-Encoding`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+        }
+    }
 }
 
 /// A route's path pattern. The query string never takes part in matching.
