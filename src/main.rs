@@ -1,1 +1,239 @@
-fn main() {}
+//! The `bellhop` command line. Everything else lives in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::filter::LevelFilter;
+
+use bellhop::config::{
+    self, Config, Handler, Options, PathPattern, ProxyConfig, Route, Site, TlsMode,
+};
+use bellhop::logging::{self, LogFormat};
+use bellhop::server::Server;
+
+/// Where `bellhop run` looks for its config when `--config` is not given.
+const DEFAULT_CONFIG_PATHS: [&str; 2] = ["Proxyfile", "/etc/bellhop/Proxyfile"];
+
+/// A small, fast, auto-HTTPS reverse proxy.
+#[derive(Debug, Parser)]
+#[command(name = "bellhop", version, about, disable_version_flag = true)]
+struct Cli {
+    /// error, warn, info, debug or trace.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: LevelFilter,
+    /// text or json.
+    #[arg(long, global = true, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the sites of a Proxyfile.
+    Run {
+        /// Config file [default: ./Proxyfile, then /etc/bellhop/Proxyfile].
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a Proxyfile and exit: 0 when valid, 1 with diagnostics otherwise.
+    Validate {
+        /// Config file [default: ./Proxyfile, then /etc/bellhop/Proxyfile].
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Rewrite a Proxyfile in canonical formatting (comments kept).
+    Fmt {
+        /// Only check; exit 1 if the file is not formatted.
+        #[arg(long)]
+        check: bool,
+        /// File to format [default: ./Proxyfile].
+        path: Option<PathBuf>,
+    },
+    /// Forward one address to one upstream, no config file needed.
+    Proxy {
+        /// Site address, e.g. `app.example.com` or `http://127.0.0.1:8080`.
+        #[arg(long)]
+        from: String,
+        /// Upstream, e.g. `localhost:8000`, `8000` or `unix:/run/app.sock`.
+        #[arg(long)]
+        to: String,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("bellhop {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Validate { config } => validate(config.as_deref()),
+        Command::Fmt { check, path } => fmt(check, path.as_deref()),
+        Command::Run { config } => {
+            let config = match find_config(config.as_deref()).and_then(|path| load(&path)) {
+                Ok(config) => config,
+                Err(e) => return fail(&e),
+            };
+            serve(&cli.log_level, cli.log_format, config)
+        }
+        Command::Proxy { from, to } => match one_shot(&from, &to) {
+            Ok(config) => serve(&cli.log_level, cli.log_format, config),
+            Err(e) => fail(&e),
+        },
+    }
+}
+
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::FAILURE
+}
+
+/// `--config`, else the first default path that exists.
+fn find_config(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    DEFAULT_CONFIG_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .with_context(|| {
+            format!(
+                "no config file: looked for {}; pass --config PATH or try `bellhop proxy --from ADDR --to UPSTREAM`",
+                DEFAULT_CONFIG_PATHS.join(" and ")
+            )
+        })
+}
+
+/// Loads a Proxyfile, turning a diagnostic into a printable error.
+fn load(path: &Path) -> anyhow::Result<Config> {
+    config::load(path).map_err(|e| anyhow::anyhow!("{}", e.render()))
+}
+
+fn validate(path: Option<&Path>) -> ExitCode {
+    match find_config(path).and_then(|path| load(&path).map(|c| (path, c))) {
+        Ok((path, config)) => {
+            let addresses: usize = config.sites.iter().map(|s| s.addresses.len()).sum();
+            println!(
+                "{}: valid ({} sites, {} addresses)",
+                path.display(),
+                config.sites.len(),
+                addresses
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fmt(check: bool, path: Option<&Path>) -> ExitCode {
+    let path = path.map_or_else(|| PathBuf::from("Proxyfile"), Path::to_path_buf);
+    let result = (|| -> anyhow::Result<bool> {
+        let source = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let formatted = config::format(&source, &path.display().to_string())
+            .map_err(|e| anyhow::anyhow!("{}", e.render()))?;
+        if formatted == source {
+            return Ok(true);
+        }
+        if !check {
+            std::fs::write(&path, formatted)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(false)
+    })();
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) if check => {
+            eprintln!(
+                "{} is not formatted; run `bellhop fmt {}`",
+                path.display(),
+                path.display()
+            );
+            ExitCode::FAILURE
+        }
+        Ok(false) => {
+            println!("formatted {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// The config of `bellhop proxy --from ADDR --to UPSTREAM`.
+fn one_shot(from: &str, to: &str) -> anyhow::Result<Config> {
+    let address =
+        config::parse_site_address(from).map_err(|e| anyhow::anyhow!("--from {from:?}: {e}"))?;
+    let upstream = config::parse_upstream(to).map_err(|e| anyhow::anyhow!("--to {to:?}: {e}"))?;
+    Ok(Config {
+        options: Options::default(),
+        sites: vec![Site {
+            addresses: vec![address],
+            tls: TlsMode::Auto,
+            hsts: None,
+            routes: vec![Route {
+                path: PathPattern::Any,
+                handler: Handler::Proxy(ProxyConfig::new(vec![upstream])),
+                rate_limit: None,
+                encode: Vec::new(),
+            }],
+        }],
+    })
+}
+
+fn serve(level: &LevelFilter, format: LogFormat, config: Config) -> ExitCode {
+    if let Err(e) = logging::init(*level, format) {
+        return fail(&e);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&e),
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let server = Server::bind(config).await?;
+    let shutdown = server.shutdown_handle();
+    tokio::spawn(async move {
+        match wait_for_stop_signal().await {
+            Ok(signal) => tracing::info!(signal, "shutting down"),
+            Err(e) => tracing::error!(error = %e, "cannot listen for signals; shutting down"),
+        }
+        shutdown.shutdown();
+    });
+    server.run().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT. SIGHUP is caught so that a stray reload
+/// signal does not kill the process (its default action).
+async fn wait_for_stop_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok("SIGTERM"),
+            _ = int.recv() => return Ok("SIGINT"),
+            _ = hup.recv() => tracing::warn!("SIGHUP received: reloading is not supported yet; restart bellhop to apply config changes"),
+        }
+    }
+}

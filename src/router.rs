@@ -12,9 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
-use crate::config::{
-    Config, Handler, HostPattern, IpNet, PathPattern, RateLimit, Scheme, SiteAddress,
-};
+use crate::config::{Config, Handler, HostPattern, IpNet, PathPattern, RateLimit, Scheme};
 use crate::limit::RateLimiter;
 use crate::proxy::Proxy;
 
@@ -182,6 +180,9 @@ impl SiteRoutes {
             .routes
             .iter()
             .map(|route| {
+                if !route.encode.is_empty() {
+                    return Err(RouterError::Unsupported("encode"));
+                }
                 Ok(RouteEntry {
                     path: route.path.clone(),
                     action: Action::new(&route.handler)?,
@@ -220,16 +221,6 @@ impl Action {
                 body: Bytes::from(body.clone()),
             },
             Handler::Files { .. } => return Err(RouterError::Unsupported("files")),
-        })
-    }
-}
-
-impl SiteAddress {
-    /// The port this address listens on: its own, else `http-port`/`https-port`.
-    pub fn effective_port(&self, options: &crate::config::Options) -> u16 {
-        self.port.unwrap_or(match self.scheme {
-            Scheme::Http => options.http_port,
-            Scheme::Https => options.https_port,
         })
     }
 }
