@@ -153,10 +153,13 @@ impl PortRoutes {
 
     /// Finds what answers `host` (lowercase, without port) on this port.
     pub fn lookup(&self, host: &str) -> HostMatch<'_> {
+        // A named HTTPS site's redirect beats the IP-site fallback.
         if let Some(site) = self.sites.get(host) {
             HostMatch::Site(site)
-        } else if let Some(port) = self.https_redirects.get(host) {
+        } else if let Some(port) = self.https_redirects.get_or_ip(host) {
             HostMatch::RedirectToHttps(*port)
+        } else if let Some(site) = self.sites.get_or_ip(host) {
+            HostMatch::Site(site)
         } else {
             HostMatch::Unknown
         }
@@ -226,12 +229,17 @@ impl Action {
 }
 
 /// Host → value with exact names first, then `*.wildcards` (longest suffix
-/// first), then a catch-all.
+/// first), then a catch-all, then the first site addressed by IP.
+///
+/// An IP site (`"http://127.0.0.1:8080"`) says where connections arrive, not
+/// which Host they carry, so it also answers `localhost:8080` and friends
+/// when no site claims that name.
 #[derive(Debug)]
 struct HostTable<T> {
     exact: HashMap<Box<str>, T>,
     wildcards: Vec<(Box<str>, T)>,
     any: Option<T>,
+    first_ip: Option<T>,
 }
 
 impl<T> Default for HostTable<T> {
@@ -240,11 +248,12 @@ impl<T> Default for HostTable<T> {
             exact: HashMap::new(),
             wildcards: Vec::new(),
             any: None,
+            first_ip: None,
         }
     }
 }
 
-impl<T> HostTable<T> {
+impl<T: Clone> HostTable<T> {
     /// Adds an entry; the config parser already rejected duplicate addresses,
     /// so the first entry for a host wins.
     fn insert(&mut self, pattern: &HostPattern, value: T) {
@@ -253,6 +262,7 @@ impl<T> HostTable<T> {
                 self.exact.entry(name.as_str().into()).or_insert(value);
             }
             HostPattern::Ip(ip) => {
+                self.first_ip.get_or_insert_with(|| value.clone());
                 self.exact.entry(ip.to_string().into()).or_insert(value);
             }
             HostPattern::Wildcard(suffix) => {
@@ -280,6 +290,11 @@ impl<T> HostTable<T> {
             })
             .map(|(_, v)| v)
             .or(self.any.as_ref())
+    }
+
+    /// `get`, falling back to the first IP-addressed entry.
+    fn get_or_ip(&self, host: &str) -> Option<&T> {
+        self.get(host).or(self.first_ip.as_ref())
     }
 }
 
@@ -326,5 +341,16 @@ mod tests {
         assert_eq!(t.get("v1.api.example.com"), Some(&"api-wild"));
         assert_eq!(t.get("a.b.example.com"), Some(&"any"));
         assert_eq!(t.get("example.com"), Some(&"any"));
+    }
+
+    #[test]
+    fn ip_sites_answer_other_hosts_when_nothing_else_does() {
+        let mut t = HostTable::default();
+        t.insert(&HostPattern::Ip("127.0.0.1".parse().unwrap()), "ip");
+        t.insert(&HostPattern::Name("app.test".into()), "name");
+        assert_eq!(t.get("127.0.0.1"), Some(&"ip"));
+        assert_eq!(t.get("localhost"), None);
+        assert_eq!(t.get_or_ip("localhost"), Some(&"ip"));
+        assert_eq!(t.get("app.test"), Some(&"name"));
     }
 }
