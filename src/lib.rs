@@ -16,8 +16,10 @@
 
 pub mod body;
 pub mod config;
+pub mod acme;
 pub mod limit;
 pub mod logging;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod tls;

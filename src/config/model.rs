@@ -60,6 +60,8 @@ pub struct Options {
     pub acme_ca: String,
     /// Extra root certificate to trust for the ACME server's HTTPS (`acme-ca-root`).
     pub acme_ca_root: Option<PathBuf>,
+    /// ACME certificate profile to request (`profile "shortlived"`), if the CA offers profiles.
+    pub acme_profile: Option<String>,
     /// Account, certificates and internal CA (`state-dir`).
     pub state_dir: PathBuf,
     /// Port for plain HTTP sites and the redirect to HTTPS (`http-port`).
@@ -82,6 +84,7 @@ impl Default for Options {
             email: None,
             acme_ca: defaults::ACME_CA.to_string(),
             acme_ca_root: None,
+            acme_profile: None,
             state_dir: PathBuf::from(defaults::STATE_DIR),
             http_port: defaults::HTTP_PORT,
             https_port: defaults::HTTPS_PORT,

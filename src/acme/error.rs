@@ -1,0 +1,214 @@
+//! The error type of the `acme` module, and how failures are classified.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use instant_acme::Problem;
+
+use super::schedule::{retry_after_from_detail, FailureKind};
+use crate::tls::TlsError;
+
+/// Problem types (RFC 8555 §6.7) after which another challenge type may succeed.
+const VALIDATION_PROBLEMS: &[&str] = &[
+    "connection",
+    "dns",
+    "incorrectResponse",
+    "tls",
+    "unauthorized",
+    "caa",
+];
+
+/// Everything that can go wrong obtaining a certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    /// The HTTPS client for the CA could not be built (no trust roots, bad root file).
+    #[error("setting up the ACME HTTP client: {0}")]
+    Client(String),
+    /// Account credentials on disk are unreadable.
+    #[error("account credentials {path}: {reason}")]
+    Credentials {
+        /// The credentials file.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The CA (or the way to it) failed a request; `source` carries the CA's
+    /// problem document when there is one.
+    #[error("{step}: {}", describe(source))]
+    Acme {
+        /// What we were doing ("creating account at …", "ordering app.example.com").
+        step: String,
+        /// The instant-acme error.
+        #[source]
+        source: instant_acme::Error,
+    },
+    /// The CA tried the challenge and it failed.
+    #[error("{challenge} validation of {name} failed: {}", problem_text(problem))]
+    Validation {
+        /// The name being validated.
+        name: String,
+        /// `http-01` or `tls-alpn-01`.
+        challenge: &'static str,
+        /// The CA's problem document, verbatim.
+        problem: Problem,
+    },
+    /// The order or authorization ended in a state we cannot continue from.
+    #[error("{name}: {reason}")]
+    Order {
+        /// The name being ordered.
+        name: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The whole attempt took too long.
+    #[error("obtaining a certificate for {name} timed out after {secs} s")]
+    Timeout {
+        /// The name being ordered.
+        name: String,
+        /// The limit that was hit.
+        secs: u64,
+    },
+    /// Storing or using the certificate failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+impl AcmeError {
+    pub(crate) fn acme(step: impl Into<String>, source: instant_acme::Error) -> Self {
+        AcmeError::Acme {
+            step: step.into(),
+            source,
+        }
+    }
+
+    /// The CA's problem document, if the CA sent one.
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            AcmeError::Acme {
+                source: instant_acme::Error::Api(problem),
+                ..
+            } => Some(problem),
+            AcmeError::Validation { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
+
+    /// The short problem type (`rateLimited`, `connection`, …), if any.
+    pub fn problem_type(&self) -> Option<&str> {
+        let full = self.problem()?.r#type.as_deref()?;
+        Some(full.rsplit(':').next().unwrap_or(full))
+    }
+
+    /// Whether trying another challenge type is worthwhile.
+    pub fn is_validation_failure(&self) -> bool {
+        matches!(self, AcmeError::Validation { .. })
+            || self
+                .problem_type()
+                .is_some_and(|t| VALIDATION_PROBLEMS.contains(&t))
+    }
+
+    /// Whether the CA no longer knows our account (e.g. a test CA was reset).
+    pub fn is_account_gone(&self) -> bool {
+        self.problem_type() == Some("accountDoesNotExist")
+    }
+
+    /// How scheduling should treat this failure.
+    pub fn failure_kind(&self) -> FailureKind {
+        if self.problem_type() == Some("rateLimited") {
+            let retry_after: Option<SystemTime> = self
+                .problem()
+                .and_then(|p| p.detail.as_deref())
+                .and_then(retry_after_from_detail);
+            FailureKind::RateLimited { retry_after }
+        } else {
+            FailureKind::Other
+        }
+    }
+}
+
+/// An instant-acme error in words, with a problem document shown in full.
+fn describe(err: &instant_acme::Error) -> String {
+    match err {
+        instant_acme::Error::Api(problem) => problem_text(problem),
+        other => {
+            // Transport errors hide the useful part (connection refused, bad
+            // certificate) in their source chain.
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                let s_text = s.to_string();
+                if !text.contains(&s_text) {
+                    text.push_str(": ");
+                    text.push_str(&s_text);
+                }
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// `type: detail` plus subproblems, keeping the CA's words verbatim.
+fn problem_text(problem: &Problem) -> String {
+    let mut out = String::new();
+    let _ = fmt::write(
+        &mut out,
+        format_args!(
+            "{}: {}",
+            problem.r#type.as_deref().unwrap_or("(no problem type)"),
+            problem.detail.as_deref().unwrap_or("(no detail)")
+        ),
+    );
+    for sub in &problem.subproblems {
+        out.push_str("; ");
+        out.push_str(&sub.to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(kind: &str, detail: &str) -> Problem {
+        serde_json::from_value(serde_json::json!({
+            "type": format!("urn:ietf:params:acme:error:{kind}"),
+            "detail": detail,
+            "status": 429,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn classifies_rate_limits_and_validation() {
+        let err = AcmeError::acme(
+            "ordering a.test",
+            instant_acme::Error::Api(problem(
+                "rateLimited",
+                "too many, retry after 2030-01-01 00:00:00 UTC: see docs",
+            )),
+        );
+        assert!(!err.is_validation_failure());
+        assert!(matches!(
+            err.failure_kind(),
+            FailureKind::RateLimited {
+                retry_after: Some(_)
+            }
+        ));
+        // The CA's detail appears verbatim.
+        assert!(err
+            .to_string()
+            .contains("too many, retry after 2030-01-01 00:00:00 UTC: see docs"));
+        let v = AcmeError::Validation {
+            name: "a.test".into(),
+            challenge: "http-01",
+            problem: problem("connection", "refused"),
+        };
+        assert!(v.is_validation_failure());
+        assert_eq!(v.failure_kind(), FailureKind::Other);
+        assert_eq!(
+            v.to_string(),
+            "http-01 validation of a.test failed: urn:ietf:params:acme:error:connection: refused"
+        );
+    }
+}

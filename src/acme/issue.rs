@@ -1,0 +1,248 @@
+//! One certificate for one name: order, challenge, finalize, download.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use instant_acme::{
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
+    OrderStatus, RetryPolicy,
+};
+use rcgen::{CertificateParams, DistinguishedName, KeyPair};
+
+use super::http01::Http01Tokens;
+use crate::config::AcmeChallenge;
+use super::tls_alpn01::challenge_cert;
+use super::AcmeError;
+use crate::tls::{ChallengeCerts, TlsError};
+
+/// Where challenge responses are published for the listeners to serve.
+#[derive(Debug, Clone)]
+pub(crate) struct Responders {
+    /// HTTP-01 tokens, answered on `http-port`.
+    pub tokens: Arc<Http01Tokens>,
+    /// TLS-ALPN-01 certificates, answered on `https-port`.
+    pub tls_alpn: Arc<ChallengeCerts>,
+}
+
+/// What to order.
+pub(crate) struct OrderRequest<'a> {
+    /// The single DNS name of the certificate.
+    pub name: &'a str,
+    /// Challenge types to try, in order.
+    pub challenges: &'a [AcmeChallenge],
+    /// CA profile (`profile` option), if any.
+    pub profile: Option<&'a str>,
+    /// The certificate this one replaces (ARI), if the CA supports ARI.
+    pub replaces: Option<CertificateIdentifier<'static>>,
+}
+
+/// A freshly issued certificate.
+pub(crate) struct Issued {
+    /// PEM chain, leaf first.
+    pub chain_pem: String,
+    /// PEM PKCS#8 key.
+    pub key_pem: String,
+}
+
+/// How the order status is polled. The first poll comes quickly because a
+/// validation often completes in well under a second; then it slows down.
+fn poll_policy() -> RetryPolicy {
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(150))
+        .backoff(1.5)
+        .timeout(Duration::from_secs(120))
+}
+
+/// Tries each challenge type in turn; moves on only when the CA reports a
+/// validation problem (another type may reach us where this one could not).
+pub(crate) async fn obtain(
+    account: &Account,
+    request: &OrderRequest<'_>,
+    responders: &Responders,
+) -> Result<Issued, AcmeError> {
+    let mut last_error = None;
+    for (i, challenge) in request.challenges.iter().enumerate() {
+        match obtain_with(account, request, *challenge, responders).await {
+            Ok(issued) => return Ok(issued),
+            Err(err) if err.is_validation_failure() && i + 1 < request.challenges.len() => {
+                tracing::info!(name = request.name, error = %err, "trying the next challenge type");
+                last_error = Some(err);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| AcmeError::Order {
+        name: request.name.to_string(),
+        reason: "no challenge type to try".into(),
+    }))
+}
+
+/// The name RFC 8555/8737 give a challenge type, for logs and errors.
+pub(crate) fn challenge_name(challenge: AcmeChallenge) -> &'static str {
+    match challenge {
+        AcmeChallenge::Http01 => "http-01",
+        AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+    }
+}
+
+fn challenge_type(challenge: AcmeChallenge) -> ChallengeType {
+    match challenge {
+        AcmeChallenge::Http01 => ChallengeType::Http01,
+        AcmeChallenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+    }
+}
+
+/// A published challenge response, withdrawn when dropped (also on error or
+/// cancellation, so nothing lingers).
+enum Published {
+    Http01 { tokens: Arc<Http01Tokens>, token: String },
+    TlsAlpn01 { certs: Arc<ChallengeCerts>, name: String },
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        match self {
+            Published::Http01 { tokens, token } => tokens.remove(token),
+            Published::TlsAlpn01 { certs, name } => certs.remove(name),
+        }
+    }
+}
+
+async fn obtain_with(
+    account: &Account,
+    request: &OrderRequest<'_>,
+    challenge: AcmeChallenge,
+    responders: &Responders,
+) -> Result<Issued, AcmeError> {
+    let name = request.name;
+    let kind = challenge_name(challenge);
+    let ids = [Identifier::Dns(name.to_string())];
+    let mut new_order = NewOrder::new(&ids);
+    if let Some(profile) = request.profile {
+        new_order = new_order.profile(profile);
+    }
+    if let Some(replaces) = &request.replaces {
+        new_order = new_order.replaces(replaces.clone());
+    }
+    let mut order = account
+        .new_order(&new_order)
+        .await
+        .map_err(|e| AcmeError::acme(format!("ordering a certificate for {name}"), e))?;
+
+    let mut published = Vec::new();
+    {
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz
+                .map_err(|e| AcmeError::acme(format!("fetching the authorization for {name}"), e))?;
+            match authz.status {
+                // Reused from an earlier order: nothing to prove.
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Pending => {}
+                other => {
+                    return Err(AcmeError::Order {
+                        name: name.to_string(),
+                        reason: format!("authorization is {other:?}, not pending"),
+                    })
+                }
+            }
+            let mut handle = authz.challenge(challenge_type(challenge)).ok_or_else(|| AcmeError::Order {
+                name: name.to_string(),
+                reason: format!("the CA offered no {kind} challenge"),
+            })?;
+            let key_auth = handle.key_authorization();
+            published.push(match challenge {
+                AcmeChallenge::TlsAlpn01 => {
+                    let cert = challenge_cert(name, key_auth.digest().as_ref())?;
+                    responders.tls_alpn.insert(name, Arc::new(cert));
+                    Published::TlsAlpn01 {
+                        certs: responders.tls_alpn.clone(),
+                        name: name.to_string(),
+                    }
+                }
+                AcmeChallenge::Http01 => {
+                    responders.tokens.insert(&handle.token, key_auth.as_str());
+                    Published::Http01 {
+                        tokens: responders.tokens.clone(),
+                        token: handle.token.clone(),
+                    }
+                }
+            });
+            handle
+                .set_ready()
+                .await
+                .map_err(|e| AcmeError::acme(format!("starting {kind} validation of {name}"), e))?;
+        }
+    }
+
+    // The responders stay published until the CA has decided: it validates from
+    // several vantage points, possibly more than once.
+    let status = order.poll_ready(&poll_policy()).await;
+    let status = match status {
+        Ok(status) => status,
+        Err(instant_acme::Error::Api(problem)) => {
+            return Err(AcmeError::Validation {
+                name: name.to_string(),
+                challenge: kind,
+                problem,
+            })
+        }
+        Err(e) => return Err(AcmeError::acme(format!("waiting for {kind} validation of {name}"), e)),
+    };
+    if status == OrderStatus::Invalid {
+        return Err(validation_error(&mut order, name, challenge).await);
+    }
+    drop(published);
+
+    let key = KeyPair::generate().map_err(|e| TlsError::rcgen("generating a key", e))?;
+    let mut params = CertificateParams::new(vec![name.to_string()])
+        .map_err(|e| TlsError::rcgen(format!("building a CSR for {name}"), e))?;
+    params.distinguished_name = DistinguishedName::new();
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|e| TlsError::rcgen(format!("signing the CSR for {name}"), e))?;
+    order
+        .finalize_csr(csr.der())
+        .await
+        .map_err(|e| AcmeError::acme(format!("finalizing the order for {name}"), e))?;
+    let chain_pem = order
+        .poll_certificate(&poll_policy())
+        .await
+        .map_err(|e| AcmeError::acme(format!("downloading the certificate for {name}"), e))?;
+    Ok(Issued {
+        chain_pem,
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Digs the CA's reason out of an invalid order: the failed challenge's error.
+async fn validation_error(
+    order: &mut instant_acme::Order,
+    name: &str,
+    challenge: AcmeChallenge,
+) -> AcmeError {
+    let kind = challenge_name(challenge);
+    let wanted = challenge_type(challenge);
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(mut authz)) = authorizations.next().await {
+        if authz.refresh().await.is_err() {
+            continue;
+        }
+        let problem = authz
+            .challenges
+            .iter()
+            .find(|c| c.r#type == wanted)
+            .and_then(|c| c.error.clone());
+        if let Some(problem) = problem {
+            return AcmeError::Validation {
+                name: name.to_string(),
+                challenge: kind,
+                problem,
+            };
+        }
+    }
+    AcmeError::Order {
+        name: name.to_string(),
+        reason: format!("{kind} validation failed and the CA gave no reason"),
+    }
+}

@@ -1,0 +1,253 @@
+//! Which certificates a config needs and where each comes from.
+//!
+//! A pure function of the [`Config`]: the manager diffs two plans on reload.
+
+use std::path::PathBuf;
+
+use crate::config::{AcmeChallenge, Config, HostPattern, Scheme, TlsMode};
+
+/// Where one certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// The ACME CA, trying these challenge types in order.
+    Acme {
+        /// Challenge types, in order of preference.
+        challenges: Vec<AcmeChallenge>,
+    },
+    /// bellhop's internal CA.
+    Internal,
+    /// Files given in the config.
+    Files {
+        /// PEM chain.
+        cert: PathBuf,
+        /// PEM key.
+        key: PathBuf,
+    },
+}
+
+/// A certificate that is not looked up by SNI name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// An internal-CA leaf for these names and IPs.
+    Internal(Vec<String>),
+    /// Files given in the config.
+    Files {
+        /// PEM chain.
+        cert: PathBuf,
+        /// PEM key.
+        key: PathBuf,
+    },
+}
+
+/// Every certificate a config needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// One certificate per SNI name (`app.example.com`, `*.localhost`, `127.0.0.1`), in config order.
+    pub names: Vec<(String, CertSource)>,
+    /// For clients that send no SNI (they connected by IP address).
+    pub no_sni: Option<Fallback>,
+    /// For names that match nothing (sites whose address has no host, like `":8443"`).
+    pub default: Option<Fallback>,
+    /// Names bellhop cannot get a certificate for (with the reason), to be logged.
+    pub unsupported: Vec<(String, &'static str)>,
+}
+
+/// Whether automatic HTTPS uses the internal CA rather than ACME for this host:
+/// `localhost`, `*.localhost` and names under it, and IP addresses, which no
+/// public CA will certify.
+pub fn uses_internal_ca(host: &HostPattern) -> bool {
+    match host {
+        HostPattern::Name(name) | HostPattern::Wildcard(name) => {
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        HostPattern::Ip(_) => true,
+        HostPattern::Any => true,
+    }
+}
+
+/// The default challenge order: TLS-ALPN-01 needs only the HTTPS port, which
+/// bellhop has to own anyway; HTTP-01 is the fallback.
+const DEFAULT_CHALLENGES: [AcmeChallenge; 2] = [AcmeChallenge::TlsAlpn01, AcmeChallenge::Http01];
+
+/// Computes the certificates `config` needs.
+pub fn plan(config: &Config) -> Plan {
+    let mut plan = Plan::default();
+    let mut ips = Vec::new();
+    let mut ip_files = None;
+    for site in &config.sites {
+        for address in &site.addresses {
+            if address.scheme != Scheme::Https {
+                continue;
+            }
+            let name = match &address.host {
+                HostPattern::Name(name) => name.clone(),
+                HostPattern::Wildcard(suffix) => format!("*.{suffix}"),
+                HostPattern::Ip(ip) => ip.to_string(),
+                HostPattern::Any => {
+                    if plan.default.is_none() {
+                        plan.default = Some(match &site.tls {
+                            TlsMode::Files { cert, key } => Fallback::Files {
+                                cert: cert.clone(),
+                                key: key.clone(),
+                            },
+                            _ => Fallback::Internal(Vec::new()),
+                        });
+                    }
+                    continue;
+                }
+            };
+            let source = match &site.tls {
+                TlsMode::Files { cert, key } => CertSource::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                TlsMode::Internal => CertSource::Internal,
+                _ if uses_internal_ca(&address.host) => CertSource::Internal,
+                _ if matches!(address.host, HostPattern::Wildcard(_)) => {
+                    plan.unsupported.push((
+                        name,
+                        "wildcard certificates need the DNS-01 challenge, which bellhop does not support; use `tls internal` or certificate files",
+                    ));
+                    continue;
+                }
+                TlsMode::Acme { challenge } => CertSource::Acme {
+                    challenges: vec![*challenge],
+                },
+                TlsMode::Auto => CertSource::Acme {
+                    challenges: DEFAULT_CHALLENGES.to_vec(),
+                },
+            };
+            if let HostPattern::Ip(_) = address.host {
+                match &source {
+                    CertSource::Internal => ips.push(name.clone()),
+                    CertSource::Files { cert, key } if ip_files.is_none() => {
+                        ip_files = Some(Fallback::Files {
+                            cert: cert.clone(),
+                            key: key.clone(),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            // One certificate per name: the first site that names it decides.
+            if plan.names.iter().all(|(n, _)| *n != name) {
+                plan.names.push((name, source));
+            }
+        }
+    }
+    if let Some(Fallback::Internal(names)) = &mut plan.default {
+        // A catch-all internal certificate at least covers local use.
+        names.push("localhost".into());
+        names.extend(ips.iter().cloned());
+    }
+    plan.no_sni = ip_files.or(if ips.is_empty() {
+        None
+    } else {
+        Some(Fallback::Internal(ips))
+    });
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Options, Site, SiteAddress};
+
+    fn site(addresses: Vec<SiteAddress>, tls: TlsMode) -> Site {
+        Site {
+            addresses,
+            tls,
+            hsts: None,
+            routes: Vec::new(),
+        }
+    }
+
+    fn https(host: HostPattern) -> SiteAddress {
+        SiteAddress {
+            scheme: Scheme::Https,
+            host,
+            port: None,
+        }
+    }
+
+    #[test]
+    fn sorts_names_by_source() {
+        let config = Config {
+            options: Options::default(),
+            sites: vec![
+                site(
+                    vec![
+                        https(HostPattern::Name("app.example.com".into())),
+                        https(HostPattern::Name("localhost".into())),
+                        https(HostPattern::Ip("127.0.0.1".parse().unwrap())),
+                        https(HostPattern::Wildcard("example.com".into())),
+                        https(HostPattern::Wildcard("dev.localhost".into())),
+                        SiteAddress {
+                            scheme: Scheme::Http,
+                            host: HostPattern::Name("plain.example.com".into()),
+                            port: Some(8080),
+                        },
+                    ],
+                    TlsMode::Auto,
+                ),
+                site(
+                    vec![https(HostPattern::Name("pinned.example.com".into()))],
+                    TlsMode::Acme {
+                        challenge: AcmeChallenge::Http01,
+                    },
+                ),
+                site(
+                    vec![
+                        https(HostPattern::Name("files.example.com".into())),
+                        // Already claimed by the first site.
+                        https(HostPattern::Name("app.example.com".into())),
+                    ],
+                    TlsMode::Files {
+                        cert: "c.pem".into(),
+                        key: "k.pem".into(),
+                    },
+                ),
+                site(vec![https(HostPattern::Any)], TlsMode::Auto),
+            ],
+        };
+        let plan = plan(&config);
+        let auto = CertSource::Acme {
+            challenges: vec![AcmeChallenge::TlsAlpn01, AcmeChallenge::Http01],
+        };
+        assert_eq!(
+            plan.names,
+            vec![
+                ("app.example.com".to_string(), auto),
+                ("localhost".to_string(), CertSource::Internal),
+                ("127.0.0.1".to_string(), CertSource::Internal),
+                ("*.dev.localhost".to_string(), CertSource::Internal),
+                (
+                    "pinned.example.com".to_string(),
+                    CertSource::Acme {
+                        challenges: vec![AcmeChallenge::Http01]
+                    }
+                ),
+                (
+                    "files.example.com".to_string(),
+                    CertSource::Files {
+                        cert: "c.pem".into(),
+                        key: "k.pem".into()
+                    }
+                ),
+            ]
+        );
+        assert_eq!(plan.unsupported.len(), 1);
+        assert_eq!(plan.unsupported[0].0, "*.example.com");
+        assert_eq!(
+            plan.no_sni,
+            Some(Fallback::Internal(vec!["127.0.0.1".into()]))
+        );
+        assert_eq!(
+            plan.default,
+            Some(Fallback::Internal(vec![
+                "localhost".into(),
+                "127.0.0.1".into()
+            ]))
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! When to renew and when to retry: pure functions of the certificate, the
+//! failure history, the current time and a random number.
+//!
+//! Nothing here reads a clock or a random source. Callers pass `now` and a
+//! `unit` random value in `[0, 1)`, which makes every decision unit-testable and
+//! keeps the policy in one readable place:
+//!
+//! - **Renewal without ARI**: due when one third of the lifetime remains, or one
+//!   half for certificates shorter than 10 days. Spread earlier by up to a
+//!   thirtieth of the lifetime (at most a day) so many names or many servers do
+//!   not all renew in the same second.
+//! - **Renewal with ARI** (RFC 9773): a uniformly random point in the CA's
+//!   suggested window; a window already begun means now.
+//! - **Backoff after a failure**: 1 min, 2 min, 4 min … doubling up to 1 day,
+//!   plus up to 25 % jitter. After `rateLimited` at least 1 h, or the CA's own
+//!   "retry after" time when its problem detail names one, up to 7 days.
+
+use std::time::{Duration, SystemTime};
+
+/// Certificates shorter than this renew at half their lifetime instead of a third.
+pub const SHORT_LIVED: Duration = Duration::from_secs(10 * 24 * 3600);
+/// First retry delay after a failure.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(60);
+/// Longest retry delay after ordinary failures.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(24 * 3600);
+/// Shortest delay after the CA said `rateLimited`.
+pub const RATE_LIMITED_MIN: Duration = Duration::from_secs(3600);
+/// Longest delay after the CA said `rateLimited` (its own retry-after may be days).
+pub const RATE_LIMITED_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Largest renewal jitter.
+const JITTER_MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// Validity period of a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Start of validity.
+    pub not_before: SystemTime,
+    /// End of validity.
+    pub not_after: SystemTime,
+}
+
+impl Validity {
+    /// `not_after - not_before` (zero if inverted).
+    pub fn lifetime(&self) -> Duration {
+        self.not_after
+            .duration_since(self.not_before)
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+/// A renewal window suggested by the CA through ARI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AriWindow {
+    /// Earliest suggested renewal time.
+    pub start: SystemTime,
+    /// Latest suggested renewal time.
+    pub end: SystemTime,
+}
+
+/// Why the last attempt failed, as far as scheduling cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Validation, transport or any other error: ordinary exponential backoff.
+    Other,
+    /// The CA answered `rateLimited`, optionally saying until when.
+    RateLimited {
+        /// The time the CA's problem detail said to retry after, if it said.
+        retry_after: Option<SystemTime>,
+    },
+}
+
+/// The moment renewal becomes due without ARI and without jitter.
+pub fn renewal_due(validity: Validity) -> SystemTime {
+    let lifetime = validity.lifetime();
+    let remaining = if lifetime < SHORT_LIVED {
+        lifetime / 2
+    } else {
+        lifetime / 3
+    };
+    validity.not_after - remaining
+}
+
+/// When to renew a certificate: a random point of the ARI window if the CA gave
+/// one, otherwise [`renewal_due`] moved earlier by a random jitter.
+pub fn renewal_time(validity: Validity, ari: Option<AriWindow>, unit: f64) -> SystemTime {
+    let unit = unit.clamp(0.0, 1.0);
+    if let Some(window) = ari {
+        let span = window.end.duration_since(window.start).unwrap_or(Duration::ZERO);
+        return window.start + span.mul_f64(unit);
+    }
+    let jitter = (validity.lifetime() / 30).min(JITTER_MAX).mul_f64(unit);
+    let due = renewal_due(validity);
+    // Never jitter to before the certificate even started.
+    due.checked_sub(jitter)
+        .filter(|t| *t >= validity.not_before)
+        .unwrap_or(due)
+}
+
+/// Delay before the next attempt after `failures` consecutive failures (≥ 1).
+pub fn backoff_delay(failures: u32, unit: f64) -> Duration {
+    let exponent = failures.saturating_sub(1).min(20);
+    let base = BACKOFF_MIN
+        .saturating_mul(1u32 << exponent)
+        .min(BACKOFF_MAX);
+    (base + base.mul_f64(unit.clamp(0.0, 1.0) / 4.0)).min(BACKOFF_MAX)
+}
+
+/// The time of the next attempt after a failure at `now`.
+pub fn next_retry(failures: u32, kind: FailureKind, now: SystemTime, unit: f64) -> SystemTime {
+    let ordinary = now + backoff_delay(failures, unit);
+    match kind {
+        FailureKind::Other => ordinary,
+        FailureKind::RateLimited { retry_after } => {
+            let floor = now + RATE_LIMITED_MIN.max(backoff_delay(failures, unit));
+            let wanted = retry_after.map_or(floor, |t| t.max(floor));
+            wanted.min(now + RATE_LIMITED_MAX)
+        }
+    }
+}
+
+/// When the certificate manager should next try to obtain a certificate for a name.
+///
+/// - no usable certificate: now, unless a backoff is pending;
+/// - a certificate: its [`renewal_time`], or later if a backoff is pending.
+///
+/// `retry_not_before` is the persisted "next attempt" of the last failure, so a
+/// restart does not hammer the CA.
+pub fn next_attempt(
+    cert: Option<Validity>,
+    retry_not_before: Option<SystemTime>,
+    ari: Option<AriWindow>,
+    now: SystemTime,
+    unit: f64,
+) -> SystemTime {
+    let renew = match cert {
+        Some(validity) if now < validity.not_after => renewal_time(validity, ari, unit),
+        _ => now,
+    };
+    match retry_not_before {
+        Some(retry) => renew.max(retry),
+        None => renew,
+    }
+}
+
+/// Reads the retry time out of a rate-limit problem detail such as Let's
+/// Encrypt's "… retry after 2025-01-01 00:00:00 UTC: see https://…".
+pub fn retry_after_from_detail(detail: &str) -> Option<SystemTime> {
+    let lower = detail.to_ascii_lowercase();
+    let at = lower.find("retry after ")? + "retry after ".len();
+    let rest = detail.get(at..)?;
+    let mut parts = rest.split_whitespace();
+    let date = parts.next()?;
+    let clock = parts.next()?.trim_end_matches([',', ':', ';']);
+    let zone = parts.next().map(|z| z.trim_end_matches([',', ':', ';']));
+    if zone.is_some_and(|z| !z.eq_ignore_ascii_case("UTC")) {
+        return None;
+    }
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let mut c = clock.split(':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (c.next()??, c.next()??, c.next()??);
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?).ok()?;
+    let clock = time::Time::from_hms(
+        u8::try_from(hour).ok()?,
+        u8::try_from(minute).ok()?,
+        u8::try_from(second).ok()?,
+    )
+    .ok()?;
+    Some(SystemTime::from(
+        time::PrimitiveDateTime::new(date, clock).assume_utc(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    const DAY: Duration = Duration::from_secs(86400);
+
+    fn t(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn validity(start: SystemTime, lifetime: Duration) -> Validity {
+        Validity {
+            not_before: start,
+            not_after: start + lifetime,
+        }
+    }
+
+    #[test]
+    fn ninety_day_cert_renews_with_a_third_left() {
+        let v = validity(t(1_000_000), 90 * DAY);
+        assert_eq!(renewal_due(v), t(1_000_000) + 60 * DAY);
+        // Jitter only moves earlier, by at most a day for a 90-day certificate.
+        assert_eq!(renewal_time(v, None, 0.0), t(1_000_000) + 60 * DAY);
+        assert_eq!(renewal_time(v, None, 1.0), t(1_000_000) + 59 * DAY);
+        let mid = renewal_time(v, None, 0.5);
+        assert!(mid < t(1_000_000) + 60 * DAY && mid > t(1_000_000) + 59 * DAY);
+    }
+
+    #[test]
+    fn short_cert_renews_at_half() {
+        let v = validity(t(1000), 6 * DAY);
+        assert_eq!(renewal_due(v), t(1000) + 3 * DAY);
+        let v = validity(t(1000), Duration::from_secs(20));
+        assert_eq!(renewal_due(v), t(1010));
+        // 20 s / 30 of jitter at most.
+        let jittered = renewal_time(v, None, 1.0);
+        assert!(jittered <= t(1010) && jittered >= t(1009));
+    }
+
+    #[test]
+    fn ari_window_wins() {
+        let v = validity(t(0), 90 * DAY);
+        let w = AriWindow {
+            start: t(10 * 86400),
+            end: t(12 * 86400),
+        };
+        assert_eq!(renewal_time(v, Some(w), 0.0), t(10 * 86400));
+        assert_eq!(renewal_time(v, Some(w), 0.5), t(11 * 86400));
+        // An inverted window degrades to its start.
+        let inverted = AriWindow {
+            start: w.end,
+            end: w.start,
+        };
+        assert_eq!(renewal_time(v, Some(inverted), 0.7), w.end);
+    }
+
+    #[test]
+    fn backoff_doubles_from_a_minute_to_a_day() {
+        assert_eq!(backoff_delay(1, 0.0), Duration::from_secs(60));
+        assert_eq!(backoff_delay(2, 0.0), Duration::from_secs(120));
+        assert_eq!(backoff_delay(3, 0.0), Duration::from_secs(240));
+        assert_eq!(backoff_delay(11, 0.0), Duration::from_secs(60 * 1024));
+        assert_eq!(backoff_delay(12, 0.0), BACKOFF_MAX);
+        assert_eq!(backoff_delay(1000, 0.99), BACKOFF_MAX);
+        // Jitter adds at most a quarter.
+        assert_eq!(backoff_delay(1, 1.0), Duration::from_secs(75));
+    }
+
+    #[test]
+    fn rate_limited_waits_longer() {
+        let now = t(1_000_000);
+        assert_eq!(
+            next_retry(1, FailureKind::RateLimited { retry_after: None }, now, 0.0),
+            now + RATE_LIMITED_MIN
+        );
+        let later = now + 3 * DAY;
+        assert_eq!(
+            next_retry(1, FailureKind::RateLimited { retry_after: Some(later) }, now, 0.0),
+            later
+        );
+        let far = now + 30 * DAY;
+        assert_eq!(
+            next_retry(1, FailureKind::RateLimited { retry_after: Some(far) }, now, 0.0),
+            now + RATE_LIMITED_MAX
+        );
+        assert_eq!(next_retry(1, FailureKind::Other, now, 0.0), now + BACKOFF_MIN);
+    }
+
+    #[test]
+    fn next_attempt_respects_backoff_and_validity() {
+        let now = t(1_000_000);
+        // Nothing stored, no failure: now.
+        assert_eq!(next_attempt(None, None, None, now, 0.3), now);
+        // Nothing stored, a failure pending (restart during backoff): wait for it.
+        assert_eq!(
+            next_attempt(None, Some(now + DAY), None, now, 0.3),
+            now + DAY
+        );
+        // A fresh certificate: its renewal time, even if an old retry time is past.
+        let v = validity(now, 90 * DAY);
+        assert_eq!(
+            next_attempt(Some(v), Some(now - DAY), None, now, 0.0),
+            now + 60 * DAY
+        );
+        // Renewal due but failing: the backoff decides.
+        let old = validity(now - 80 * DAY, 90 * DAY);
+        assert_eq!(next_attempt(Some(old), None, None, now, 0.0), now - 20 * DAY);
+        assert_eq!(
+            next_attempt(Some(old), Some(now + 600 * Duration::from_secs(1)), None, now, 0.0),
+            now + Duration::from_secs(600)
+        );
+        // Expired: as if there were none.
+        let expired = validity(now - 100 * DAY, 90 * DAY);
+        assert_eq!(next_attempt(Some(expired), None, None, now, 0.0), now);
+    }
+
+    #[test]
+    fn parses_lets_encrypt_retry_after() {
+        let detail = "too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s, retry after 2025-01-02 03:04:05 UTC: see https://letsencrypt.org/docs/rate-limits/#new-certificates-per-exact-set-of-identifiers";
+        let expected = SystemTime::from(
+            time::PrimitiveDateTime::new(
+                time::Date::from_calendar_date(2025, time::Month::January, 2).unwrap(),
+                time::Time::from_hms(3, 4, 5).unwrap(),
+            )
+            .assume_utc(),
+        );
+        assert_eq!(retry_after_from_detail(detail), Some(expected));
+        assert_eq!(retry_after_from_detail("rate limited"), None);
+        assert_eq!(retry_after_from_detail("retry after tomorrow"), None);
+    }
+}

@@ -1,0 +1,37 @@
+//! TLS-ALPN-01 challenge certificates (RFC 8737).
+
+use rcgen::{CertificateParams, CustomExtension, DistinguishedName, KeyPair};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::PrivatePkcs8KeyDer;
+
+use crate::tls::{provider, TlsError};
+
+/// A self-signed certificate for exactly `name` carrying the critical
+/// `id-pe-acmeIdentifier` extension with the SHA-256 digest of the key
+/// authorization, as the validator expects.
+pub(crate) fn challenge_cert(name: &str, digest: &[u8]) -> Result<CertifiedKey, TlsError> {
+    let context = || format!("building the TLS-ALPN-01 certificate for {name}");
+    // rcgen panics on anything but 32 bytes; never let a peer-influenced value get there.
+    if digest.len() != 32 {
+        return Err(TlsError::Pem {
+            path: name.into(),
+            reason: format!("key authorization digest is {} bytes, not 32", digest.len()),
+        });
+    }
+    let key = KeyPair::generate().map_err(|e| TlsError::rcgen(context(), e))?;
+    let mut params =
+        CertificateParams::new(vec![name.to_string()]).map_err(|e| TlsError::rcgen(context(), e))?;
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .custom_extensions
+        .push(CustomExtension::new_acme_identifier(digest));
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| TlsError::rcgen(context(), e))?;
+    CertifiedKey::from_der(
+        vec![cert.der().clone()],
+        PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        &provider(),
+    )
+    .map_err(|e| TlsError::rustls(context(), e))
+}

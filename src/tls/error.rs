@@ -1,0 +1,90 @@
+//! The one error type of the `tls` module.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong loading, creating or serving certificates.
+///
+/// Every variant names the file or the operation involved, so a log line or a
+/// start-up error can be acted on without reading the source.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Reading or writing a file (certificate, key, state) failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What we were doing ("reading", "writing", "creating directory").
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A PEM file could not be parsed.
+    #[error("{}: {reason}", path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A certificate and its key do not belong together, or rustls rejected them.
+    #[error("{context}: {source}")]
+    Rustls {
+        /// What we were building.
+        context: String,
+        /// The rustls error.
+        #[source]
+        source: rustls::Error,
+    },
+    /// Generating a key, certificate or CSR failed.
+    #[error("{context}: {source}")]
+    Rcgen {
+        /// What we were generating.
+        context: String,
+        /// The rcgen error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A certificate could not be parsed as X.509.
+    #[error("parsing certificate {context}: {reason}")]
+    X509 {
+        /// Where the certificate came from.
+        context: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The TLS handshake failed (bad client, unknown name, protocol error).
+    #[error("TLS handshake failed: {0}")]
+    Handshake(#[source] io::Error),
+    /// The client did not finish its handshake within the handshake timeout.
+    #[error("TLS handshake timed out after {0:?}")]
+    HandshakeTimeout(std::time::Duration),
+}
+
+impl TlsError {
+    /// Shorthand for an [`TlsError::Io`] with its context.
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        TlsError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for an [`TlsError::Rcgen`] with its context.
+    pub(crate) fn rcgen(context: impl Into<String>, source: rcgen::Error) -> Self {
+        TlsError::Rcgen {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for an [`TlsError::Rustls`] with its context.
+    pub(crate) fn rustls(context: impl Into<String>, source: rustls::Error) -> Self {
+        TlsError::Rustls {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! bellhop's own certificate authority for `tls internal`, `localhost` and IPs.
+//!
+//! A root key and certificate are created once under `state-dir/internal/` and
+//! reused for the life of the installation, because users trust that root by
+//! hand (`bellhop ca-root`). Leaves are short-lived, kept only in memory and
+//! re-issued by the certificate manager at half their lifetime, so a leaked leaf
+//! key is worth little and nothing needs revoking.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use time::OffsetDateTime;
+
+use super::atomic_file::{read_optional, write_atomic, PUBLIC_MODE, SECRET_MODE};
+use super::files::provider;
+use super::TlsError;
+
+/// How long the root is valid. Long, because re-trusting a root is manual work.
+const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Default lifetime of a leaf. Short: leaves are re-issued automatically, and
+/// Apple platforms reject leaves valid for more than 825 days anyway.
+pub const LEAF_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Leaves start this far in the past so a client whose clock lags a little still
+/// accepts a certificate issued a moment ago.
+const CLOCK_SKEW: Duration = Duration::from_secs(3600);
+
+/// The local root CA and the means to sign leaves with it.
+pub struct InternalCa {
+    root_path: PathBuf,
+    root_pem: String,
+    root_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for InternalCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InternalCa")
+            .field("root_path", &self.root_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InternalCa {
+    /// Directory of the internal CA under a state dir.
+    pub fn dir(state_dir: &Path) -> PathBuf {
+        state_dir.join("internal")
+    }
+
+    /// Where the root certificate (PEM) lives; this is the file users trust.
+    pub fn root_path(state_dir: &Path) -> PathBuf {
+        Self::dir(state_dir).join("root.pem")
+    }
+
+    fn key_path(state_dir: &Path) -> PathBuf {
+        Self::dir(state_dir).join("root.key")
+    }
+
+    /// Loads the root from `state_dir`, creating it on first use.
+    ///
+    /// A root certificate without its key is an error rather than a reason to make
+    /// a new root: users may already trust the old one, and silently replacing it
+    /// would break every client. A key without a certificate only happens after a
+    /// crash during creation (the key is written first), so then we start over.
+    pub fn load_or_create(state_dir: &Path) -> Result<Self, TlsError> {
+        let root_path = Self::root_path(state_dir);
+        let key_path = Self::key_path(state_dir);
+        let cert_pem = read_optional(&root_path)?;
+        let key_pem = read_optional(&key_path)?;
+        match (cert_pem, key_pem) {
+            (Some(cert), Some(key)) => Self::load(root_path, &cert, &key_path, &key),
+            (Some(_), None) => Err(TlsError::Pem {
+                path: key_path,
+                reason: format!(
+                    "the internal CA key is missing but {} exists; restore the key or delete both to create a new root (clients must then trust the new one)",
+                    root_path.display()
+                ),
+            }),
+            (None, _) => Self::create(root_path, &key_path),
+        }
+    }
+
+    fn load(
+        root_path: PathBuf,
+        cert_pem: &[u8],
+        key_path: &Path,
+        key_pem: &[u8],
+    ) -> Result<Self, TlsError> {
+        let root_pem = String::from_utf8(cert_pem.to_vec()).map_err(|_| TlsError::Pem {
+            path: root_path.clone(),
+            reason: "not UTF-8 PEM".into(),
+        })?;
+        let key_text = std::str::from_utf8(key_pem).map_err(|_| TlsError::Pem {
+            path: key_path.to_path_buf(),
+            reason: "not UTF-8 PEM".into(),
+        })?;
+        let key = KeyPair::from_pem(key_text)
+            .map_err(|e| TlsError::rcgen(format!("loading {}", key_path.display()), e))?;
+        let root_der = CertificateDer::from_pem_slice(cert_pem).map_err(|e| TlsError::Pem {
+            path: root_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let issuer = Issuer::from_ca_cert_der(&root_der, key)
+            .map_err(|e| TlsError::rcgen(format!("loading {}", root_path.display()), e))?;
+        Ok(InternalCa {
+            root_path,
+            root_pem,
+            root_der,
+            issuer,
+        })
+    }
+
+    fn create(root_path: PathBuf, key_path: &Path) -> Result<Self, TlsError> {
+        let key = KeyPair::generate().map_err(|e| TlsError::rcgen("generating CA key", e))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "bellhop");
+        // A unique name per installation, so several bellhop roots in one trust
+        // store can be told apart.
+        let now = OffsetDateTime::now_utc();
+        dn.push(
+            DnType::CommonName,
+            format!(
+                "bellhop local CA {}-{:02}-{:02} {:08x}",
+                now.year(),
+                u8::from(now.month()),
+                now.day(),
+                random_u32()
+            ),
+        );
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = now - CLOCK_SKEW;
+        params.not_after = now + ROOT_LIFETIME;
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| TlsError::rcgen("creating the internal CA root", e))?;
+        write_atomic(key_path, key.serialize_pem().as_bytes(), SECRET_MODE)?;
+        write_atomic(&root_path, cert.pem().as_bytes(), PUBLIC_MODE)?;
+        tracing::info!(root = %root_path.display(), "created the internal CA; run `bellhop ca-root` to see how to trust it");
+        Ok(InternalCa {
+            root_path,
+            root_pem: cert.pem(),
+            root_der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// Path of the root certificate file.
+    pub fn path(&self) -> &Path {
+        &self.root_path
+    }
+
+    /// The root certificate, PEM.
+    pub fn root_pem(&self) -> &str {
+        &self.root_pem
+    }
+
+    /// The root certificate, DER (for a client's root store).
+    pub fn root_der(&self) -> &CertificateDer<'static> {
+        &self.root_der
+    }
+
+    /// Issues a leaf for DNS names and/or IP addresses (given as text), valid from
+    /// a little before `now` for `lifetime`.
+    pub fn issue(
+        &self,
+        names: &[String],
+        now: SystemTime,
+        lifetime: Duration,
+    ) -> Result<CertifiedKey, TlsError> {
+        let context = || format!("issuing an internal certificate for {}", names.join(", "));
+        let key = KeyPair::generate().map_err(|e| TlsError::rcgen(context(), e))?;
+        let mut params =
+            CertificateParams::new(names.to_vec()).map_err(|e| TlsError::rcgen(context(), e))?;
+        let mut dn = DistinguishedName::new();
+        if let Some(first) = names.first() {
+            dn.push(DnType::CommonName, first.as_str());
+        }
+        params.distinguished_name = dn;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = OffsetDateTime::from(now);
+        params.not_before = now - CLOCK_SKEW;
+        params.not_after = now + lifetime;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| TlsError::rcgen(context(), e))?;
+        let key_der = PrivatePkcs8KeyDer::from(key.serialize_der()).into();
+        // The chain includes the root so clients that were handed only the leaf's
+        // issuer name can still build it; trusting clients ignore the extra cert.
+        CertifiedKey::from_der(
+            vec![cert.der().clone(), self.root_der.clone()],
+            key_der,
+            &provider(),
+        )
+        .map_err(|e| TlsError::rustls(context(), e))
+    }
+}
+
+/// A random number from the same CSPRNG rustls uses (no extra dependency).
+pub(crate) fn random_u32() -> u32 {
+    let mut buf = [0u8; 4];
+    // ring's system RNG does not fail on Linux; if it ever did, a zero suffix in
+    // a CA name is harmless.
+    let _ = provider().secure_random.fill(&mut buf);
+    u32::from_le_bytes(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn created_once_then_reloaded() {
+        let dir = std::env::temp_dir().join(format!("bellhop-ca-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ca = InternalCa::load_or_create(&dir).unwrap();
+        let again = InternalCa::load_or_create(&dir).unwrap();
+        assert_eq!(ca.root_pem(), again.root_pem());
+        let key_mode = std::fs::metadata(dir.join("internal/root.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(key_mode & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(dir.join("internal"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        // A leaf from the reloaded CA chains to the original root.
+        let leaf = again
+            .issue(
+                &["localhost".into(), "127.0.0.1".into()],
+                SystemTime::now(),
+                LEAF_LIFETIME,
+            )
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.root_der().clone()).unwrap();
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider())
+                .build()
+                .unwrap();
+        use rustls::client::danger::ServerCertVerifier;
+        for name in ["localhost", "127.0.0.1"] {
+            verifier
+                .verify_server_cert(
+                    &leaf.cert[0],
+                    &leaf.cert[1..],
+                    &rustls_pki_types::ServerName::try_from(name).unwrap(),
+                    &[],
+                    rustls_pki_types::UnixTime::now(),
+                )
+                .unwrap();
+        }
+        // Deleting the key while keeping the root is refused.
+        std::fs::remove_file(dir.join("internal/root.key")).unwrap();
+        assert!(InternalCa::load_or_create(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,28 @@
+//! TLS termination and certificates that are not ACME's business.
+//!
+//! - [`TlsTerminator`] accepts TLS (answering `acme-tls/1` validations on the
+//!   side) and reports the negotiated HTTP version.
+//! - [`CertResolver`] maps SNI to a certificate and is swapped at runtime;
+//!   [`ChallengeCerts`] holds TLS-ALPN-01 certificates while a validation runs.
+//! - [`InternalCa`] is bellhop's own root for `localhost`, IPs and `tls internal`.
+//! - [`CertStore`] keeps certificates on disk, written atomically
+//!   ([`atomic_file`]), and [`load_cert_files`] reads `tls "cert" "key"`.
+
+pub mod atomic_file;
+mod cert_info;
+mod error;
+mod files;
+mod internal_ca;
+mod resolver;
+mod store;
+mod terminator;
+
+pub use cert_info::CertInfo;
+pub use error::TlsError;
+pub use files::load_cert_files;
+pub(crate) use files::provider;
+pub use internal_ca::{InternalCa, LEAF_LIFETIME};
+pub(crate) use internal_ca::random_u32;
+pub use resolver::{CertResolver, ChallengeCerts};
+pub use store::{file_name_for, CertStore, StoredCert};
+pub use terminator::{Alpn, TlsTerminator, ACME_TLS_ALPN};

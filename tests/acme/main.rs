@@ -1,0 +1,1 @@
+//! ACME integration tests (placeholder).
