@@ -68,18 +68,17 @@ pub(crate) async fn load_or_create(
     }
     let contact = email.map(|e| format!("mailto:{e}"));
     let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
-    let (account, credentials) = Account::builder_with_http(Box::new(http.clone()))
-        .create(
-            &NewAccount {
-                contact: &contacts,
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            directory_url.to_string(),
-            None,
-        )
-        .await
-        .map_err(|e| AcmeError::acme(format!("creating an account at {directory_url}"), e))?;
+    let new_account = NewAccount {
+        contact: &contacts,
+        terms_of_service_agreed: true,
+        only_return_existing: false,
+    };
+    let (account, credentials) = super::nonce::retry_bad_nonce!(
+        Account::builder_with_http(Box::new(http.clone()))
+            .create(&new_account, directory_url.to_string(), None)
+            .await
+    )
+    .map_err(|e| AcmeError::acme(format!("creating an account at {directory_url}"), e))?;
     let json = serde_json::to_vec_pretty(&credentials).map_err(|e| AcmeError::Credentials {
         path: path.display().to_string(),
         reason: e.to_string(),

@@ -10,6 +10,7 @@ use instant_acme::{
 use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 
 use super::http01::Http01Tokens;
+use super::nonce::{is_bad_nonce, retry_bad_nonce, BAD_NONCE_RETRIES};
 use crate::config::AcmeChallenge;
 use super::tls_alpn01::challenge_cert;
 use super::AcmeError;
@@ -124,60 +125,80 @@ async fn obtain_with(
     if let Some(replaces) = &request.replaces {
         new_order = new_order.replaces(replaces.clone());
     }
-    let mut order = account
-        .new_order(&new_order)
-        .await
+    let mut order = retry_bad_nonce!(account.new_order(&new_order).await)
         .map_err(|e| AcmeError::acme(format!("ordering a certificate for {name}"), e))?;
 
-    let mut published = Vec::new();
-    {
+    // bellhop orders one name per certificate, so there is exactly one
+    // authorization. Fetching it is repeated from scratch after a badNonce
+    // because the iterator has already moved past a failed fetch.
+    if order.state().authorizations.len() != 1 {
+        return Err(AcmeError::Order {
+            name: name.to_string(),
+            reason: format!(
+                "expected one authorization, the CA returned {}",
+                order.state().authorizations.len()
+            ),
+        });
+    }
+    let mut published = None;
+    let mut retries = 0;
+    loop {
         let mut authorizations = order.authorizations();
-        while let Some(authz) = authorizations.next().await {
-            let mut authz = authz
-                .map_err(|e| AcmeError::acme(format!("fetching the authorization for {name}"), e))?;
-            match authz.status {
-                // Reused from an earlier order: nothing to prove.
-                AuthorizationStatus::Valid => continue,
-                AuthorizationStatus::Pending => {}
-                other => {
-                    return Err(AcmeError::Order {
-                        name: name.to_string(),
-                        reason: format!("authorization is {other:?}, not pending"),
-                    })
-                }
+        let Some(authz) = authorizations.next().await else {
+            break;
+        };
+        let mut authz = match authz {
+            Err(e) if is_bad_nonce(&e) && retries < BAD_NONCE_RETRIES => {
+                retries += 1;
+                continue;
             }
-            let mut handle = authz.challenge(challenge_type(challenge)).ok_or_else(|| AcmeError::Order {
+            other => other.map_err(|e| {
+                AcmeError::acme(format!("fetching the authorization for {name}"), e)
+            })?,
+        };
+        match authz.status {
+            // Reused from an earlier order: nothing to prove.
+            AuthorizationStatus::Valid => break,
+            AuthorizationStatus::Pending => {}
+            other => {
+                return Err(AcmeError::Order {
+                    name: name.to_string(),
+                    reason: format!("authorization is {other:?}, not pending"),
+                })
+            }
+        }
+        let mut handle = authz
+            .challenge(challenge_type(challenge))
+            .ok_or_else(|| AcmeError::Order {
                 name: name.to_string(),
                 reason: format!("the CA offered no {kind} challenge"),
             })?;
-            let key_auth = handle.key_authorization();
-            published.push(match challenge {
-                AcmeChallenge::TlsAlpn01 => {
-                    let cert = challenge_cert(name, key_auth.digest().as_ref())?;
-                    responders.tls_alpn.insert(name, Arc::new(cert));
-                    Published::TlsAlpn01 {
-                        certs: responders.tls_alpn.clone(),
-                        name: name.to_string(),
-                    }
+        let key_auth = handle.key_authorization();
+        published = Some(match challenge {
+            AcmeChallenge::TlsAlpn01 => {
+                let cert = challenge_cert(name, key_auth.digest().as_ref())?;
+                responders.tls_alpn.insert(name, Arc::new(cert));
+                Published::TlsAlpn01 {
+                    certs: responders.tls_alpn.clone(),
+                    name: name.to_string(),
                 }
-                AcmeChallenge::Http01 => {
-                    responders.tokens.insert(&handle.token, key_auth.as_str());
-                    Published::Http01 {
-                        tokens: responders.tokens.clone(),
-                        token: handle.token.clone(),
-                    }
+            }
+            AcmeChallenge::Http01 => {
+                responders.tokens.insert(&handle.token, key_auth.as_str());
+                Published::Http01 {
+                    tokens: responders.tokens.clone(),
+                    token: handle.token.clone(),
                 }
-            });
-            handle
-                .set_ready()
-                .await
-                .map_err(|e| AcmeError::acme(format!("starting {kind} validation of {name}"), e))?;
-        }
+            }
+        });
+        retry_bad_nonce!(handle.set_ready().await)
+            .map_err(|e| AcmeError::acme(format!("starting {kind} validation of {name}"), e))?;
+        break;
     }
 
     // The responders stay published until the CA has decided: it validates from
     // several vantage points, possibly more than once.
-    let status = order.poll_ready(&poll_policy()).await;
+    let status = retry_bad_nonce!(order.poll_ready(&poll_policy()).await);
     let status = match status {
         Ok(status) => status,
         Err(instant_acme::Error::Api(problem)) => {
@@ -201,13 +222,9 @@ async fn obtain_with(
     let csr = params
         .serialize_request(&key)
         .map_err(|e| TlsError::rcgen(format!("signing the CSR for {name}"), e))?;
-    order
-        .finalize_csr(csr.der())
-        .await
+    retry_bad_nonce!(order.finalize_csr(csr.der()).await)
         .map_err(|e| AcmeError::acme(format!("finalizing the order for {name}"), e))?;
-    let chain_pem = order
-        .poll_certificate(&poll_policy())
-        .await
+    let chain_pem = retry_bad_nonce!(order.poll_certificate(&poll_policy()).await)
         .map_err(|e| AcmeError::acme(format!("downloading the certificate for {name}"), e))?;
     Ok(Issued {
         chain_pem,

@@ -17,6 +17,7 @@ mod error;
 mod http01;
 mod issue;
 mod manager;
+mod nonce;
 pub mod plan;
 pub mod schedule;
 mod status;

@@ -28,10 +28,12 @@ pub(crate) fn challenge_cert(name: &str, digest: &[u8]) -> Result<CertifiedKey, 
     let cert = params
         .self_signed(&key)
         .map_err(|e| TlsError::rcgen(context(), e))?;
-    CertifiedKey::from_der(
-        vec![cert.der().clone()],
-        PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-        &provider(),
-    )
-    .map_err(|e| TlsError::rustls(context(), e))
+    // Not `CertifiedKey::from_der`: its key/certificate match check parses the
+    // certificate with webpki, which rejects the unknown critical acmeIdentifier
+    // extension. The key was generated for this certificate a moment ago.
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(PrivatePkcs8KeyDer::from(key.serialize_der()).into())
+        .map_err(|e| TlsError::rustls(context(), e))?;
+    Ok(CertifiedKey::new(vec![cert.der().clone()], signing_key))
 }

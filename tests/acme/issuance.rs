@@ -1,0 +1,203 @@
+//! Issuance against Pebble: each challenge type, fallback, failure, restart, nonces.
+
+use std::time::{Duration, Instant};
+
+use bellhop::acme::{CertEvent, NameStatus};
+use bellhop::config::{AcmeChallenge, TlsMode};
+
+use crate::support::net::{https_get, Listeners};
+use crate::support::pebble::{free_tcp_port, Pebble, PebbleOptions};
+use crate::support::{config, expect_obtained, init_logging, next_event, TempDir, Tls};
+
+fn pinned(challenge: AcmeChallenge) -> TlsMode {
+    TlsMode::Acme { challenge }
+}
+
+/// Issues one certificate with Pebble validating only the given ports, then
+/// checks a verified HTTPS request. Returns the time from manager start to the
+/// verified response.
+async fn issue_and_fetch(
+    name: &str,
+    tls_mode: TlsMode,
+    pebble_http_port: Option<u16>,
+    pebble_tls_port: Option<u16>,
+    nonce_reject: u8,
+) -> Duration {
+    init_logging();
+    let listeners = Listeners::bind().await;
+    let mut options = PebbleOptions::new(
+        pebble_http_port.unwrap_or(listeners.http_port()),
+        pebble_tls_port.unwrap_or(listeners.https_port()),
+    );
+    options.nonce_reject = nonce_reject;
+    let pebble = Pebble::start(options).await;
+    let state = TempDir::new("state");
+    let cfg = config(
+        &pebble.directory_url,
+        &pebble.api_root_path,
+        state.path(),
+        listeners.http_port(),
+        listeners.https_port(),
+        &[(name, tls_mode)],
+    );
+    let tls = Tls::new();
+    let addr = listeners.serve(tls.terminator.clone(), tls.tokens.clone());
+
+    let started = Instant::now();
+    let manager = tls.manager(&cfg);
+    let mut events = manager.events();
+    manager.start();
+    expect_obtained(&mut events, name, &pebble).await;
+    let roots = pebble.issuing_roots().await;
+    let (status, body) = https_get(addr, name, &roots, "/").await.expect("verified HTTPS GET");
+    let elapsed = started.elapsed();
+    assert_eq!((status, body.as_str()), (200, format!("hello {name}").as_str()));
+
+    // Stored with the promised permissions.
+    use std::os::unix::fs::PermissionsExt;
+    let key = manager.store().key_path(name);
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", key.display());
+    let dir_mode = std::fs::metadata(key.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    let account = bellhop::acme::account_path(state.path(), &pebble.directory_url);
+    let mode = std::fs::metadata(&account).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", account.display());
+    elapsed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_only() {
+    // Pebble's TLS-ALPN-01 port points nowhere, so only HTTP-01 can succeed.
+    let t = issue_and_fetch("http01.test", pinned(AcmeChallenge::Http01), None, Some(free_tcp_port()), 0).await;
+    eprintln!("http-01: manager start → verified HTTPS 200 in {t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn01_only() {
+    // Pebble's HTTP-01 port points nowhere, so only TLS-ALPN-01 can succeed.
+    let t = issue_and_fetch("alpn.test", pinned(AcmeChallenge::TlsAlpn01), Some(free_tcp_port()), None, 0).await;
+    eprintln!("tls-alpn-01: manager start → verified HTTPS 200 in {t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_falls_back_from_tls_alpn01_to_http01() {
+    // TLS-ALPN-01 (tried first) cannot reach us; HTTP-01 can.
+    issue_and_fetch("fallback.test", TlsMode::Auto, None, Some(free_tcp_port()), 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonce_reject_50_still_issues() {
+    let t = issue_and_fetch("nonces.test", TlsMode::Auto, None, None, 50).await;
+    eprintln!("NONCEREJECT=50: issued in {t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_validation_serves_nothing_and_backs_off() {
+    init_logging();
+    let listeners = Listeners::bind().await;
+    // Nothing answers on the port Pebble validates HTTP-01 on.
+    let pebble = Pebble::start(PebbleOptions::new(free_tcp_port(), listeners.https_port())).await;
+    let state = TempDir::new("state");
+    let name = "fails.test";
+    let cfg = config(
+        &pebble.directory_url,
+        &pebble.api_root_path,
+        state.path(),
+        listeners.http_port(),
+        listeners.https_port(),
+        &[(name, pinned(AcmeChallenge::Http01))],
+    );
+    let tls = Tls::new();
+    let addr = listeners.serve(tls.terminator.clone(), tls.tokens.clone());
+    let manager = tls.manager(&cfg);
+    let mut events = manager.events();
+    let before = std::time::SystemTime::now();
+    manager.start();
+    let CertEvent::Failed { error, next_attempt, .. } =
+        next_event(&mut events, name, Duration::from_secs(60)).await
+    else {
+        panic!("validation against a dead port succeeded");
+    };
+    // The CA's problem, verbatim, in the error.
+    assert!(
+        error.contains("http-01 validation of fails.test failed: urn:ietf:params:acme:error:connection"),
+        "{error}"
+    );
+    // First backoff: a minute (plus jitter).
+    let wait = next_attempt.duration_since(before).unwrap();
+    assert!(wait >= Duration::from_secs(59) && wait <= Duration::from_secs(80), "{wait:?}");
+    // Nothing served: the handshake for that name fails.
+    assert!(tls.resolver.get(name).is_none());
+    let roots = pebble.issuing_roots().await;
+    assert!(https_get(addr, name, &roots, "/").await.is_err());
+    // The failure is persisted so a restart waits too.
+    let status = NameStatus::load(&manager.store().name_dir(name).join("status.json")).unwrap();
+    assert_eq!(status.failures, 1);
+    assert!(status.last_error.as_deref().unwrap_or("").contains("connection"));
+    assert!(status.retry_not_before().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_reuses_account_and_certificates_with_ca_down() {
+    init_logging();
+    let listeners = Listeners::bind().await;
+    let (http_port, https_port) = (listeners.http_port(), listeners.https_port());
+    let pebble = Pebble::start(PebbleOptions::new(http_port, https_port)).await;
+    let state = TempDir::new("state");
+    let cfg_one = config(
+        &pebble.directory_url,
+        &pebble.api_root_path,
+        state.path(),
+        http_port,
+        https_port,
+        &[("one.test", TlsMode::Auto)],
+    );
+    let tls = Tls::new();
+    let addr = listeners.serve(tls.terminator.clone(), tls.tokens.clone());
+    let manager = tls.manager(&cfg_one);
+    let mut events = manager.events();
+    manager.start();
+    expect_obtained(&mut events, "one.test", &pebble).await;
+    let account_path = bellhop::acme::account_path(state.path(), &pebble.directory_url);
+    let account_before = std::fs::read(&account_path).unwrap();
+    manager.shutdown();
+    drop(manager);
+
+    // Restart with a second name: same account, the first cert is not re-ordered.
+    let cfg_two = config(
+        &pebble.directory_url,
+        &pebble.api_root_path,
+        state.path(),
+        http_port,
+        https_port,
+        &[("one.test", TlsMode::Auto), ("two.test", TlsMode::Auto)],
+    );
+    let manager = tls.manager(&cfg_two);
+    let mut events = manager.events();
+    manager.start();
+    expect_obtained(&mut events, "two.test", &pebble).await;
+    assert_eq!(std::fs::read(&account_path).unwrap(), account_before, "account was re-created");
+    let roots = pebble.issuing_roots().await;
+    manager.shutdown();
+    drop(manager);
+
+    // Stop the CA; a fresh process (fresh resolver) serves both at once.
+    drop(pebble);
+    let tls2 = Tls::new();
+    let manager = tls2.manager(&cfg_two);
+    assert!(tls2.resolver.get("one.test").is_some(), "stored cert not served at start");
+    assert!(tls2.resolver.get("two.test").is_some(), "stored cert not served at start");
+    let mut events = manager.events();
+    manager.start();
+    // Serve through the new stores on a new listener.
+    let listeners = Listeners::bind().await;
+    let addr2 = listeners.serve(tls2.terminator.clone(), tls2.tokens.clone());
+    for name in ["one.test", "two.test"] {
+        let (status, body) = https_get(addr2, name, &roots, "/").await.expect("verified GET after restart");
+        assert_eq!((status, body), (200, format!("hello {name}")));
+    }
+    // And nothing was attempted: the certificates are far from renewal.
+    assert!(events.try_recv().is_err());
+    let _ = addr;
+}
