@@ -14,9 +14,9 @@
 //! open connections.
 #![warn(missing_docs)]
 
+pub mod acme;
 pub mod body;
 pub mod config;
-pub mod acme;
 pub mod limit;
 pub mod logging;
 pub mod proxy;

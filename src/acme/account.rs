@@ -84,7 +84,11 @@ pub(crate) async fn load_or_create(
         reason: e.to_string(),
     })?;
     write_atomic(&path, &json, SECRET_MODE)?;
-    tracing::info!(ca = directory_url, id = account.id(), "created ACME account");
+    tracing::info!(
+        ca = directory_url,
+        id = account.id(),
+        "created ACME account"
+    );
     Ok(account)
 }
 
@@ -111,7 +115,10 @@ mod tests {
             issuer_id("https://acme-v02.api.letsencrypt.org/directory"),
             "acme-v02.api.letsencrypt.org-directory"
         );
-        assert_eq!(issuer_id("https://127.0.0.1:14000/dir"), "127.0.0.1-14000-dir");
+        assert_eq!(
+            issuer_id("https://127.0.0.1:14000/dir"),
+            "127.0.0.1-14000-dir"
+        );
         assert_eq!(issuer_id("https://../../x"), "x");
         assert_eq!(issuer_id(""), "acme");
     }

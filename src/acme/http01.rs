@@ -64,7 +64,8 @@ mod tests {
         t.insert("tok", "tok.thumb");
         assert_eq!(t.key_authorization("tok").as_deref(), Some("tok.thumb"));
         assert_eq!(
-            t.answer_for_path("/.well-known/acme-challenge/tok").as_deref(),
+            t.answer_for_path("/.well-known/acme-challenge/tok")
+                .as_deref(),
             Some("tok.thumb")
         );
         assert_eq!(t.answer_for_path("/tok"), None);

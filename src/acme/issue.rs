@@ -11,9 +11,9 @@ use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 
 use super::http01::Http01Tokens;
 use super::nonce::{is_bad_nonce, retry_bad_nonce, BAD_NONCE_RETRIES};
-use crate::config::AcmeChallenge;
 use super::tls_alpn01::challenge_cert;
 use super::AcmeError;
+use crate::config::AcmeChallenge;
 use crate::tls::{ChallengeCerts, TlsError};
 
 /// Where challenge responses are published for the listeners to serve.
@@ -96,8 +96,14 @@ fn challenge_type(challenge: AcmeChallenge) -> ChallengeType {
 /// A published challenge response, withdrawn when dropped (also on error or
 /// cancellation, so nothing lingers).
 enum Published {
-    Http01 { tokens: Arc<Http01Tokens>, token: String },
-    TlsAlpn01 { certs: Arc<ChallengeCerts>, name: String },
+    Http01 {
+        tokens: Arc<Http01Tokens>,
+        token: String,
+    },
+    TlsAlpn01 {
+        certs: Arc<ChallengeCerts>,
+        name: String,
+    },
 }
 
 impl Drop for Published {
@@ -167,12 +173,13 @@ async fn obtain_with(
                 })
             }
         }
-        let mut handle = authz
-            .challenge(challenge_type(challenge))
-            .ok_or_else(|| AcmeError::Order {
-                name: name.to_string(),
-                reason: format!("the CA offered no {kind} challenge"),
-            })?;
+        let mut handle =
+            authz
+                .challenge(challenge_type(challenge))
+                .ok_or_else(|| AcmeError::Order {
+                    name: name.to_string(),
+                    reason: format!("the CA offered no {kind} challenge"),
+                })?;
         let key_auth = handle.key_authorization();
         published = Some(match challenge {
             AcmeChallenge::TlsAlpn01 => {
@@ -208,7 +215,12 @@ async fn obtain_with(
                 problem,
             })
         }
-        Err(e) => return Err(AcmeError::acme(format!("waiting for {kind} validation of {name}"), e)),
+        Err(e) => {
+            return Err(AcmeError::acme(
+                format!("waiting for {kind} validation of {name}"),
+                e,
+            ))
+        }
     };
     if status == OrderStatus::Invalid {
         return Err(validation_error(&mut order, name, challenge).await);

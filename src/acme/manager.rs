@@ -29,8 +29,8 @@ use super::AcmeError;
 use crate::config::{AcmeChallenge, Config};
 use crate::tls::atomic_file::create_private_dir;
 use crate::tls::{
-    load_cert_files, random_u32, CertResolver, CertStore, ChallengeCerts, InternalCa,
-    StoredCert, TlsError, LEAF_LIFETIME,
+    load_cert_files, random_u32, CertResolver, CertStore, ChallengeCerts, InternalCa, StoredCert,
+    TlsError, LEAF_LIFETIME,
 };
 
 /// One whole attempt (order, validation, download) may take this long.
@@ -235,11 +235,16 @@ impl CertManager {
         let mut acme_wanted: Vec<(String, Vec<AcmeChallenge>)> = Vec::new();
         for (name, source) in &plan.names {
             match source {
-                CertSource::Files { cert, key } => {
-                    files.push((Slot::Name(name.clone()), Arc::new(load_cert_files(cert, key)?)))
+                CertSource::Files { cert, key } => files.push((
+                    Slot::Name(name.clone()),
+                    Arc::new(load_cert_files(cert, key)?),
+                )),
+                CertSource::Internal => {
+                    internal_wanted.push((Slot::Name(name.clone()), vec![name.clone()]))
                 }
-                CertSource::Internal => internal_wanted.push((Slot::Name(name.clone()), vec![name.clone()])),
-                CertSource::Acme { challenges } => acme_wanted.push((name.clone(), challenges.clone())),
+                CertSource::Acme { challenges } => {
+                    acme_wanted.push((name.clone(), challenges.clone()))
+                }
             }
         }
         for (slot, fallback) in [(Slot::NoSni, &plan.no_sni), (Slot::Default, &plan.default)] {
@@ -267,9 +272,7 @@ impl CertManager {
 
         // Phase 2, infallible: swap in.
         let wanted_names: Vec<&str> = plan.names.iter().map(|(n, _)| n.as_str()).collect();
-        self.shared
-            .resolver
-            .retain(|n| wanted_names.contains(&n));
+        self.shared.resolver.retain(|n| wanted_names.contains(&n));
         for slot in [Slot::NoSni, Slot::Default] {
             let configured = match slot {
                 Slot::NoSni => plan.no_sni.is_some(),
@@ -284,22 +287,22 @@ impl CertManager {
             running.internal.remove(&slot);
             self.shared.serve(&slot, Some(key));
         }
-        running
-            .internal
-            .retain(|slot, _| match slot {
-                Slot::Name(n) => plan
-                    .names
-                    .iter()
-                    .any(|(name, s)| name == n && *s == CertSource::Internal),
-                _ => true,
-            });
+        running.internal.retain(|slot, _| match slot {
+            Slot::Name(n) => plan
+                .names
+                .iter()
+                .any(|(name, s)| name == n && *s == CertSource::Internal),
+            _ => true,
+        });
         for (slot, names, key) in internal_new {
             let validity = validity_of(&key).unwrap_or(Validity {
                 not_before: now,
                 not_after: now + LEAF_LIFETIME,
             });
             self.shared.serve(&slot, Some(key));
-            running.internal.insert(slot, InternalLeaf { names, validity });
+            running
+                .internal
+                .insert(slot, InternalLeaf { names, validity });
         }
 
         // ACME: stop workers for names that went away or changed challenges,
@@ -385,7 +388,10 @@ impl Shared {
     }
 
     fn internal_ca(&self) -> Result<Arc<InternalCa>, TlsError> {
-        let mut ca = self.internal_ca.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ca = self
+            .internal_ca
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(ca) = ca.as_ref() {
             return Ok(ca.clone());
         }
@@ -566,7 +572,8 @@ impl AcmeTask {
             Ok(Some((window, poll))) => {
                 *ari = Some(window);
                 tracing::debug!(name = %self.name, start = %fmt_time(window.start), end = %fmt_time(window.end), "ARI renewal window");
-                SystemTime::now() + poll.clamp(Duration::from_secs(3600), Duration::from_secs(24 * 3600))
+                SystemTime::now()
+                    + poll.clamp(Duration::from_secs(3600), Duration::from_secs(24 * 3600))
             }
             Ok(None) => SystemTime::now() + ARI_RETRY,
             Err(e) => {
@@ -671,7 +678,11 @@ impl AcmeTask {
 }
 
 /// Re-issues internal leaves at half their lifetime.
-async fn renew_internal(shared: Arc<Shared>, mut leaves: Vec<(Slot, InternalLeaf)>, cancel: CancellationToken) {
+async fn renew_internal(
+    shared: Arc<Shared>,
+    mut leaves: Vec<(Slot, InternalLeaf)>,
+    cancel: CancellationToken,
+) {
     loop {
         let Some(due) = leaves
             .iter()

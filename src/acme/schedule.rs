@@ -85,7 +85,10 @@ pub fn renewal_due(validity: Validity) -> SystemTime {
 pub fn renewal_time(validity: Validity, ari: Option<AriWindow>, unit: f64) -> SystemTime {
     let unit = unit.clamp(0.0, 1.0);
     if let Some(window) = ari {
-        let span = window.end.duration_since(window.start).unwrap_or(Duration::ZERO);
+        let span = window
+            .end
+            .duration_since(window.start)
+            .unwrap_or(Duration::ZERO);
         return window.start + span.mul_f64(unit);
     }
     let jitter = (validity.lifetime() / 30).min(JITTER_MAX).mul_f64(unit);
@@ -160,7 +163,9 @@ pub fn retry_after_from_detail(detail: &str) -> Option<SystemTime> {
     let mut c = clock.split(':').map(|p| p.parse::<i64>().ok());
     let (hour, minute, second) = (c.next()??, c.next()??, c.next()??);
     let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
-    let date = time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?)
+            .ok()?;
     let clock = time::Time::from_hms(
         u8::try_from(hour).ok()?,
         u8::try_from(minute).ok()?,
@@ -250,15 +255,32 @@ mod tests {
         );
         let later = now + 3 * DAY;
         assert_eq!(
-            next_retry(1, FailureKind::RateLimited { retry_after: Some(later) }, now, 0.0),
+            next_retry(
+                1,
+                FailureKind::RateLimited {
+                    retry_after: Some(later)
+                },
+                now,
+                0.0
+            ),
             later
         );
         let far = now + 30 * DAY;
         assert_eq!(
-            next_retry(1, FailureKind::RateLimited { retry_after: Some(far) }, now, 0.0),
+            next_retry(
+                1,
+                FailureKind::RateLimited {
+                    retry_after: Some(far)
+                },
+                now,
+                0.0
+            ),
             now + RATE_LIMITED_MAX
         );
-        assert_eq!(next_retry(1, FailureKind::Other, now, 0.0), now + BACKOFF_MIN);
+        assert_eq!(
+            next_retry(1, FailureKind::Other, now, 0.0),
+            now + BACKOFF_MIN
+        );
     }
 
     #[test]
@@ -279,9 +301,18 @@ mod tests {
         );
         // Renewal due but failing: the backoff decides.
         let old = validity(now - 80 * DAY, 90 * DAY);
-        assert_eq!(next_attempt(Some(old), None, None, now, 0.0), now - 20 * DAY);
         assert_eq!(
-            next_attempt(Some(old), Some(now + 600 * Duration::from_secs(1)), None, now, 0.0),
+            next_attempt(Some(old), None, None, now, 0.0),
+            now - 20 * DAY
+        );
+        assert_eq!(
+            next_attempt(
+                Some(old),
+                Some(now + 600 * Duration::from_secs(1)),
+                None,
+                now,
+                0.0
+            ),
             now + Duration::from_secs(600)
         );
         // Expired: as if there were none.

@@ -19,8 +19,8 @@ pub(crate) fn challenge_cert(name: &str, digest: &[u8]) -> Result<CertifiedKey, 
         });
     }
     let key = KeyPair::generate().map_err(|e| TlsError::rcgen(context(), e))?;
-    let mut params =
-        CertificateParams::new(vec![name.to_string()]).map_err(|e| TlsError::rcgen(context(), e))?;
+    let mut params = CertificateParams::new(vec![name.to_string()])
+        .map_err(|e| TlsError::rcgen(context(), e))?;
     params.distinguished_name = DistinguishedName::new();
     params
         .custom_extensions

@@ -72,7 +72,7 @@ impl CertInfo {
     /// Whether the certificate names `name` (exactly, case-insensitively).
     pub fn covers(&self, name: &str) -> bool {
         let name = super::resolver::normalize_name(name);
-        self.names.iter().any(|n| *n == name)
+        self.names.contains(&name)
     }
 }
 

@@ -41,11 +41,7 @@ pub(crate) fn certified_key_from_pem(
     })?;
     CertifiedKey::from_der(chain, key, &provider()).map_err(|e| {
         TlsError::rustls(
-            format!(
-                "using {} with {}",
-                cert_path.display(),
-                key_path.display()
-            ),
+            format!("using {} with {}", cert_path.display(), key_path.display()),
             e,
         )
     })

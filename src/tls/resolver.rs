@@ -227,18 +227,30 @@ mod tests {
         assert!(r.lookup(Some("a.example.com")).is_none());
         r.set("A.Example.com.", exact.clone());
         r.set("*.example.com", wild.clone());
-        assert!(Arc::ptr_eq(&r.lookup(Some("a.example.com")).unwrap(), &exact));
-        assert!(Arc::ptr_eq(&r.lookup(Some("b.example.com")).unwrap(), &wild));
+        assert!(Arc::ptr_eq(
+            &r.lookup(Some("a.example.com")).unwrap(),
+            &exact
+        ));
+        assert!(Arc::ptr_eq(
+            &r.lookup(Some("b.example.com")).unwrap(),
+            &wild
+        ));
         // A wildcard covers one label only.
         assert!(r.lookup(Some("x.b.example.com")).is_none());
         assert!(r.lookup(None).is_none());
         r.set_default(Some(def.clone()));
-        assert!(Arc::ptr_eq(&r.lookup(Some("x.b.example.com")).unwrap(), &def));
+        assert!(Arc::ptr_eq(
+            &r.lookup(Some("x.b.example.com")).unwrap(),
+            &def
+        ));
         assert!(Arc::ptr_eq(&r.lookup(None).unwrap(), &def));
         r.set_no_sni(Some(ip.clone()));
         assert!(Arc::ptr_eq(&r.lookup(None).unwrap(), &ip));
         r.remove("a.example.com");
-        assert!(Arc::ptr_eq(&r.lookup(Some("a.example.com")).unwrap(), &wild));
+        assert!(Arc::ptr_eq(
+            &r.lookup(Some("a.example.com")).unwrap(),
+            &wild
+        ));
         r.retain(|n| n != "*.example.com");
         assert!(r.names().is_empty());
     }

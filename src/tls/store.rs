@@ -96,7 +96,12 @@ impl CertStore {
     }
 
     /// Checks and stores a chain and key for `name` (key first, see module docs).
-    pub fn save(&self, name: &str, chain_pem: &[u8], key_pem: &[u8]) -> Result<StoredCert, TlsError> {
+    pub fn save(
+        &self,
+        name: &str,
+        chain_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<StoredCert, TlsError> {
         let stored = StoredCert::from_pem(chain_pem, key_pem, &self.cert_path(name))?;
         write_atomic(&self.key_path(name), key_pem, SECRET_MODE)?;
         write_atomic(&self.cert_path(name), chain_pem, PUBLIC_MODE)?;
@@ -154,7 +159,11 @@ mod tests {
             .self_signed(&key)
             .unwrap();
         store
-            .save("a.test", cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+            .save(
+                "a.test",
+                cert.pem().as_bytes(),
+                key.serialize_pem().as_bytes(),
+            )
             .unwrap();
         let loaded = store.load("a.test").unwrap().unwrap();
         assert!(loaded.info.covers("a.test"));
@@ -164,7 +173,11 @@ mod tests {
         assert!(store.load("a.test").is_err());
         // Refuses to store a chain for the wrong key.
         assert!(store
-            .save("a.test", cert.pem().as_bytes(), other.serialize_pem().as_bytes())
+            .save(
+                "a.test",
+                cert.pem().as_bytes(),
+                other.serialize_pem().as_bytes()
+            )
             .is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -49,16 +49,25 @@ async fn issue_and_fetch(
     manager.start();
     expect_obtained(&mut events, name, &pebble).await;
     let roots = pebble.issuing_roots().await;
-    let (status, body) = https_get(addr, name, &roots, "/").await.expect("verified HTTPS GET");
+    let (status, body) = https_get(addr, name, &roots, "/")
+        .await
+        .expect("verified HTTPS GET");
     let elapsed = started.elapsed();
-    assert_eq!((status, body.as_str()), (200, format!("hello {name}").as_str()));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, format!("hello {name}").as_str())
+    );
 
     // Stored with the promised permissions.
     use std::os::unix::fs::PermissionsExt;
     let key = manager.store().key_path(name);
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", key.display());
-    let dir_mode = std::fs::metadata(key.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+    let dir_mode = std::fs::metadata(key.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(dir_mode, 0o700);
     let account = bellhop::acme::account_path(state.path(), &pebble.directory_url);
     let mode = std::fs::metadata(&account).unwrap().permissions().mode() & 0o777;
@@ -69,21 +78,42 @@ async fn issue_and_fetch(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_only() {
     // Pebble's TLS-ALPN-01 port points nowhere, so only HTTP-01 can succeed.
-    let t = issue_and_fetch("http01.test", pinned(AcmeChallenge::Http01), None, Some(free_tcp_port()), 0).await;
+    let t = issue_and_fetch(
+        "http01.test",
+        pinned(AcmeChallenge::Http01),
+        None,
+        Some(free_tcp_port()),
+        0,
+    )
+    .await;
     eprintln!("http-01: manager start → verified HTTPS 200 in {t:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn01_only() {
     // Pebble's HTTP-01 port points nowhere, so only TLS-ALPN-01 can succeed.
-    let t = issue_and_fetch("alpn.test", pinned(AcmeChallenge::TlsAlpn01), Some(free_tcp_port()), None, 0).await;
+    let t = issue_and_fetch(
+        "alpn.test",
+        pinned(AcmeChallenge::TlsAlpn01),
+        Some(free_tcp_port()),
+        None,
+        0,
+    )
+    .await;
     eprintln!("tls-alpn-01: manager start → verified HTTPS 200 in {t:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_falls_back_from_tls_alpn01_to_http01() {
     // TLS-ALPN-01 (tried first) cannot reach us; HTTP-01 can.
-    issue_and_fetch("fallback.test", TlsMode::Auto, None, Some(free_tcp_port()), 0).await;
+    issue_and_fetch(
+        "fallback.test",
+        TlsMode::Auto,
+        None,
+        Some(free_tcp_port()),
+        0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,19 +144,27 @@ async fn failed_validation_serves_nothing_and_backs_off() {
     let mut events = manager.events();
     let before = std::time::SystemTime::now();
     manager.start();
-    let CertEvent::Failed { error, next_attempt, .. } =
-        next_event(&mut events, name, Duration::from_secs(60)).await
+    let CertEvent::Failed {
+        error,
+        next_attempt,
+        ..
+    } = next_event(&mut events, name, Duration::from_secs(60)).await
     else {
         panic!("validation against a dead port succeeded");
     };
     // The CA's problem, verbatim, in the error.
     assert!(
-        error.contains("http-01 validation of fails.test failed: urn:ietf:params:acme:error:connection"),
+        error.contains(
+            "http-01 validation of fails.test failed: urn:ietf:params:acme:error:connection"
+        ),
         "{error}"
     );
     // First backoff: a minute (plus jitter).
     let wait = next_attempt.duration_since(before).unwrap();
-    assert!(wait >= Duration::from_secs(59) && wait <= Duration::from_secs(80), "{wait:?}");
+    assert!(
+        wait >= Duration::from_secs(59) && wait <= Duration::from_secs(80),
+        "{wait:?}"
+    );
     // Nothing served: the handshake for that name fails.
     assert!(tls.resolver.get(name).is_none());
     let roots = pebble.issuing_roots().await;
@@ -134,7 +172,11 @@ async fn failed_validation_serves_nothing_and_backs_off() {
     // The failure is persisted so a restart waits too.
     let status = NameStatus::load(&manager.store().name_dir(name).join("status.json")).unwrap();
     assert_eq!(status.failures, 1);
-    assert!(status.last_error.as_deref().unwrap_or("").contains("connection"));
+    assert!(status
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("connection"));
     assert!(status.retry_not_before().is_some());
 }
 
@@ -177,7 +219,11 @@ async fn restart_reuses_account_and_certificates_with_ca_down() {
     let mut events = manager.events();
     manager.start();
     expect_obtained(&mut events, "two.test", &pebble).await;
-    assert_eq!(std::fs::read(&account_path).unwrap(), account_before, "account was re-created");
+    assert_eq!(
+        std::fs::read(&account_path).unwrap(),
+        account_before,
+        "account was re-created"
+    );
     let roots = pebble.issuing_roots().await;
     manager.shutdown();
     drop(manager);
@@ -186,15 +232,23 @@ async fn restart_reuses_account_and_certificates_with_ca_down() {
     drop(pebble);
     let tls2 = Tls::new();
     let manager = tls2.manager(&cfg_two);
-    assert!(tls2.resolver.get("one.test").is_some(), "stored cert not served at start");
-    assert!(tls2.resolver.get("two.test").is_some(), "stored cert not served at start");
+    assert!(
+        tls2.resolver.get("one.test").is_some(),
+        "stored cert not served at start"
+    );
+    assert!(
+        tls2.resolver.get("two.test").is_some(),
+        "stored cert not served at start"
+    );
     let mut events = manager.events();
     manager.start();
     // Serve through the new stores on a new listener.
     let listeners = Listeners::bind().await;
     let addr2 = listeners.serve(tls2.terminator.clone(), tls2.tokens.clone());
     for name in ["one.test", "two.test"] {
-        let (status, body) = https_get(addr2, name, &roots, "/").await.expect("verified GET after restart");
+        let (status, body) = https_get(addr2, name, &roots, "/")
+            .await
+            .expect("verified GET after restart");
         assert_eq!((status, body), (200, format!("hello {name}")));
     }
     // And nothing was attempted: the certificates are far from renewal.

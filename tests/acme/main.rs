@@ -9,3 +9,4 @@ mod support;
 
 mod internal;
 mod issuance;
+mod renewal;

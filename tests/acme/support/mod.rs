@@ -153,7 +153,11 @@ pub async fn next_event(
 }
 
 /// Expects the next event about `name` to be `Obtained`.
-pub async fn expect_obtained(events: &mut broadcast::Receiver<CertEvent>, name: &str, pebble: &pebble::Pebble) {
+pub async fn expect_obtained(
+    events: &mut broadcast::Receiver<CertEvent>,
+    name: &str,
+    pebble: &pebble::Pebble,
+) {
     match next_event(events, name, Duration::from_secs(60)).await {
         CertEvent::Obtained { .. } => {}
         CertEvent::Failed { error, .. } => {

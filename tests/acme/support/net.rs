@@ -17,7 +17,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 
 /// A client config trusting exactly `roots`, ring provider, ALPN as given.
-pub fn client_config(roots: &Arc<rustls::RootCertStore>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+pub fn client_config(
+    roots: &Arc<rustls::RootCertStore>,
+    alpn: &[&[u8]],
+) -> Arc<rustls::ClientConfig> {
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -158,12 +161,16 @@ async fn serve_https(listener: TcpListener, tls: Arc<TlsTerminator>) {
             });
             let io = TokioIo::new(stream);
             let _ = match alpn {
-                Alpn::H2 => hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(io, service)
-                    .await,
-                Alpn::Http1 => hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await,
+                Alpn::H2 => {
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, service)
+                        .await
+                }
+                Alpn::Http1 => {
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await
+                }
             };
         });
     }

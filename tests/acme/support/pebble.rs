@@ -135,7 +135,9 @@ impl Pebble {
             management: SocketAddr::from(([127, 0, 0, 1], management)),
             dir,
         };
-        pebble.wait_ready(SocketAddr::from(([127, 0, 0, 1], listen))).await;
+        pebble
+            .wait_ready(SocketAddr::from(([127, 0, 0, 1], listen)))
+            .await;
         pebble
     }
 
