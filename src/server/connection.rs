@@ -45,7 +45,6 @@ impl ConnContext {
     }
 
     /// When the connection became idle, or `None` while requests are in flight.
-    #[allow(dead_code)] // used by serve_h2
     fn idle_since(&self) -> Option<Instant> {
         (self.in_flight.load(Ordering::Acquire) == 0)
             .then(|| self.opened + Duration::from_millis(self.last_done_ms.load(Ordering::Acquire)))
@@ -107,8 +106,6 @@ where
 }
 
 /// Runs the HTTP/2 server side of one TLS connection.
-// Called by the TLS listener path once it negotiates `h2` via ALPN.
-#[allow(dead_code)]
 ///
 /// HTTP/2 has no idle timeout of its own: a connection with no request in
 /// flight for `idle` gets a GOAWAY, as does every connection on shutdown.

@@ -107,8 +107,14 @@ pub async fn accept_loop(listener: TcpListener, spec: ListenerSpec, shared: Arc<
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }
-                let task = connection::serve_http1(stream, peer, spec.port, false, shared.clone());
-                shared.background.tasks.spawn(task);
+                if spec.tls {
+                    let task = super::https::serve_tls(stream, peer, spec.port, shared.clone());
+                    shared.background.tasks.spawn(task);
+                } else {
+                    let task =
+                        connection::serve_http1(stream, peer, spec.port, false, shared.clone());
+                    shared.background.tasks.spawn(task);
+                }
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: the socket is fine, the process is

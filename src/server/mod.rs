@@ -10,6 +10,7 @@
 
 mod access_log;
 mod connection;
+pub mod https;
 pub mod listener;
 mod service;
 
@@ -47,11 +48,11 @@ pub struct Shared {
     /// HTTP/1.1 connection settings (timeouts, limits).
     http1: http1::Builder,
     /// HTTP/2 connection settings (stream limits, flow control, pings).
-    #[allow(dead_code)] // used by serve_h2
     http2: http2::Builder<TokioExecutor>,
     /// An h2 connection with no request in flight this long is closed.
-    #[allow(dead_code)] // used by serve_h2
     idle_timeout: Duration,
+    /// TLS and certificates; `None` when no site is served over HTTPS.
+    pub https: Option<https::Https>,
 }
 
 /// A bound, not yet running server.
@@ -78,12 +79,9 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         let router = Router::new(&config).context("cannot build the routes")?;
         let specs = listener::plan(&config);
-        if let Some(spec) = specs.iter().find(|s| s.tls) {
-            anyhow::bail!(
-                "port {} needs HTTPS, which this build cannot serve yet; use an explicit \"http://host:port\" site address",
-                spec.port
-            );
-        }
+        // Stored and local certificates are served from the first connection on;
+        // ACME starts in `run`, once the listeners can answer validations.
+        let https = https::Https::new(&config)?;
         let mut listeners = Vec::with_capacity(specs.len());
         for spec in specs {
             let socket = listener::bind(&spec).with_context(|| {
@@ -122,6 +120,7 @@ impl Server {
                 http1,
                 http2,
                 idle_timeout: config.options.client_header_timeout,
+                https,
             }),
             grace_period: config.options.grace_period,
         })
@@ -155,8 +154,15 @@ impl Server {
             )));
         }
 
+        if let Some(https) = &self.shared.https {
+            https.start();
+        }
+
         let background = &self.shared.background;
         background.shutdown.cancelled().await;
+        if let Some(https) = &self.shared.https {
+            https.shutdown();
+        }
         for accept in accept_loops {
             // An accept loop only ends on shutdown; a panic there is a bug
             // worth reporting but not worth failing the drain for.

@@ -43,6 +43,13 @@ async fn dispatch(
     host: Option<HeaderValue>,
     conn: &ConnContext,
 ) -> (Response<Body>, Option<Arc<str>>) {
+    if !conn.tls {
+        if let Some(https) = &conn.shared.https {
+            if let Some(answer) = https.http01_response(req.uri().path()) {
+                return (answer, None);
+            }
+        }
+    }
     let router = conn.shared.router.load();
     let Some(port) = router.port(conn.port) else {
         return (not_found(), None);
@@ -55,6 +62,9 @@ async fn dispatch(
 
     let site = match port.lookup(&host_name) {
         HostMatch::Site(site) => site,
+        HostMatch::RedirectToHttps(_) if super::https::is_http01_path(req.uri().path()) => {
+            return (not_found(), None)
+        }
         HostMatch::RedirectToHttps(https_port) => {
             return (redirect_to_https(&host_name, https_port, req.uri()), None)
         }

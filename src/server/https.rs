@@ -1,0 +1,114 @@
+//! The HTTPS side of the server: TLS accept with dispatch by ALPN, the
+//! certificates behind it, and ACME HTTP-01 answers on the plain HTTP port.
+//!
+//! Kept apart from the plain-HTTP code: the listener calls [`serve_tls`] for TLS
+//! ports, the request handler calls [`Https::http01_response`] first on plain
+//! ports, and everything else about certificates lives in `tls` and `acme`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use http::{header, HeaderValue, Response};
+use tokio::net::TcpStream;
+
+use super::{connection, Shared};
+use crate::acme::{CertManager, Http01Tokens, HTTP01_PATH_PREFIX};
+use crate::body::Body;
+use crate::config::{Config, Scheme};
+use crate::tls::{Alpn, CertResolver, ChallengeCerts, TlsTerminator};
+
+/// TLS termination plus the certificate manager that feeds it.
+#[derive(Debug)]
+pub struct Https {
+    terminator: TlsTerminator,
+    tokens: Arc<Http01Tokens>,
+    certs: CertManager,
+}
+
+impl Https {
+    /// Sets up TLS for `config`, serving stored and local certificates at once.
+    /// `None` when no site is served over HTTPS.
+    pub fn new(config: &Config) -> anyhow::Result<Option<Https>> {
+        let any_https = config
+            .sites
+            .iter()
+            .flat_map(|s| &s.addresses)
+            .any(|a| a.scheme == Scheme::Https);
+        if !any_https {
+            return Ok(None);
+        }
+        let resolver = Arc::new(CertResolver::new());
+        let challenges = Arc::new(ChallengeCerts::new());
+        let tokens = Arc::new(Http01Tokens::new());
+        let terminator = TlsTerminator::new(resolver.clone(), challenges.clone())
+            .context("cannot set up TLS")?;
+        let certs = CertManager::new(config, resolver, challenges, tokens.clone())
+            .context("cannot prepare certificates")?;
+        Ok(Some(Https {
+            terminator,
+            tokens,
+            certs,
+        }))
+    }
+
+    /// Starts obtaining and renewing certificates in the background. Call once
+    /// the listeners accept, so ACME validations can reach us.
+    pub fn start(&self) {
+        self.certs.start();
+    }
+
+    /// Stops the background certificate tasks.
+    pub fn shutdown(&self) {
+        self.certs.shutdown();
+    }
+
+    /// The certificate manager (events, store paths).
+    pub fn certs(&self) -> &CertManager {
+        &self.certs
+    }
+
+    /// The answer to an ACME HTTP-01 request on the plain HTTP port: the key
+    /// authorization if `path` is a pending token, else `None` (tokens are
+    /// unguessable, so answering them for any host is harmless, and other
+    /// `/.well-known/acme-challenge/` paths stay with the site, see
+    /// [`is_http01_path`]).
+    pub fn http01_response(&self, path: &str) -> Option<Response<Body>> {
+        let key_authorization = self.tokens.answer_for_path(path)?;
+        let mut response = Response::new(Body::full(key_authorization));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        Some(response)
+    }
+}
+
+/// Whether a plain-HTTP request path belongs to ACME HTTP-01. Such requests are
+/// never redirected to HTTPS: the validator would follow the redirect to a port
+/// that may not have a certificate yet.
+pub fn is_http01_path(path: &str) -> bool {
+    path.starts_with(HTTP01_PATH_PREFIX)
+}
+
+/// Serves one connection accepted on a TLS port: handshake (bounded by the
+/// handshake timeout), then HTTP/2 or HTTP/1.1 as negotiated through ALPN.
+/// ACME TLS-ALPN-01 validations end right after their handshake.
+pub async fn serve_tls(stream: TcpStream, peer: SocketAddr, port: u16, shared: Arc<Shared>) {
+    let Some(https) = &shared.https else {
+        // Not reachable: TLS listeners only exist when a site needs HTTPS.
+        return;
+    };
+    let accepted = tokio::select! {
+        accepted = https.terminator.accept(stream) => accepted,
+        () = shared.background.shutdown.cancelled() => return,
+    };
+    match accepted {
+        Ok(Some((tls, Alpn::H2))) => connection::serve_h2(tls, peer, port, shared.clone()).await,
+        Ok(Some((tls, Alpn::Http1))) => {
+            connection::serve_http1(tls, peer, port, true, shared.clone()).await
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+    }
+}
