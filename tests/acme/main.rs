@@ -10,3 +10,4 @@ mod support;
 mod internal;
 mod issuance;
 mod renewal;
+mod server;

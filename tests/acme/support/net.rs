@@ -80,6 +80,21 @@ impl Conn {
         })
     }
 
+    /// GET `path`; returns the response headers.
+    pub async fn get_headers(
+        &mut self,
+        path: &str,
+    ) -> Result<http::HeaderMap, Box<dyn std::error::Error + Send + Sync>> {
+        self.sender.ready().await?;
+        let req = Request::get(path)
+            .header("host", &self.host)
+            .body(Empty::<Bytes>::new())?;
+        let resp = self.sender.send_request(req).await?;
+        let headers = resp.headers().clone();
+        resp.into_body().collect().await?;
+        Ok(headers)
+    }
+
     /// GET `path`; returns status and body.
     pub async fn get(
         &mut self,
