@@ -38,7 +38,7 @@ impl NameStatus {
         let Some(bytes) = read_optional(path)? else {
             return Ok(Self::default());
         };
-        serde_json::from_slice(&bytes).map_err(|e| TlsError::Pem {
+        serde_json::from_slice(&bytes).map_err(|e| TlsError::Invalid {
             path: path.to_path_buf(),
             reason: format!("invalid status JSON: {e}"),
         })

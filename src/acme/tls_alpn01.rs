@@ -13,7 +13,7 @@ pub(crate) fn challenge_cert(name: &str, digest: &[u8]) -> Result<CertifiedKey, 
     let context = || format!("building the TLS-ALPN-01 certificate for {name}");
     // rcgen panics on anything but 32 bytes; never let a peer-influenced value get there.
     if digest.len() != 32 {
-        return Err(TlsError::Pem {
+        return Err(TlsError::Invalid {
             path: name.into(),
             reason: format!("key authorization digest is {} bytes, not 32", digest.len()),
         });

@@ -28,6 +28,15 @@ pub enum TlsError {
         /// What was wrong with it.
         reason: String,
     },
+    /// A stored file parsed but its content is unusable (a certificate that
+    /// doesn't name its host, a corrupt status file, a CA root without its key).
+    #[error("{}: {reason}", path.display())]
+    Invalid {
+        /// The file, or the name it is about.
+        path: PathBuf,
+        /// What is wrong and, where possible, what to do.
+        reason: String,
+    },
     /// A certificate and its key do not belong together, or rustls rejected them.
     #[error("{context}: {source}")]
     Rustls {

@@ -75,7 +75,7 @@ impl InternalCa {
         let key_pem = read_optional(&key_path)?;
         match (cert_pem, key_pem) {
             (Some(cert), Some(key)) => Self::load(root_path, &cert, &key_path, &key),
-            (Some(_), None) => Err(TlsError::Pem {
+            (Some(_), None) => Err(TlsError::Invalid {
                 path: key_path,
                 reason: format!(
                     "the internal CA key is missing but {} exists; restore the key or delete both to create a new root (clients must then trust the new one)",
@@ -157,6 +157,25 @@ impl InternalCa {
         })
     }
 
+    /// What `bellhop ca-root` prints: where the root is, how to trust it, and
+    /// the PEM itself (last, so `bellhop ca-root | tail -n +N` or a PEM parser
+    /// that skips text both work).
+    pub fn trust_instructions(&self) -> String {
+        let path = self.root_path.display();
+        format!(
+            "# bellhop's internal CA root certificate: {path}\n\
+             # It signs the certificates of `localhost`, `*.localhost`, IP addresses and\n\
+             # `tls internal` sites. To trust it:\n\
+             #   Debian/Ubuntu: sudo cp {path} /usr/local/share/ca-certificates/bellhop.crt && sudo update-ca-certificates\n\
+             #   Fedora/RHEL:   sudo cp {path} /etc/pki/ca-trust/source/anchors/bellhop.pem && sudo update-ca-trust\n\
+             #   macOS:         sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {path}\n\
+             #   curl:          curl --cacert {path} https://localhost/\n\
+             #   Firefox uses its own store: Settings → Certificates → Import.\n\
+             {}",
+            self.root_pem
+        )
+    }
+
     /// Path of the root certificate file.
     pub fn path(&self) -> &Path {
         &self.root_path
@@ -231,6 +250,9 @@ mod tests {
         let ca = InternalCa::load_or_create(&dir).unwrap();
         let again = InternalCa::load_or_create(&dir).unwrap();
         assert_eq!(ca.root_pem(), again.root_pem());
+        let text = again.trust_instructions();
+        assert!(text.contains(&InternalCa::root_path(&dir).display().to_string()));
+        assert!(text.ends_with(ca.root_pem()));
         let key_mode = std::fs::metadata(dir.join("internal/root.key"))
             .unwrap()
             .permissions()

@@ -87,7 +87,7 @@ impl CertStore {
         };
         let stored = StoredCert::from_pem(&chain, &key, &cert_path)?;
         if !stored.info.covers(name) {
-            return Err(TlsError::Pem {
+            return Err(TlsError::Invalid {
                 path: cert_path,
                 reason: format!("certificate does not name {name}"),
             });
