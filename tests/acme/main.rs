@@ -7,7 +7,7 @@
 
 mod support;
 
-mod internal;
 mod issuance;
 mod renewal;
 mod server;
+mod tls;
