@@ -255,3 +255,61 @@ async fn restart_reuses_account_and_certificates_with_ca_down() {
     assert!(events.try_recv().is_err());
     let _ = addr;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_rejection_is_logged_verbatim_and_backoff_survives_restart() {
+    init_logging();
+    let listeners = Listeners::bind().await;
+    let mut options = PebbleOptions::new(listeners.http_port(), listeners.https_port());
+    options.blocklist = vec!["blocked.test".into()];
+    let pebble = Pebble::start(options).await;
+    let state = TempDir::new("state");
+    let cfg = config(
+        &pebble.directory_url,
+        &pebble.api_root_path,
+        state.path(),
+        listeners.http_port(),
+        listeners.https_port(),
+        &[
+            ("blocked.test", TlsMode::Auto),
+            ("fine.test", TlsMode::Auto),
+        ],
+    );
+    let tls = Tls::new();
+    let _addr = listeners.serve(tls.terminator.clone(), tls.tokens.clone());
+    let manager = tls.manager(&cfg);
+    let mut events = manager.events();
+    manager.start();
+    let CertEvent::Failed { error, .. } =
+        next_event(&mut events, "blocked.test", Duration::from_secs(30)).await
+    else {
+        panic!("a blocked name was issued");
+    };
+    // Pebble's problem document, verbatim.
+    assert!(
+        error.contains("urn:ietf:params:acme:error:rejectedIdentifier"),
+        "{error}"
+    );
+    assert!(error.contains("blocked.test"), "{error}");
+    // Another name is not held up by the failing one.
+    let mut events_fine = manager.events();
+    if tls.resolver.get("fine.test").is_none() {
+        expect_obtained(&mut events_fine, "fine.test", &pebble).await;
+    }
+    manager.shutdown();
+    drop(manager);
+
+    // A restart waits out the persisted backoff instead of asking again at once
+    // (a first attempt happens within milliseconds of start).
+    let manager = tls.manager(&cfg);
+    let mut events = manager.events();
+    manager.start();
+    let quiet = tokio::time::timeout(Duration::from_secs(2), events.recv()).await;
+    assert!(
+        quiet.is_err(),
+        "attempted again right after restart: {quiet:?}"
+    );
+    let status =
+        NameStatus::load(&manager.store().name_dir("blocked.test").join("status.json")).unwrap();
+    assert_eq!(status.failures, 1);
+}

@@ -33,6 +33,8 @@ pub struct PebbleOptions {
     pub validity_secs: Option<u64>,
     /// `PEBBLE_WFE_NONCEREJECT` percentage.
     pub nonce_reject: u8,
+    /// Names Pebble refuses to issue for (`rejectedIdentifier`).
+    pub blocklist: Vec<String>,
 }
 
 impl PebbleOptions {
@@ -43,6 +45,7 @@ impl PebbleOptions {
             tls_port,
             validity_secs: None,
             nonce_reject: 0,
+            blocklist: Vec::new(),
         }
     }
 }
@@ -80,6 +83,9 @@ impl Pebble {
                 "externalAccountBindingRequired": false,
             }
         });
+        if !options.blocklist.is_empty() {
+            pebble_config["pebble"]["domainBlocklist"] = options.blocklist.clone().into();
+        }
         if let Some(validity) = options.validity_secs {
             pebble_config["pebble"]["certificateValidityPeriod"] = validity.into();
         }
