@@ -61,6 +61,14 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Print the internal CA's root certificate (path, how to trust it, PEM),
+    /// creating the CA if it does not exist yet.
+    CaRoot {
+        /// Config file whose `state-dir` to use [default: ./Proxyfile, then
+        /// /etc/bellhop/Proxyfile, else the default state dir].
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Print the version.
     Version,
 }
@@ -81,6 +89,7 @@ fn main() -> ExitCode {
             };
             serve(&cli.log_level, cli.log_format, config)
         }
+        Command::CaRoot { config } => ca_root(config.as_deref()),
         Command::Proxy { from, to } => match one_shot(&from, &to) {
             Ok(config) => serve(&cli.log_level, cli.log_format, config),
             Err(e) => fail(&e),
@@ -162,6 +171,32 @@ fn fmt(check: bool, path: Option<&Path>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// `bellhop ca-root`: the internal CA of the configured (or default) state dir.
+fn ca_root(path: Option<&Path>) -> ExitCode {
+    let state_dir = match path {
+        // An explicit --config must load; without one, a missing default
+        // Proxyfile just means the default state dir.
+        Some(path) => match load(path) {
+            Ok(config) => config.options.state_dir,
+            Err(e) => return fail(&e),
+        },
+        None => match find_config(None) {
+            Ok(path) => match load(&path) {
+                Ok(config) => config.options.state_dir,
+                Err(e) => return fail(&e),
+            },
+            Err(_) => PathBuf::from(config::defaults::STATE_DIR),
+        },
+    };
+    match bellhop::tls::InternalCa::load_or_create(&state_dir) {
+        Ok(ca) => {
+            print!("{}", ca.trust_instructions());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&anyhow::Error::new(e).context("cannot load the internal CA")),
     }
 }
 
