@@ -64,6 +64,7 @@ fn site(name: &str, handler: Handler, hsts: Option<Duration>) -> Site {
             path: PathPattern::Any,
             handler,
             rate_limit: None,
+            encode: Vec::new(),
         }],
     }
 }
