@@ -20,6 +20,7 @@ pub(crate) const OPTION_NAMES: &[&str] = &[
     "email",
     "acme-ca",
     "acme-ca-root",
+    "profile",
     "state-dir",
     "http-port",
     "https-port",
@@ -114,6 +115,7 @@ fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
         "email" => "email \"ops@example.com\"",
         "acme-ca" => "acme-ca \"staging\"",
         "acme-ca-root" => "acme-ca-root \"/etc/bellhop/pebble.pem\"",
+        "profile" => "profile \"shortlived\"",
         "state-dir" => "state-dir \"/var/lib/bellhop\"",
         "http-port" => "http-port 80",
         "https-port" => "https-port 443",
@@ -146,6 +148,11 @@ fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
         "acme-ca-root" => {
             if let Some(p) = arg.parse_string("a file path", usage, path, problems) {
                 o.acme_ca_root = Some(p);
+            }
+        }
+        "profile" => {
+            if let Some(p) = arg.parse_string("an ACME profile name", usage, profile, problems) {
+                o.acme_profile = Some(p);
             }
         }
         "state-dir" => {
@@ -228,6 +235,24 @@ fn email(s: &str) -> Result<String, values::Invalid> {
             message: format!("`{s}` is not an email address"),
             help: Some("Let's Encrypt uses it to warn about expiring certificates, e.g. \"ops@example.com\"".into()),
         }),
+    }
+}
+
+/// An ACME profile name (draft-aaron-acme-profiles): whether the CA offers it is
+/// only known at run time, so only the shape is checked here.
+fn profile(s: &str) -> Result<String, values::Invalid> {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Ok(s.to_string())
+    } else {
+        Err(values::Invalid {
+            message: format!("`{s}` is not an ACME profile name"),
+            help: Some(
+                "profiles are names the CA lists in its directory, e.g. \"classic\", \"tlsserver\" or \"shortlived\" at Let's Encrypt".into(),
+            ),
+        })
     }
 }
 

@@ -114,6 +114,7 @@ snapshots! {
     route_path_bad_wildcard: "app.example.com {\n    route \"/api*\" { proxy 3000 }\n    proxy 8000\n}\n";
     admin_not_loopback: "options {\n    admin \"0.0.0.0:2019\"\n}\napp.example.com { proxy 8000 }\n";
     email_invalid: "options {\n    email \"ops.example.com\"\n}\napp.example.com { proxy 8000 }\n";
+    profile_invalid: "options {\n    profile \"short lived\"\n}\napp.example.com { proxy 8000 }\n";
     acme_ca_not_https: "options {\n    acme-ca \"letsencrypt\"\n}\napp.example.com { proxy 8000 }\n";
     tls_only_cert: "app.example.com {\n    tls \"/etc/ssl/site.pem\"\n    proxy 8000\n}\n";
     tls_internal_with_challenge: "app.example.com {\n    tls internal challenge=\"http-01\"\n    proxy 8000\n}\n";

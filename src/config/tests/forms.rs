@@ -119,6 +119,14 @@ fn design_example_options() {
 }
 
 #[test]
+fn acme_profile_option() {
+    let config = parse_ok("options { profile \"shortlived\" }\napp.example.com { proxy 8000 }\n");
+    assert_eq!(config.options.acme_profile.as_deref(), Some("shortlived"));
+    let config = parse_ok("app.example.com { proxy 8000 }\n");
+    assert_eq!(config.options.acme_profile, None);
+}
+
+#[test]
 fn design_example_app_site() {
     let config = parse_ok(DESIGN_EXAMPLE);
     let app = &config.sites[0];
