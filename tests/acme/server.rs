@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bellhop::config::{
-    Config, Handler, HostPattern, Options, PathPattern, ProxyConfig, Route, Scheme, Site,
-    SiteAddress, TlsMode, Upstream,
+    AcmeChallenge, Config, Handler, HostPattern, Options, PathPattern, ProxyConfig, Route, Scheme,
+    Site, SiteAddress, TlsMode, Upstream,
 };
 use bellhop::server::{Server, ShutdownHandle};
 use bytes::Bytes;
@@ -114,11 +114,20 @@ async fn server_obtains_certificate_redirects_and_speaks_h2() {
     let state = TempDir::new("state");
     let config = Config {
         options: options(&pebble, &state, http_port, https_port),
-        sites: vec![site(
-            "app.test",
-            respond("hello app"),
-            Some(Duration::from_secs(600)),
-        )],
+        sites: vec![
+            site(
+                "app.test",
+                respond("hello app"),
+                Some(Duration::from_secs(600)),
+            ),
+            // HTTP-01 through the server's own plain-HTTP listener.
+            Site {
+                tls: TlsMode::Acme {
+                    challenge: AcmeChallenge::Http01,
+                },
+                ..site("h01.test", respond("hello h01"), None)
+            },
+        ],
     };
     let started = Instant::now();
     let bellhop = run(config).await;
@@ -127,6 +136,10 @@ async fn server_obtains_certificate_redirects_and_speaks_h2() {
     let elapsed = started.elapsed();
     assert_eq!((status, body.as_str()), (200, "hello app"));
     eprintln!("Server::bind → first verified HTTPS 200: {elapsed:?}");
+
+    let (status, body) =
+        get_when_ready(bellhop.https, "h01.test", &roots, Duration::from_secs(30)).await;
+    assert_eq!((status, body.as_str()), (200, "hello h01"));
 
     // HSTS only when configured, only over HTTPS.
     let mut conn = Conn::open(bellhop.https, "app.test", &roots).await.unwrap();

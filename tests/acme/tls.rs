@@ -156,3 +156,47 @@ async fn unknown_alpn_and_acme_tls_without_challenge_are_refused() {
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_and_removes_names_and_a_bad_config_changes_nothing() {
+    let state = TempDir::new("state");
+    let cfg = |names: &[(&str, TlsMode)]| {
+        config(
+            "https://127.0.0.1:9/dir",
+            std::path::Path::new("/nonexistent"),
+            state.path(),
+            1,
+            2,
+            names,
+        )
+    };
+    let tls = Tls::new();
+    let manager = tls.manager(&cfg(&[
+        ("a.test", TlsMode::Internal),
+        ("b.test", TlsMode::Internal),
+    ]));
+    manager.start();
+    assert_eq!(tls.resolver.names(), vec!["a.test", "b.test"]);
+    let b_before = tls.resolver.get("b.test").unwrap();
+
+    manager
+        .update(&cfg(&[
+            ("b.test", TlsMode::Internal),
+            ("c.test", TlsMode::Internal),
+        ]))
+        .unwrap();
+    assert_eq!(tls.resolver.names(), vec!["b.test", "c.test"]);
+    // An unchanged name keeps its certificate.
+    assert!(Arc::ptr_eq(&tls.resolver.get("b.test").unwrap(), &b_before));
+
+    // A config whose certificate files are missing is refused as a whole.
+    let missing = TlsMode::Files {
+        cert: "/nonexistent/cert.pem".into(),
+        key: "/nonexistent/key.pem".into(),
+    };
+    let err = manager
+        .update(&cfg(&[("d.test", missing), ("e.test", TlsMode::Internal)]))
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+    assert_eq!(tls.resolver.names(), vec!["b.test", "c.test"]);
+}
