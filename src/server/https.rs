@@ -58,6 +58,16 @@ impl Https {
         self.certs.start();
     }
 
+    /// Applies a reloaded config: new names are served and obtained, removed
+    /// names stop being served, unchanged ones keep their certificate. On error
+    /// (e.g. unreadable certificate files) nothing changes. Listeners are not
+    /// affected, so a site newly moved to HTTPS needs a restart if its port is new.
+    pub fn update(&self, config: &Config) -> anyhow::Result<()> {
+        self.certs
+            .update(config)
+            .context("cannot prepare certificates for the new config")
+    }
+
     /// Stops the background certificate tasks.
     pub fn shutdown(&self) {
         self.certs.shutdown();
