@@ -96,6 +96,12 @@ impl HttpClient for AcmeHttp {
                     .await
                     .map_err(instant_acme::Error::Hyper)?
                     .to_bytes();
+                if parts.status == http::StatusCode::BAD_REQUEST
+                    && body.windows(8).any(|w| w == b"badNonce")
+                {
+                    // instant-acme retries these itself; the log shows how often.
+                    tracing::debug!(%uri, "the CA rejected a nonce");
+                }
                 Ok(BytesResponse::from(http::Response::from_parts(
                     parts,
                     Full::new(body),
