@@ -54,6 +54,9 @@ enum Item {
 
 #[derive(Debug)]
 struct Node {
+    /// Line comments between a leading `/-` and the node it comments out; they
+    /// go on their own lines above the node.
+    leading: Vec<String>,
     /// Name, values, properties, inline comments and blocks, in order.
     parts: Vec<Part>,
     /// A `// …` comment after the node on the same line.
@@ -147,6 +150,7 @@ impl Parser<'_> {
         let mut parts = Vec::new();
         let mut prefix = String::new();
         let mut trailing = None;
+        let mut leading = Vec::new();
         while let Some(token) = self.peek().cloned() {
             match token.kind {
                 Kind::Slashdash | Kind::Annotation => {
@@ -221,13 +225,18 @@ impl Parser<'_> {
                     }
                     break;
                 }
+                // `/-` may be followed by comments and line breaks before what it
+                // comments out.
+                Kind::LineComment if parts.is_empty() && !prefix.is_empty() => {
+                    self.pos += 1;
+                    leading.push(self.text(&token).trim_end().to_string());
+                }
+                Kind::Newline if parts.is_empty() && !prefix.is_empty() => self.pos += 1,
                 Kind::LineComment => {
                     self.pos += 1;
                     trailing = Some(self.text(&token).trim_end().to_string());
                     break;
                 }
-                // `/-` may be followed by a line break before what it comments out.
-                Kind::Newline if !prefix.is_empty() => self.pos += 1,
                 Kind::Newline | Kind::Close => break,
                 Kind::Equals | Kind::Stray => return Err(Unformattable),
             }
@@ -235,7 +244,11 @@ impl Parser<'_> {
         if !prefix.is_empty() || parts.is_empty() {
             return Err(Unformattable);
         }
-        Ok(Node { parts, trailing })
+        Ok(Node {
+            leading,
+            parts,
+            trailing,
+        })
     }
 }
 
@@ -290,6 +303,12 @@ fn write_items(items: &[Item], level: usize, out: &mut Vec<Line>) {
                 comment: None,
             }),
             Item::Node(node) => {
+                for comment in &node.leading {
+                    out.push(Line {
+                        code: format!("{indent}{comment}"),
+                        comment: None,
+                    });
+                }
                 let mut line = indent.clone();
                 write_node(node, level, &mut line, out);
                 out.push(Line {
@@ -367,7 +386,7 @@ fn inline_block(block: &Block) -> Option<String> {
         match item {
             Item::Blank => {}
             Item::Comment(text) if !text.starts_with("//") => pieces.push(text.clone()),
-            Item::Node(node) if node.trailing.is_none() => {
+            Item::Node(node) if node.trailing.is_none() && node.leading.is_empty() => {
                 let mut text = String::new();
                 for part in &node.parts {
                     let piece = match part {

@@ -189,9 +189,11 @@ impl Lexer<'_> {
                         self.pos += hashes;
                         self.quoted(hashes);
                     } else {
-                        // `#true`, `#null`, `#-inf`, … (or junk; the word rule takes it).
+                        // `#true`, `#null`, `#-inf`, … (or junk, reported by kdl).
                         self.bump();
-                        self.word();
+                        while self.peek().is_some_and(|c| self.continues_word(c)) {
+                            self.bump();
+                        }
                     }
                     self.push(Kind::Word, start);
                 }
@@ -315,7 +317,13 @@ impl Lexer<'_> {
     /// A bare word.
     fn word(&mut self) {
         if self.slashes == Slashes::Glued {
-            self.pos += glued_word_len(self.rest());
+            // Always advance, so a character the glued rule rejects can't stall the loop.
+            match glued_word_len(self.rest()) {
+                0 => {
+                    self.bump();
+                }
+                n => self.pos += n,
+            }
             return;
         }
         while self.peek().is_some_and(|c| self.continues_word(c)) {

@@ -228,8 +228,12 @@ fn check_swallowed(source: &str, span: SourceSpan, problems: &mut Problems) {
         return;
     }
     let rest_len = lexer::glued_word_len(after);
-    let meant = &source[span.offset()..end + rest_len];
-    let cut = &source[span.offset()..end];
+    let (Some(meant), Some(cut)) = (
+        source.get(span.offset()..end + rest_len),
+        source.get(span.offset()..end),
+    ) else {
+        return;
+    };
     problems.push(
         Problem::new(format!("`{meant}` must be quoted"))
             .at(

@@ -173,3 +173,11 @@ fn trailing_comments_align_per_run() {
     let expected = "a.example.com {\n    proxy 1                    // one\n    rate-limit \"10/s\" burst=20 // two\n\n    encode gzip // alone\n}\n";
     assert_eq!(check_stable(src), expected);
 }
+
+#[test]
+fn slashdash_comment_lines_go_above_the_node() {
+    let src = "options { /- // why\n    email \"a@example.com\"\n}\na.example.com { proxy 1 }\n";
+    let expected =
+        "options {\n    // why\n    /-email \"a@example.com\"\n}\na.example.com { proxy 1 }\n";
+    assert_eq!(check_stable(src), expected);
+}

@@ -6,6 +6,7 @@ mod errors;
 mod fmt;
 mod forms;
 mod model;
+mod robust;
 mod values;
 
 use super::{parse, Config, ConfigError};
