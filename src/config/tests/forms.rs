@@ -640,3 +640,35 @@ fn load_names_an_unreadable_path() {
     assert!(report.contains(&missing.display().to_string()), "{report}");
     assert!(report.contains("help:"), "{report}");
 }
+
+#[test]
+fn every_option_name_sets_something() {
+    use crate::config::options::OPTION_NAMES;
+    // A non-default value for each option; a new option without one fails here,
+    // and one whose parser arm is missing leaves Options at its default.
+    let sample = |name: &str| match name {
+        "email" => "\"ops@example.com\"",
+        "acme-ca" => "\"staging\"",
+        "acme-ca-root" => "\"/root.pem\"",
+        "profile" => "\"shortlived\"",
+        "state-dir" => "\"/tmp/state\"",
+        "http-port" => "8080",
+        "https-port" => "8443",
+        "admin" => "2019",
+        "trusted-proxies" => "\"10.0.0.0/8\"",
+        "grace-period" => "\"1s\"",
+        "client-header-timeout" => "\"1s\"",
+        other => panic!("add a sample value for option `{other}` to this test"),
+    };
+    for name in OPTION_NAMES {
+        let src = format!(
+            "options {{ {name} {} }}\na.example.com {{ proxy 1 }}",
+            sample(name)
+        );
+        assert_ne!(
+            parse_ok(&src).options,
+            Options::default(),
+            "{name} was not applied"
+        );
+    }
+}
