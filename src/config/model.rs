@@ -147,10 +147,11 @@ pub struct Site {
 /// Which scheme a site address asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
-    /// `http://…`: plain HTTP on the given port or `http-port`, no certificate.
+    /// `http://…`, or a bare port like `:8080` (no host name to certify, as in
+    /// Caddy): plain HTTP on the given port or `http-port`, no certificate.
     Http,
-    /// `https://…` or no scheme: HTTPS on the given port or `https-port`; plain
-    /// HTTP on `http-port` redirects there.
+    /// `https://…` or no scheme (with a host): HTTPS on the given port or
+    /// `https-port`; plain HTTP on `http-port` redirects there.
     Https,
 }
 
