@@ -4,7 +4,9 @@
 //! already there at once (stored ACME certificates, certificate files, internal
 //! leaves); [`CertManager::start`] then spawns one task per ACME name that obtains
 //! missing certificates and renews existing ones in the background, plus one task
-//! that re-issues internal leaves. A failing name backs off on its own schedule
+//! that re-issues internal leaves. Host-less `tls internal` sites get their
+//! leaves on demand during the handshake instead (`tls::OnDemand`, configured
+//! here). A failing name backs off on its own schedule
 //! (persisted, so restarts don't hammer the CA) and never affects other names; a
 //! still-valid certificate keeps being served while its renewal fails.
 
@@ -29,8 +31,8 @@ use super::AcmeError;
 use crate::config::{AcmeChallenge, Config};
 use crate::tls::atomic_file::create_private_dir;
 use crate::tls::{
-    load_cert_files, random_u32, CertResolver, CertStore, ChallengeCerts, InternalCa, StoredCert,
-    TlsError, LEAF_LIFETIME,
+    load_cert_files, random_u32, CertResolver, CertStore, ChallengeCerts, InternalCa, OnDemandPort,
+    StoredCert, TlsError, LEAF_LIFETIME,
 };
 
 /// One whole attempt (order, validation, download) may take this long.
@@ -258,8 +260,12 @@ impl CertManager {
         }
         let mut running = self.lock();
         let mut internal_new = Vec::new();
-        if !internal_wanted.is_empty() {
-            let ca = self.shared.internal_ca()?;
+        let ca = if internal_wanted.is_empty() && plan.on_demand.is_empty() {
+            None
+        } else {
+            Some(self.shared.internal_ca()?)
+        };
+        if let Some(ca) = &ca {
             for (slot, names) in internal_wanted {
                 match running.internal.get(&slot) {
                     Some(leaf) if leaf.names == names => continue,
@@ -271,6 +277,21 @@ impl CertManager {
         }
 
         // Phase 2, infallible: swap in.
+        let on_demand: HashMap<u16, OnDemandPort> = plan
+            .on_demand
+            .iter()
+            .map(|(port, claimed)| (*port, OnDemandPort::new(claimed)))
+            .collect();
+        for (port, _) in &plan.on_demand {
+            tracing::info!(
+                port,
+                "issuing internal certificates on demand for the host-less `tls internal` site"
+            );
+        }
+        self.shared
+            .resolver
+            .on_demand()
+            .configure(on_demand, ca.filter(|_| !plan.on_demand.is_empty()));
         let wanted_names: Vec<&str> = plan.names.iter().map(|(n, _)| n.as_str()).collect();
         self.shared.resolver.retain(|n| wanted_names.contains(&n));
         for slot in [Slot::NoSni, Slot::Default] {

@@ -2,6 +2,7 @@
 //!
 //! A pure function of the [`Config`]: the manager diffs two plans on reload.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::{AcmeChallenge, Config, HostPattern, Scheme, TlsMode};
@@ -48,6 +49,11 @@ pub struct Plan {
     pub no_sni: Option<Fallback>,
     /// For names that match nothing (sites whose address has no host, like `":8443"`).
     pub default: Option<Fallback>,
+    /// Ports whose host-less HTTPS site (`"https://:8443"`) uses `tls internal`:
+    /// leaves are issued there during the handshake for any name, except the
+    /// hosts listed with the port, which other sites on it answer. Ports in
+    /// ascending order.
+    pub on_demand: Vec<(u16, Vec<HostPattern>)>,
     /// Names bellhop cannot get a certificate for (with the reason), to be logged.
     pub unsupported: Vec<(String, &'static str)>,
 }
@@ -74,10 +80,22 @@ pub fn plan(config: &Config) -> Plan {
     let mut plan = Plan::default();
     let mut ips = Vec::new();
     let mut ip_files = None;
+    // Per HTTPS port: whether its catch-all (the first host-less address, as in
+    // the router) is `tls internal`, and every host addressed on it.
+    let mut ports: BTreeMap<u16, (Option<bool>, Vec<HostPattern>)> = BTreeMap::new();
     for site in &config.sites {
         for address in &site.addresses {
             if address.scheme != Scheme::Https {
                 continue;
+            }
+            let (any_internal, hosts) = ports
+                .entry(address.effective_port(&config.options))
+                .or_default();
+            match address.host {
+                HostPattern::Any => {
+                    any_internal.get_or_insert(site.tls == TlsMode::Internal);
+                }
+                _ => hosts.push(address.host.clone()),
             }
             let name = match &address.host {
                 HostPattern::Name(name) => name.clone(),
@@ -140,6 +158,11 @@ pub fn plan(config: &Config) -> Plan {
         names.push("localhost".into());
         names.extend(ips.iter().cloned());
     }
+    plan.on_demand = ports
+        .into_iter()
+        .filter(|(_, (any_internal, _))| *any_internal == Some(true))
+        .map(|(port, (_, hosts))| (port, hosts))
+        .collect();
     plan.no_sni = ip_files.or(if ips.is_empty() {
         None
     } else {
@@ -242,6 +265,63 @@ mod tests {
             plan.no_sni,
             Some(Fallback::Internal(vec!["127.0.0.1".into()]))
         );
+        assert_eq!(
+            plan.default,
+            Some(Fallback::Internal(vec![
+                "localhost".into(),
+                "127.0.0.1".into()
+            ]))
+        );
+    }
+
+    #[test]
+    fn on_demand_ports_are_those_whose_catch_all_is_internal() {
+        let on = |port: u16, host: HostPattern| SiteAddress {
+            scheme: Scheme::Https,
+            host,
+            port: Some(port),
+        };
+        let config = Config {
+            options: Options::default(),
+            sites: vec![
+                site(vec![on(8444, HostPattern::Any)], TlsMode::Internal),
+                site(
+                    vec![
+                        on(8444, HostPattern::Name("app.test".into())),
+                        on(8444, HostPattern::Ip("127.0.0.1".parse().unwrap())),
+                        on(8445, HostPattern::Name("other.test".into())),
+                    ],
+                    TlsMode::Auto,
+                ),
+                site(
+                    vec![
+                        on(8446, HostPattern::Any),
+                        on(8446, HostPattern::Wildcard("files.test".into())),
+                    ],
+                    TlsMode::Files {
+                        cert: "c.pem".into(),
+                        key: "k.pem".into(),
+                    },
+                ),
+                site(
+                    vec![https(HostPattern::Name("localhost".into()))],
+                    TlsMode::Auto,
+                ),
+            ],
+        };
+        let plan = plan(&config);
+        assert_eq!(
+            plan.on_demand,
+            vec![(
+                8444,
+                vec![
+                    HostPattern::Name("app.test".into()),
+                    HostPattern::Ip("127.0.0.1".parse().unwrap())
+                ]
+            )]
+        );
+        // The static catch-all certificate is still made, for names that are
+        // not valid DNS names.
         assert_eq!(
             plan.default,
             Some(Fallback::Internal(vec![

@@ -110,7 +110,7 @@ pub async fn serve_tls(stream: TcpStream, peer: SocketAddr, port: u16, shared: A
         return;
     };
     let accepted = tokio::select! {
-        accepted = https.terminator.accept(stream) => accepted,
+        accepted = https.terminator.accept_on(stream, port) => accepted,
         () = shared.background.shutdown.cancelled() => return,
     };
     match accepted {

@@ -14,6 +14,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use super::on_demand::OnDemand;
+
 /// Normalises a host name the way map keys are stored: lowercase, no trailing dot.
 pub(crate) fn normalize_name(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
@@ -26,10 +28,15 @@ pub(crate) fn normalize_name(name: &str) -> String {
 /// SNI (it connected by IP address) gets the no-SNI certificate, then the default.
 /// When nothing matches the handshake fails with an alert, which is how a name
 /// whose certificate is still being obtained fails cleanly.
+///
+/// Ports whose catch-all site is `tls internal` are handled before this lookup:
+/// the terminator asks [`on_demand`](Self::on_demand) first, which knows the port
+/// and the local address that rustls' resolver interface doesn't.
 pub struct CertResolver {
     by_name: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
     default: ArcSwapOption<CertifiedKey>,
     no_sni: ArcSwapOption<CertifiedKey>,
+    on_demand: OnDemand,
     // Serialises writers so two concurrent `set`s cannot lose each other's update
     // (ArcSwap::rcu would retry instead; a mutex is simpler and writes are rare).
     write: Mutex<()>,
@@ -42,6 +49,7 @@ impl CertResolver {
             by_name: ArcSwap::from_pointee(HashMap::new()),
             default: ArcSwapOption::empty(),
             no_sni: ArcSwapOption::empty(),
+            on_demand: OnDemand::new(),
             write: Mutex::new(()),
         }
     }
@@ -83,6 +91,11 @@ impl CertResolver {
     /// The certificate for clients that send no SNI, i.e. that connected by IP.
     pub fn set_no_sni(&self, cert: Option<Arc<CertifiedKey>>) {
         self.no_sni.store(cert);
+    }
+
+    /// Issuance during the handshake for host-less `tls internal` sites.
+    pub fn on_demand(&self) -> &OnDemand {
+        &self.on_demand
     }
 
     /// The certificate stored for exactly `name`, without wildcard or default fallback.
@@ -129,6 +142,7 @@ impl fmt::Debug for CertResolver {
             .field("names", &self.names())
             .field("default", &self.default.load().is_some())
             .field("no_sni", &self.no_sni.load().is_some())
+            .field("on_demand", &self.on_demand)
             .finish()
     }
 }

@@ -2,9 +2,10 @@
 //! terminates ordinary TLS, bounded by a handshake timeout.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use rustls::server::{Acceptor, NoServerSessionStorage, ResolvesServerCert};
+use rustls::server::{Acceptor, ClientHello, NoServerSessionStorage, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -106,20 +107,35 @@ impl TlsTerminator {
         &self.main
     }
 
-    /// Performs the TLS handshake on an accepted TCP connection.
+    /// Performs the TLS handshake on an accepted TCP connection, treating it as
+    /// arriving on the port its socket is bound to. See [`accept_on`](Self::accept_on).
+    pub async fn accept(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<Option<(TlsStream<TcpStream>, Alpn)>, TlsError> {
+        let port = tcp.local_addr().map_or(0, |a| a.port());
+        self.accept_on(tcp, port).await
+    }
+
+    /// Performs the TLS handshake on a TCP connection accepted by the listener
+    /// configured as `port` (the config's port, which differs from the socket's
+    /// when the config asked for an ephemeral port 0).
     ///
     /// If the ClientHello offers `acme-tls/1`, the handshake is completed with the
     /// challenge certificate for the requested name, the connection is closed, and
     /// `Ok(None)` is returned: there is nothing for HTTP to serve. Otherwise the
     /// handshake is finished with the main config and the stream is returned with
-    /// the negotiated protocol. Reading the ClientHello and the whole handshake are
-    /// bounded by the handshake timeout, because neither rustls nor tokio-rustls
-    /// time out on a silent client.
-    pub async fn accept(
+    /// the negotiated protocol. On a port whose catch-all site is `tls internal`,
+    /// a name no other site claims (or, without SNI, the local IP) gets a leaf
+    /// issued on demand (see [`OnDemand`](super::OnDemand)). Reading the
+    /// ClientHello and the whole handshake are bounded by the handshake timeout,
+    /// because neither rustls nor tokio-rustls time out on a silent client.
+    pub async fn accept_on(
         &self,
         tcp: TcpStream,
+        port: u16,
     ) -> Result<Option<(TlsStream<TcpStream>, Alpn)>, TlsError> {
-        match tokio::time::timeout(self.handshake_timeout, self.handshake(tcp)).await {
+        match tokio::time::timeout(self.handshake_timeout, self.handshake(tcp, port)).await {
             Ok(result) => result,
             Err(_) => Err(TlsError::HandshakeTimeout(self.handshake_timeout)),
         }
@@ -128,7 +144,15 @@ impl TlsTerminator {
     async fn handshake(
         &self,
         tcp: TcpStream,
+        port: u16,
     ) -> Result<Option<(TlsStream<TcpStream>, Alpn)>, TlsError> {
+        // The address the client connected to: a client without SNI verifies
+        // the certificate against it. Only needed on on-demand ports.
+        let local_ip = if self.resolver.on_demand().is_enabled(port) {
+            tcp.local_addr().ok().map(|a| a.ip())
+        } else {
+            None
+        };
         let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
             .await
             .map_err(TlsError::Handshake)?;
@@ -147,8 +171,16 @@ impl TlsTerminator {
             let _ = stream.shutdown().await;
             return Ok(None);
         }
+        let config = match local_ip.and_then(|ip| {
+            self.resolver
+                .on_demand()
+                .certificate(port, ip, hello.server_name(), SystemTime::now())
+        }) {
+            Some(cert) => self.main_with(cert),
+            None => self.main.clone(),
+        };
         let stream = start
-            .into_stream(self.main.clone())
+            .into_stream(config)
             .await
             .map_err(TlsError::Handshake)?;
         let alpn = match stream.get_ref().1.alpn_protocol() {
@@ -156,6 +188,25 @@ impl TlsTerminator {
             _ => Alpn::Http1,
         };
         Ok(Some((stream, alpn)))
+    }
+
+    /// The main config serving `cert` whatever the SNI. Everything else,
+    /// including the session cache and ticket keys, is shared with the main
+    /// config, so resumption works as usual.
+    fn main_with(&self, cert: Arc<CertifiedKey>) -> Arc<ServerConfig> {
+        let mut config = ServerConfig::clone(&self.main);
+        config.cert_resolver = Arc::new(Fixed(cert));
+        Arc::new(config)
+    }
+}
+
+/// Always the same certificate: an on-demand leaf chosen before the handshake.
+#[derive(Debug)]
+struct Fixed(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Fixed {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
     }
 }
 

@@ -8,6 +8,7 @@
 mod support;
 
 mod issuance;
+mod on_demand;
 mod renewal;
 mod server;
 mod tls;
