@@ -1,0 +1,169 @@
+//! Upstream failures and bad peers: 502 at once when refused, 504 when headers are
+//! too slow, the upstream connection dropped when the client goes away, and bad
+//! input answered with an error while the server keeps serving.
+
+use std::time::Instant;
+
+use http_body_util::BodyExt;
+
+use crate::support::backends::echo::Echo;
+use crate::support::backends::raw::Garbage;
+use crate::support::backends::slow::Slow;
+use crate::support::client::{empty, get, h1, raw, req};
+use crate::support::config::{proxy_with, site, tcp, ConfigBuilder};
+use crate::support::server::TestServer;
+use crate::support::{bounded, free_port, millis, secs, wait_for};
+
+async fn front(upstream: std::net::SocketAddr, header_timeout: Option<std::time::Duration>) -> TestServer {
+    let handler = proxy_with(vec![tcp(upstream)], |p| {
+        if let Some(t) = header_timeout {
+            p.header_timeout = t;
+        }
+    });
+    TestServer::start(ConfigBuilder::new().site(site("127.0.0.1").handle(handler)).build()).await
+}
+
+#[tokio::test]
+async fn refused_upstream_gives_502_at_once() {
+    bounded(secs(20), "test", async {
+        let closed: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let server = front(closed, None).await;
+        let started = Instant::now();
+        let r = get(server.addr(), &server.addr().to_string(), "/").await;
+        let took = started.elapsed();
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert!(took < millis(1000), "502 took {took:?}");
+        // And again: a refused upstream does not wedge anything.
+        let r = get(server.addr(), &server.addr().to_string(), "/again").await;
+        assert_eq!(r.status, 502);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn upstream_too_slow_for_headers_gives_504() {
+    bounded(secs(20), "test", async {
+        let slow = Slow::start(secs(30)).await;
+        let server = front(slow.http.addr(), Some(secs(1))).await;
+        let started = Instant::now();
+        let r = get(server.addr(), &server.addr().to_string(), "/slow").await;
+        let took = started.elapsed();
+        assert_eq!(r.status, 504, "{}", r.text());
+        assert!(took >= millis(900) && took < secs(5), "504 after {took:?}, header timeout is 1 s");
+        assert_eq!(slow.received(), 1);
+        // bellhop gave up on that upstream connection.
+        wait_for("slow backend connection dropped", secs(5), || slow.http.stats.open() == 0).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn slow_upstream_within_the_header_timeout_is_fine() {
+    bounded(secs(20), "test", async {
+        let slow = Slow::start(millis(1500)).await;
+        let server = front(slow.http.addr(), Some(secs(5))).await;
+        let r = get(server.addr(), &server.addr().to_string(), "/slow").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "slow done\n");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn client_gone_mid_stream_drops_the_upstream_connection() {
+    bounded(secs(20), "test", async {
+        let echo = Echo::start("stream").await;
+        let server = front(echo.addr(), None).await;
+        let mut c = h1(server.addr(), None).await;
+        let resp = c
+            .send_request(req("GET", &server.addr().to_string(), "/stream-forever").body(empty()).unwrap())
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let mut got = 0;
+        while got < 5 {
+            let f = bounded(secs(5), "streamed chunk", body.frame()).await;
+            assert!(matches!(f, Some(Ok(_))), "{f:?}");
+            got += 1;
+        }
+        assert_eq!(echo.stats.streams_open.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(echo.http.stats.open(), 1);
+        drop(body);
+        drop(c); // the client connection goes away mid-stream
+        wait_for("backend stream to stop", secs(5), || {
+            echo.stats.streams_open.load(std::sync::atomic::Ordering::SeqCst) == 0
+        })
+        .await;
+        wait_for("upstream connection closed", secs(5), || echo.http.stats.open() == 0).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn client_gone_while_waiting_for_headers_drops_the_upstream_connection() {
+    bounded(secs(20), "test", async {
+        let slow = Slow::start(secs(30)).await;
+        let server = front(slow.http.addr(), None).await;
+        let mut c = h1(server.addr(), None).await;
+        let addr = server.addr().to_string();
+        let pending = tokio::spawn(async move {
+            let _ = c.send_request(req("GET", &addr, "/wait").body(empty()).unwrap()).await;
+        });
+        wait_for("request to reach the backend", secs(5), || slow.received() == 1).await;
+        pending.abort(); // drops the client connection
+        wait_for("upstream connection closed", secs(5), || slow.http.stats.open() == 0).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn garbage_from_the_upstream_gives_502_and_serving_goes_on() {
+    bounded(secs(20), "test", async {
+        let garbage = Garbage::start().await;
+        let echo = Echo::start("fine").await;
+        let server = TestServer::start(
+            ConfigBuilder::new()
+                .site(site("bad.test").proxy(tcp(garbage.addr)))
+                .site(site("good.test").proxy(tcp(echo.addr())))
+                .build(),
+        )
+        .await;
+        let r = get(server.addr(), &server.host("bad.test"), "/").await;
+        assert_eq!(r.status, 502);
+        let r = get(server.addr(), &server.host("good.test"), "/").await;
+        assert_eq!(r.status, 200);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn malformed_requests_get_4xx_and_serving_goes_on() {
+    bounded(secs(30), "test", async {
+        let echo = Echo::start("fine").await;
+        let server = front(echo.addr(), None).await;
+        let host = server.addr().to_string();
+        let bad: Vec<Vec<u8>> = vec![
+            b"GARBAGE\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-Big: {}\r\n\r\n", "a".repeat(512 * 1024)).into_bytes(),
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(), // a TLS ClientHello on plain HTTP
+            vec![0u8; 64],
+        ];
+        for input in &bad {
+            let out = bounded(secs(10), "answer to bad input", raw(server.addr(), input)).await;
+            if let Some(status) = out.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()) {
+                assert!(
+                    (400..500).contains(&status),
+                    "bad input {:?} got {out:?}",
+                    String::from_utf8_lossy(&input[..input.len().min(60)])
+                );
+            } // else: the connection was closed without a response, also acceptable
+        }
+        let r = get(server.addr(), &host, "/still-up").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(echo.http.stats.requests(), 1, "no bad request reached the backend");
+    })
+    .await
+}

@@ -1,0 +1,104 @@
+//! Stale pooled upstream connections. uvicorn closes idle keep-alive connections
+//! after 5 s; the test backend does it after 1 s (or less), and bellhop must never
+//! turn the resulting race into a 502.
+
+use std::time::Duration;
+
+use crate::support::backends::idle_close::IdleClose;
+use crate::support::client::{collect, empty, h1, req};
+use crate::support::config::{site, tcp, ConfigBuilder};
+use crate::support::server::TestServer;
+use crate::support::{bounded, millis, secs};
+
+/// A long run of requests spaced around the backend's 1 s idle close, from three
+/// clients at once, each spacing sweeping across the close instant in 2 ms steps so
+/// some requests reach bellhop just before, at, and just after the backend's FIN.
+#[tokio::test]
+async fn spaced_requests_against_a_1s_idle_backend_never_get_502() {
+    bounded(secs(60), "test", async {
+        let backend = IdleClose::start(secs(1)).await;
+        let server =
+            TestServer::start(ConfigBuilder::new().site(site("127.0.0.1").proxy(tcp(backend.addr))).build()).await;
+        let host = server.addr().to_string();
+        const LANES: u64 = 3;
+        const PER_LANE: u64 = 15;
+        let mut lanes = Vec::new();
+        for lane in 0..LANES {
+            let (addr, host) = (server.addr(), host.clone());
+            lanes.push(tokio::spawn(async move {
+                let mut client = h1(addr, None).await;
+                let mut statuses = Vec::new();
+                for i in 0..PER_LANE {
+                    // 985 ms .. 1015 ms, a different phase per lane.
+                    let step = (i * LANES + lane) % 16;
+                    tokio::time::sleep(Duration::from_millis(985 + 2 * step)).await;
+                    let path = format!("/lane{lane}/req{i}");
+                    let resp = client
+                        .send_request(req("GET", &host, &path).body(empty()).unwrap())
+                        .await
+                        .expect("client request");
+                    let r = collect(resp).await;
+                    statuses.push((path, r.status.as_u16(), r.text()));
+                }
+                statuses
+            }));
+        }
+        let mut bad = Vec::new();
+        for lane in lanes {
+            for (path, status, text) in lane.await.expect("lane") {
+                if status != 200 {
+                    bad.push(format!("{path}: {status} {text}"));
+                }
+            }
+        }
+        eprintln!(
+            "backend: {} connections, {} requests, {} idle closes",
+            backend.conns(),
+            backend.requests(),
+            backend.idle_closes()
+        );
+        assert!(bad.is_empty(), "{} of {} requests failed: {bad:#?}", bad.len(), LANES * PER_LANE);
+        assert_eq!(backend.requests(), LANES * PER_LANE);
+        // The run only means something if the backend really closed pooled connections.
+        assert!(backend.idle_closes() >= 10, "backend closed only {} idle connections", backend.idle_closes());
+    })
+    .await
+}
+
+/// The same race, made certain: after 300 ms idle the backend drops a connection the
+/// moment the next request arrives on it, unread and unanswered, which is what a
+/// proxy sees when its request crosses the backend's FIN. Every reused connection
+/// fails that way, so every request after the first needs the retry on a fresh one.
+#[tokio::test]
+async fn get_on_a_pooled_connection_the_backend_closed_is_retried() {
+    bounded(secs(30), "test", async {
+        let backend = IdleClose::start_lazy(millis(300)).await;
+        let server =
+            TestServer::start(ConfigBuilder::new().site(site("127.0.0.1").proxy(tcp(backend.addr))).build()).await;
+        let host = server.addr().to_string();
+        let mut client = h1(server.addr(), None).await;
+        for i in 0..8 {
+            if i > 0 {
+                // Longer than the backend's idle time, shorter than bellhop's pool idle timeout.
+                tokio::time::sleep(millis(500)).await;
+            }
+            let resp = client
+                .send_request(req("GET", &host, &format!("/r{i}")).body(empty()).unwrap())
+                .await
+                .expect("client request");
+            let r = collect(resp).await;
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        }
+        assert_eq!(backend.requests(), 8);
+        assert!(
+            backend.idle_closes() >= 1,
+            "bellhop never reused a pooled connection, so the retry path was not exercised"
+        );
+        eprintln!(
+            "backend: {} connections, {} idle closes",
+            backend.conns(),
+            backend.idle_closes()
+        );
+    })
+    .await
+}

@@ -1,0 +1,21 @@
+//! bellhop's integration tests: real sockets on 127.0.0.1, real backends (hyper,
+//! tokio-tungstenite, uvicorn), bellhop both in-process (`bellhop::server`) and as the
+//! spawned binary where a process boundary matters (RSS, fds, signals, logs, CLI).
+//!
+//! Modules follow the criteria: `headers`, `routing`, `upstreams`,
+//! `streaming`, `keepalive`, `websocket`, `failures`, `logging`, `shutdown`, `cli`,
+//! `uvicorn`. Shared machinery lives in `support`.
+
+mod support;
+
+mod cli;
+mod failures;
+mod headers;
+mod keepalive;
+mod logging;
+mod routing;
+mod shutdown;
+mod streaming;
+mod upstreams;
+mod uvicorn;
+mod websocket;

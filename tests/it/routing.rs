@@ -1,0 +1,189 @@
+//! Site selection by Host (exact, then `*.wildcard`, h2 `:authority`), path routes
+//! in order with first match winning, and the 404 for unknown hosts.
+
+use crate::support::backends::echo::{header_values, Echo};
+use crate::support::client::{collect, empty, get, h2, raw};
+use crate::support::config::{proxy, site, tcp, ConfigBuilder};
+use crate::support::server::TestServer;
+use crate::support::{bounded, secs};
+
+/// Backends named after what should reach them, and bellhop in front:
+///
+/// ```text
+/// "http://app.test"        { route "/api/*" { proxy API }  route "/api/v1/*" { proxy V1 }
+///                            route "/exact" { proxy EXACT } proxy APP }
+/// "http://*.wild.test"     { proxy WILD }
+/// "http://exact.wild.test" { proxy EXACTHOST }     // after the wildcard on purpose
+/// "http://other.test"      { proxy OTHER }
+/// ```
+struct World {
+    _backends: Vec<Echo>,
+    server: TestServer,
+}
+
+async fn world() -> World {
+    let mut backends = Vec::new();
+    for name in ["app", "api", "v1", "exact", "wild", "exacthost", "other"] {
+        backends.push(Echo::start(name).await);
+    }
+    let up = |i: usize| tcp(backends[i].addr());
+    let cfg = ConfigBuilder::new()
+        .site(
+            site("app.test")
+                .route("/api/*", proxy(up(1)))
+                .route("/api/v1/*", proxy(up(2)))
+                .route("/exact", proxy(up(3)))
+                .proxy(up(0)),
+        )
+        .site(site("*.wild.test").proxy(up(4)))
+        .site(site("exact.wild.test").proxy(up(5)))
+        .site(site("other.test").proxy(up(6)))
+        .build();
+    let server = TestServer::start(cfg).await;
+    assert_eq!(server.addrs.len(), 1, "all port-0 sites share one listener");
+    World {
+        _backends: backends,
+        server,
+    }
+}
+
+impl World {
+    /// Which backend answered `GET path` with Host `host` (with port), or the status.
+    async fn who(&self, host: &str, path: &str) -> String {
+        let host = self.server.host(host);
+        let r = get(self.server.addr(), &host, path).await;
+        if r.status != 200 {
+            return r.status.as_u16().to_string();
+        }
+        let j = r.json();
+        assert_eq!(header_values(&j, "host"), vec![host]);
+        j["backend"].as_str().unwrap().to_string()
+    }
+}
+
+#[tokio::test]
+async fn site_is_chosen_by_host_header() {
+    bounded(secs(30), "test", async {
+        let w = world().await;
+        assert_eq!(w.who("app.test", "/").await, "app");
+        assert_eq!(w.who("other.test", "/").await, "other");
+        // Host names are case-insensitive.
+        assert_eq!(w.who("App.TEST", "/").await, "app");
+        // Host without a port works too.
+        let r = get(w.server.addr(), "other.test", "/").await;
+        assert_eq!(r.json()["backend"], "other");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn wildcard_site_matches_exactly_one_label() {
+    bounded(secs(30), "test", async {
+        let w = world().await;
+        assert_eq!(w.who("a.wild.test", "/").await, "wild");
+        assert_eq!(w.who("zz-9.wild.test", "/x").await, "wild");
+        assert_eq!(w.who("a.b.wild.test", "/").await, "404");
+        assert_eq!(w.who("wild.test", "/").await, "404");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn exact_host_wins_over_wildcard_whatever_the_order() {
+    bounded(secs(30), "test", async {
+        let w = world().await;
+        assert_eq!(w.who("exact.wild.test", "/").await, "exacthost");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn h2_authority_counts_as_host() {
+    bounded(secs(30), "test", async {
+        let w = world().await;
+        let port = w.server.addr().port();
+        let mut s = h2(w.server.addr()).await;
+        for (authority, backend) in [("x.wild.test", "wild"), ("other.test", "other"), ("app.test", "app")] {
+            let uri = format!("http://{authority}:{port}/via-h2");
+            let request = http::Request::get(&uri).body(empty()).unwrap();
+            assert!(request.headers().get("host").is_none());
+            let r = collect(s.send_request(request).await.expect("h2 request")).await;
+            assert_eq!(r.status, 200, "{uri}: {}", r.text());
+            assert_eq!(r.version, http::Version::HTTP_2);
+            let j = r.json();
+            assert_eq!(j["backend"], backend, "{uri}");
+            assert_eq!(j["path"], "/via-h2");
+            // The HTTP/1.1 upstream gets the authority as its Host header.
+            assert_eq!(header_values(&j, "host"), vec![format!("{authority}:{port}")]);
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn path_routes_first_match_wins() {
+    bounded(secs(30), "test", async {
+        let w = world().await;
+        for (path, want) in [
+            ("/", "app"),
+            ("/api", "api"),
+            ("/api/", "api"),
+            ("/api/users?id=3", "api"),
+            // "/api/*" comes first, so the later "/api/v1/*" never matches.
+            ("/api/v1/users", "api"),
+            ("/apix", "app"),
+            ("/exact", "exact"),
+            ("/exact?q=1", "exact"),
+            ("/exact/below", "app"),
+            ("/exactly", "app"),
+        ] {
+            assert_eq!(w.who("app.test", path).await, want, "path {path}");
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn path_and_query_reach_the_backend_unchanged() {
+    bounded(secs(30), "test", async {
+        let w = world().await;
+        let host = w.server.host("app.test");
+        let path = "/api/a%20b/c?x=1&y=%2F&z";
+        let j = get(w.server.addr(), &host, path).await.json();
+        assert_eq!(j["backend"], "api");
+        assert_eq!(j["uri"], path);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn unknown_host_gets_a_short_plain_text_404() {
+    bounded(secs(30), "test", async {
+        let w = world().await;
+        let r = get(w.server.addr(), &w.server.host("unknown.test"), "/").await;
+        assert_eq!(r.status, 404);
+        let ct = r.header("content-type").unwrap_or_default();
+        assert!(ct.starts_with("text/plain"), "content-type {ct:?}");
+        assert!(!r.body.is_empty() && r.body.len() < 512, "body {:?}", r.text());
+        // The backends saw nothing.
+        for b in &w._backends {
+            assert_eq!(b.http.stats.requests(), 0);
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn request_without_host_gets_a_4xx() {
+    bounded(secs(30), "test", async {
+        let w = world().await;
+        let out = raw(w.server.addr(), b"GET / HTTP/1.0\r\n\r\n").await;
+        let status: u16 = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {out:?}"));
+        assert!((400..500).contains(&status), "got {out:?}");
+    })
+    .await
+}

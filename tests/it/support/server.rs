@@ -1,0 +1,62 @@
+//! bellhop running inside the test process, through the library API
+//! (`bellhop::server::Server`): bind, read the ephemeral addresses, run, shut down.
+
+use std::net::SocketAddr;
+
+use bellhop::config::Config;
+use tokio::task::JoinHandle;
+
+/// A bellhop server running in this process; aborted when dropped.
+pub struct TestServer {
+    /// One address per listener, in order of first appearance in the config.
+    pub addrs: Vec<SocketAddr>,
+    shutdown: Box<dyn Fn() + Send + Sync>,
+    task: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl TestServer {
+    /// Binds every listener of `config` and starts serving.
+    pub async fn start(config: Config) -> TestServer {
+        let server = bellhop::server::Server::bind(config)
+            .await
+            .unwrap_or_else(|e| panic!("Server::bind failed: {e:?}"));
+        let addrs = server.local_addrs();
+        assert!(!addrs.is_empty(), "server has no listeners");
+        let handle = server.shutdown_handle();
+        let task = tokio::spawn(async move { server.run().await.map_err(|e| format!("{e:?}")) });
+        TestServer {
+            addrs,
+            shutdown: Box::new(move || handle.shutdown()),
+            task: Some(task),
+        }
+    }
+
+    /// The first (usually only) listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// `host:port` of the first listener with the given host name, for Host headers.
+    pub fn host(&self, name: &str) -> String {
+        format!("{name}:{}", self.addr().port())
+    }
+
+    /// Starts graceful shutdown.
+    pub fn shutdown(&self) {
+        (self.shutdown)()
+    }
+
+    /// Waits for `run()` to return and gives its result.
+    pub async fn finished(mut self) -> Result<(), String> {
+        let task = self.task.take().expect("task");
+        task.await.map_err(|e| format!("server task: {e}"))?
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
