@@ -6,22 +6,28 @@ use std::time::Duration;
 
 use crate::support::backends::idle_close::IdleClose;
 use crate::support::client::{collect, empty, h1, req};
-use crate::support::config::{site, tcp, ConfigBuilder};
+use crate::support::config::{proxy, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
 use crate::support::{bounded, millis, secs};
 
-/// A long run of requests spaced around the backend's 1 s idle close, from three
-/// clients at once, each spacing sweeping across the close instant in 2 ms steps so
-/// some requests reach bellhop just before, at, and just after the backend's FIN.
+/// A long run of requests spaced around the backend's 1 s idle close. Three lanes
+/// run at once, each against its own backend (so each has its own pooled
+/// connection), with spacings sweeping across the close instant in 2 ms steps so
+/// requests reach bellhop just before, at, and just after the backend's FIN.
 #[tokio::test]
 async fn spaced_requests_against_a_1s_idle_backend_never_get_502() {
     bounded(secs(60), "test", async {
-        let backend = IdleClose::start(secs(1)).await;
-        let server =
-            TestServer::start(ConfigBuilder::new().site(site("127.0.0.1").proxy(tcp(backend.addr))).build()).await;
-        let host = server.addr().to_string();
         const LANES: u64 = 3;
         const PER_LANE: u64 = 15;
+        let mut backends = Vec::new();
+        let mut lanes_site = site("127.0.0.1");
+        for lane in 0..LANES {
+            let b = IdleClose::start(secs(1)).await;
+            lanes_site = lanes_site.route(&format!("/lane{lane}/*"), proxy(tcp(b.addr)));
+            backends.push(b);
+        }
+        let server = TestServer::start(ConfigBuilder::new().site(lanes_site).build()).await;
+        let host = server.addr().to_string();
         let mut lanes = Vec::new();
         for lane in 0..LANES {
             let (addr, host) = (server.addr(), host.clone());
@@ -51,16 +57,16 @@ async fn spaced_requests_against_a_1s_idle_backend_never_get_502() {
                 }
             }
         }
-        eprintln!(
-            "backend: {} connections, {} requests, {} idle closes",
-            backend.conns(),
-            backend.requests(),
-            backend.idle_closes()
-        );
+        let conns: u64 = backends.iter().map(|b| b.conns()).sum();
+        let requests: u64 = backends.iter().map(|b| b.requests()).sum();
+        let closes: u64 = backends.iter().map(|b| b.idle_closes()).sum();
+        eprintln!("backends: {conns} connections, {requests} requests, {closes} idle closes");
         assert!(bad.is_empty(), "{} of {} requests failed: {bad:#?}", bad.len(), LANES * PER_LANE);
-        assert_eq!(backend.requests(), LANES * PER_LANE);
-        // The run only means something if the backend really closed pooled connections.
-        assert!(backend.idle_closes() >= 10, "backend closed only {} idle connections", backend.idle_closes());
+        assert_eq!(requests, LANES * PER_LANE);
+        // The run only means something if the backends really closed pooled
+        // connections, and bellhop really reused some.
+        assert!(closes >= 10, "backends closed only {closes} idle connections");
+        assert!(conns < requests, "bellhop never reused a pooled connection");
     })
     .await
 }

@@ -221,7 +221,7 @@ impl Bellhop {
     pub async fn start(args: &[&str], listeners: usize) -> Bellhop {
         let mut cmd = Command::new(BELLHOP);
         cmd.args(args);
-        let proc = Proc::spawn("bellhop", cmd);
+        let mut proc = Proc::spawn("bellhop", cmd);
         let mut addrs = Vec::new();
         let lines = proc.lines.clone();
         let what = format!("{listeners} `listening addr=…` log line(s) from bellhop {args:?}");
@@ -232,7 +232,22 @@ impl Bellhop {
                 .unwrap()
                 .iter()
                 .filter_map(|l| listening_addr(&strip_ansi(l)))
+                .map(|a| {
+                    // All interfaces: talk to it on 127.0.0.1.
+                    if a.ip().is_unspecified() {
+                        SocketAddr::from(([127, 0, 0, 1], a.port()))
+                    } else {
+                        a
+                    }
+                })
                 .collect();
+            if let Some(status) = proc.try_wait() {
+                std::thread::sleep(millis(50)); // let the reader threads catch the last lines
+                panic!(
+                    "bellhop {args:?} exited ({status}) before {what}; output:\n{}",
+                    proc.lines().join("\n")
+                );
+            }
             assert!(start.elapsed() < secs(30), "timed out waiting for {what}");
             tokio::time::sleep(millis(10)).await;
         }

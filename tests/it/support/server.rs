@@ -20,7 +20,18 @@ impl TestServer {
         let server = bellhop::server::Server::bind(config)
             .await
             .unwrap_or_else(|e| panic!("Server::bind failed: {e:?}"));
-        let addrs = server.local_addrs();
+        // A listener on all interfaces reports [::]:PORT; tests talk to it on 127.0.0.1.
+        let addrs: Vec<SocketAddr> = server
+            .local_addrs()
+            .into_iter()
+            .map(|a| {
+                if a.ip().is_unspecified() {
+                    SocketAddr::from(([127, 0, 0, 1], a.port()))
+                } else {
+                    a
+                }
+            })
+            .collect();
         assert!(!addrs.is_empty(), "server has no listeners");
         let handle = server.shutdown_handle();
         let task = tokio::spawn(async move { server.run().await.map_err(|e| format!("{e:?}")) });
