@@ -130,11 +130,7 @@ impl SiteBuilder {
             Some(prefix) => PathPattern::Prefix(prefix.to_string()),
             None => PathPattern::Exact(pattern.to_string()),
         };
-        self.routes.push(Route {
-            path,
-            handler,
-            rate_limit: None,
-        });
+        self.routes.push(make_route(path, handler));
         self
     }
 
@@ -153,11 +149,7 @@ impl SiteBuilder {
     pub fn build(self) -> Site {
         let mut routes = self.routes;
         if let Some(h) = self.catch_all {
-            routes.push(Route {
-                path: PathPattern::Any,
-                handler: h,
-                rate_limit: None,
-            });
+            routes.push(make_route(PathPattern::Any, h));
         }
         Site {
             addresses: self.addresses,
@@ -165,6 +157,15 @@ impl SiteBuilder {
             hsts: None,
             routes,
         }
+    }
+}
+
+/// The one place a `Route` is built, so a new field of the model is one edit here.
+fn make_route(path: PathPattern, handler: Handler) -> Route {
+    Route {
+        path,
+        handler,
+        rate_limit: None,
     }
 }
 
