@@ -6,7 +6,16 @@ use crate::support::binary::{json_field, text_field, Bellhop};
 use crate::support::client::get;
 use crate::support::{bounded, free_port, secs, TempDir};
 
-const FIELDS: [&str; 7] = ["method", "host", "path", "status", "upstream", "duration", "bytes"];
+/// Fields every request line has. `duration` may carry a unit suffix (`duration_ms`).
+const FIELDS: [&str; 6] = ["method", "host", "path", "status", "upstream", "bytes"];
+
+/// The duration field of a text line, whatever its unit suffix.
+fn text_duration(line: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find(|t| t.starts_with("duration"))
+        .and_then(|t| t.split_once('='))
+        .and_then(|(_, v)| v.trim_end_matches(|c: char| c.is_ascii_alphabetic()).parse().ok())
+}
 
 #[tokio::test]
 async fn request_log_line_in_text_has_every_field() {
@@ -26,6 +35,7 @@ async fn request_log_line_in_text_has_every_field() {
         for f in FIELDS {
             assert!(text_field(&line, f).is_some(), "field {f} missing in: {line}");
         }
+        assert!(text_duration(&line).is_some(), "no duration field in: {line}");
         assert_eq!(text_field(&line, "method").as_deref(), Some("GET"));
         assert_eq!(text_field(&line, "host").as_deref(), Some(host.as_str()));
         assert_eq!(text_field(&line, "status").as_deref(), Some("200"));
@@ -59,6 +69,11 @@ async fn request_log_line_in_json_has_every_field() {
         for f in FIELDS {
             assert!(json_field(&j, f).is_some(), "field {f} missing in: {line}");
         }
+        let fields = j.get("fields").unwrap_or(&j);
+        assert!(
+            fields.as_object().unwrap().keys().any(|k| k.starts_with("duration")),
+            "no duration field in: {line}"
+        );
         assert_eq!(json_field(&j, "method").unwrap(), "GET");
         assert_eq!(json_field(&j, "host").unwrap(), host.as_str());
         let status = json_field(&j, "status").unwrap();
