@@ -5,12 +5,13 @@
 use std::time::Instant;
 
 use http_body_util::BodyExt;
+use tokio::io::AsyncWriteExt;
 
 use crate::support::backends::echo::Echo;
 use crate::support::backends::raw::Garbage;
 use crate::support::backends::slow::Slow;
 use crate::support::client::{empty, get, h1, raw, req};
-use crate::support::config::{proxy_with, site, tcp, ConfigBuilder};
+use crate::support::config::{proxy_with, site, tcp, unix, ConfigBuilder};
 use crate::support::server::TestServer;
 use crate::support::{bounded, free_port, millis, secs, wait_for};
 
@@ -96,6 +97,48 @@ async fn client_gone_mid_stream_drops_the_upstream_connection() {
         })
         .await;
         wait_for("upstream connection closed", secs(5), || echo.http.stats.open() == 0).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn client_gone_mid_upload_drops_the_upstream_connection() {
+    bounded(secs(20), "test", async {
+        let echo = Echo::start("upload").await;
+        let server = front(echo.addr(), None).await;
+        let mut s = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nhost: {}\r\ncontent-length: 100000000\r\n\r\n",
+            server.addr()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..4 {
+            s.write_all(&chunk).await.unwrap();
+        }
+        wait_for("upload to start reaching the backend", secs(5), || {
+            echo.stats.bytes_in.load(std::sync::atomic::Ordering::SeqCst) > 0
+        })
+        .await;
+        assert_eq!(echo.http.stats.open(), 1);
+        drop(s); // the client goes away with 99.7 MB still to send
+        wait_for("upstream connection closed", secs(5), || echo.http.stats.open() == 0).await;
+        assert!(echo.stats.bytes_in.load(std::sync::atomic::Ordering::SeqCst) < 100_000_000);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn missing_unix_socket_gives_502_at_once() {
+    bounded(secs(20), "test", async {
+        let dir = crate::support::TempDir::new("nosock");
+        let handler = proxy_with(vec![unix(&dir.path().join("absent.sock"))], |_| {});
+        let server =
+            TestServer::start(ConfigBuilder::new().site(site("127.0.0.1").handle(handler)).build()).await;
+        let started = Instant::now();
+        let r = get(server.addr(), &server.addr().to_string(), "/").await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert!(started.elapsed() < millis(1000), "502 took {:?}", started.elapsed());
     })
     .await
 }

@@ -184,3 +184,30 @@ async fn logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
     })
     .await
 }
+
+#[tokio::test]
+async fn upstream_timeout_is_logged_as_504_with_the_upstream_address() {
+    bounded(secs(30), "test", async {
+        let slow = crate::support::backends::slow::Slow::start(secs(30)).await;
+        let upstream = slow.http.addr().to_string();
+        let dir = TempDir::new("timeout");
+        let file = dir.write(
+            "Proxyfile",
+            &format!(
+                "\"http://127.0.0.1:0\" {{\n    proxy \"{upstream}\" {{\n        header-timeout \"1s\"\n    }}\n}}\n"
+            ),
+        );
+        let bellhop = Bellhop::run_config(&file, &[], 1).await;
+        let r = get(bellhop.addr(), &bellhop.addr().to_string(), "/too-slow").await;
+        assert_eq!(r.status, 504);
+        let line = bellhop
+            .proc
+            .wait_line("the 504's log line", secs(5), |l| {
+                text_field(l, "path").as_deref() == Some("/too-slow")
+            })
+            .await;
+        assert_eq!(text_field(&line, "status").as_deref(), Some("504"), "{line}");
+        assert!(line.contains(&upstream), "upstream address {upstream} missing: {line}");
+    })
+    .await
+}

@@ -333,3 +333,29 @@ async fn backend_half_close_reaches_the_client_and_the_client_can_still_send() {
     })
     .await
 }
+
+/// `idle-timeout` written in a Proxyfile reaches the running proxy.
+#[tokio::test]
+async fn idle_timeout_from_the_proxyfile_applies() {
+    bounded(secs(30), "test", async {
+        let backend = WsBackend::start().await;
+        let dir = crate::support::TempDir::new("idle");
+        let file = dir.write(
+            "Proxyfile",
+            &format!(
+                "\"http://127.0.0.1:0\" {{\n    proxy \"{}\" {{\n        idle-timeout \"1s\"\n    }}\n}}\n",
+                backend.addr
+            ),
+        );
+        let bellhop = Bellhop::run_config(&file, &[], 1).await;
+        let mut ws = connect(bellhop.addr(), "/echo").await;
+        ws.send(Message::text("one")).await.unwrap();
+        expect_text(&mut ws, "one").await;
+        let quiet_since = Instant::now();
+        bounded(secs(10), "idle websocket to be closed", read_until_end(&mut ws)).await;
+        let after = quiet_since.elapsed();
+        assert!(after >= millis(900) && after < secs(5), "closed after {after:?}");
+        wait_for("backend socket released", secs(5), || backend.open() == 0).await;
+    })
+    .await
+}
