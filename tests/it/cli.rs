@@ -42,7 +42,10 @@ fn validate_defaults_to_the_proxyfile_in_the_working_directory() {
     assert_eq!(code, 0);
     dir.write("Proxyfile", "\"http://127.0.0.1:18080\" { proxx 9000 }\n");
     let (code, _, _) = run_cli(&["validate"], Some(dir.path()));
-    assert_ne!(code, 0, "validate without --config did not read ./Proxyfile");
+    assert_ne!(
+        code, 0,
+        "validate without --config did not read ./Proxyfile"
+    );
 }
 
 #[test]
@@ -56,20 +59,35 @@ fn validate_rejects_a_misspelled_directive_with_file_line_column_and_suggestion(
     assert_ne!(code, 0);
     let text = format!("{out}{err}");
     let plain = crate::support::binary::strip_ansi(&text);
-    assert!(plain.contains("Proxyfile:3:5"), "no file:line:column in:\n{plain}");
-    assert!(plain.to_lowercase().contains("did you mean"), "no suggestion in:\n{plain}");
-    assert!(plain.contains("proxy"), "suggestion does not name `proxy`:\n{plain}");
+    assert!(
+        plain.contains("Proxyfile:3:5"),
+        "no file:line:column in:\n{plain}"
+    );
+    assert!(
+        plain.to_lowercase().contains("did you mean"),
+        "no suggestion in:\n{plain}"
+    );
+    assert!(
+        plain.contains("proxy"),
+        "suggestion does not name `proxy`:\n{plain}"
+    );
 }
 
 #[test]
 fn validate_suggests_quoting_a_bare_ip_and_port() {
     let dir = TempDir::new("cli");
-    let file = dir.write("Proxyfile", "\"http://127.0.0.1:18080\" {\n    proxy 127.0.0.1:9000\n}\n");
+    let file = dir.write(
+        "Proxyfile",
+        "\"http://127.0.0.1:18080\" {\n    proxy 127.0.0.1:9000\n}\n",
+    );
     let (code, out, err) = run_cli(&["validate", "--config", path(&file)], None);
     assert_ne!(code, 0);
     let plain = crate::support::binary::strip_ansi(&format!("{out}{err}"));
     assert!(plain.contains("Proxyfile:2:"), "no file:line in:\n{plain}");
-    assert!(plain.contains("\"127.0.0.1:9000\""), "no quoted suggestion in:\n{plain}");
+    assert!(
+        plain.contains("\"127.0.0.1:9000\""),
+        "no quoted suggestion in:\n{plain}"
+    );
 }
 
 #[test]
@@ -97,17 +115,27 @@ fn fmt_check_exit_codes() {
     let messy = dir.write("Proxyfile", MESSY);
     let (code, _, _) = run_cli(&["fmt", "--check", path(&messy)], None);
     assert_ne!(code, 0, "fmt --check accepted an unformatted file");
-    assert_eq!(std::fs::read_to_string(&messy).unwrap(), MESSY, "fmt --check changed the file");
+    assert_eq!(
+        std::fs::read_to_string(&messy).unwrap(),
+        MESSY,
+        "fmt --check changed the file"
+    );
     let canonical = formatted(MESSY);
     let tidy = dir.write("Tidy", &canonical);
     let (code, _, _) = run_cli(&["fmt", "--check", path(&tidy)], None);
-    assert_eq!(code, 0, "fmt --check rejected fmt's own output:\n{canonical}");
+    assert_eq!(
+        code, 0,
+        "fmt --check rejected fmt's own output:\n{canonical}"
+    );
 }
 
 #[test]
 fn fmt_keeps_comments_is_idempotent_and_stays_valid() {
     let once = formatted(MESSY);
-    assert!(once.contains("// the app, with a comment that must survive"), "{once}");
+    assert!(
+        once.contains("// the app, with a comment that must survive"),
+        "{once}"
+    );
     assert!(once.contains("// inline comment"), "{once}");
     assert_eq!(formatted(&once), once, "fmt is not idempotent");
     let dir = TempDir::new("fmt");
@@ -149,7 +177,10 @@ async fn readme_local_proxyfile_validates_and_serves() {
     bounded(secs(30), "test", async {
         let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("Proxyfile.local");
         let text = std::fs::read_to_string(&local).expect("Proxyfile.local exists");
-        assert!(text.contains("127.0.0.1:8080"), "README promises http://127.0.0.1:8080");
+        assert!(
+            text.contains("127.0.0.1:8080"),
+            "README promises http://127.0.0.1:8080"
+        );
         let (code, _, _) = run_cli(&["validate", "--config", path(&local)], None);
         assert_eq!(code, 0);
         let dir = TempDir::new("local");

@@ -15,13 +15,21 @@ use crate::support::config::{proxy_with, site, tcp, unix, ConfigBuilder};
 use crate::support::server::TestServer;
 use crate::support::{bounded, free_port, millis, secs, wait_for};
 
-async fn front(upstream: std::net::SocketAddr, header_timeout: Option<std::time::Duration>) -> TestServer {
+async fn front(
+    upstream: std::net::SocketAddr,
+    header_timeout: Option<std::time::Duration>,
+) -> TestServer {
     let handler = proxy_with(vec![tcp(upstream)], |p| {
         if let Some(t) = header_timeout {
             p.header_timeout = t;
         }
     });
-    TestServer::start(ConfigBuilder::new().site(site("127.0.0.1").handle(handler)).build()).await
+    TestServer::start(
+        ConfigBuilder::new()
+            .site(site("127.0.0.1").handle(handler))
+            .build(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -50,10 +58,16 @@ async fn upstream_too_slow_for_headers_gives_504() {
         let r = get(server.addr(), &server.addr().to_string(), "/slow").await;
         let took = started.elapsed();
         assert_eq!(r.status, 504, "{}", r.text());
-        assert!(took >= millis(900) && took < secs(5), "504 after {took:?}, header timeout is 1 s");
+        assert!(
+            took >= millis(900) && took < secs(5),
+            "504 after {took:?}, header timeout is 1 s"
+        );
         assert_eq!(slow.received(), 1);
         // bellhop gave up on that upstream connection.
-        wait_for("slow backend connection dropped", secs(5), || slow.http.stats.open() == 0).await;
+        wait_for("slow backend connection dropped", secs(5), || {
+            slow.http.stats.open() == 0
+        })
+        .await;
     })
     .await
 }
@@ -77,7 +91,11 @@ async fn client_gone_mid_stream_drops_the_upstream_connection() {
         let server = front(echo.addr(), None).await;
         let mut c = h1(server.addr(), None).await;
         let resp = c
-            .send_request(req("GET", &server.addr().to_string(), "/stream-forever").body(empty()).unwrap())
+            .send_request(
+                req("GET", &server.addr().to_string(), "/stream-forever")
+                    .body(empty())
+                    .unwrap(),
+            )
             .await
             .expect("request");
         assert_eq!(resp.status(), 200);
@@ -88,15 +106,26 @@ async fn client_gone_mid_stream_drops_the_upstream_connection() {
             assert!(matches!(f, Some(Ok(_))), "{f:?}");
             got += 1;
         }
-        assert_eq!(echo.stats.streams_open.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(
+            echo.stats
+                .streams_open
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
         assert_eq!(echo.http.stats.open(), 1);
         drop(body);
         drop(c); // the client connection goes away mid-stream
         wait_for("backend stream to stop", secs(5), || {
-            echo.stats.streams_open.load(std::sync::atomic::Ordering::SeqCst) == 0
+            echo.stats
+                .streams_open
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 0
         })
         .await;
-        wait_for("upstream connection closed", secs(5), || echo.http.stats.open() == 0).await;
+        wait_for("upstream connection closed", secs(5), || {
+            echo.http.stats.open() == 0
+        })
+        .await;
     })
     .await
 }
@@ -117,13 +146,24 @@ async fn client_gone_mid_upload_drops_the_upstream_connection() {
             s.write_all(&chunk).await.unwrap();
         }
         wait_for("upload to start reaching the backend", secs(5), || {
-            echo.stats.bytes_in.load(std::sync::atomic::Ordering::SeqCst) > 0
+            echo.stats
+                .bytes_in
+                .load(std::sync::atomic::Ordering::SeqCst)
+                > 0
         })
         .await;
         assert_eq!(echo.http.stats.open(), 1);
         drop(s); // the client goes away with 99.7 MB still to send
-        wait_for("upstream connection closed", secs(5), || echo.http.stats.open() == 0).await;
-        assert!(echo.stats.bytes_in.load(std::sync::atomic::Ordering::SeqCst) < 100_000_000);
+        wait_for("upstream connection closed", secs(5), || {
+            echo.http.stats.open() == 0
+        })
+        .await;
+        assert!(
+            echo.stats
+                .bytes_in
+                .load(std::sync::atomic::Ordering::SeqCst)
+                < 100_000_000
+        );
     })
     .await
 }
@@ -133,12 +173,20 @@ async fn missing_unix_socket_gives_502_at_once() {
     bounded(secs(20), "test", async {
         let dir = crate::support::TempDir::new("nosock");
         let handler = proxy_with(vec![unix(&dir.path().join("absent.sock"))], |_| {});
-        let server =
-            TestServer::start(ConfigBuilder::new().site(site("127.0.0.1").handle(handler)).build()).await;
+        let server = TestServer::start(
+            ConfigBuilder::new()
+                .site(site("127.0.0.1").handle(handler))
+                .build(),
+        )
+        .await;
         let started = Instant::now();
         let r = get(server.addr(), &server.addr().to_string(), "/").await;
         assert_eq!(r.status, 502, "{}", r.text());
-        assert!(started.elapsed() < millis(1000), "502 took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < millis(1000),
+            "502 took {:?}",
+            started.elapsed()
+        );
     })
     .await
 }
@@ -151,11 +199,19 @@ async fn client_gone_while_waiting_for_headers_drops_the_upstream_connection() {
         let mut c = h1(server.addr(), None).await;
         let addr = server.addr().to_string();
         let pending = tokio::spawn(async move {
-            let _ = c.send_request(req("GET", &addr, "/wait").body(empty()).unwrap()).await;
+            let _ = c
+                .send_request(req("GET", &addr, "/wait").body(empty()).unwrap())
+                .await;
         });
-        wait_for("request to reach the backend", secs(5), || slow.received() == 1).await;
+        wait_for("request to reach the backend", secs(5), || {
+            slow.received() == 1
+        })
+        .await;
         pending.abort(); // drops the client connection
-        wait_for("upstream connection closed", secs(5), || slow.http.stats.open() == 0).await;
+        wait_for("upstream connection closed", secs(5), || {
+            slow.http.stats.open() == 0
+        })
+        .await;
     })
     .await
 }
@@ -189,14 +245,21 @@ async fn malformed_requests_get_4xx_and_serving_goes_on() {
         let bad: Vec<Vec<u8>> = vec![
             b"GARBAGE\r\n\r\n".to_vec(),
             b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(),
-            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
-            format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-Big: {}\r\n\r\n", "a".repeat(512 * 1024)).into_bytes(),
+            format!(
+                "GET / HTTP/1.1\r\nHost: {host}\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(512 * 1024)
+            )
+            .into_bytes(),
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(), // a TLS ClientHello on plain HTTP
             vec![0u8; 64],
         ];
         for input in &bad {
             let out = bounded(secs(10), "answer to bad input", raw(server.addr(), input)).await;
-            if let Some(status) = out.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()) {
+            if let Some(status) = out
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<u16>().ok())
+            {
                 assert!(
                     (400..500).contains(&status),
                     "bad input {:?} got {out:?}",
@@ -206,7 +269,40 @@ async fn malformed_requests_get_4xx_and_serving_goes_on() {
         }
         let r = get(server.addr(), &host, "/still-up").await;
         assert_eq!(r.status, 200);
-        assert_eq!(echo.http.stats.requests(), 1, "no bad request reached the backend");
+        assert_eq!(
+            echo.http.stats.requests(),
+            1,
+            "no bad request reached the backend"
+        );
+    })
+    .await
+}
+
+/// Content-Length and chunked together is the classic request-smuggling shape:
+/// whatever bellhop does (reject, or let chunked win and close), a request hidden
+/// after the chunked body must never reach the backend.
+#[tokio::test]
+async fn content_length_with_chunked_smuggles_nothing() {
+    bounded(secs(20), "test", async {
+        let echo = Echo::start("fine").await;
+        let server = front(echo.addr(), None).await;
+        let host = server.addr().to_string();
+        let input = format!(
+            "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n\
+             0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        );
+        let out = bounded(secs(10), "answer", raw(server.addr(), input.as_bytes())).await;
+        assert!(!out.contains("/smuggled"), "the hidden request was served: {out}");
+        assert!(echo.http.stats.requests() <= 1, "the backend got {} requests", echo.http.stats.requests());
+        if out.contains("\"headers\"") {
+            let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+            let j: serde_json::Value = serde_json::from_str(body).unwrap();
+            let names: Vec<&str> = j["headers"].as_array().unwrap().iter().map(|h| h[0].as_str().unwrap()).collect();
+            assert!(
+                !(names.contains(&"content-length") && names.contains(&"transfer-encoding")),
+                "both framing headers forwarded: {names:?}"
+            );
+        }
     })
     .await
 }

@@ -32,7 +32,12 @@ async fn host_header_is_kept_as_the_client_sent_it() {
     bounded(secs(20), "test", async {
         let (_echo, server) = setup(None).await;
         let host = server.host("app.test");
-        let r = send(server.addr(), None, req("GET", &host, "/h").body(empty()).unwrap()).await;
+        let r = send(
+            server.addr(),
+            None,
+            req("GET", &host, "/h").body(empty()).unwrap(),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text());
         let j = r.json();
         assert_eq!(header_values(&j, "host"), vec![host]);
@@ -47,10 +52,21 @@ async fn x_forwarded_headers_are_set_for_a_direct_client() {
     bounded(secs(20), "test", async {
         let (_echo, server) = setup(None).await;
         let host = server.host("app.test");
-        let r = send(server.addr(), ip(CLIENT_A), req("GET", &host, "/").body(empty()).unwrap()).await;
+        let r = send(
+            server.addr(),
+            ip(CLIENT_A),
+            req("GET", &host, "/").body(empty()).unwrap(),
+        )
+        .await;
         let j = r.json();
-        assert_eq!(header_joined(&j, "x-forwarded-for").as_deref(), Some(CLIENT_A));
-        assert_eq!(header_joined(&j, "x-forwarded-proto").as_deref(), Some("http"));
+        assert_eq!(
+            header_joined(&j, "x-forwarded-for").as_deref(),
+            Some(CLIENT_A)
+        );
+        assert_eq!(
+            header_joined(&j, "x-forwarded-proto").as_deref(),
+            Some("http")
+        );
         assert_eq!(header_joined(&j, "x-forwarded-host"), Some(host));
     })
     .await
@@ -71,11 +87,19 @@ async fn x_forwarded_headers_from_untrusted_peers_are_dropped() {
             .body(empty())
             .unwrap();
         let j = send(server.addr(), ip(CLIENT_B), request).await.json();
-        assert_eq!(header_joined(&j, "x-forwarded-for").as_deref(), Some(CLIENT_B));
-        assert_eq!(header_joined(&j, "x-forwarded-proto").as_deref(), Some("http"));
+        assert_eq!(
+            header_joined(&j, "x-forwarded-for").as_deref(),
+            Some(CLIENT_B)
+        );
+        assert_eq!(
+            header_joined(&j, "x-forwarded-proto").as_deref(),
+            Some("http")
+        );
         assert_eq!(header_joined(&j, "x-forwarded-host"), Some(host));
         assert!(
-            header_values(&j, "x-forwarded-port").iter().all(|v| v != "443"),
+            header_values(&j, "x-forwarded-port")
+                .iter()
+                .all(|v| v != "443"),
             "client's X-Forwarded-Port reached the backend: {j}"
         );
     })
@@ -95,17 +119,33 @@ async fn x_forwarded_headers_from_trusted_proxies_are_kept_and_appended() {
                 .unwrap()
         };
         // From the trusted proxy: its claims stand, and it is appended to the chain.
-        let j = send(server.addr(), ip(CLIENT_A), claimed(req("GET", &host, "/"))).await.json();
+        let j = send(server.addr(), ip(CLIENT_A), claimed(req("GET", &host, "/")))
+            .await
+            .json();
         assert_eq!(
             header_joined(&j, "x-forwarded-for").as_deref(),
             Some("203.0.113.9, 127.0.0.2")
         );
-        assert_eq!(header_joined(&j, "x-forwarded-proto").as_deref(), Some("https"));
-        assert_eq!(header_joined(&j, "x-forwarded-host").as_deref(), Some("public.example"));
+        assert_eq!(
+            header_joined(&j, "x-forwarded-proto").as_deref(),
+            Some("https")
+        );
+        assert_eq!(
+            header_joined(&j, "x-forwarded-host").as_deref(),
+            Some("public.example")
+        );
         // The same claims from a peer outside the trusted range are dropped.
-        let j = send(server.addr(), ip(CLIENT_B), claimed(req("GET", &host, "/"))).await.json();
-        assert_eq!(header_joined(&j, "x-forwarded-for").as_deref(), Some(CLIENT_B));
-        assert_eq!(header_joined(&j, "x-forwarded-proto").as_deref(), Some("http"));
+        let j = send(server.addr(), ip(CLIENT_B), claimed(req("GET", &host, "/")))
+            .await
+            .json();
+        assert_eq!(
+            header_joined(&j, "x-forwarded-for").as_deref(),
+            Some(CLIENT_B)
+        );
+        assert_eq!(
+            header_joined(&j, "x-forwarded-proto").as_deref(),
+            Some("http")
+        );
         assert_eq!(header_joined(&j, "x-forwarded-host"), Some(host));
     })
     .await
@@ -129,10 +169,16 @@ async fn hop_by_hop_request_headers_are_not_forwarded() {
         assert_eq!(r.status, 200, "{}", r.text());
         let j = r.json();
         for h in ["x-hop-a", "keep-alive", "proxy-connection", "te"] {
-            assert!(header_values(&j, h).is_empty(), "{h} reached the backend: {j}");
+            assert!(
+                header_values(&j, h).is_empty(),
+                "{h} reached the backend: {j}"
+            );
         }
         for v in header_values(&j, "connection") {
-            assert!(!v.to_ascii_lowercase().contains("x-hop-a"), "Connection forwarded as {v:?}");
+            assert!(
+                !v.to_ascii_lowercase().contains("x-hop-a"),
+                "Connection forwarded as {v:?}"
+            );
         }
         assert_eq!(header_values(&j, "x-end-to-end"), vec!["kept"]);
         assert_eq!(j["body"], "payload");
@@ -157,7 +203,11 @@ async fn hop_by_hop_response_headers_are_not_forwarded() {
         let r = send(server.addr(), None, request).await;
         assert_eq!(r.status, 200, "{}", r.text());
         for h in ["x-hop-b", "keep-alive", "proxy-connection"] {
-            assert!(r.headers.get(h).is_none(), "{h} reached the client: {:?}", r.headers);
+            assert!(
+                r.headers.get(h).is_none(),
+                "{h} reached the client: {:?}",
+                r.headers
+            );
         }
         for v in r.headers.get_all("connection") {
             let v = v.to_str().unwrap_or_default().to_ascii_lowercase();

@@ -61,11 +61,19 @@ async fn spaced_requests_against_a_1s_idle_backend_never_get_502() {
         let requests: u64 = backends.iter().map(|b| b.requests()).sum();
         let closes: u64 = backends.iter().map(|b| b.idle_closes()).sum();
         eprintln!("backends: {conns} connections, {requests} requests, {closes} idle closes");
-        assert!(bad.is_empty(), "{} of {} requests failed: {bad:#?}", bad.len(), LANES * PER_LANE);
+        assert!(
+            bad.is_empty(),
+            "{} of {} requests failed: {bad:#?}",
+            bad.len(),
+            LANES * PER_LANE
+        );
         assert_eq!(requests, LANES * PER_LANE);
         // The run only means something if the backends really closed pooled
         // connections, and bellhop really reused some.
-        assert!(closes >= 10, "backends closed only {closes} idle connections");
+        assert!(
+            closes >= 10,
+            "backends closed only {closes} idle connections"
+        );
         assert!(conns < requests, "bellhop never reused a pooled connection");
     })
     .await
@@ -79,8 +87,12 @@ async fn spaced_requests_against_a_1s_idle_backend_never_get_502() {
 async fn get_on_a_pooled_connection_the_backend_closed_is_retried() {
     bounded(secs(30), "test", async {
         let backend = IdleClose::start_lazy(millis(300)).await;
-        let server =
-            TestServer::start(ConfigBuilder::new().site(site("127.0.0.1").proxy(tcp(backend.addr))).build()).await;
+        let server = TestServer::start(
+            ConfigBuilder::new()
+                .site(site("127.0.0.1").proxy(tcp(backend.addr)))
+                .build(),
+        )
+        .await;
         let host = server.addr().to_string();
         let mut client = h1(server.addr(), None).await;
         for i in 0..8 {

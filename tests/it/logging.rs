@@ -14,7 +14,11 @@ fn text_duration(line: &str) -> Option<f64> {
     line.split_whitespace()
         .find(|t| t.starts_with("duration"))
         .and_then(|t| t.split_once('='))
-        .and_then(|(_, v)| v.trim_end_matches(|c: char| c.is_ascii_alphabetic()).parse().ok())
+        .and_then(|(_, v)| {
+            v.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                .parse()
+                .ok()
+        })
 }
 
 #[tokio::test]
@@ -33,15 +37,28 @@ async fn request_log_line_in_text_has_every_field() {
             .await;
         assert!(line.contains("INFO"), "not at info: {line}");
         for f in FIELDS {
-            assert!(text_field(&line, f).is_some(), "field {f} missing in: {line}");
+            assert!(
+                text_field(&line, f).is_some(),
+                "field {f} missing in: {line}"
+            );
         }
-        assert!(text_duration(&line).is_some(), "no duration field in: {line}");
+        assert!(
+            text_duration(&line).is_some(),
+            "no duration field in: {line}"
+        );
         assert_eq!(text_field(&line, "method").as_deref(), Some("GET"));
         assert_eq!(text_field(&line, "host").as_deref(), Some(host.as_str()));
         assert_eq!(text_field(&line, "status").as_deref(), Some("200"));
         assert_eq!(text_field(&line, "upstream"), Some(echo.addr().to_string()));
-        let bytes: u64 = text_field(&line, "bytes").unwrap().parse().expect("bytes is a number");
-        assert_eq!(bytes, r.body.len() as u64, "bytes should count the response body");
+        let bytes: u64 = text_field(&line, "bytes")
+            .unwrap()
+            .parse()
+            .expect("bytes is a number");
+        assert_eq!(
+            bytes,
+            r.body.len() as u64,
+            "bytes should count the response body"
+        );
     })
     .await
 }
@@ -71,17 +88,27 @@ async fn request_log_line_in_json_has_every_field() {
         }
         let fields = j.get("fields").unwrap_or(&j);
         assert!(
-            fields.as_object().unwrap().keys().any(|k| k.starts_with("duration")),
+            fields
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.starts_with("duration")),
             "no duration field in: {line}"
         );
         assert_eq!(json_field(&j, "method").unwrap(), "GET");
         assert_eq!(json_field(&j, "host").unwrap(), host.as_str());
         let status = json_field(&j, "status").unwrap();
         assert!(status == 200 || status == "200", "status {status}");
-        assert_eq!(json_field(&j, "upstream").unwrap(), echo.addr().to_string().as_str());
+        assert_eq!(
+            json_field(&j, "upstream").unwrap(),
+            echo.addr().to_string().as_str()
+        );
         // Every line bellhop writes in JSON mode is JSON.
         for l in bellhop.proc.lines() {
-            assert!(serde_json::from_str::<serde_json::Value>(&l).is_ok(), "not JSON: {l}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&l).is_ok(),
+                "not JSON: {l}"
+            );
         }
     })
     .await
@@ -94,7 +121,12 @@ async fn exactly_one_log_line_per_request() {
         let bellhop = Bellhop::proxy(&echo.addr().to_string(), &[]).await;
         let host = bellhop.addr().to_string();
         for i in 0..5 {
-            assert_eq!(get(bellhop.addr(), &host, &format!("/count/{i}")).await.status, 200);
+            assert_eq!(
+                get(bellhop.addr(), &host, &format!("/count/{i}"))
+                    .await
+                    .status,
+                200
+            );
         }
         bellhop
             .proc
@@ -128,8 +160,15 @@ async fn refused_upstream_is_logged_with_its_address() {
                 text_field(l, "path").as_deref() == Some("/down")
             })
             .await;
-        assert_eq!(text_field(&line, "status").as_deref(), Some("502"), "{line}");
-        assert!(line.contains(&dead), "upstream address {dead} missing: {line}");
+        assert_eq!(
+            text_field(&line, "status").as_deref(),
+            Some("502"),
+            "{line}"
+        );
+        assert!(
+            line.contains(&dead),
+            "upstream address {dead} missing: {line}"
+        );
     })
     .await
 }
@@ -144,10 +183,19 @@ async fn log_level_warn_silences_request_lines() {
         let port = crate::support::free_port();
         let file = dir.write(
             "Proxyfile",
-            &format!("\"http://127.0.0.1:{port}\" {{ proxy \"{}\" }}\n", echo.addr()),
+            &format!(
+                "\"http://127.0.0.1:{port}\" {{ proxy \"{}\" }}\n",
+                echo.addr()
+            ),
         );
         let mut cmd = std::process::Command::new(crate::support::binary::BELLHOP);
-        cmd.args(["run", "--config", file.to_str().unwrap(), "--log-level", "warn"]);
+        cmd.args([
+            "run",
+            "--config",
+            file.to_str().unwrap(),
+            "--log-level",
+            "warn",
+        ]);
         let proc = crate::support::binary::Proc::spawn("bellhop", cmd);
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         crate::support::wait_for_async("bellhop to accept", secs(20), || async {
@@ -173,13 +221,21 @@ async fn logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
     bounded(secs(30), "test", async {
         let echo = Echo::start("log").await;
         let bellhop = Bellhop::proxy(&echo.addr().to_string(), &[]).await;
-        assert_eq!(get(bellhop.addr(), &bellhop.addr().to_string(), "/plain").await.status, 200);
+        assert_eq!(
+            get(bellhop.addr(), &bellhop.addr().to_string(), "/plain")
+                .await
+                .status,
+            200
+        );
         bellhop
             .proc
             .wait_line("the request line", secs(5), |l| l.contains("/plain"))
             .await;
         for l in bellhop.proc.lines() {
-            assert!(!l.contains('\u{1b}'), "ANSI escape in a log line for journald/files: {l:?}");
+            assert!(
+                !l.contains('\u{1b}'),
+                "ANSI escape in a log line for journald/files: {l:?}"
+            );
         }
     })
     .await

@@ -103,7 +103,11 @@ async fn h2_authority_counts_as_host() {
         let w = world().await;
         let port = w.server.addr().port();
         let mut s = h2(w.server.addr()).await;
-        for (authority, backend) in [("x.wild.test", "wild"), ("other.test", "other"), ("app.test", "app")] {
+        for (authority, backend) in [
+            ("x.wild.test", "wild"),
+            ("other.test", "other"),
+            ("app.test", "app"),
+        ] {
             let uri = format!("http://{authority}:{port}/via-h2");
             let request = http::Request::get(&uri).body(empty()).unwrap();
             assert!(request.headers().get("host").is_none());
@@ -114,7 +118,10 @@ async fn h2_authority_counts_as_host() {
             assert_eq!(j["backend"], backend, "{uri}");
             assert_eq!(j["path"], "/via-h2");
             // The HTTP/1.1 upstream gets the authority as its Host header.
-            assert_eq!(header_values(&j, "host"), vec![format!("{authority}:{port}")]);
+            assert_eq!(
+                header_values(&j, "host"),
+                vec![format!("{authority}:{port}")]
+            );
         }
     })
     .await
@@ -164,7 +171,11 @@ async fn unknown_host_gets_a_short_plain_text_404() {
         assert_eq!(r.status, 404);
         let ct = r.header("content-type").unwrap_or_default();
         assert!(ct.starts_with("text/plain"), "content-type {ct:?}");
-        assert!(!r.body.is_empty() && r.body.len() < 512, "body {:?}", r.text());
+        assert!(
+            !r.body.is_empty() && r.body.len() < 512,
+            "body {:?}",
+            r.text()
+        );
         // The backends saw nothing.
         for b in &w._backends {
             assert_eq!(b.http.stats.requests(), 0);

@@ -22,17 +22,30 @@ async fn sigterm_or_sigint(sig: i32) {
     let mut c = h1(addr, None).await;
     let in_flight = tokio::spawn(async move {
         let resp = c
-            .send_request(req("GET", &addr.to_string(), "/in-flight").body(empty()).unwrap())
+            .send_request(
+                req("GET", &addr.to_string(), "/in-flight")
+                    .body(empty())
+                    .unwrap(),
+            )
             .await
             .expect("in-flight request");
         collect(resp).await
     });
-    wait_for("request to reach the backend", secs(5), || slow.received() == 1).await;
+    wait_for("request to reach the backend", secs(5), || {
+        slow.received() == 1
+    })
+    .await;
     let signalled = Instant::now();
     bellhop.proc.signal(sig);
     wait_for_async("bellhop to stop accepting", secs(5), || refuses(addr)).await;
-    assert_eq!(slow.answered(), 0, "stopped accepting before the in-flight request ended");
-    let r = bounded(secs(10), "in-flight response", in_flight).await.expect("task");
+    assert_eq!(
+        slow.answered(),
+        0,
+        "stopped accepting before the in-flight request ended"
+    );
+    let r = bounded(secs(10), "in-flight response", in_flight)
+        .await
+        .expect("task");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "slow done\n");
     let status = bellhop.proc.wait_exit(secs(12)).await;
@@ -57,12 +70,21 @@ async fn idle_server_exits_0_promptly_on_sigterm() {
         let mut bellhop = Bellhop::proxy(&slow.http.addr().to_string(), &[]).await;
         // An idle keep-alive client connection must not hold shutdown for the grace period.
         let _idle = h1(bellhop.addr(), None).await;
-        assert_eq!(get(bellhop.addr(), &bellhop.addr().to_string(), "/").await.status, 200);
+        assert_eq!(
+            get(bellhop.addr(), &bellhop.addr().to_string(), "/")
+                .await
+                .status,
+            200
+        );
         let t = Instant::now();
         bellhop.proc.signal(libc::SIGTERM);
         let status = bellhop.proc.wait_exit(secs(12)).await;
         assert_eq!(status.code(), Some(0));
-        assert!(t.elapsed() < secs(5), "idle shutdown took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < secs(5),
+            "idle shutdown took {:?}",
+            t.elapsed()
+        );
     })
     .await
 }
@@ -87,10 +109,15 @@ async fn shutdown_handle_lets_in_flight_requests_finish() {
                 .expect("in-flight request");
             collect(resp).await
         });
-        wait_for("request to reach the backend", secs(5), || slow.received() == 1).await;
+        wait_for("request to reach the backend", secs(5), || {
+            slow.received() == 1
+        })
+        .await;
         server.shutdown();
         wait_for_async("server to stop accepting", secs(5), || refuses(addr)).await;
-        let r = bounded(secs(10), "in-flight response", in_flight).await.expect("task");
+        let r = bounded(secs(10), "in-flight response", in_flight)
+            .await
+            .expect("task");
         assert_eq!(r.status, 200);
         let result = bounded(secs(12), "run() to return", server.finished()).await;
         assert_eq!(result, Ok(()));
@@ -112,14 +139,28 @@ async fn grace_period_bounds_shutdown() {
         let addr = server.addr();
         let mut c = h1(addr, None).await;
         let _stuck = tokio::spawn(async move {
-            let _ = c.send_request(req("GET", &addr.to_string(), "/").body(empty()).unwrap()).await;
+            let _ = c
+                .send_request(req("GET", &addr.to_string(), "/").body(empty()).unwrap())
+                .await;
         });
-        wait_for("request to reach the backend", secs(5), || slow.received() == 1).await;
+        wait_for("request to reach the backend", secs(5), || {
+            slow.received() == 1
+        })
+        .await;
         let t = Instant::now();
         server.shutdown();
-        let result = bounded(secs(10), "run() to return after the grace period", server.finished()).await;
+        let result = bounded(
+            secs(10),
+            "run() to return after the grace period",
+            server.finished(),
+        )
+        .await;
         assert_eq!(result, Ok(()));
-        assert!(t.elapsed() < secs(5), "shutdown took {:?} with a 1 s grace period", t.elapsed());
+        assert!(
+            t.elapsed() < secs(5),
+            "shutdown took {:?} with a 1 s grace period",
+            t.elapsed()
+        );
     })
     .await
 }

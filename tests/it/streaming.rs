@@ -25,26 +25,46 @@ const RSS_GROWTH_LIMIT_KIB: u64 = 32 * 1024;
 async fn sse_first_event_arrives_before_the_backend_sends_the_second() {
     bounded(secs(30), "test", async {
         let sse = Sse::start().await;
-        let server =
-            TestServer::start(ConfigBuilder::new().site(site("127.0.0.1").proxy(tcp(sse.http.addr()))).build()).await;
+        let server = TestServer::start(
+            ConfigBuilder::new()
+                .site(site("127.0.0.1").proxy(tcp(sse.http.addr())))
+                .build(),
+        )
+        .await;
         let mut c = h1(server.addr(), None).await;
         let resp = c
-            .send_request(req("GET", &server.addr().to_string(), "/events").body(empty()).unwrap())
+            .send_request(
+                req("GET", &server.addr().to_string(), "/events")
+                    .body(empty())
+                    .unwrap(),
+            )
             .await
             .expect("request");
         assert_eq!(resp.status(), 200);
         assert_eq!(
-            resp.headers().get("content-type").map(|v| v.to_str().unwrap()),
+            resp.headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap()),
             Some("text/event-stream")
         );
         let mut body = resp.into_body();
         let mut got = String::new();
         read_until(&mut body, &mut got, "data: first").await;
         assert!(sse.first_sent());
-        assert!(!sse.second_sent(), "the backend has not been allowed to send the second event yet");
+        assert!(
+            !sse.second_sent(),
+            "the backend has not been allowed to send the second event yet"
+        );
         sse.release_second();
         read_until(&mut body, &mut got, "data: second").await;
-        assert_eq!(got, format!("{}{}", crate::support::backends::sse::FIRST, crate::support::backends::sse::SECOND));
+        assert_eq!(
+            got,
+            format!(
+                "{}{}",
+                crate::support::backends::sse::FIRST,
+                crate::support::backends::sse::SECOND
+            )
+        );
         // The backend ended the stream: so does the client's body.
         let end = bounded(secs(5), "end of stream", body.frame()).await;
         assert!(end.is_none(), "expected end of body, got {end:?}");
@@ -107,13 +127,21 @@ async fn warmed_up() -> (Echo, Bellhop, u64) {
     let host = bellhop.addr().to_string();
     let mut c = h1(bellhop.addr(), None).await;
     let up = c
-        .send_request(req("POST", &host, "/upload").body(PatternBody::new(8 << 20).boxed()).unwrap())
+        .send_request(
+            req("POST", &host, "/upload")
+                .body(PatternBody::new(8 << 20).boxed())
+                .unwrap(),
+        )
         .await
         .expect("warm-up upload");
     let j = crate::support::client::collect(up).await.json();
     assert_eq!(j["body_len"], 8 << 20);
     let down = c
-        .send_request(req("GET", &host, &format!("/download?bytes={}", 8 << 20)).body(empty()).unwrap())
+        .send_request(
+            req("GET", &host, &format!("/download?bytes={}", 8 << 20))
+                .body(empty())
+                .unwrap(),
+        )
         .await
         .expect("warm-up download");
     let r = crate::support::client::collect(down).await;

@@ -10,7 +10,12 @@ use crate::support::server::TestServer;
 use crate::support::{bounded, secs, TempDir};
 
 async fn one_site(upstream: bellhop::config::Upstream) -> TestServer {
-    TestServer::start(ConfigBuilder::new().site(site("127.0.0.1").proxy(upstream)).build()).await
+    TestServer::start(
+        ConfigBuilder::new()
+            .site(site("127.0.0.1").proxy(upstream))
+            .build(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -49,7 +54,9 @@ async fn unix_socket_upstream() {
         let r = send(
             server.addr(),
             None,
-            req("POST", &host, "/u?q=1").body(crate::support::client::body("over unix")).unwrap(),
+            req("POST", &host, "/u?q=1")
+                .body(crate::support::client::body("over unix"))
+                .unwrap(),
         )
         .await;
         assert_eq!(r.status, 200, "{}", r.text());
@@ -67,7 +74,8 @@ async fn several_upstreams_share_the_load() {
     bounded(secs(30), "test", async {
         let a = Echo::start("a").await;
         let b = Echo::start("b").await;
-        let handler = crate::support::config::proxy_with(vec![tcp(a.addr()), tcp(b.addr())], |_| {});
+        let handler =
+            crate::support::config::proxy_with(vec![tcp(a.addr()), tcp(b.addr())], |_| {});
         let server = TestServer::start(
             ConfigBuilder::new()
                 .site(site("127.0.0.1").handle(handler))
@@ -80,7 +88,10 @@ async fn several_upstreams_share_the_load() {
         }
         let (na, nb) = (a.http.stats.requests(), b.http.stats.requests());
         assert_eq!(na + nb, 20);
-        assert!(na > 0 && nb > 0, "one upstream got everything: a={na} b={nb}");
+        assert!(
+            na > 0 && nb > 0,
+            "one upstream got everything: a={na} b={nb}"
+        );
     })
     .await
 }
@@ -93,7 +104,12 @@ async fn upstream_connections_are_pooled_and_reused() {
         let host = server.addr().to_string();
         // Sequential requests, each on its own client connection.
         for i in 0..10 {
-            let r = send(server.addr(), None, req("GET", &host, &format!("/{i}")).body(empty()).unwrap()).await;
+            let r = send(
+                server.addr(),
+                None,
+                req("GET", &host, &format!("/{i}")).body(empty()).unwrap(),
+            )
+            .await;
             assert_eq!(r.status, 200);
         }
         assert_eq!(echo.http.stats.requests(), 10);

@@ -52,14 +52,18 @@ async fn start_uvicorn() -> Uvicorn {
     ]);
     let proc = Proc::spawn("uvicorn", cmd);
     let line = proc
-        .wait_line("`Uvicorn running on`", secs(30), |l| l.contains("Uvicorn running on"))
+        .wait_line("`Uvicorn running on`", secs(30), |l| {
+            l.contains("Uvicorn running on")
+        })
         .await;
     let url = line
         .split("http://")
         .nth(1)
         .and_then(|s| s.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let addr = url.parse().unwrap_or_else(|e| panic!("bad address {url:?} ({e})"));
+    let addr = url
+        .parse()
+        .unwrap_or_else(|e| panic!("bad address {url:?} ({e})"));
     Uvicorn { _proc: proc, addr }
 }
 
@@ -92,7 +96,9 @@ async fn uvicorn_sees_the_client_address_from_x_forwarded_for() {
         let r = send(
             bellhop.addr(),
             from,
-            req("GET", &bellhop.addr().to_string(), "/client").body(empty()).unwrap(),
+            req("GET", &bellhop.addr().to_string(), "/client")
+                .body(empty())
+                .unwrap(),
         )
         .await;
         assert_eq!(r.status, 200, "{}", r.text());

@@ -27,7 +27,12 @@ async fn front(backend: std::net::SocketAddr, idle: Option<Duration>) -> TestSer
             p.idle_timeout = idle;
         }
     });
-    TestServer::start(ConfigBuilder::new().site(site("127.0.0.1").handle(handler)).build()).await
+    TestServer::start(
+        ConfigBuilder::new()
+            .site(site("127.0.0.1").handle(handler))
+            .build(),
+    )
+    .await
 }
 
 async fn expect_text(ws: &mut crate::support::ws::Ws, want: &str) {
@@ -52,10 +57,22 @@ async fn websocket_text_and_binary_round_trip() {
             other => panic!("expected binary, got {other:?}"),
         }
         // The backend got a real upgrade request, with forwarding headers.
-        assert_eq!(backend.last_header("upgrade").map(|v| v.to_ascii_lowercase()).as_deref(), Some("websocket"));
-        let conn = backend.last_header("connection").unwrap_or_default().to_ascii_lowercase();
+        assert_eq!(
+            backend
+                .last_header("upgrade")
+                .map(|v| v.to_ascii_lowercase())
+                .as_deref(),
+            Some("websocket")
+        );
+        let conn = backend
+            .last_header("connection")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         assert!(conn.contains("upgrade"), "Connection: {conn:?}");
-        assert_eq!(backend.last_header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            backend.last_header("x-forwarded-for").as_deref(),
+            Some("127.0.0.1")
+        );
         assert_eq!(backend.last_header("host"), Some(server.addr().to_string()));
     })
     .await
@@ -79,12 +96,17 @@ async fn websocket_16_mib_messages_both_kinds() {
                 assert_eq!(b.len(), size);
                 assert!(b[..] == bin[..], "16 MiB binary message corrupted");
             }
-            other => panic!("expected binary, got {:?}", other.map(|m| m.map(|m| m.len()))),
+            other => panic!(
+                "expected binary, got {:?}",
+                other.map(|m| m.map(|m| m.len()))
+            ),
         }
         let text: String = "bellhop! ".repeat(size / 9 + 1)[..size].to_string();
         ws.send(Message::text(text.clone())).await.unwrap();
         match bounded(secs(60), "16 MiB text echo", next_data(&mut ws)).await {
-            Some(Ok(Message::Text(t))) => assert!(t.as_str() == text, "16 MiB text message corrupted"),
+            Some(Ok(Message::Text(t))) => {
+                assert!(t.as_str() == text, "16 MiB text message corrupted")
+            }
             other => panic!("expected text, got {:?}", other.map(|m| m.map(|m| m.len()))),
         }
     })
@@ -122,7 +144,10 @@ async fn thousand_concurrent_websockets_then_all_released() {
                 eprintln!("{} sockets open", i + 1);
             }
         }
-        wait_for("backend to see 1000 open sockets", secs(20), || backend.open() == N as i64).await;
+        wait_for("backend to see 1000 open sockets", secs(20), || {
+            backend.open() == N as i64
+        })
+        .await;
         // All of them at once, each with its own message.
         let tasks: Vec<_> = sockets
             .into_iter()
@@ -141,20 +166,30 @@ async fn thousand_concurrent_websockets_then_all_released() {
             .collect();
         let mut sockets = Vec::with_capacity(N);
         for t in tasks {
-            sockets.push(bounded(secs(60), "echo on every socket", t).await.expect("socket task"));
+            sockets.push(
+                bounded(secs(60), "echo on every socket", t)
+                    .await
+                    .expect("socket task"),
+            );
         }
         let fds_open = bellhop.proc.fd_count();
         eprintln!(
             "bellhop fds: {fds_before} before, {fds_open} with {N} sockets; RSS {} KiB",
             bellhop.proc.rss_kib()
         );
-        assert!(fds_open >= fds_before + 2 * N, "expected two fds per proxied socket");
+        assert!(
+            fds_open >= fds_before + 2 * N,
+            "expected two fds per proxied socket"
+        );
         // Close them all properly.
         for mut ws in sockets {
             let _ = ws.close(None).await;
             tokio::spawn(async move { while ws.next().await.is_some() {} });
         }
-        wait_for("backend to see every socket closed", secs(30), || backend.open() == 0).await;
+        wait_for("backend to see every socket closed", secs(30), || {
+            backend.open() == 0
+        })
+        .await;
         wait_for(
             &format!("bellhop fds back to {fds_before} (+4)"),
             secs(30),
@@ -174,9 +209,17 @@ async fn idle_websocket_is_closed_after_the_idle_timeout() {
         ws.send(Message::text("one")).await.unwrap();
         expect_text(&mut ws, "one").await;
         let quiet_since = Instant::now();
-        bounded(secs(10), "idle websocket to be closed", read_until_end(&mut ws)).await;
+        bounded(
+            secs(10),
+            "idle websocket to be closed",
+            read_until_end(&mut ws),
+        )
+        .await;
         let after = quiet_since.elapsed();
-        assert!(after >= millis(900), "closed after {after:?}, before the 1 s idle timeout");
+        assert!(
+            after >= millis(900),
+            "closed after {after:?}, before the 1 s idle timeout"
+        );
         assert!(after < secs(5), "closed only after {after:?}");
         wait_for("backend socket released", secs(5), || backend.open() == 0).await;
     })
@@ -194,9 +237,13 @@ async fn websocket_with_traffic_outlives_the_idle_timeout() {
         let mut sink = connect(server.addr(), "/sink").await;
         for i in 0..9 {
             expect_text(&mut push, &i.to_string()).await;
-            sink.send(Message::text(format!("m{i}"))).await.expect("sink still open");
+            sink.send(Message::text(format!("m{i}")))
+                .await
+                .expect("sink still open");
         }
-        sink.send(Message::text("count?")).await.expect("sink still open");
+        sink.send(Message::text("count?"))
+            .await
+            .expect("sink still open");
         expect_text(&mut sink, "9").await;
         assert_eq!(backend.open(), 2);
     })
@@ -219,7 +266,10 @@ async fn client_close_frame_reaches_the_backend() {
         .unwrap();
         let echoed = bounded(secs(5), "close handshake", read_until_end(&mut ws)).await;
         assert_eq!(echoed, Some(4002), "backend's close reply");
-        wait_for("backend to record the close", secs(5), || backend.close_codes() == vec![4002]).await;
+        wait_for("backend to record the close", secs(5), || {
+            backend.close_codes() == vec![4002]
+        })
+        .await;
         wait_for("backend socket released", secs(5), || backend.open() == 0).await;
     })
     .await
@@ -284,7 +334,8 @@ async fn upgrade_carries_upgrade_and_connection_headers() {
         let sent = backend.last_head();
         assert!(sent.contains("upgrade: testproto"), "{sent}");
         assert!(
-            sent.lines().any(|l| l.starts_with("connection:") && l.contains("upgrade")),
+            sent.lines()
+                .any(|l| l.starts_with("connection:") && l.contains("upgrade")),
             "{sent}"
         );
     })
@@ -301,13 +352,18 @@ async fn client_half_close_reaches_the_backend_and_the_reply_still_flows() {
         s.write_all(b"half-closed data").await.unwrap();
         s.shutdown().await.unwrap(); // FIN: our write side only
         let mut reply = Vec::new();
-        bounded(secs(5), "reply after half-close", s.read_to_end(&mut reply)).await.unwrap();
+        bounded(secs(5), "reply after half-close", s.read_to_end(&mut reply))
+            .await
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&reply), "echo:half-closed data");
         wait_for("backend saw EOF then closed", secs(5), || {
             backend.events() == vec!["eof".to_string(), "closed".to_string()]
         })
         .await;
-        wait_for("backend connection released", secs(5), || backend.stats.conns.open() == 0).await;
+        wait_for("backend connection released", secs(5), || {
+            backend.stats.conns.open() == 0
+        })
+        .await;
     })
     .await
 }
@@ -320,7 +376,9 @@ async fn backend_half_close_reaches_the_client_and_the_client_can_still_send() {
         let (mut s, head) = raw_upgrade(server.addr(), "/server-half-close", "testproto").await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         let mut got = Vec::new();
-        bounded(secs(5), "backend's data then EOF", s.read_to_end(&mut got)).await.unwrap();
+        bounded(secs(5), "backend's data then EOF", s.read_to_end(&mut got))
+            .await
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&got), "hello from server");
         // Our direction is still open after the backend's FIN.
         s.write_all(b"still talking").await.unwrap();
@@ -329,7 +387,10 @@ async fn backend_half_close_reaches_the_client_and_the_client_can_still_send() {
             backend.events() == vec!["received:still talking".to_string(), "eof".to_string()]
         })
         .await;
-        wait_for("backend connection released", secs(5), || backend.stats.conns.open() == 0).await;
+        wait_for("backend connection released", secs(5), || {
+            backend.stats.conns.open() == 0
+        })
+        .await;
     })
     .await
 }

@@ -61,7 +61,12 @@ impl Proc {
     }
 
     /// Waits until an output line (ANSI stripped) satisfies `pred`; returns it.
-    pub async fn wait_line(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    pub async fn wait_line(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let mut found = None;
         let lines = self.lines.clone();
         let name = self.name.clone();
@@ -135,7 +140,11 @@ pub fn rss_kib_of(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn collect_lines(out: impl std::io::Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>, tag: String) {
+fn collect_lines(
+    out: impl std::io::Read + Send + 'static,
+    lines: Arc<Mutex<Vec<String>>>,
+    tag: String,
+) {
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { break };
@@ -306,11 +315,21 @@ pub fn run_cli(args: &[&str], cwd: Option<&Path>) -> (i32, String, String) {
 #[test]
 fn log_line_parsers_read_text_json_and_ansi() {
     let text = "2026-01-01T00:00:00Z  INFO bellhop::server: listening addr=127.0.0.1:4242";
-    assert_eq!(listening_addr(text), Some("127.0.0.1:4242".parse().unwrap()));
+    assert_eq!(
+        listening_addr(text),
+        Some("127.0.0.1:4242".parse().unwrap())
+    );
     let json = r#"{"level":"INFO","fields":{"message":"listening","addr":"127.0.0.1:4243"}}"#;
-    assert_eq!(listening_addr(json), Some("127.0.0.1:4243".parse().unwrap()));
-    let ansi = "\u{1b}[32m INFO\u{1b}[0m listening \u{1b}[3maddr\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:9";
-    assert_eq!(listening_addr(&strip_ansi(ansi)), Some("127.0.0.1:9".parse().unwrap()));
+    assert_eq!(
+        listening_addr(json),
+        Some("127.0.0.1:4243".parse().unwrap())
+    );
+    let ansi =
+        "\u{1b}[32m INFO\u{1b}[0m listening \u{1b}[3maddr\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:9";
+    assert_eq!(
+        listening_addr(&strip_ansi(ansi)),
+        Some("127.0.0.1:9".parse().unwrap())
+    );
     let req = r#"INFO request method=GET host="a.test:1" path=/x status=200 xstatus=1"#;
     assert_eq!(text_field(req, "status").as_deref(), Some("200"));
     assert_eq!(text_field(req, "host").as_deref(), Some("a.test:1"));

@@ -66,7 +66,8 @@ pub async fn connect_from(addr: SocketAddr, from: Option<IpAddr>) -> TcpStream {
         None => TcpStream::connect(addr).await.expect("connect"),
         Some(ip) => {
             let sock = TcpSocket::new_v4().expect("socket");
-            sock.bind(SocketAddr::new(ip, 0)).expect("bind source address");
+            sock.bind(SocketAddr::new(ip, 0))
+                .expect("bind source address");
             sock.connect(addr).await.expect("connect")
         }
     }

@@ -33,7 +33,8 @@ impl ConfigBuilder {
     /// Default options, with `state-dir` under the temp dir (tests never touch
     /// /var/lib) and HTTP/HTTPS ports 0 so nothing binds a privileged port.
     pub fn new() -> Self {
-        let state_dir = std::env::temp_dir().join(format!("bellhop-it-state-{}", std::process::id()));
+        let state_dir =
+            std::env::temp_dir().join(format!("bellhop-it-state-{}", std::process::id()));
         let options = Options {
             state_dir,
             http_port: 0,
@@ -166,6 +167,7 @@ fn make_route(path: PathPattern, handler: Handler) -> Route {
         path,
         handler,
         rate_limit: None,
+        encode: Vec::new(),
     }
 }
 

@@ -107,7 +107,10 @@ async fn handle(
         echo(req, info, &name, &stats).await
     };
     for (k, v) in extra {
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
             resp.headers_mut().append(k, v);
         }
     }
@@ -142,7 +145,9 @@ async fn echo(
         match frame {
             Ok(frame) => {
                 if let Ok(data) = frame.into_data() {
-                    stats.bytes_in.fetch_add(data.len() as u64, Ordering::SeqCst);
+                    stats
+                        .bytes_in
+                        .fetch_add(data.len() as u64, Ordering::SeqCst);
                     verifier.update(&data);
                     let room = (64 * 1024usize).saturating_sub(kept.len());
                     kept.extend_from_slice(&data[..data.len().min(room)]);
@@ -175,7 +180,7 @@ async fn echo(
 
 /// A response that writes a chunk every 10 ms for as long as someone reads it.
 fn stream_forever(stats: &Arc<EchoStats>) -> Response<RespBody> {
-    let (tx, body) = ChannelBody::new();
+    let (tx, body) = ChannelBody::channel();
     stats.streams_open.fetch_add(1, Ordering::SeqCst);
     let stats = stats.clone();
     tokio::spawn(async move {

@@ -83,7 +83,13 @@ impl IdleClose {
     }
 }
 
-async fn serve(mut sock: TcpStream, conn_id: u64, idle: Duration, lazy: bool, stats: Arc<IdleStats>) {
+async fn serve(
+    mut sock: TcpStream,
+    conn_id: u64,
+    idle: Duration,
+    lazy: bool,
+    stats: Arc<IdleStats>,
+) {
     let mut buf: Vec<u8> = Vec::new();
     let mut n_req = 0u64;
     let mut last_response = Instant::now();

@@ -48,7 +48,7 @@ pub struct ChannelBody(mpsc::Receiver<Bytes>);
 
 impl ChannelBody {
     /// A sender and the body it feeds (buffer of one chunk: no hidden buffering).
-    pub fn new() -> (mpsc::Sender<Bytes>, RespBody) {
+    pub fn channel() -> (mpsc::Sender<Bytes>, RespBody) {
         let (tx, rx) = mpsc::channel(1);
         (tx, ChannelBody(rx).boxed())
     }
@@ -147,7 +147,9 @@ pub struct HttpBackend {
 impl HttpBackend {
     /// Serves `h` on 127.0.0.1 at an ephemeral port.
     pub async fn tcp(h: Handler) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
         let stats = Arc::new(ConnStats::default());
         let st = stats.clone();

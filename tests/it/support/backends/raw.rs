@@ -23,7 +23,9 @@ impl Garbage {
                 tokio::spawn(async move {
                     let mut buf = [0u8; 1024];
                     let _ = sock.read(&mut buf).await;
-                    let _ = sock.write_all(b"SPEAK FRIEND AND ENTER\r\n\x00\x01\x02\r\n\r\n").await;
+                    let _ = sock
+                        .write_all(b"SPEAK FRIEND AND ENTER\r\n\x00\x01\x02\r\n\r\n")
+                        .await;
                 });
             }
         });

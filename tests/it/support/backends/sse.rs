@@ -35,7 +35,7 @@ impl Sse {
         let http = HttpBackend::tcp(handler(move |_req, _info| {
             let (r, f, s) = (r.clone(), f.clone(), s.clone());
             async move {
-                let (tx, body) = ChannelBody::new();
+                let (tx, body) = ChannelBody::channel();
                 tokio::spawn(async move {
                     if tx.send(Bytes::from_static(FIRST.as_bytes())).await.is_err() {
                         return;

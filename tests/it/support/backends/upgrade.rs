@@ -80,7 +80,8 @@ async fn serve(mut sock: TcpStream, stats: Arc<UpgradeStats>) {
         .nth(1)
         .unwrap_or_default()
         .to_string();
-    let reply = "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: testproto\r\n\r\n";
+    let reply =
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: testproto\r\n\r\n";
     if sock.write_all(reply.as_bytes()).await.is_err() {
         return;
     }

@@ -90,6 +90,8 @@ impl WsBackend {
     }
 }
 
+// The handshake callback's error type is tungstenite's, large by its design.
+#[allow(clippy::result_large_err)]
 async fn serve(sock: TcpStream, stats: Arc<WsStats>) {
     let uri = Arc::new(Mutex::new(String::new()));
     let (u, st) = (uri.clone(), stats.clone());
