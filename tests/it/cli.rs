@@ -170,6 +170,15 @@ fn unknown_subcommand_fails() {
     assert!(!err.is_empty());
 }
 
+#[test]
+fn proxyfile_example_validates_and_is_formatted() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("Proxyfile.example");
+    let (code, _, _) = run_cli(&["validate", "--config", path(&example)], None);
+    assert_eq!(code, 0, "Proxyfile.example does not validate");
+    let (code, _, _) = run_cli(&["fmt", "--check", path(&example)], None);
+    assert_eq!(code, 0, "Proxyfile.example is not in `bellhop fmt` layout");
+}
+
 /// The README's first quick-start command runs `Proxyfile.local`; it must validate
 /// and serve (here on an ephemeral port instead of 8080).
 #[tokio::test]
