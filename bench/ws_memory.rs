@@ -169,23 +169,22 @@ async fn main() {
     let closed = settled_rss(pid).await;
 
     let mib = |k: u64| k as f64 / 1024.0;
+    let row = |label: String, rss: u64, fds: Option<usize>| {
+        let fds = fds.map(|f| format!("   fds {f}")).unwrap_or_default();
+        println!("  {label:<32} RSS {:7.1} MiB{fds}", mib(rss));
+    };
     println!("bellhop {bellhop} (pid {pid}), {n} WebSockets through `bellhop proxy`");
-    println!(
-        "  idle                       RSS {:7.1} MiB   fds {idle_fds}",
-        mib(idle)
+    row("idle".into(), idle, Some(idle_fds));
+    row(
+        format!("{n} open (opened in {:.1} s)", opened_in.as_secs_f64()),
+        open,
+        Some(open_fds),
     );
+    row("after one echo on each".into(), active, None);
+    row("all closed".into(), closed, Some(closed_fds));
     println!(
-        "  {n} open (opened in {:.1} s)  RSS {:7.1} MiB   fds {open_fds}",
-        opened_in.as_secs_f64(),
-        mib(open)
-    );
-    println!("  after one echo on each     RSS {:7.1} MiB", mib(active));
-    println!(
-        "  all closed                 RSS {:7.1} MiB   fds {closed_fds}",
-        mib(closed)
-    );
-    println!(
-        "  per open WebSocket         {:.1} KiB",
+        "  {:<32} {:.1} KiB",
+        "per open WebSocket",
         active.saturating_sub(idle) as f64 / n as f64
     );
     let _ = child.kill();
