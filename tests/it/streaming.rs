@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 
 use crate::support::backends::echo::Echo;
 use crate::support::backends::sse::Sse;
-use crate::support::binary::{rss_kib_of, Bellhop};
+use crate::support::binary::{rss_kib_of, Bellhop, Proc};
 use crate::support::client::{empty, h1, req};
 use crate::support::config::{site, tcp, ConfigBuilder};
 use crate::support::pattern::{PatternBody, Verifier};
@@ -68,6 +68,31 @@ async fn sse_first_event_arrives_before_the_backend_sends_the_second() {
         // The backend ended the stream: so does the client's body.
         let end = bounded(secs(5), "end of stream", body.frame()).await;
         assert!(end.is_none(), "expected end of body, got {end:?}");
+    })
+    .await
+}
+
+/// The same with a real client: `curl -N` through the bellhop binary prints the
+/// first event while the backend is still holding back the second.
+#[tokio::test]
+async fn sse_through_the_binary_reaches_curl_event_by_event() {
+    bounded(secs(30), "test", async {
+        let sse = Sse::start().await;
+        let bellhop = Bellhop::proxy(&sse.http.addr().to_string(), &[]).await;
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sS", "-N", "--max-time", "20"])
+            .arg(format!("http://{}/events", bellhop.addr()));
+        let curl = Proc::spawn("curl", cmd);
+        curl.wait_line("curl to print the first event", secs(10), |l| {
+            l == "data: first"
+        })
+        .await;
+        assert!(!sse.second_sent());
+        sse.release_second();
+        curl.wait_line("curl to print the second event", secs(10), |l| {
+            l == "data: second"
+        })
+        .await;
     })
     .await
 }
