@@ -48,6 +48,22 @@ fn validate_defaults_to_the_proxyfile_in_the_working_directory() {
     );
 }
 
+#[tokio::test]
+async fn run_defaults_to_the_proxyfile_in_the_working_directory() {
+    bounded(secs(30), "test", async {
+        let dir = TempDir::new("run");
+        dir.write(
+            "Proxyfile",
+            "\"http://127.0.0.1:0\" {\n    respond \"from ./Proxyfile\"\n}\n",
+        );
+        let bellhop = Bellhop::start_in(Some(dir.path()), &["run"], 1).await;
+        let r = get(bellhop.addr(), &bellhop.addr().to_string(), "/").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text().trim(), "from ./Proxyfile");
+    })
+    .await
+}
+
 #[test]
 fn validate_rejects_a_misspelled_directive_with_file_line_column_and_suggestion() {
     let dir = TempDir::new("cli");

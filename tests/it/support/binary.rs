@@ -228,8 +228,16 @@ pub struct Bellhop {
 impl Bellhop {
     /// Runs `bellhop ARGS…` and waits until it logged `listeners` listening addresses.
     pub async fn start(args: &[&str], listeners: usize) -> Bellhop {
+        Bellhop::start_in(None, args, listeners).await
+    }
+
+    /// [`Bellhop::start`] in working directory `cwd`.
+    pub async fn start_in(cwd: Option<&Path>, args: &[&str], listeners: usize) -> Bellhop {
         let mut cmd = Command::new(BELLHOP);
         cmd.args(args);
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
         let mut proc = Proc::spawn("bellhop", cmd);
         let mut addrs = Vec::new();
         let lines = proc.lines.clone();
