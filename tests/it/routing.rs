@@ -2,10 +2,10 @@
 //! in order with first match winning, and the 404 for unknown hosts.
 
 use crate::support::backends::echo::{header_values, Echo};
-use crate::support::client::{empty, get, raw, send};
-use crate::support::config::{proxy, site, tcp, ConfigBuilder};
+use crate::support::client::{collect, empty, get, h2_tls, raw, send};
+use crate::support::config::{https_site, proxy, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
-use crate::support::{bounded, secs};
+use crate::support::{bounded, secs, wait_for, TempDir};
 
 /// Backends named after what should reach them, and bellhop in front:
 ///
@@ -123,6 +123,50 @@ async fn request_target_authority_counts_as_host() {
                 header_values(&j, "host"),
                 vec![format!("{authority}:{port}")]
             );
+        }
+    })
+    .await
+}
+
+/// h2 proper: over TLS (bellhop speaks h2 after ALPN), sites chosen by `:authority`,
+/// exact before wildcard, with the authority reaching the HTTP/1.1 upstream as Host.
+#[tokio::test]
+async fn h2_authority_counts_as_host_over_tls() {
+    bounded(secs(30), "test", async {
+        let state = TempDir::new("h2");
+        let app = Echo::start("app").await;
+        let wild = Echo::start("wild").await;
+        let exact = Echo::start("exacthost").await;
+        let cfg = ConfigBuilder::new()
+            .state_dir(state.path())
+            .site(https_site("app.localhost").proxy(tcp(app.addr())))
+            .site(https_site("*.wild.localhost").proxy(tcp(wild.addr())))
+            .site(https_site("exact.wild.localhost").proxy(tcp(exact.addr())))
+            .build();
+        let server = TestServer::start(cfg).await;
+        let https = server.addr();
+        let root_path = state.path().join("internal/root.pem");
+        wait_for("the internal CA root", secs(10), || root_path.exists()).await;
+        let root = std::fs::read(&root_path).unwrap();
+        for (name, backend) in [
+            ("app.localhost", "app"),
+            ("x.wild.localhost", "wild"),
+            ("exact.wild.localhost", "exacthost"),
+        ] {
+            let mut s = h2_tls(https, name, &root).await;
+            let uri = format!("https://{name}:{}/via-h2?q=1", https.port());
+            let request = http::Request::get(&uri).body(empty()).unwrap();
+            let r = collect(s.send_request(request).await.expect("h2 request")).await;
+            assert_eq!(r.status, 200, "{uri}: {}", r.text());
+            assert_eq!(r.version, http::Version::HTTP_2);
+            let j = r.json();
+            assert_eq!(j["backend"], backend, "{uri}");
+            assert_eq!(j["uri"], "/via-h2?q=1");
+            assert_eq!(
+                header_values(&j, "host"),
+                vec![format!("{name}:{}", https.port())]
+            );
+            assert_eq!(header_values(&j, "x-forwarded-proto"), vec!["https"]);
         }
     })
     .await

@@ -96,6 +96,42 @@ pub async fn h2(addr: SocketAddr) -> http2::SendRequest<ReqBody> {
     sender
 }
 
+/// An h2 connection over TLS (ALPN `h2`) to `addr` with SNI `name`, verifying the
+/// server against the PEM root `root_pem` (e.g. bellhop's internal CA).
+pub async fn h2_tls(addr: SocketAddr, name: &str, root_pem: &[u8]) -> http2::SendRequest<ReqBody> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(root_pem).expect("root PEM"))
+        .expect("add root");
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let server_name =
+        rustls_pki_types::ServerName::try_from(name.to_string()).expect("server name");
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(server_name, connect_from(addr, None).await)
+        .await
+        .unwrap_or_else(|e| panic!("TLS handshake with {name}: {e}"));
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "ALPN did not pick h2"
+    );
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+}
+
 /// A request builder for `path` with a Host header (HTTP/1.1 origin form).
 pub fn req(method: &str, host: &str, path: &str) -> http::request::Builder {
     Request::builder()

@@ -63,6 +63,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// Keeps state (the internal CA, certificates) in `dir`.
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.options.state_dir = dir.to_path_buf();
+        self
+    }
+
     /// Sets the shutdown grace period.
     pub fn grace_period(mut self, d: Duration) -> Self {
         self.options.grace_period = d;
@@ -91,6 +97,20 @@ pub fn site(host: &str) -> SiteBuilder {
         addresses: vec![address(host)],
         routes: Vec::new(),
         catch_all: None,
+        tls: TlsMode::Auto,
+    }
+}
+
+/// An HTTPS site answering `host` on port 0 with a certificate from bellhop's
+/// internal CA (`"https://host:0" { tls internal }`).
+pub fn https_site(host: &str) -> SiteBuilder {
+    let mut a = address(host);
+    a.scheme = Scheme::Https;
+    SiteBuilder {
+        addresses: vec![a],
+        routes: Vec::new(),
+        catch_all: None,
+        tls: TlsMode::Internal,
     }
 }
 
@@ -116,6 +136,7 @@ pub struct SiteBuilder {
     addresses: Vec<SiteAddress>,
     routes: Vec<Route>,
     catch_all: Option<Handler>,
+    tls: TlsMode,
 }
 
 impl SiteBuilder {
@@ -154,7 +175,7 @@ impl SiteBuilder {
         }
         Site {
             addresses: self.addresses,
-            tls: TlsMode::Auto,
+            tls: self.tls,
             hsts: None,
             routes,
         }
