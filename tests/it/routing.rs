@@ -243,3 +243,49 @@ async fn request_without_host_gets_a_4xx() {
     })
     .await
 }
+
+/// Site-level directives reach the path routes: a site's `rate-limit` applies to a
+/// request that a `route` block answers, unless the route says otherwise.
+#[tokio::test]
+async fn routes_inherit_site_level_directives() {
+    bounded(secs(30), "test", async {
+        let api = Echo::start("api").await;
+        let free = Echo::start("free").await;
+        let dir = TempDir::new("inherit");
+        let file = dir.write(
+            "Proxyfile",
+            &format!(
+                r#""http://127.0.0.1:0" {{
+    rate-limit "1/m" burst=1
+    route "/api/*" {{ proxy "{}" }}
+    route "/free/*" {{
+        proxy "{}"
+        rate-limit off
+    }}
+    respond "site"
+}}
+"#,
+                api.addr(),
+                free.addr()
+            ),
+        );
+        let bellhop = crate::support::binary::Bellhop::run_config(&file, &[], 1).await;
+        let (addr, host) = (bellhop.addr(), bellhop.addr().to_string());
+        assert_eq!(get(addr, &host, "/api/1").await.status, 200);
+        let limited = get(addr, &host, "/api/2").await;
+        assert_eq!(
+            limited.status, 429,
+            "the route did not inherit the site's rate-limit"
+        );
+        assert!(
+            limited.header("retry-after").is_some(),
+            "429 without Retry-After"
+        );
+        assert_eq!(api.http.stats.requests(), 1);
+        // A route can opt out.
+        for i in 0..3 {
+            assert_eq!(get(addr, &host, &format!("/free/{i}")).await.status, 200);
+        }
+    })
+    .await
+}
