@@ -109,3 +109,43 @@ async fn uvicorn_sees_the_client_address_from_x_forwarded_for() {
     })
     .await
 }
+
+/// The other common deployment: uvicorn on a unix socket (`--uds`), bellhop
+/// forwarding to `unix:/path.sock`.
+#[tokio::test]
+async fn uvicorn_on_a_unix_socket_through_bellhop() {
+    bounded(secs(60), "test", async {
+        let dir = crate::support::TempDir::new("uds");
+        let sock = dir.path().join("app.sock");
+        let mut cmd = Command::new(uvicorn_bin());
+        cmd.current_dir(repo().join("tests/apps"))
+            .args(["ws_app:app", "--log-level", "info", "--uds"])
+            .arg(&sock);
+        let proc = Proc::spawn("uvicorn", cmd);
+        proc.wait_line("`Uvicorn running on unix socket`", secs(30), |l| {
+            l.contains("Uvicorn running on")
+        })
+        .await;
+        let bellhop = Bellhop::proxy(&format!("unix:{}", sock.display()), &[]).await;
+        let r = send(
+            bellhop.addr(),
+            None,
+            req("GET", &bellhop.addr().to_string(), "/client")
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["x_forwarded_for"], "127.0.0.1");
+        let mut ws = connect(bellhop.addr(), "/ws").await;
+        for want in 0..5u64 {
+            let msg = bounded(secs(3), "next push", next_data(&mut ws)).await;
+            let Some(Ok(msg)) = msg else {
+                panic!("socket ended before push {want}: {msg:?}")
+            };
+            let j: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+            assert_eq!(j["seq"], want);
+        }
+    })
+    .await
+}
