@@ -113,10 +113,7 @@ pub fn rewrite_request(
     }
 
     if !client.trusted {
-        headers.remove(&X_FORWARDED_FOR);
-        headers.remove(&X_FORWARDED_PROTO);
-        headers.remove(&X_FORWARDED_HOST);
-        headers.remove(header::FORWARDED);
+        remove_forwarded(headers);
     }
 
     let mut chain = String::with_capacity(64);
@@ -138,6 +135,20 @@ pub fn rewrite_request(
             headers.insert(&X_FORWARDED_HOST, host.clone());
         }
         headers.insert(header::HOST, host.clone());
+    }
+}
+
+/// Drops `Forwarded` and every `X-Forwarded-*` (For, Proto, Host, Port,
+/// Prefix, ...): from an untrusted peer they are claims, not facts.
+fn remove_forwarded(headers: &mut HeaderMap) {
+    headers.remove(header::FORWARDED);
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-forwarded-"))
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
     }
 }
 
@@ -194,12 +205,16 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, "6.6.6.6".parse().unwrap());
         h.insert(&X_FORWARDED_PROTO, "gopher".parse().unwrap());
+        h.insert("x-forwarded-port", "443".parse().unwrap());
+        h.insert(header::FORWARDED, "for=6.6.6.6".parse().unwrap());
         let host = HeaderValue::from_static("app.example.com");
         rewrite_request(&mut h, &client(false), Some(&host), false);
         assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "192.0.2.7");
         assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "https");
         assert_eq!(h.get(&X_FORWARDED_HOST).unwrap(), "app.example.com");
         assert_eq!(h.get(header::HOST).unwrap(), "app.example.com");
+        assert!(!h.contains_key("x-forwarded-port"));
+        assert!(!h.contains_key(header::FORWARDED));
     }
 
     #[test]
