@@ -31,10 +31,25 @@ impl FromStr for LogFormat {
     }
 }
 
+/// Keeps the log writer thread alive; dropping it flushes what is queued.
+/// Hold it until the process exits.
+#[must_use = "logs stop when the guard is dropped"]
+pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+
+impl std::fmt::Debug for LogGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogGuard")
+    }
+}
+
+/// Lines queued for the writer thread before new ones are dropped (never
+/// blocking a worker). About 4 MiB at worst with 256-byte lines.
+const QUEUED_LINES: usize = 16 * 1024;
+
 /// Installs the global subscriber. `level` is `error`, `warn`, `info`, `debug`
 /// or `trace`; dependencies log one level quieter than bellhop itself, except
 /// at `trace`, so `debug` shows bellhop's decisions without hyper's internals.
-pub fn init(level: LevelFilter, format: LogFormat) -> anyhow::Result<()> {
+pub fn init(level: LevelFilter, format: LogFormat) -> anyhow::Result<LogGuard> {
     let dependencies = match level {
         LevelFilter::TRACE => LevelFilter::TRACE,
         LevelFilter::DEBUG => LevelFilter::INFO,
@@ -44,14 +59,20 @@ pub fn init(level: LevelFilter, format: LogFormat) -> anyhow::Result<()> {
         .with_default(dependencies)
         .with_target("bellhop", level)
         .with_target("access", level);
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(QUEUED_LINES)
+        .lossy(true)
+        .thread_name("bellhop-log")
+        .finish(std::io::stderr());
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     // Colour only for a person at a terminal, never in journald or files.
-                    .with_ansi(std::io::stderr().is_terminal())
-                    .with_writer(std::io::stderr),
+                    .with_ansi(ansi)
+                    .with_writer(writer),
             )
             .try_init(),
         LogFormat::Json => registry
@@ -59,9 +80,10 @@ pub fn init(level: LevelFilter, format: LogFormat) -> anyhow::Result<()> {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_writer(std::io::stderr),
+                    .with_writer(writer),
             )
             .try_init(),
     };
-    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    Ok(LogGuard(guard))
 }

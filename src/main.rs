@@ -222,9 +222,10 @@ fn one_shot(from: &str, to: &str) -> anyhow::Result<Config> {
 }
 
 fn serve(level: &LevelFilter, format: LogFormat, config: Config) -> ExitCode {
-    if let Err(e) = logging::init(*level, format) {
-        return fail(&e);
-    }
+    let _log_guard = match logging::init(*level, format) {
+        Ok(guard) => guard,
+        Err(e) => return fail(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
