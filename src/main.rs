@@ -11,7 +11,7 @@ use bellhop::config::{
     self, Config, Handler, Options, PathPattern, ProxyConfig, Route, Site, TlsMode,
 };
 use bellhop::logging::{self, LogFormat};
-use bellhop::server::Server;
+use bellhop::server::{ReloadHandle, Server};
 
 /// Where `bellhop run` looks for its config when `--config` is not given.
 const DEFAULT_CONFIG_PATHS: [&str; 2] = ["Proxyfile", "/etc/bellhop/Proxyfile"];
@@ -83,15 +83,16 @@ fn main() -> ExitCode {
         Command::Validate { config } => validate(config.as_deref()),
         Command::Fmt { check, path } => fmt(check, path.as_deref()),
         Command::Run { config } => {
-            let config = match find_config(config.as_deref()).and_then(|path| load(&path)) {
-                Ok(config) => config,
-                Err(e) => return fail(&e),
-            };
-            serve(&cli.log_level, cli.log_format, config)
+            let loaded = find_config(config.as_deref())
+                .and_then(|path| load(&path).map(|config| (path, config)));
+            match loaded {
+                Ok((path, config)) => serve(&cli.log_level, cli.log_format, config, Some(path)),
+                Err(e) => fail(&e),
+            }
         }
         Command::CaRoot { config } => ca_root(config.as_deref()),
         Command::Proxy { from, to } => match one_shot(&from, &to) {
-            Ok(config) => serve(&cli.log_level, cli.log_format, config),
+            Ok(config) => serve(&cli.log_level, cli.log_format, config, None),
             Err(e) => fail(&e),
         },
     }
@@ -221,7 +222,14 @@ fn one_shot(from: &str, to: &str) -> anyhow::Result<Config> {
     })
 }
 
-fn serve(level: &LevelFilter, format: LogFormat, config: Config) -> ExitCode {
+/// Runs the server; `path` is the Proxyfile that SIGHUP re-reads (`None` for
+/// the one-shot `bellhop proxy`).
+fn serve(
+    level: &LevelFilter,
+    format: LogFormat,
+    config: Config,
+    path: Option<PathBuf>,
+) -> ExitCode {
     let _log_guard = match logging::init(*level, format) {
         Ok(guard) => guard,
         Err(e) => return fail(&e),
@@ -234,7 +242,7 @@ fn serve(level: &LevelFilter, format: LogFormat, config: Config) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&e),
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -243,11 +251,12 @@ fn serve(level: &LevelFilter, format: LogFormat, config: Config) -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let server = Server::bind(config).await?;
     let shutdown = server.shutdown_handle();
+    let reload = server.reload_handle();
     tokio::spawn(async move {
-        match wait_for_stop_signal().await {
+        match wait_for_stop_signal(|| reload_from(path.as_deref(), &reload)).await {
             Ok(signal) => tracing::info!(signal, "shutting down"),
             Err(e) => tracing::error!(error = %e, "cannot listen for signals; shutting down"),
         }
@@ -258,9 +267,37 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT. SIGHUP is caught so that a stray reload
-/// signal does not kill the process (its default action).
-async fn wait_for_stop_signal() -> std::io::Result<&'static str> {
+/// SIGHUP: re-reads the Proxyfile the server started with and swaps it in.
+/// On any error the running config keeps serving, and the error is logged in
+/// full (for a config error: file, line, column and the fix).
+async fn reload_from(path: Option<&Path>, reload: &ReloadHandle) {
+    let Some(path) = path else {
+        tracing::warn!(
+            "SIGHUP received, but there is no config file to reload (`bellhop proxy`); ignored"
+        );
+        return;
+    };
+    tracing::info!(config = %path.display(), "SIGHUP received: reloading");
+    let result = match load(path) {
+        Ok(config) => reload.reload(config).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(summary) => tracing::info!(config = %path.display(), "reloaded: {summary}"),
+        Err(e) => tracing::error!(
+            config = %path.display(),
+            "reload failed, still serving the previous config:\n{e:#}"
+        ),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT; runs `on_hup` for every SIGHUP meanwhile
+/// (one at a time, so reloads never overlap).
+async fn wait_for_stop_signal<F, Fut>(mut on_hup: F) -> std::io::Result<&'static str>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -269,7 +306,7 @@ async fn wait_for_stop_signal() -> std::io::Result<&'static str> {
         tokio::select! {
             _ = term.recv() => return Ok("SIGTERM"),
             _ = int.recv() => return Ok("SIGINT"),
-            _ = hup.recv() => tracing::warn!("SIGHUP received: reloading is not supported yet; restart bellhop to apply config changes"),
+            _ = hup.recv() => on_hup().await,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Which sockets to listen on, binding them, and the accept loop.
 //!
-//! Listeners are derived from the config once and owned by the server, apart
-//! from the router: replacing the router never closes a listening socket.
+//! Listeners are derived from the config and owned by the server, apart from
+//! the router: replacing the router never closes a listening socket. A reload
+//! diffs the new plan against the running one by port (see `reload`).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
 
 use super::{connection, Shared};
 use crate::config::{Config, HostPattern, Scheme};
@@ -92,12 +94,18 @@ fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// Accepts connections until shutdown and hands each to its own task.
-pub async fn accept_loop(listener: TcpListener, spec: ListenerSpec, shared: Arc<Shared>) {
-    let shutdown = shared.background.shutdown.clone();
+/// Accepts connections until `stop` (a child of the shutdown token, so that a
+/// reload can stop one port) and hands each to its own task. Connections
+/// already accepted are not affected by `stop`.
+pub async fn accept_loop(
+    listener: TcpListener,
+    spec: ListenerSpec,
+    stop: CancellationToken,
+    shared: Arc<Shared>,
+) {
     loop {
         let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {

@@ -4,6 +4,8 @@
 //! Server::bind(config) ─► plan + bind listeners, build the router
 //! Server::run()        ─► one accept loop per listener ─► connection task
 //!                         ─► hyper ─► service::handle ─► router ─► action
+//! ReloadHandle         ─► new router, certificates and listener set; open
+//!                         connections and tunnels keep their snapshot
 //! ShutdownHandle       ─► stop accepting, finish in-flight requests within the
 //!                         grace period, close upgraded tunnels, return
 //! ```
@@ -12,7 +14,10 @@ mod access_log;
 mod connection;
 pub mod https;
 pub mod listener;
+mod reload;
 mod service;
+
+pub use reload::{ReloadHandle, ReloadSummary};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,14 +27,13 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::proxy::Background;
 use crate::router::Router;
-use listener::ListenerSpec;
+use reload::Listeners;
 
 /// Largest request head (request line + headers) accepted; larger gets 431.
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
@@ -58,7 +62,7 @@ pub struct Shared {
 /// A bound, not yet running server.
 #[derive(Debug)]
 pub struct Server {
-    listeners: Vec<(ListenerSpec, TcpListener)>,
+    listeners: Arc<Listeners>,
     shared: Arc<Shared>,
     grace_period: Duration,
 }
@@ -82,13 +86,8 @@ impl Server {
         // Stored and local certificates are served from the first connection on;
         // ACME starts in `run`, once the listeners can answer validations.
         let https = https::Https::new(&config)?;
-        let mut listeners = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let socket = listener::bind(&spec).with_context(|| {
-                format!("cannot listen on {}", SocketAddr::new(spec.bind, spec.port))
-            })?;
-            listeners.push((spec, socket));
-        }
+        let shutdown = CancellationToken::new();
+        let listeners = Listeners::bind(specs, config.options.clone(), &shutdown)?;
 
         let mut http1 = http1::Builder::new();
         http1
@@ -110,12 +109,12 @@ impl Server {
             .keep_alive_timeout(H2_PING_INTERVAL);
 
         Ok(Server {
-            listeners,
+            listeners: Arc::new(listeners),
             shared: Arc::new(Shared {
                 router: ArcSwap::from_pointee(router),
                 background: Background {
                     tasks: TaskTracker::new(),
-                    shutdown: CancellationToken::new(),
+                    shutdown,
                 },
                 http1,
                 http2,
@@ -127,11 +126,9 @@ impl Server {
     }
 
     /// The bound address of every listener, in the order of [`listener::plan`].
+    /// Reloads change this set.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|(_, l)| l.local_addr().ok())
-            .collect()
+        self.listeners.local_addrs()
     }
 
     /// A handle that starts graceful shutdown.
@@ -139,20 +136,19 @@ impl Server {
         ShutdownHandle(self.shared.background.shutdown.clone())
     }
 
+    /// A handle that swaps in a new config while the server runs (also usable
+    /// before [`run`](Self::run): the new listeners then start with it).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            shared: self.shared.clone(),
+            listeners: self.listeners.clone(),
+        }
+    }
+
     /// Serves until shutdown, then waits up to the grace period for in-flight
     /// requests before returning.
     pub async fn run(self) -> anyhow::Result<()> {
-        let mut accept_loops = Vec::with_capacity(self.listeners.len());
-        for (spec, socket) in self.listeners {
-            if let Ok(addr) = socket.local_addr() {
-                tracing::info!(%addr, tls = spec.tls, "listening");
-            }
-            accept_loops.push(tokio::spawn(listener::accept_loop(
-                socket,
-                spec,
-                self.shared.clone(),
-            )));
-        }
+        self.listeners.start(&self.shared);
 
         if let Some(https) = &self.shared.https {
             https.start();
@@ -163,8 +159,9 @@ impl Server {
         if let Some(https) = &self.shared.https {
             https.shutdown();
         }
-        for accept in accept_loops {
-            // An accept loop only ends on shutdown; a panic there is a bug
+        for accept in self.listeners.take_loops() {
+            // An accept loop only ends on shutdown or when a reload removes
+            // its port; a panic there is a bug
             // worth reporting but not worth failing the drain for.
             if let Err(e) = accept.await {
                 tracing::error!(error = %e, "accept loop failed");

@@ -3,8 +3,8 @@
 //! spawned binary where a process boundary matters (RSS, fds, signals, logs, CLI).
 //!
 //! Modules follow the criteria: `headers`, `routing`, `upstreams`,
-//! `streaming`, `keepalive`, `websocket`, `failures`, `logging`, `shutdown`, `cli`,
-//! `uvicorn`. Shared machinery lives in `support`.
+//! `streaming`, `keepalive`, `websocket`, `failures`, `logging`, `shutdown`, `reload`,
+//! `cli`, `uvicorn`. Shared machinery lives in `support`.
 
 mod support;
 
@@ -13,6 +13,7 @@ mod failures;
 mod headers;
 mod keepalive;
 mod logging;
+mod reload;
 mod routing;
 mod shutdown;
 mod streaming;

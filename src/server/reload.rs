@@ -1,0 +1,304 @@
+//! Config reload: a new router, certificates and listener set swapped in while
+//! every open connection, in-flight request and upgraded tunnel keeps going.
+//!
+//! ```text
+//! ReloadHandle::reload(config)
+//!   1. Router::new            ─┐
+//!   2. listener::plan + diff   │ fallible: on any error nothing has changed
+//!   3. bind added ports        │
+//!   4. Https::update          ─┘
+//!   5. swap the router, start accepting on added ports, stop accepting on
+//!      removed ones (their connections finish normally)
+//! ```
+//!
+//! Requests and tunnels hold the router snapshot they started with, so a
+//! swap never cuts them. Every accept loop has its own stop token, a child of
+//! the shutdown token, so one port can stop accepting without the others.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use anyhow::{bail, Context as _};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::listener::{self, ListenerSpec};
+use super::Shared;
+use crate::config::{Config, Options};
+use crate::router::Router;
+
+/// The listening sockets of a server, changed by reloads.
+#[derive(Debug)]
+pub(super) struct Listeners {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Whether `Server::run` has started the accept loops.
+    started: bool,
+    /// One entry per configured port, in plan order.
+    entries: Vec<Entry>,
+    /// Accept loops started so far, awaited on shutdown.
+    loops: Vec<JoinHandle<()>>,
+    /// The options the server runs with (those only read at start-up).
+    options: Options,
+}
+
+#[derive(Debug)]
+struct Entry {
+    spec: ListenerSpec,
+    /// The bound address (the real port when `spec.port` is 0).
+    addr: Option<SocketAddr>,
+    /// Stops this accept loop only.
+    stop: CancellationToken,
+    /// The socket until `run` starts its accept loop.
+    pending: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every listener of `specs`; fails on the first that cannot bind.
+    pub(super) fn bind(
+        specs: Vec<ListenerSpec>,
+        options: Options,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Listeners> {
+        let mut entries = Vec::with_capacity(specs.len());
+        for spec in specs {
+            entries.push(Entry::bind(spec, shutdown)?);
+        }
+        Ok(Listeners {
+            inner: Mutex::new(Inner {
+                started: false,
+                entries,
+                loops: Vec::new(),
+                options,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The bound address of every listener, in plan order.
+    pub(super) fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.lock().entries.iter().filter_map(|e| e.addr).collect()
+    }
+
+    /// Starts the accept loop of every listener bound so far; later reloads
+    /// start theirs at once.
+    pub(super) fn start(&self, shared: &Arc<Shared>) {
+        let mut inner = self.lock();
+        inner.started = true;
+        let mut loops = Vec::new();
+        for entry in &mut inner.entries {
+            if let Some(handle) = entry.start(shared) {
+                loops.push(handle);
+            }
+        }
+        inner.loops.extend(loops);
+    }
+
+    /// The accept loops to await once shutdown has been signalled. Reloads
+    /// after shutdown are refused, so no loop starts after this.
+    pub(super) fn take_loops(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut self.lock().loops)
+    }
+}
+
+impl Entry {
+    fn bind(spec: ListenerSpec, shutdown: &CancellationToken) -> anyhow::Result<Entry> {
+        let socket = listener::bind(&spec).with_context(|| {
+            format!("cannot listen on {}", SocketAddr::new(spec.bind, spec.port))
+        })?;
+        Ok(Entry {
+            addr: socket.local_addr().ok(),
+            spec,
+            stop: shutdown.child_token(),
+            pending: Some(socket),
+        })
+    }
+
+    /// Spawns the accept loop if the socket has not been handed to one yet.
+    fn start(&mut self, shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
+        let socket = self.pending.take()?;
+        if let Some(addr) = self.addr {
+            tracing::info!(%addr, tls = self.spec.tls, "listening");
+        }
+        Some(tokio::spawn(listener::accept_loop(
+            socket,
+            self.spec.clone(),
+            self.stop.clone(),
+            shared.clone(),
+        )))
+    }
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Sites in the new config.
+    pub sites: usize,
+    /// Listeners now accepting that were not before (bound addresses).
+    pub listeners_added: Vec<SocketAddr>,
+    /// Listeners that stopped accepting (their connections finish normally).
+    pub listeners_removed: Vec<SocketAddr>,
+    /// Listeners kept as they were.
+    pub listeners_kept: usize,
+}
+
+impl fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} site{}, listeners: {} kept",
+            self.sites,
+            if self.sites == 1 { "" } else { "s" },
+            self.listeners_kept
+        )?;
+        let list = |addrs: &[SocketAddr]| {
+            addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if !self.listeners_added.is_empty() {
+            write!(f, ", added {}", list(&self.listeners_added))?;
+        }
+        if !self.listeners_removed.is_empty() {
+            write!(f, ", removed {}", list(&self.listeners_removed))?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies a new config to the running server it came from (see the module
+/// docs). Cheap to clone; reloads run one at a time.
+#[derive(Debug, Clone)]
+pub struct ReloadHandle {
+    pub(super) shared: Arc<Shared>,
+    pub(super) listeners: Arc<Listeners>,
+}
+
+impl ReloadHandle {
+    /// Swaps in `config`. On error the running config keeps serving unchanged.
+    pub async fn reload(&self, config: Config) -> anyhow::Result<ReloadSummary> {
+        // Everything below is synchronous and short (file reads for
+        // certificates, bind calls); holding the lock serializes reloads.
+        let mut inner = self.listeners.lock();
+        let shutdown = &self.shared.background.shutdown;
+        if shutdown.is_cancelled() {
+            bail!("the server is shutting down");
+        }
+
+        // 1. Routes.
+        let router = Router::new(&config).context("cannot build the routes")?;
+
+        // 2. Which listeners stay, go and come.
+        let specs = listener::plan(&config);
+        for spec in &specs {
+            if let Some(old) = inner.entries.iter().find(|e| e.spec.port == spec.port) {
+                if old.spec != *spec {
+                    bail!(
+                        "port {} would change from {} to {}; restart bellhop to apply this",
+                        spec.port,
+                        describe(&old.spec),
+                        describe(spec)
+                    );
+                }
+            }
+        }
+        let any_tls = specs.iter().any(|s| s.tls);
+        if any_tls && self.shared.https.is_none() {
+            bail!("the new config serves HTTPS but bellhop started without any HTTPS site; restart bellhop to apply this");
+        }
+
+        // 3. Bind added ports; dropping `added` on a later error closes them.
+        let mut added = Vec::new();
+        for spec in &specs {
+            if !inner.entries.iter().any(|e| e.spec.port == spec.port) {
+                added.push(Entry::bind(spec.clone(), shutdown)?);
+            }
+        }
+
+        // 4. Certificates, the last fallible step.
+        if let Some(https) = &self.shared.https {
+            https.update(&config)?;
+        }
+
+        // 5. Commit: routes first, so added ports find theirs.
+        self.shared.router.store(Arc::new(router));
+        let restart_only = restart_only_changes(&inner.options, &config.options);
+        if !restart_only.is_empty() {
+            tracing::warn!(
+                options = %restart_only.join(", "),
+                "these options only take effect on restart"
+            );
+        }
+        let mut removed = Vec::new();
+        inner.entries.retain(|e| {
+            let keep = specs.iter().any(|s| s.port == e.spec.port);
+            if !keep {
+                e.stop.cancel();
+                removed.extend(e.addr);
+            }
+            keep
+        });
+        let listeners_kept = inner.entries.len();
+        let listeners_added = added.iter().filter_map(|e| e.addr).collect();
+        let started = inner.started;
+        let mut loops = Vec::new();
+        for mut entry in added {
+            if started {
+                loops.extend(entry.start(&self.shared));
+            }
+            inner.entries.push(entry);
+        }
+        inner.loops.retain(|l| !l.is_finished());
+        inner.loops.extend(loops);
+        // Keep plan order, so `local_addrs` reads like the config.
+        inner
+            .entries
+            .sort_by_key(|e| specs.iter().position(|s| s.port == e.spec.port));
+        Ok(ReloadSummary {
+            sites: config.sites.len(),
+            listeners_added,
+            listeners_removed: removed,
+            listeners_kept,
+        })
+    }
+}
+
+fn describe(spec: &ListenerSpec) -> String {
+    format!(
+        "{} on {}",
+        if spec.tls { "HTTPS" } else { "HTTP" },
+        spec.bind
+    )
+}
+
+/// Options the server reads once at start-up that differ in `new`.
+fn restart_only_changes(old: &Options, new: &Options) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |name, differs: bool| {
+        if differs {
+            changed.push(name);
+        }
+    };
+    check("email", old.email != new.email);
+    check("acme-ca", old.acme_ca != new.acme_ca);
+    check("acme-ca-root", old.acme_ca_root != new.acme_ca_root);
+    check("profile", old.acme_profile != new.acme_profile);
+    check("state-dir", old.state_dir != new.state_dir);
+    check("admin", old.admin != new.admin);
+    check("grace-period", old.grace_period != new.grace_period);
+    check(
+        "client-header-timeout",
+        old.client_header_timeout != new.client_header_timeout,
+    );
+    changed
+}
