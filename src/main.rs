@@ -37,6 +37,21 @@ enum Command {
         /// Config file [default: ./Proxyfile, then /etc/bellhop/Proxyfile].
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Write the process id here once listening (for `bellhop reload`);
+        /// removed on exit.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+    },
+    /// Check a Proxyfile, then tell the bellhop that runs it to reload it
+    /// (SIGHUP). Its log says whether the reload was applied.
+    Reload {
+        /// Config file [default: ./Proxyfile, then /etc/bellhop/Proxyfile];
+        /// the same file the running bellhop was started with.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The `--pid-file` the running bellhop was started with.
+        #[arg(long)]
+        pid_file: PathBuf,
     },
     /// Check a Proxyfile and exit: 0 when valid, 1 with diagnostics otherwise.
     Validate {
@@ -82,17 +97,20 @@ fn main() -> ExitCode {
         }
         Command::Validate { config } => validate(config.as_deref()),
         Command::Fmt { check, path } => fmt(check, path.as_deref()),
-        Command::Run { config } => {
+        Command::Run { config, pid_file } => {
             let loaded = find_config(config.as_deref())
                 .and_then(|path| load(&path).map(|config| (path, config)));
             match loaded {
-                Ok((path, config)) => serve(&cli.log_level, cli.log_format, config, Some(path)),
+                Ok((path, config)) => {
+                    serve(&cli.log_level, cli.log_format, config, Some(path), pid_file)
+                }
                 Err(e) => fail(&e),
             }
         }
+        Command::Reload { config, pid_file } => reload(config.as_deref(), &pid_file),
         Command::CaRoot { config } => ca_root(config.as_deref()),
         Command::Proxy { from, to } => match one_shot(&from, &to) {
-            Ok(config) => serve(&cli.log_level, cli.log_format, config, None),
+            Ok(config) => serve(&cli.log_level, cli.log_format, config, None, None),
             Err(e) => fail(&e),
         },
     }
@@ -229,6 +247,7 @@ fn serve(
     format: LogFormat,
     config: Config,
     path: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
 ) -> ExitCode {
     let _log_guard = match logging::init(*level, format) {
         Ok(guard) => guard,
@@ -242,7 +261,7 @@ fn serve(
         Ok(runtime) => runtime,
         Err(e) => return fail(&e),
     };
-    match runtime.block_on(run(config, path)) {
+    match runtime.block_on(run(config, path, pid_file)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -251,18 +270,28 @@ fn serve(
     }
 }
 
-async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    path: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let server = Server::bind(config).await?;
     let shutdown = server.shutdown_handle();
     let reload = server.reload_handle();
+    // Before the pid file exists: a SIGHUP sent on seeing it must not find
+    // the default action (exit) still in place.
+    let signals = Signals::new().context("cannot listen for signals")?;
+    let pid_file = pid_file.map(PidFile::write).transpose()?;
     tokio::spawn(async move {
-        match wait_for_stop_signal(|| reload_from(path.as_deref(), &reload)).await {
-            Ok(signal) => tracing::info!(signal, "shutting down"),
-            Err(e) => tracing::error!(error = %e, "cannot listen for signals; shutting down"),
-        }
+        let signal = signals
+            .wait_for_stop(|| reload_from(path.as_deref(), &reload))
+            .await;
+        tracing::info!(signal, "shutting down");
         shutdown.shutdown();
     });
-    server.run().await?;
+    let result = server.run().await;
+    drop(pid_file);
+    result?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -291,22 +320,107 @@ async fn reload_from(path: Option<&Path>, reload: &ReloadHandle) {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT; runs `on_hup` for every SIGHUP meanwhile
-/// (one at a time, so reloads never overlap).
-async fn wait_for_stop_signal<F, Fut>(mut on_hup: F) -> std::io::Result<&'static str>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok("SIGTERM"),
-            _ = int.recv() => return Ok("SIGINT"),
-            _ = hup.recv() => on_hup().await,
+/// The signals `bellhop run` handles.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Resolves on SIGTERM or SIGINT; runs `on_hup` for every SIGHUP meanwhile
+    /// (one at a time, so reloads never overlap).
+    async fn wait_for_stop<F, Fut>(mut self, mut on_hup: F) -> &'static str
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => on_hup().await,
+            }
         }
+    }
+}
+
+/// `--pid-file`: holds the process id while bellhop serves; removed on drop
+/// unless another process has written its own id there meanwhile.
+struct PidFile {
+    path: PathBuf,
+    pid: String,
+}
+
+impl PidFile {
+    /// Writes the file atomically (temporary file, then rename).
+    fn write(path: PathBuf) -> anyhow::Result<PidFile> {
+        let pid = std::process::id().to_string();
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, format!("{pid}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("cannot write the pid file {}", path.display()))?;
+        Ok(PidFile { path, pid })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let ours = std::fs::read_to_string(&self.path).is_ok_and(|s| s.trim() == self.pid);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// `bellhop reload`: validates the config, then sends SIGHUP to the process
+/// in the pid file. A bad config is reported here and nothing is signalled.
+fn reload(config: Option<&Path>, pid_file: &Path) -> ExitCode {
+    let result = (|| -> anyhow::Result<(PathBuf, u32)> {
+        let path = find_config(config)?;
+        load(&path)?;
+        let text = std::fs::read_to_string(pid_file).with_context(|| {
+            format!(
+                "cannot read the pid file {} (is bellhop running with --pid-file?)",
+                pid_file.display()
+            )
+        })?;
+        let pid: u32 = text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&p| p > 1)
+            .with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .context("cannot run `kill`")?;
+        if !status.success() {
+            anyhow::bail!(
+                "cannot signal process {pid} from {} (not running, or not ours?)",
+                pid_file.display()
+            );
+        }
+        Ok((path, pid))
+    })();
+    match result {
+        Ok((path, pid)) => {
+            println!(
+                "{}: valid; sent SIGHUP to bellhop (pid {pid}); its log says whether the reload was applied",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::support::backends::echo::Echo;
 use crate::support::backends::slow::Slow;
 use crate::support::backends::ws::WsBackend;
-use crate::support::binary::Bellhop;
+use crate::support::binary::{run_cli, Bellhop};
 use crate::support::client::{collect, empty, get, h1, req, Reply};
 use crate::support::config::{proxy, respond, site, tcp, ConfigBuilder};
 use crate::support::ws::{connect, next_data, try_connect, Ws};
@@ -392,6 +392,66 @@ async fn sighup_with_a_bad_proxyfile_keeps_serving_and_logs_file_and_line() {
             })
             .await;
         assert_eq!(backend(&get(addr, &addr.to_string(), "/").await), "b");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn reload_command_validates_then_signals_the_pid_file_process() {
+    bounded(secs(40), "test", async {
+        let a = Echo::start("a").await;
+        let b = Echo::start("b").await;
+        let dir = TempDir::new("reload-cmd");
+        let state = dir.path().join("state");
+        let pid_file = dir.path().join("bellhop.pid");
+        let proxyfile = |upstream: SocketAddr, extra: &str| {
+            format!(
+                "options {{\n    state-dir \"{}\"\n}}\n\"http://127.0.0.1:0\" {{\n    proxy \"{upstream}\"\n{extra}}}\n",
+                state.display()
+            )
+        };
+        let file = dir.write("Proxyfile", &proxyfile(a.addr(), ""));
+        let pid_arg = pid_file.to_str().expect("utf-8 path");
+        let mut bellhop = Bellhop::run_config(&file, &["--pid-file", pid_arg], 1).await;
+        let addr = bellhop.addr();
+        wait_for("the pid file", secs(5), || pid_file.exists()).await;
+        assert_eq!(
+            std::fs::read_to_string(&pid_file).expect("pid file").trim(),
+            bellhop.proc.pid().to_string()
+        );
+        let file_arg = file.to_str().expect("utf-8 path");
+        let reload_args = ["reload", "--config", file_arg, "--pid-file", pid_arg];
+
+        // A bad file is reported by the command and never reaches the server.
+        dir.write("Proxyfile", &proxyfile(b.addr(), "    bogus-directive 1\n"));
+        let (code, _, stderr) = run_cli(&reload_args, None);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("Proxyfile:6:"), "{stderr}");
+        assert!(
+            !bellhop
+                .proc
+                .plain_lines()
+                .iter()
+                .any(|l| l.contains("SIGHUP received")),
+            "a bad config must not be signalled"
+        );
+        assert_eq!(backend(&get(addr, &addr.to_string(), "/").await), "a");
+
+        // A good one is applied.
+        dir.write("Proxyfile", &proxyfile(b.addr(), ""));
+        let (code, stdout, stderr) = run_cli(&reload_args, None);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("sent SIGHUP"), "{stdout}");
+        bellhop
+            .proc
+            .wait_line("the reload success", secs(10), |l| l.contains("reloaded: 1 site"))
+            .await;
+        assert_eq!(backend(&get(addr, &addr.to_string(), "/").await), "b");
+
+        bellhop.proc.signal(libc::SIGTERM);
+        let status = bellhop.proc.wait_exit(secs(15)).await;
+        assert_eq!(status.code(), Some(0));
+        assert!(!pid_file.exists(), "the pid file is removed on exit");
     })
     .await
 }
