@@ -61,7 +61,7 @@ impl Https {
     /// Applies a reloaded config: new names are served and obtained, removed
     /// names stop being served, unchanged ones keep their certificate. On error
     /// (e.g. unreadable certificate files) nothing changes. Listeners are not
-    /// affected, so a site newly moved to HTTPS needs a restart if its port is new.
+    /// affected here: the reload (server::reload) binds and stops listeners.
     pub fn update(&self, config: &Config) -> anyhow::Result<()> {
         self.certs
             .update(config)
