@@ -1,8 +1,10 @@
 //! The one body type that flows through bellhop in both directions.
 //!
 //! An enum instead of a boxed trait object: a proxied body is passed through as
-//! hyper's own [`Incoming`] stream (no copy, no buffering, backpressure intact) and
-//! a body bellhop writes itself is a single `Bytes`. No allocation per request.
+//! hyper's own [`Incoming`] stream (no copy, no buffering, backpressure intact), a
+//! body bellhop writes itself is a single `Bytes`, and a static file is read in
+//! chunks as the client takes them. Only a compressed body is boxed: it wraps
+//! another body plus the compressor's state.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,13 +13,33 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-/// A request or response body: streamed from a peer, or a fixed buffer.
+use crate::encode::EncodedBody;
+use crate::files::FileBody;
+
+/// A request or response body: streamed from a peer, a fixed buffer, a file, or
+/// one of those compressed.
 #[derive(Debug)]
 pub enum Body {
     /// Streamed from the client or the upstream, frame by frame.
     Stream(Incoming),
     /// A complete body bellhop produced itself; `None` once it has been sent.
     Full(Option<Bytes>),
+    /// A static file (or a range of it), read chunk by chunk.
+    File(FileBody),
+    /// Another body, compressed as it streams (`encode`).
+    Encoded(Box<EncodedBody>),
+}
+
+/// Why a body stopped early: the peer's stream failed, or reading a file or
+/// compressing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The client's or upstream's stream failed.
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    /// Reading a file or compressing failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 impl Body {
@@ -45,15 +67,23 @@ impl From<Incoming> for Body {
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx),
+            Body::Stream(incoming) => Pin::new(incoming)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(BodyError::from))),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::File(file) => file
+                .poll_chunk(cx)
+                .map(|c| c.map(|r| r.map(Frame::data).map_err(BodyError::from))),
+            Body::Encoded(encoded) => encoded
+                .poll_chunk(cx)
+                .map(|c| c.map(|r| r.map(Frame::data).map_err(BodyError::from))),
         }
     }
 
@@ -61,6 +91,8 @@ impl http_body::Body for Body {
         match self {
             Body::Stream(incoming) => incoming.is_end_stream(),
             Body::Full(bytes) => bytes.is_none(),
+            Body::File(file) => file.is_end_stream(),
+            Body::Encoded(encoded) => encoded.is_end_stream(),
         }
     }
 
@@ -68,6 +100,9 @@ impl http_body::Body for Body {
         match self {
             Body::Stream(incoming) => incoming.size_hint(),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::File(file) => SizeHint::with_exact(file.remaining()),
+            // The compressed length is known only at the end.
+            Body::Encoded(_) => SizeHint::default(),
         }
     }
 }

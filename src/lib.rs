@@ -8,6 +8,8 @@
 //! server   listeners → accept → (TLS) → hyper HTTP/1.1 or h2 → router → handler
 //! proxy    handler that rewrites headers, sends through a pooled upstream
 //!          client, streams the response back and splices upgraded streams
+//! files    handler that serves static files from a directory
+//! encode   gzip/zstd compression of any handler's response, streamed
 //! ```
 //!
 //! The config lives behind an atomic swap so a reload never touches listeners or
@@ -17,6 +19,8 @@
 pub mod acme;
 pub mod body;
 pub mod config;
+pub mod encode;
+pub mod files;
 pub mod limit;
 pub mod logging;
 pub mod proxy;

@@ -12,7 +12,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
-use crate::config::{Config, Handler, HostPattern, IpNet, PathPattern, RateLimit, Scheme};
+use crate::config::{
+    Config, Encoding, Handler, HostPattern, IpNet, PathPattern, RateLimit, Scheme,
+};
+use crate::files::Files;
 use crate::limit::RateLimiter;
 use crate::proxy::Proxy;
 
@@ -58,6 +61,7 @@ struct RouteEntry {
     path: PathPattern,
     action: Action,
     limiter: Option<Arc<RateLimiter>>,
+    encode: Box<[Encoding]>,
 }
 
 /// The route chosen for a request.
@@ -67,6 +71,8 @@ pub struct Routed<'a> {
     pub action: &'a Action,
     /// The per-client rate limit that applies, if any.
     pub limiter: Option<&'a RateLimiter>,
+    /// Response compressions in preference order; empty for none.
+    pub encode: &'a [Encoding],
 }
 
 /// What answers a request once its route is known.
@@ -88,14 +94,13 @@ pub enum Action {
         /// Body.
         body: Bytes,
     },
+    /// Static files under a root directory.
+    Files(Files),
 }
 
 /// A config that parses but that this build cannot serve.
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
-    /// A directive parsed into the config that has no runtime yet.
-    #[error("`{0}` is not supported by this version of bellhop yet; remove it from the Proxyfile")]
-    Unsupported(&'static str),
     /// A status code outside 100..=999.
     #[error("invalid status code {0}")]
     Status(u16),
@@ -183,13 +188,11 @@ impl SiteRoutes {
             .routes
             .iter()
             .map(|route| {
-                if !route.encode.is_empty() {
-                    return Err(RouterError::Unsupported("encode"));
-                }
                 Ok(RouteEntry {
                     path: route.path.clone(),
                     action: Action::new(&route.handler)?,
                     limiter: route.rate_limit.map(&mut limiter_for),
+                    encode: route.encode.clone().into_boxed_slice(),
                 })
             })
             .collect::<Result<Vec<_>, RouterError>>()?;
@@ -207,6 +210,7 @@ impl SiteRoutes {
             .map(|r| Routed {
                 action: &r.action,
                 limiter: r.limiter.as_deref(),
+                encode: &r.encode,
             })
     }
 }
@@ -223,7 +227,7 @@ impl Action {
                 status: StatusCode::from_u16(*status).map_err(|_| RouterError::Status(*status))?,
                 body: Bytes::from(body.clone()),
             },
-            Handler::Files { .. } => return Err(RouterError::Unsupported("files")),
+            Handler::Files { root } => Action::Files(Files::new(root)),
         })
     }
 }

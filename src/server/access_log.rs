@@ -15,7 +15,7 @@ use http::{HeaderValue, Method, StatusCode, Uri};
 use http_body::{Body as _, Frame, SizeHint};
 
 use super::connection::InFlight;
-use crate::body::Body;
+use crate::body::{Body, BodyError};
 
 /// The facts of one request, gathered before it is handled.
 #[derive(Debug)]
@@ -61,12 +61,12 @@ impl LoggedBody {
 
 impl http_body::Body for LoggedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_frame(cx);
         match &poll {

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use super::access_log::{LoggedBody, RequestLog};
 use super::connection::{ConnContext, InFlight};
 use crate::body::{text_response, Body};
+use crate::encode;
 use crate::limit::ClientKey;
 use crate::proxy::headers::X_FORWARDED_FOR;
 use crate::proxy::ClientInfo;
@@ -80,6 +81,13 @@ async fn dispatch(
         }
     }
 
+    // Kept before the request moves into a handler, and only when it may matter.
+    let accept_encoding = match route.encode {
+        [] => None,
+        _ => req.headers().get(header::ACCEPT_ENCODING).cloned(),
+    };
+    let method = req.method().clone();
+
     let (mut response, upstream) = match route.action {
         Action::Respond { status, body } => {
             let mut response = Response::new(Body::full(body.clone()));
@@ -102,7 +110,11 @@ async fn dispatch(
                 .await;
             (forwarded.response, Some(forwarded.upstream))
         }
+        Action::Files(files) => (files.serve(&method, req.uri(), req.headers()).await, None),
     };
+    if !route.encode.is_empty() {
+        response = encode::apply(response, &method, accept_encoding.as_ref(), route.encode);
+    }
     if conn.tls {
         if let Some(hsts) = &site.hsts {
             response

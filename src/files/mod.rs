@@ -1,0 +1,241 @@
+//! The `files` handler: static files from a directory.
+//!
+//! GET and HEAD only. The request path, percent-decoded, is looked up under the
+//! root (the route's prefix is not stripped: `/css/a.css` is `<root>/css/a.css`).
+//! Nothing outside the root is ever served: `..` in any spelling is refused
+//! before the file system is asked ([`path`]), and the resolved path (symlinks
+//! followed) must still lie under the resolved root. A directory redirects to
+//! its slash form, then serves its `index.html`. Responses carry validators and
+//! honour `If-None-Match`, `If-Modified-Since` and single `Range`s; the body is
+//! read in chunks as the client takes it ([`FileBody`]).
+
+mod conditional;
+mod mime;
+mod path;
+mod range;
+mod stream;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
+use tokio::io::AsyncSeekExt;
+
+use crate::body::{text_response, Body};
+use conditional::Validators;
+use range::RangeReply;
+pub use stream::FileBody;
+
+/// A configured `files` root.
+#[derive(Debug)]
+pub struct Files {
+    root: PathBuf,
+    /// The root with symlinks resolved, when it existed at start; otherwise
+    /// resolved per request (it may be created later).
+    canonical_root: Option<PathBuf>,
+}
+
+/// A file found under the root, ready to open.
+struct Found {
+    path: PathBuf,
+}
+
+/// Why a request path does not lead to a file.
+enum Miss {
+    /// Nothing servable there (or outside the root): 404.
+    NotFound,
+    /// A directory asked for without its trailing slash: 308 to the slash form.
+    AddSlash,
+    /// The file system refused (permissions): 403.
+    Forbidden,
+    /// Anything else the file system said: 500, logged.
+    Io(io::Error),
+}
+
+impl From<io::Error> for Miss {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => Miss::NotFound,
+            io::ErrorKind::PermissionDenied => Miss::Forbidden,
+            _ => Miss::Io(e),
+        }
+    }
+}
+
+impl Files {
+    /// A handler for `root` (resolved now if it exists).
+    pub fn new(root: &Path) -> Self {
+        Files {
+            root: root.to_path_buf(),
+            canonical_root: std::fs::canonicalize(root).ok(),
+        }
+    }
+
+    /// Answers one request. Never fails: problems become 4xx/5xx.
+    pub async fn serve(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response<Body> {
+        if method != Method::GET && method != Method::HEAD {
+            let mut response = text_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "static files answer GET and HEAD only",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        let found = match self.resolve(uri.path()).await {
+            Ok(found) => found,
+            Err(Miss::NotFound) => return not_found(),
+            Err(Miss::AddSlash) => return add_slash(uri),
+            Err(Miss::Forbidden) => return forbidden(),
+            Err(Miss::Io(e)) => return io_error(&self.root, uri, &e),
+        };
+        match send_file(&found.path, method, headers).await {
+            Ok(response) => response,
+            Err(Miss::NotFound | Miss::AddSlash) => not_found(),
+            Err(Miss::Forbidden) => forbidden(),
+            Err(Miss::Io(e)) => io_error(&self.root, uri, &e),
+        }
+    }
+
+    /// The regular file a request path names, inside the root.
+    async fn resolve(&self, request_path: &str) -> Result<Found, Miss> {
+        let relative = path::relative(request_path).ok_or(Miss::NotFound)?;
+        let root = match &self.canonical_root {
+            Some(root) => root.clone(),
+            None => tokio::fs::canonicalize(&self.root).await?,
+        };
+        let mut path = self.inside(&root, &root.join(&relative)).await?;
+        let meta = tokio::fs::metadata(&path).await?;
+        if meta.is_dir() {
+            if !request_path.ends_with('/') {
+                return Err(Miss::AddSlash);
+            }
+            path = self.inside(&root, &path.join("index.html")).await?;
+            if !tokio::fs::metadata(&path).await?.is_file() {
+                return Err(Miss::NotFound);
+            }
+        } else if !meta.is_file() {
+            // FIFOs, sockets and devices are never served (opening a FIFO blocks).
+            return Err(Miss::NotFound);
+        }
+        Ok(Found { path })
+    }
+
+    /// `path` with symlinks resolved, if that is still under `root`.
+    async fn inside(&self, root: &Path, path: &Path) -> Result<PathBuf, Miss> {
+        let resolved = tokio::fs::canonicalize(path).await?;
+        if resolved.starts_with(root) {
+            Ok(resolved)
+        } else {
+            Err(Miss::NotFound)
+        }
+    }
+}
+
+/// Opens `path` and builds the 200, 206, 304 or 416 for this request.
+async fn send_file(
+    path: &Path,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, Miss> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let meta = file.metadata().await?;
+    if !meta.is_file() {
+        return Err(Miss::NotFound);
+    }
+    let len = meta.len();
+    let validators = Validators::new(len, meta.modified().ok());
+
+    let mut response = Response::new(Body::empty());
+    let h = response.headers_mut();
+    h.insert(header::ETAG, validators.etag());
+    if let Some(lm) = validators.last_modified() {
+        h.insert(header::LAST_MODIFIED, lm);
+    }
+    if validators.not_modified(headers) {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        return Ok(response);
+    }
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(mime::content_type(path)),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(value) if method == Method::GET && validators.range_allowed(headers) => {
+            range::parse(value, len)
+        }
+        _ => RangeReply::Full,
+    };
+    let (start, count) = match range {
+        RangeReply::Full => (0, len),
+        RangeReply::Partial { start, end } => {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            response.headers_mut().insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes {start}-{end}/{len}")),
+            );
+            (start, end - start + 1)
+        }
+        RangeReply::Unsatisfiable => {
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            let h = response.headers_mut();
+            h.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{len}")),
+            );
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+            return Ok(response);
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if method == Method::GET && count > 0 {
+        if start > 0 {
+            file.seek(io::SeekFrom::Start(start)).await?;
+        }
+        *response.body_mut() = Body::File(FileBody::new(file, count));
+    }
+    Ok(response)
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn not_found() -> Response<Body> {
+    text_response(StatusCode::NOT_FOUND, "no such file")
+}
+
+fn forbidden() -> Response<Body> {
+    text_response(StatusCode::FORBIDDEN, "this file may not be read")
+}
+
+fn io_error(root: &Path, uri: &Uri, e: &io::Error) -> Response<Body> {
+    tracing::warn!(root = %root.display(), path = uri.path(), error = %e, "files: cannot read");
+    text_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the file could not be read",
+    )
+}
+
+/// `/dir` → 308 `/dir/` (query kept), so relative links in its index.html work.
+fn add_slash(uri: &Uri) -> Response<Body> {
+    let target = match uri.query() {
+        Some(q) => format!("{}/?{q}", uri.path()),
+        None => format!("{}/", uri.path()),
+    };
+    match HeaderValue::from_str(&target) {
+        Ok(location) => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            response.headers_mut().insert(header::LOCATION, location);
+            response
+        }
+        Err(_) => not_found(),
+    }
+}
