@@ -8,7 +8,8 @@
 //! - its status carries a whole body (not 1xx, 204, 206 or 304);
 //! - its `Content-Type` is textual ([`compressible`]); `text/event-stream` is not,
 //!   so SSE events are never held in a compressor;
-//! - it is not tiny: a known `Content-Length` below [`MIN_LENGTH`] is sent as is.
+//! - it is not tiny: a known length (`Content-Length`, or the size of a body
+//!   bellhop wrote) below [`MIN_LENGTH`] is sent as is.
 //!
 //! A compressed response loses `Content-Length` and `Accept-Ranges`, gets
 //! `Content-Encoding`, and a strong `ETag` becomes weak. Every response that could
@@ -35,6 +36,14 @@ pub fn apply(
     configured: &[Encoding],
 ) -> Response<Body> {
     if configured.is_empty() || !eligible(response.status(), response.headers()) {
+        return response;
+    }
+    // A body bellhop wrote itself may have no Content-Length header yet.
+    if http_body::Body::size_hint(response.body())
+        .exact()
+        .is_some_and(|len| len < MIN_LENGTH)
+        && method != Method::HEAD
+    {
         return response;
     }
     add_vary(response.headers_mut());

@@ -4,12 +4,14 @@
 //!
 //! Modules follow the criteria: `headers`, `routing`, `upstreams`,
 //! `streaming`, `keepalive`, `websocket`, `failures`, `logging`, `shutdown`, `reload`,
-//! `cli`, `uvicorn`. Shared machinery lives in `support`.
+//! `cli`, `uvicorn`, `files`, `encode`. Shared machinery lives in `support`.
 
 mod support;
 
 mod cli;
+mod encode;
 mod failures;
+mod files;
 mod headers;
 mod keepalive;
 mod logging;
