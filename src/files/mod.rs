@@ -27,12 +27,13 @@ use range::RangeReply;
 pub use stream::FileBody;
 
 /// A configured `files` root.
+///
+/// The root is resolved again for every request, not once at start: a deploy
+/// that swaps a `current -> releases/N` symlink is served at once, and a root
+/// created after start works.
 #[derive(Debug)]
 pub struct Files {
     root: PathBuf,
-    /// The root with symlinks resolved, when it existed at start; otherwise
-    /// resolved per request (it may be created later).
-    canonical_root: Option<PathBuf>,
 }
 
 /// A file found under the root, ready to open.
@@ -63,11 +64,10 @@ impl From<io::Error> for Miss {
 }
 
 impl Files {
-    /// A handler for `root` (resolved now if it exists).
+    /// A handler for `root`.
     pub fn new(root: &Path) -> Self {
         Files {
             root: root.to_path_buf(),
-            canonical_root: std::fs::canonicalize(root).ok(),
         }
     }
 
@@ -98,39 +98,45 @@ impl Files {
         }
     }
 
-    /// The regular file a request path names, inside the root.
+    /// The regular file a request path names, inside the root. The file-system
+    /// calls are blocking ones, made in one trip to tokio's blocking pool.
     async fn resolve(&self, request_path: &str) -> Result<Found, Miss> {
         let relative = path::relative(request_path).ok_or(Miss::NotFound)?;
-        let root = match &self.canonical_root {
-            Some(root) => root.clone(),
-            None => tokio::fs::canonicalize(&self.root).await?,
-        };
-        let mut path = self.inside(&root, &root.join(&relative)).await?;
-        let meta = tokio::fs::metadata(&path).await?;
-        if meta.is_dir() {
-            if !request_path.ends_with('/') {
-                return Err(Miss::AddSlash);
-            }
-            path = self.inside(&root, &path.join("index.html")).await?;
-            if !tokio::fs::metadata(&path).await?.is_file() {
-                return Err(Miss::NotFound);
-            }
-        } else if !meta.is_file() {
-            // FIFOs, sockets and devices are never served (opening a FIFO blocks).
-            return Err(Miss::NotFound);
-        }
-        Ok(Found { path })
+        let root = self.root.clone();
+        let dir_form = request_path.ends_with('/');
+        tokio::task::spawn_blocking(move || resolve_blocking(&root, &relative, dir_form))
+            .await
+            .map_err(|e| Miss::Io(io::Error::other(e)))?
     }
+}
 
-    /// `path` with symlinks resolved, if that is still under `root`.
-    async fn inside(&self, root: &Path, path: &Path) -> Result<PathBuf, Miss> {
-        let resolved = tokio::fs::canonicalize(path).await?;
-        if resolved.starts_with(root) {
+/// See [`Files::resolve`]: resolves root and path (symlinks followed), checks
+/// that the path is still under the root, and picks `index.html` for directories.
+fn resolve_blocking(root: &Path, relative: &Path, dir_form: bool) -> Result<Found, Miss> {
+    let root = std::fs::canonicalize(root)?;
+    let inside = |path: &Path| -> Result<PathBuf, Miss> {
+        let resolved = std::fs::canonicalize(path)?;
+        if resolved.starts_with(&root) {
             Ok(resolved)
         } else {
             Err(Miss::NotFound)
         }
+    };
+    let mut path = inside(&root.join(relative))?;
+    let meta = std::fs::metadata(&path)?;
+    if meta.is_dir() {
+        if !dir_form {
+            return Err(Miss::AddSlash);
+        }
+        path = inside(&path.join("index.html"))?;
+        if !std::fs::metadata(&path)?.is_file() {
+            return Err(Miss::NotFound);
+        }
+    } else if !meta.is_file() {
+        // FIFOs, sockets and devices are never served (opening a FIFO blocks).
+        return Err(Miss::NotFound);
     }
+    Ok(Found { path })
 }
 
 /// Opens `path` and builds the 200, 206, 304 or 416 for this request.

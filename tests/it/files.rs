@@ -468,3 +468,41 @@ async fn an_api_route_and_site_level_files_work_together() {
     })
     .await
 }
+
+/// A deploy that swaps a `current -> releases/N` symlink is served at once: the
+/// root is resolved per request, not once at start. A root that appears after
+/// start works too.
+#[tokio::test]
+async fn a_root_symlink_swapped_by_a_deploy_is_followed_at_once() {
+    bounded(secs(20), "test", async {
+        let dir = TempDir::new("files-deploy");
+        for n in ["1", "2"] {
+            std::fs::create_dir_all(dir.path().join("releases").join(n)).unwrap();
+            std::fs::write(
+                dir.path().join(format!("releases/{n}/index.html")),
+                format!("release {n}"),
+            )
+            .unwrap();
+        }
+        let current = dir.path().join("current");
+        let server = TestServer::start(
+            ConfigBuilder::new()
+                .site(site("127.0.0.1").handle(files(&current)))
+                .build(),
+        )
+        .await;
+        let host = server.addr().to_string();
+        assert_eq!(
+            get(server.addr(), &host, "/").await.status,
+            404,
+            "no root yet"
+        );
+        std::os::unix::fs::symlink(dir.path().join("releases/1"), &current).unwrap();
+        assert_eq!(get(server.addr(), &host, "/").await.text(), "release 1");
+        let next = dir.path().join("current.next");
+        std::os::unix::fs::symlink(dir.path().join("releases/2"), &next).unwrap();
+        std::fs::rename(&next, &current).unwrap();
+        assert_eq!(get(server.addr(), &host, "/").await.text(), "release 2");
+    })
+    .await
+}
