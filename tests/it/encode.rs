@@ -404,3 +404,38 @@ async fn sse_is_not_compressed_and_arrives_event_by_event() {
     })
     .await
 }
+
+/// An upgrade (101) through an encoded route is left alone: the tunnel carries
+/// raw bytes both ways even when the client accepts gzip.
+#[tokio::test]
+async fn upgrades_pass_through_an_encoded_route() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    bounded(secs(20), "test", async {
+        let backend = crate::support::backends::upgrade::UpgradeBackend::start().await;
+        let cfg = ConfigBuilder::new()
+            .site(site("127.0.0.1").proxy(tcp(backend.addr)))
+            .build();
+        let server = TestServer::start(with_encode(cfg, ZG)).await;
+        let mut s = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let head = format!(
+            "GET /echo-until-eof HTTP/1.1\r\nhost: {}\r\nconnection: upgrade\r\nupgrade: testproto\r\naccept-encoding: gzip, zstd\r\n\r\n",
+            server.addr()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut resp = Vec::new();
+        let mut byte = [0u8; 1];
+        while !resp.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).await.unwrap(), 1, "closed in the head: {resp:?}");
+            resp.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(!head.contains("content-encoding"), "{head}");
+        s.write_all(b"raw bytes").await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut reply = Vec::new();
+        bounded(secs(5), "echo", s.read_to_end(&mut reply)).await.unwrap();
+        assert_eq!(reply, b"echo:raw bytes");
+    })
+    .await
+}
