@@ -19,7 +19,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
-use tokio::io::AsyncSeekExt;
 
 use crate::body::{text_response, Body};
 use conditional::Validators;
@@ -36,9 +35,11 @@ pub struct Files {
     root: PathBuf,
 }
 
-/// A file found under the root, ready to open.
+/// A regular file found under the root, open.
 struct Found {
     path: PathBuf,
+    file: std::fs::File,
+    meta: std::fs::Metadata,
 }
 
 /// Why a request path does not lead to a file.
@@ -90,16 +91,11 @@ impl Files {
             Err(Miss::Forbidden) => return forbidden(),
             Err(Miss::Io(e)) => return io_error(&self.root, uri, &e),
         };
-        match send_file(&found.path, method, headers).await {
-            Ok(response) => response,
-            Err(Miss::NotFound | Miss::AddSlash) => not_found(),
-            Err(Miss::Forbidden) => forbidden(),
-            Err(Miss::Io(e)) => io_error(&self.root, uri, &e),
-        }
+        send_file(found, method, headers)
     }
 
-    /// The regular file a request path names, inside the root. The file-system
-    /// calls are blocking ones, made in one trip to tokio's blocking pool.
+    /// The regular file a request path names, inside the root, opened. The
+    /// file-system calls are blocking ones, made in one trip to tokio's blocking pool.
     async fn resolve(&self, request_path: &str) -> Result<Found, Miss> {
         let relative = path::relative(request_path).ok_or(Miss::NotFound)?;
         let root = self.root.clone();
@@ -111,7 +107,8 @@ impl Files {
 }
 
 /// See [`Files::resolve`]: resolves root and path (symlinks followed), checks
-/// that the path is still under the root, and picks `index.html` for directories.
+/// that the path is still under the root, picks `index.html` for directories,
+/// and opens the file.
 fn resolve_blocking(root: &Path, relative: &Path, dir_form: bool) -> Result<Found, Miss> {
     let root = std::fs::canonicalize(root)?;
     let inside = |path: &Path| -> Result<PathBuf, Miss> {
@@ -136,20 +133,17 @@ fn resolve_blocking(root: &Path, relative: &Path, dir_form: bool) -> Result<Foun
         // FIFOs, sockets and devices are never served (opening a FIFO blocks).
         return Err(Miss::NotFound);
     }
-    Ok(Found { path })
-}
-
-/// Opens `path` and builds the 200, 206, 304 or 416 for this request.
-async fn send_file(
-    path: &Path,
-    method: &Method,
-    headers: &HeaderMap,
-) -> Result<Response<Body>, Miss> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let meta = file.metadata().await?;
+    let file = std::fs::File::open(&path)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(Miss::NotFound);
     }
+    Ok(Found { path, file, meta })
+}
+
+/// The 200, 206, 304 or 416 for this request of an open file.
+fn send_file(found: Found, method: &Method, headers: &HeaderMap) -> Response<Body> {
+    let Found { path, file, meta } = found;
     let len = meta.len();
     let validators = Validators::new(len, meta.modified().ok());
 
@@ -161,12 +155,12 @@ async fn send_file(
     }
     if validators.not_modified(headers) {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
-        return Ok(response);
+        return response;
     }
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(mime::content_type(path)),
+        HeaderValue::from_static(mime::content_type(&path)),
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 
@@ -194,19 +188,16 @@ async fn send_file(
                 header_value(&format!("bytes */{len}")),
             );
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
-            return Ok(response);
+            return response;
         }
     };
     response
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     if method == Method::GET && count > 0 {
-        if start > 0 {
-            file.seek(io::SeekFrom::Start(start)).await?;
-        }
-        *response.body_mut() = Body::File(FileBody::new(file, count));
+        *response.body_mut() = Body::File(FileBody::new(file, start, count));
     }
-    Ok(response)
+    response
 }
 
 fn header_value(text: &str) -> HeaderValue {

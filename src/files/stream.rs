@@ -2,31 +2,42 @@
 //!
 //! Memory per download is one chunk, whatever the file size: the next chunk is
 //! read only when hyper asks for it, i.e. when the client has taken the last one.
+//! Each chunk is one positioned read (`pread`) on tokio's blocking pool, straight
+//! into the buffer that becomes the frame; the body itself is a few words, so
+//! [`crate::body::Body`] stays small without boxing it.
 
+use std::fs::File;
+use std::future::Future;
 use std::io;
-use std::task::{Context, Poll};
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
-use bytes::{BufMut as _, Bytes, BytesMut};
-use tokio::fs::File;
+use bytes::Bytes;
+use tokio::task::JoinHandle;
 
 /// Bytes read from the file per chunk.
 pub const CHUNK: usize = 64 * 1024;
 
-/// The body of a `files` response: `remaining` bytes from the file's current position.
+/// The body of a `files` response: `remaining` bytes of `file` from `offset`.
 #[derive(Debug)]
 pub struct FileBody {
-    file: File,
+    file: Arc<File>,
+    offset: u64,
     remaining: u64,
-    buf: BytesMut,
+    /// The read in progress, if any.
+    reading: Option<JoinHandle<io::Result<Bytes>>>,
 }
 
 impl FileBody {
-    /// Streams `len` bytes from `file`, which is already positioned at the start.
-    pub fn new(file: File, len: u64) -> Self {
+    /// Streams `len` bytes of `file`, starting at byte `offset`.
+    pub fn new(file: File, offset: u64, len: u64) -> Self {
         FileBody {
-            file,
+            file: Arc::new(file),
+            offset,
             remaining: len,
-            buf: BytesMut::new(),
+            reading: None,
         }
     }
 
@@ -46,31 +57,48 @@ impl FileBody {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
-        let want = usize::try_from(self.remaining).map_or(CHUNK, |r| r.min(CHUNK));
-        if self.buf.capacity() < want {
-            self.buf.reserve(want);
-        }
-        let mut limited = (&mut self.buf).limit(want);
-        let n = match tokio_util::io::poll_read_buf(
-            std::pin::Pin::new(&mut self.file),
-            cx,
-            &mut limited,
-        ) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(e)) => {
-                self.remaining = 0;
-                return Poll::Ready(Some(Err(e)));
+        let reading = self.reading.get_or_insert_with(|| {
+            let want = usize::try_from(self.remaining).map_or(CHUNK, |r| r.min(CHUNK));
+            let (file, offset) = (self.file.clone(), self.offset);
+            tokio::task::spawn_blocking(move || read_chunk(&file, offset, want))
+        });
+        let result = ready!(Pin::new(reading).poll(cx));
+        self.reading = None;
+        let chunk = match result {
+            Ok(Ok(chunk)) if !chunk.is_empty() => chunk,
+            Ok(Ok(_)) => {
+                return self.fail(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while it was being sent",
+                ))
             }
-            Poll::Ready(Ok(n)) => n,
+            Ok(Err(e)) => return self.fail(e),
+            Err(join) => return self.fail(io::Error::other(join)),
         };
-        if n == 0 {
-            self.remaining = 0;
-            return Poll::Ready(Some(Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while it was being sent",
-            ))));
-        }
-        self.remaining -= n as u64;
-        Poll::Ready(Some(Ok(self.buf.split().freeze())))
+        self.offset += chunk.len() as u64;
+        self.remaining -= chunk.len() as u64;
+        Poll::Ready(Some(Ok(chunk)))
     }
+
+    /// Ends the body with an error.
+    fn fail(&mut self, e: io::Error) -> Poll<Option<io::Result<Bytes>>> {
+        self.remaining = 0;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+/// Reads up to `want` bytes at `offset`; fewer only at the end of the file.
+fn read_chunk(file: &File, offset: u64, want: usize) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
 }
