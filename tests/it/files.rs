@@ -8,10 +8,10 @@ use std::path::Path;
 use http_body_util::BodyExt;
 
 use crate::support::backends::echo::Echo;
-use crate::support::client::{collect, empty, get, h1, raw, req, send};
-use crate::support::config::{proxy, site, tcp, ConfigBuilder};
+use crate::support::client::{collect, empty, get, h1, h2_tls, raw, req, send};
+use crate::support::config::{https_site, proxy, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
-use crate::support::{bounded, secs, TempDir};
+use crate::support::{bounded, secs, wait_for, TempDir};
 use bellhop::config::Handler;
 
 const HELLO: &str = "hello world\n";
@@ -503,6 +503,47 @@ async fn a_root_symlink_swapped_by_a_deploy_is_followed_at_once() {
         std::os::unix::fs::symlink(dir.path().join("releases/2"), &next).unwrap();
         std::fs::rename(&next, &current).unwrap();
         assert_eq!(get(server.addr(), &host, "/").await.text(), "release 2");
+    })
+    .await
+}
+
+/// The same over h2 (TLS, ALPN h2, internal CA): a file, a range and a HEAD.
+#[tokio::test]
+async fn files_over_h2() {
+    bounded(secs(30), "test", async {
+        let state = TempDir::new("files-h2");
+        let dir = TempDir::new("files-h2-root");
+        dir.write("hello.txt", HELLO);
+        let server = TestServer::start(
+            ConfigBuilder::new()
+                .state_dir(state.path())
+                .site(https_site("files.localhost").handle(files(dir.path())))
+                .build(),
+        )
+        .await;
+        let root_path = state.path().join("internal/root.pem");
+        wait_for("the internal CA root", secs(10), || root_path.exists()).await;
+        let root = std::fs::read(&root_path).unwrap();
+        let mut c = h2_tls(server.addr(), "files.localhost", &root).await;
+        let uri = format!("https://files.localhost:{}/hello.txt", server.addr().port());
+        let ask = |method: &str, range: Option<&str>| {
+            let mut r = http::Request::builder().method(method).uri(&uri);
+            if let Some(range) = range {
+                r = r.header("range", range);
+            }
+            r.body(empty()).unwrap()
+        };
+        let r = collect(c.send_request(ask("GET", None)).await.unwrap()).await;
+        assert_eq!(r.version, http::Version::HTTP_2);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), HELLO);
+        let r = collect(c.send_request(ask("GET", Some("bytes=6-"))).await.unwrap()).await;
+        assert_eq!(r.status, 206);
+        assert_eq!(r.text(), "world\n");
+        let r = collect(c.send_request(ask("HEAD", None)).await.unwrap()).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-length"), Some(HELLO.len().to_string()));
+        assert!(r.body.is_empty());
     })
     .await
 }
