@@ -10,8 +10,13 @@ use std::path::PathBuf;
 use percent_encoding::percent_decode_str;
 
 /// The relative path a request path names, or `None` when it must not be served
-/// (a `..` segment, a NUL byte, a backslash, or bytes that are not UTF-8).
-/// Empty and `.` segments are skipped, so `/a//./b` is `a/b`.
+/// (a `..` segment, a NUL byte, a backslash, bytes that are not UTF-8, or a
+/// hidden segment). Empty and `.` segments are skipped, so `/a//./b` is `a/b`.
+///
+/// Hidden files and directories (`.git/`, `.env`, `.htpasswd`) are refused:
+/// deployments copy them into site roots by accident far more often than on
+/// purpose. `.well-known/` is the exception, as its RFC 8615 purpose is to be
+/// served.
 pub fn relative(request_path: &str) -> Option<PathBuf> {
     let decoded = percent_decode_str(request_path).decode_utf8().ok()?;
     let mut out = PathBuf::new();
@@ -20,6 +25,7 @@ pub fn relative(request_path: &str) -> Option<PathBuf> {
             "" | "." => {}
             ".." => return None,
             s if s.contains(['\0', '\\']) => return None,
+            s if s.starts_with('.') && s != ".well-known" => return None,
             s => out.push(s),
         }
     }
@@ -58,5 +64,16 @@ mod tests {
         ] {
             assert_eq!(relative(p), None, "{p}");
         }
+    }
+
+    #[test]
+    fn hidden_segments_are_refused_but_well_known_is_served() {
+        for p in ["/.git/config", "/.env", "/a/.htpasswd", "/%2egit/HEAD"] {
+            assert_eq!(relative(p), None, "{p}");
+        }
+        assert_eq!(
+            relative("/.well-known/security.txt"),
+            Some(PathBuf::from(".well-known/security.txt"))
+        );
     }
 }

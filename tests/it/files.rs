@@ -37,6 +37,11 @@ impl World {
         std::fs::write(root.join("blob.bin"), [0u8, 1, 2]).unwrap();
         std::fs::write(root.join("my file.txt"), "spaced").unwrap();
         std::fs::write(root.join("sub/index.html"), "<h1>sub</h1>").unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::write(root.join(".git/config"), "TOP SECRET").unwrap();
+        std::fs::write(root.join(".env"), "TOP SECRET").unwrap();
+        std::fs::create_dir_all(root.join(".well-known")).unwrap();
+        std::fs::write(root.join(".well-known/security.txt"), "Contact: ops").unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("escape")).unwrap();
         std::os::unix::fs::symlink(dir.path(), root.join("up")).unwrap();
         std::os::unix::fs::symlink(root.join("hello.txt"), root.join("inside")).unwrap();
@@ -193,11 +198,22 @@ async fn nothing_outside_the_root_is_served() {
             "/sub%2f..%2f..%2fsecret.txt",
             "/escape",
             "/up/secret.txt",
+            "/.git/config",
+            "/.env",
+            "/%2egit/config",
         ] {
             let reply = w.raw_get(target).await;
             assert!(reply.starts_with("HTTP/1.1 404"), "{target}: {reply}");
             assert!(!reply.contains("TOP SECRET"), "{target}: {reply}");
         }
+        // Hidden files stay hidden, but RFC 8615's /.well-known/ is served.
+        assert_eq!(
+            w.raw_get("/.well-known/security.txt")
+                .await
+                .split("\r\n\r\n")
+                .nth(1),
+            Some("Contact: ops")
+        );
         // A symlink that leaves the root and comes back in lands inside: served.
         assert_eq!(
             w.raw_get("/up/root/hello.txt")
