@@ -108,7 +108,11 @@ where
 /// Runs the HTTP/2 server side of one TLS connection.
 ///
 /// HTTP/2 has no idle timeout of its own: a connection with no request in
-/// flight for `idle` gets a GOAWAY, as does every connection on shutdown.
+/// flight for `idle` gets a GOAWAY, as does every connection on shutdown. One
+/// that is still open and idle for another `idle` after its GOAWAY is dropped:
+/// hyper only closes once the peer has sent its connection preface (and, after
+/// that, answered the GOAWAY's ping), so a peer that stays silent after the TLS
+/// handshake would otherwise keep the connection forever.
 pub async fn serve_h2<I>(stream: I, peer: SocketAddr, port: u16, shared: Arc<Shared>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -123,10 +127,13 @@ where
     });
     let conn = shared.http2.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
+    // When the idle GOAWAY went out; idleness counts again from there.
+    let mut goaway: Option<Instant> = None;
     let result = loop {
+        let idle_from = |since: Instant| goaway.map_or(since, |sent| sent.max(since));
         let deadline = watched
             .idle_since()
-            .map_or_else(|| Instant::now() + idle, |since| since + idle);
+            .map_or_else(|| Instant::now() + idle, |since| idle_from(since) + idle);
         tokio::select! {
             result = conn.as_mut() => break result,
             () = shutdown.cancelled() => {
@@ -134,9 +141,13 @@ where
                 break conn.await;
             }
             () = tokio::time::sleep_until(deadline) => {
-                if watched.idle_since().is_some_and(|since| since + idle <= Instant::now()) {
+                if watched.idle_since().is_some_and(|since| idle_from(since) + idle <= Instant::now()) {
+                    if goaway.is_some() {
+                        tracing::debug!(%peer, "h2 connection still open and idle after its GOAWAY, dropped");
+                        break Ok(());
+                    }
                     conn.as_mut().graceful_shutdown();
-                    break conn.await;
+                    goaway = Some(Instant::now());
                 }
             }
         }

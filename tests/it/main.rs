@@ -4,10 +4,12 @@
 //!
 //! Modules follow the criteria: `headers`, `routing`, `upstreams`,
 //! `streaming`, `keepalive`, `websocket`, `failures`, `logging`, `shutdown`, `reload`,
-//! `cli`, `uvicorn`, `files`, `encode`. Shared machinery lives in `support`.
+//! `cli`, `uvicorn`, `files`, `encode`, and attacks on bellhop itself: `attack`
+//! (slow and silent clients, h2 rapid reset). Shared machinery lives in `support`.
 
 mod support;
 
+mod attack;
 mod cli;
 mod encode;
 mod failures;

@@ -96,9 +96,15 @@ pub async fn h2(addr: SocketAddr) -> http2::SendRequest<ReqBody> {
     sender
 }
 
-/// An h2 connection over TLS (ALPN `h2`) to `addr` with SNI `name`, verifying the
-/// server against the PEM root `root_pem` (e.g. bellhop's internal CA).
-pub async fn h2_tls(addr: SocketAddr, name: &str, root_pem: &[u8]) -> http2::SendRequest<ReqBody> {
+/// A TLS connection to `addr` with SNI `name`, offering the ALPN protocols
+/// `alpn`, verifying the server against the PEM root `root_pem` (e.g. bellhop's
+/// internal CA).
+pub async fn tls_connect(
+    addr: SocketAddr,
+    name: &str,
+    root_pem: &[u8],
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -111,13 +117,19 @@ pub async fn h2_tls(addr: SocketAddr, name: &str, root_pem: &[u8]) -> http2::Sen
     .expect("TLS versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let server_name =
         rustls_pki_types::ServerName::try_from(name.to_string()).expect("server name");
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
         .connect(server_name, connect_from(addr, None).await)
         .await
-        .unwrap_or_else(|e| panic!("TLS handshake with {name}: {e}"));
+        .unwrap_or_else(|e| panic!("TLS handshake with {name}: {e}"))
+}
+
+/// An h2 connection over TLS (ALPN `h2`) to `addr` with SNI `name`, verifying the
+/// server against the PEM root `root_pem` (e.g. bellhop's internal CA).
+pub async fn h2_tls(addr: SocketAddr, name: &str, root_pem: &[u8]) -> http2::SendRequest<ReqBody> {
+    let tls = tls_connect(addr, name, root_pem, &[b"h2"]).await;
     assert_eq!(
         tls.get_ref().1.alpn_protocol(),
         Some(&b"h2"[..]),
