@@ -5,7 +5,8 @@
 //! Modules follow the criteria: `headers`, `routing`, `upstreams`,
 //! `streaming`, `keepalive`, `websocket`, `failures`, `logging`, `shutdown`, `reload`,
 //! `cli`, `uvicorn`, `files`, `encode`, and attacks on bellhop itself: `attack`
-//! (slow and silent clients, h2 rapid reset). Shared machinery lives in `support`.
+//! (slow and silent clients, h2 rapid reset) and `malformed` (bad request framing
+//! and hosts, a backend dying mid-response). Shared machinery lives in `support`.
 
 mod support;
 
@@ -17,6 +18,7 @@ mod files;
 mod headers;
 mod keepalive;
 mod logging;
+mod malformed;
 mod reload;
 mod routing;
 mod shutdown;

@@ -73,9 +73,15 @@ impl Conn {
             .into_owned();
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(conn);
+        // An IPv6 literal is bracketed in Host, as in a URI (bellhop answers a
+        // bare `::1` with 400).
+        let host = match name.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => format!("[{name}]"),
+            Err(_) => name.to_string(),
+        };
         Ok(Conn {
             sender,
-            host: name.to_string(),
+            host,
             peer_leaf,
         })
     }
