@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use super::access_log::{LoggedBody, RequestLog};
@@ -26,7 +26,10 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<
 
     let (response, upstream) = dispatch(req, host.clone(), &conn).await;
 
-    let (parts, body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
+    if method == Method::HEAD {
+        body = without_content(&mut parts.headers, body);
+    }
     let log = RequestLog {
         start,
         peer: conn.peer.ip(),
@@ -37,6 +40,26 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<
         upstream,
     };
     Response::from_parts(parts, LoggedBody::new(body, log, in_flight))
+}
+
+/// A HEAD response carries no content (RFC 9110 §9.3.2). hyper leaves the body
+/// out on HTTP/1.1 but sends it as DATA on h2, which clients treat as a protocol
+/// error. So a body bellhop made itself (`respond`, error pages) is dropped, its
+/// length kept in Content-Length unless `encode` would compress the GET (then
+/// the length is unknown, and `encode` already removed it). Proxied and file
+/// responses to HEAD are empty already.
+fn without_content(headers: &mut HeaderMap, body: Body) -> Body {
+    match body {
+        Body::Full(Some(bytes)) => {
+            if !headers.contains_key(header::CONTENT_ENCODING) {
+                headers
+                    .entry(header::CONTENT_LENGTH)
+                    .or_insert_with(|| HeaderValue::from(bytes.len()));
+            }
+            Body::empty()
+        }
+        other => other,
+    }
 }
 
 async fn dispatch(

@@ -172,6 +172,95 @@ async fn h2_authority_counts_as_host_over_tls() {
     .await
 }
 
+/// A HEAD response carries no content (RFC 9110 §9.3.2). hyper leaves the body
+/// out on HTTP/1.1 but sends it on h2, where DATA after HEAD is a protocol error
+/// for the client (curl -I: PROTOCOL_ERROR): bellhop's own responses (`respond`,
+/// error pages) go out without content, keeping the GET's Content-Length, and a
+/// proxied one stays as the backend sent it.
+#[tokio::test]
+async fn head_over_h2_and_http1_gets_headers_without_content() {
+    bounded(secs(30), "test", async {
+        let state = TempDir::new("head");
+        let app = Echo::start("app").await;
+        let mut config = ConfigBuilder::new()
+            .state_dir(state.path())
+            .site(
+                https_site("localhost")
+                    .route("/app/*", proxy(tcp(app.addr())))
+                    .route(
+                        "/big",
+                        crate::support::config::respond(200, &"big ".repeat(500)),
+                    )
+                    .handle(crate::support::config::respond(200, "ok")),
+            )
+            .build();
+        // `/big` is compressed (`encode gzip`): its length is not known for HEAD.
+        config.sites[0].routes[1].encode = vec![bellhop::config::Encoding::Gzip];
+        let server = TestServer::start(config).await;
+        let https = server.addr();
+        let root_path = state.path().join("internal/root.pem");
+        wait_for("the internal CA root", secs(10), || root_path.exists()).await;
+        let root = std::fs::read(&root_path).unwrap();
+        let mut h2 = h2_tls(https, "localhost", &root).await;
+        for (host, path, status, length) in [
+            ("localhost", "/", 200, Some("2")),
+            ("localhost", "/app/x", 200, None),
+            // An unknown Host: bellhop's 404 page.
+            ("nowhere.test", "/", 404, None),
+        ] {
+            let uri = format!("https://{host}:{}{path}", https.port());
+            let request = http::Request::head(&uri).body(empty()).unwrap();
+            let response = h2.send_request(request).await.expect("h2 HEAD");
+            let r = collect(response).await;
+            assert_eq!(r.status, status, "HEAD {uri}");
+            assert!(r.body.is_empty(), "HEAD {uri} got content {:?}", r.text());
+            if let Some(length) = length {
+                assert_eq!(
+                    r.header("content-length").as_deref(),
+                    Some(length),
+                    "HEAD {uri}"
+                );
+            }
+        }
+        let uri = format!("https://localhost:{}/big", https.port());
+        let request = http::Request::head(&uri)
+            .header("accept-encoding", "gzip")
+            .body(empty())
+            .unwrap();
+        let r = collect(h2.send_request(request).await.expect("h2 HEAD")).await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.is_empty(), "HEAD /big got content");
+        assert_eq!(r.header("content-encoding").as_deref(), Some("gzip"));
+        assert_eq!(r.header("content-length"), None, "HEAD /big (gzip)");
+        // HTTP/1.1 over the same TLS listener says the same.
+        let tls =
+            crate::support::client::tls_connect(https, "localhost", &root, &[b"http/1.1"]).await;
+        let (mut h1, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .expect("h1 handshake");
+        tokio::spawn(conn);
+        let request = http::Request::head("/")
+            .header("host", "localhost")
+            .body(empty())
+            .unwrap();
+        let r = collect(h1.send_request(request).await.expect("h1 HEAD")).await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.is_empty());
+        assert_eq!(r.header("content-length").as_deref(), Some("2"));
+        // And the h2 connection is still fine for a GET.
+        let uri = format!("https://localhost:{}/", https.port());
+        let r = collect(
+            h2.send_request(http::Request::get(&uri).body(empty()).unwrap())
+                .await
+                .expect("GET"),
+        )
+        .await;
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "ok"));
+    })
+    .await
+}
+
 #[tokio::test]
 async fn path_routes_first_match_wins() {
     bounded(secs(30), "test", async {
