@@ -35,7 +35,10 @@ use crate::proxy::Background;
 use crate::router::Router;
 use reload::Listeners;
 
-/// Largest request head (request line + headers) accepted; larger gets 431.
+/// Request head (request line + headers) size limit; larger gets 431. hyper
+/// checks it before each read, so a head that arrives in large pieces can reach
+/// up to twice this; over 128 KiB never passes. (hyper also caps a head at 100
+/// header lines, and a target at 65,534 bytes: 414.)
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// Concurrent streams per h2 connection (hyper's default is 200).
 const H2_MAX_STREAMS: u32 = 100;
