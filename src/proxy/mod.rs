@@ -135,6 +135,15 @@ impl Proxy {
 
         let response = match result {
             Ok(response) => response,
+            Err(error) if error.is_client_gone() => {
+                // The client's own request body broke (it hung up mid-upload):
+                // not the upstream's fault. 499 is nginx's status for this.
+                tracing::debug!(upstream = %pool.label, "client went away while sending its request body");
+                return Forwarded {
+                    response: text_response(CLIENT_CLOSED_REQUEST, "request body incomplete"),
+                    upstream: pool.label.clone(),
+                };
+            }
             Err(error) => {
                 let (status, text) = error.describe(self.header_timeout);
                 tracing::warn!(upstream = %pool.label, status = status.as_u16(), error = %text, "upstream failed");
@@ -222,7 +231,34 @@ enum SendError {
     HeaderTimeout,
 }
 
+/// nginx's "client closed request", for the access log of aborted uploads.
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 impl SendError {
+    /// Whether the failure came from the client's request body stream rather
+    /// than from the upstream. hyper reports a failing request body as a
+    /// "user" error; bellhop builds every other part of the request itself, so
+    /// a user error here means the client's upload broke.
+    fn is_client_gone(&self) -> bool {
+        let SendError::Failed(e) = self else {
+            return false;
+        };
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            if cause
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_user)
+            {
+                return true;
+            }
+            source = cause.source();
+        }
+        false
+    }
+
     /// The status for the client and a one-line reason for the log and page.
     fn describe(&self, header_timeout: Duration) -> (StatusCode, String) {
         match self {

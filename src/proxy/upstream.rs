@@ -10,6 +10,9 @@ use super::connector::UpstreamConnector;
 use crate::body::Body;
 use crate::config::{ProxyConfig, Upstream};
 
+/// Upper bound of the read buffer per upstream connection.
+const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
+
 /// An HTTP/1.1 client to one upstream.
 pub type UpstreamClient = Client<UpstreamConnector, Body>;
 
@@ -46,6 +49,9 @@ impl UpstreamPool {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout)
+            // Read ahead of a slow client at most this much per connection
+            // (hyper's default lets a slow reader pin ~400 KiB each).
+            .http1_max_buf_size(UPSTREAM_READ_BUFFER)
             // We always set Host ourselves: the client's, not the upstream's.
             .set_host(false);
         let pooled = builder.build(connector.clone());
