@@ -1,4 +1,5 @@
-//! Serves one accepted connection with hyper until it closes or shutdown.
+//! Serves one accepted connection with hyper until it closes, its listener is
+//! removed, or shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{service, Shared};
 
@@ -73,14 +75,22 @@ impl Drop for InFlight {
 
 /// Runs the HTTP/1.1 server side of one connection (plain TCP or TLS).
 ///
+/// `stop` is the listener's token: cancelled on shutdown, and when a reload
+/// removes the port, so kept-alive connections there close gently too.
+///
 /// The header-read timeout doubles as the keep-alive idle timeout. On shutdown
 /// the connection finishes its current request and closes; an idle one closes
 /// at once.
-pub async fn serve_http1<I>(stream: I, peer: SocketAddr, port: u16, tls: bool, shared: Arc<Shared>)
-where
+pub async fn serve_http1<I>(
+    stream: I,
+    peer: SocketAddr,
+    port: u16,
+    tls: bool,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let shutdown = shared.background.shutdown.clone();
     let context = ConnContext::new(shared.clone(), peer, port, tls);
     let svc = service_fn(move |req| {
         let context = context.clone();
@@ -93,7 +103,7 @@ where
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
-        () = shutdown.cancelled() => {
+        () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
@@ -113,11 +123,15 @@ where
 /// hyper only closes once the peer has sent its connection preface (and, after
 /// that, answered the GOAWAY's ping), so a peer that stays silent after the TLS
 /// handshake would otherwise keep the connection forever.
-pub async fn serve_h2<I>(stream: I, peer: SocketAddr, port: u16, shared: Arc<Shared>)
-where
+pub async fn serve_h2<I>(
+    stream: I,
+    peer: SocketAddr,
+    port: u16,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let shutdown = shared.background.shutdown.clone();
     let idle = shared.idle_timeout;
     let context = ConnContext::new(shared.clone(), peer, port, true);
     let watched = context.clone();
@@ -136,7 +150,7 @@ where
             .map_or_else(|| Instant::now() + idle, |since| idle_from(since) + idle);
         tokio::select! {
             result = conn.as_mut() => break result,
-            () = shutdown.cancelled() => {
+            () = stop.cancelled() => {
                 conn.as_mut().graceful_shutdown();
                 break conn.await;
             }

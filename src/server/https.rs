@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use http::{header, HeaderValue, Response};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 use super::{connection, Shared};
 use crate::acme::{CertManager, Http01Tokens, HTTP01_PATH_PREFIX};
@@ -104,19 +105,27 @@ pub fn is_http01_path(path: &str) -> bool {
 /// Serves one connection accepted on a TLS port: handshake (bounded by the
 /// handshake timeout), then HTTP/2 or HTTP/1.1 as negotiated through ALPN.
 /// ACME TLS-ALPN-01 validations end right after their handshake.
-pub async fn serve_tls(stream: TcpStream, peer: SocketAddr, port: u16, shared: Arc<Shared>) {
+pub async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    port: u16,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
     let Some(https) = &shared.https else {
         // Not reachable: TLS listeners only exist when a site needs HTTPS.
         return;
     };
     let accepted = tokio::select! {
         accepted = https.terminator.accept_on(stream, port) => accepted,
-        () = shared.background.shutdown.cancelled() => return,
+        () = stop.cancelled() => return,
     };
     match accepted {
-        Ok(Some((tls, Alpn::H2))) => connection::serve_h2(tls, peer, port, shared.clone()).await,
+        Ok(Some((tls, Alpn::H2))) => {
+            connection::serve_h2(tls, peer, port, shared.clone(), stop).await
+        }
         Ok(Some((tls, Alpn::Http1))) => {
-            connection::serve_http1(tls, peer, port, true, shared.clone()).await
+            connection::serve_http1(tls, peer, port, true, shared.clone(), stop).await
         }
         Ok(None) => {}
         Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),

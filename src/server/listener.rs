@@ -96,7 +96,7 @@ fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Accepts connections until `stop` (a child of the shutdown token, so that a
 /// reload can stop one port) and hands each to its own task. Connections
-/// already accepted are not affected by `stop`.
+/// already accepted get `stop` too: they finish their current request and close.
 pub async fn accept_loop(
     listener: TcpListener,
     spec: ListenerSpec,
@@ -116,11 +116,23 @@ pub async fn accept_loop(
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }
                 if spec.tls {
-                    let task = super::https::serve_tls(stream, peer, spec.port, shared.clone());
+                    let task = super::https::serve_tls(
+                        stream,
+                        peer,
+                        spec.port,
+                        shared.clone(),
+                        stop.clone(),
+                    );
                     shared.background.tasks.spawn(task);
                 } else {
-                    let task =
-                        connection::serve_http1(stream, peer, spec.port, false, shared.clone());
+                    let task = connection::serve_http1(
+                        stream,
+                        peer,
+                        spec.port,
+                        false,
+                        shared.clone(),
+                        stop.clone(),
+                    );
                     shared.background.tasks.spawn(task);
                 }
             }

@@ -253,6 +253,20 @@ async fn added_port_starts_serving_and_removed_port_stops_accepting_but_finishes
             backend(&get(main_addr, &main_addr.to_string(), "/").await),
             "main"
         );
+        // A keep-alive connection on the new port, idle when the port goes away.
+        let mut kept = h1(new_addr, None).await;
+        let r = collect(
+            kept.send_request(
+                req("GET", &new_addr.to_string(), "/")
+                    .body(empty())
+                    .unwrap(),
+            )
+            .await
+            .expect("request on the kept-alive connection"),
+        )
+        .await;
+        assert_eq!(backend(&r), "extra");
+        assert!(!kept.is_closed());
 
         // Point the new port at the slow backend, start a request, remove the port.
         server
@@ -287,6 +301,12 @@ async fn added_port_starts_serving_and_removed_port_stops_accepting_but_finishes
         })
         .await;
         assert_eq!(slow.answered(), 0, "stopped accepting before the answer");
+        wait_for(
+            "the idle kept-alive connection on the removed port to close",
+            secs(5),
+            || kept.is_closed(),
+        )
+        .await;
         let r = bounded(secs(10), "in-flight response", in_flight)
             .await
             .expect("task");
