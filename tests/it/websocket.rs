@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -42,11 +43,40 @@ async fn expect_text(ws: &mut crate::support::ws::Ws, want: &str) {
     }
 }
 
+/// A WebSocket backend with bellhop in front of it.
+async fn ws_front(idle: Option<Duration>) -> (WsBackend, TestServer) {
+    let backend = WsBackend::start().await;
+    let server = front(backend.addr, idle).await;
+    (backend, server)
+}
+
+/// A raw Upgrade backend with bellhop in front, and a stream upgraded on `path`
+/// (the `101` response already checked).
+async fn upgraded(path: &str) -> (UpgradeBackend, TestServer, TcpStream, String) {
+    let backend = UpgradeBackend::start().await;
+    let server = front(backend.addr, None).await;
+    let (s, head) = raw_upgrade(server.addr(), path, "testproto").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (backend, server, s, head)
+}
+
+async fn upgrade_backend_released(backend: &UpgradeBackend) {
+    wait_for("backend connection released", secs(5), || {
+        backend.stats.conns.open() == 0
+    })
+    .await;
+}
+
+/// Sends `text` and expects the echo back.
+async fn round_trip(ws: &mut crate::support::ws::Ws, text: &str) {
+    ws.send(Message::text(text)).await.unwrap();
+    expect_text(ws, text).await;
+}
+
 #[tokio::test]
 async fn websocket_text_and_binary_round_trip() {
     bounded(secs(20), "test", async {
-        let backend = WsBackend::start().await;
-        let server = front(backend.addr, None).await;
+        let (backend, server) = ws_front(None).await;
         let mut ws = connect(server.addr(), "/echo").await;
         ws.send(Message::text("hello bellhop")).await.unwrap();
         expect_text(&mut ws, "hello bellhop").await;
@@ -81,8 +111,7 @@ async fn websocket_text_and_binary_round_trip() {
 #[tokio::test]
 async fn websocket_16_mib_messages_both_kinds() {
     bounded(secs(120), "test", async {
-        let backend = WsBackend::start().await;
-        let server = front(backend.addr, None).await;
+        let (_backend, server) = ws_front(None).await;
         let mut ws = connect(server.addr(), "/echo").await;
         let size = 16 << 20;
         let mut bin = Vec::with_capacity(size);
@@ -116,8 +145,7 @@ async fn websocket_16_mib_messages_both_kinds() {
 #[tokio::test]
 async fn websocket_server_pushes_arrive_in_order() {
     bounded(secs(20), "test", async {
-        let backend = WsBackend::start().await;
-        let server = front(backend.addr, None).await;
+        let (_backend, server) = ws_front(None).await;
         let mut ws = connect(server.addr(), "/push?ms=100").await;
         for i in 0..10 {
             expect_text(&mut ws, &i.to_string()).await;
@@ -203,11 +231,9 @@ async fn thousand_concurrent_websockets_then_all_released() {
 #[tokio::test]
 async fn idle_websocket_is_closed_after_the_idle_timeout() {
     bounded(secs(20), "test", async {
-        let backend = WsBackend::start().await;
-        let server = front(backend.addr, Some(secs(1))).await;
+        let (backend, server) = ws_front(Some(secs(1))).await;
         let mut ws = connect(server.addr(), "/echo").await;
-        ws.send(Message::text("one")).await.unwrap();
-        expect_text(&mut ws, "one").await;
+        round_trip(&mut ws, "one").await;
         let quiet_since = Instant::now();
         bounded(
             secs(10),
@@ -229,8 +255,7 @@ async fn idle_websocket_is_closed_after_the_idle_timeout() {
 #[tokio::test]
 async fn websocket_with_traffic_outlives_the_idle_timeout() {
     bounded(secs(30), "test", async {
-        let backend = WsBackend::start().await;
-        let server = front(backend.addr, Some(secs(1))).await;
+        let (backend, server) = ws_front(Some(secs(1))).await;
         // Server-to-client traffic only: a push every 400 ms for 3.2 s (>3 idle timeouts).
         let mut push = connect(server.addr(), "/push?ms=400").await;
         // Client-to-server traffic only: a message every 400 ms, never answered.
@@ -253,11 +278,9 @@ async fn websocket_with_traffic_outlives_the_idle_timeout() {
 #[tokio::test]
 async fn client_close_frame_reaches_the_backend() {
     bounded(secs(20), "test", async {
-        let backend = WsBackend::start().await;
-        let server = front(backend.addr, None).await;
+        let (backend, server) = ws_front(None).await;
         let mut ws = connect(server.addr(), "/echo").await;
-        ws.send(Message::text("x")).await.unwrap();
-        expect_text(&mut ws, "x").await;
+        round_trip(&mut ws, "x").await;
         ws.close(Some(CloseFrame {
             code: CloseCode::from(4002),
             reason: "client done".into(),
@@ -278,8 +301,7 @@ async fn client_close_frame_reaches_the_backend() {
 #[tokio::test]
 async fn backend_close_frame_reaches_the_client() {
     bounded(secs(20), "test", async {
-        let backend = WsBackend::start().await;
-        let server = front(backend.addr, None).await;
+        let (backend, server) = ws_front(None).await;
         let mut ws = connect(server.addr(), "/close-after-first").await;
         ws.send(Message::text("bye?")).await.unwrap();
         match bounded(secs(5), "close frame", ws.next()).await {
@@ -298,11 +320,9 @@ async fn backend_close_frame_reaches_the_client() {
 #[tokio::test]
 async fn client_vanishing_releases_the_backend_socket() {
     bounded(secs(20), "test", async {
-        let backend = WsBackend::start().await;
-        let server = front(backend.addr, None).await;
+        let (backend, server) = ws_front(None).await;
         let mut ws = connect(server.addr(), "/echo").await;
-        ws.send(Message::text("x")).await.unwrap();
-        expect_text(&mut ws, "x").await;
+        round_trip(&mut ws, "x").await;
         assert_eq!(backend.open(), 1);
         drop(ws); // TCP close without a Close frame
         wait_for("backend socket released", secs(5), || backend.open() == 0).await;
@@ -313,8 +333,7 @@ async fn client_vanishing_releases_the_backend_socket() {
 #[tokio::test]
 async fn backend_vanishing_closes_the_client_socket() {
     bounded(secs(20), "test", async {
-        let backend = WsBackend::start().await;
-        let server = front(backend.addr, None).await;
+        let (_backend, server) = ws_front(None).await;
         let mut ws = connect(server.addr(), "/drop-after-first").await;
         ws.send(Message::text("x")).await.unwrap();
         bounded(secs(5), "client socket to end", read_until_end(&mut ws)).await;
@@ -325,10 +344,7 @@ async fn backend_vanishing_closes_the_client_socket() {
 #[tokio::test]
 async fn upgrade_carries_upgrade_and_connection_headers() {
     bounded(secs(20), "test", async {
-        let backend = UpgradeBackend::start().await;
-        let server = front(backend.addr, None).await;
-        let (_s, head) = raw_upgrade(server.addr(), "/echo-until-eof", "testproto").await;
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let (backend, _server, _s, head) = upgraded("/echo-until-eof").await;
         let lower = head.to_ascii_lowercase();
         assert!(lower.contains("upgrade: testproto"), "{head}");
         let sent = backend.last_head();
@@ -345,10 +361,7 @@ async fn upgrade_carries_upgrade_and_connection_headers() {
 #[tokio::test]
 async fn client_half_close_reaches_the_backend_and_the_reply_still_flows() {
     bounded(secs(20), "test", async {
-        let backend = UpgradeBackend::start().await;
-        let server = front(backend.addr, None).await;
-        let (mut s, head) = raw_upgrade(server.addr(), "/echo-until-eof", "testproto").await;
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let (backend, _server, mut s, _head) = upgraded("/echo-until-eof").await;
         s.write_all(b"half-closed data").await.unwrap();
         s.shutdown().await.unwrap(); // FIN: our write side only
         let mut reply = Vec::new();
@@ -360,10 +373,7 @@ async fn client_half_close_reaches_the_backend_and_the_reply_still_flows() {
             backend.events() == vec!["eof".to_string(), "closed".to_string()]
         })
         .await;
-        wait_for("backend connection released", secs(5), || {
-            backend.stats.conns.open() == 0
-        })
-        .await;
+        upgrade_backend_released(&backend).await;
     })
     .await
 }
@@ -371,10 +381,7 @@ async fn client_half_close_reaches_the_backend_and_the_reply_still_flows() {
 #[tokio::test]
 async fn backend_half_close_reaches_the_client_and_the_client_can_still_send() {
     bounded(secs(20), "test", async {
-        let backend = UpgradeBackend::start().await;
-        let server = front(backend.addr, None).await;
-        let (mut s, head) = raw_upgrade(server.addr(), "/server-half-close", "testproto").await;
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let (backend, _server, mut s, _head) = upgraded("/server-half-close").await;
         let mut got = Vec::new();
         bounded(secs(5), "backend's data then EOF", s.read_to_end(&mut got))
             .await
@@ -387,10 +394,7 @@ async fn backend_half_close_reaches_the_client_and_the_client_can_still_send() {
             backend.events() == vec!["received:still talking".to_string(), "eof".to_string()]
         })
         .await;
-        wait_for("backend connection released", secs(5), || {
-            backend.stats.conns.open() == 0
-        })
-        .await;
+        upgrade_backend_released(&backend).await;
     })
     .await
 }
@@ -410,8 +414,7 @@ async fn idle_timeout_from_the_proxyfile_applies() {
         );
         let bellhop = Bellhop::run_config(&file, &[], 1).await;
         let mut ws = connect(bellhop.addr(), "/echo").await;
-        ws.send(Message::text("one")).await.unwrap();
-        expect_text(&mut ws, "one").await;
+        round_trip(&mut ws, "one").await;
         let quiet_since = Instant::now();
         bounded(secs(10), "idle websocket to be closed", read_until_end(&mut ws)).await;
         let after = quiet_since.elapsed();
