@@ -87,6 +87,12 @@ impl World {
         }
         send(self.server.addr(), None, r.body(empty()).unwrap()).await
     }
+
+    /// `GET /page.html` with the `accept-encoding` given.
+    async fn page(&self, accept: &str) -> Reply {
+        self.get("GET", "/page.html", &[("accept-encoding", accept)])
+            .await
+    }
 }
 
 fn assert_compressed(r: &Reply, coding: &str) {
@@ -101,6 +107,17 @@ fn assert_compressed(r: &Reply, coding: &str) {
     assert_eq!(r.header("vary").as_deref(), Some("Accept-Encoding"));
 }
 
+/// `r` is the page, compressed with `coding` (`gzip` or `zstd`).
+fn assert_compressed_page(r: &Reply, coding: &str) {
+    assert_compressed(r, coding);
+    let decoded = match coding {
+        "gzip" => gunzip(&r.body),
+        "zstd" => unzstd(&r.body),
+        other => panic!("no decoder for {other}"),
+    };
+    assert_eq!(decoded, page().as_bytes());
+}
+
 fn assert_identity(r: &Reply) {
     assert!(r.header("content-encoding").is_none(), "{:?}", r.headers);
 }
@@ -109,9 +126,7 @@ fn assert_identity(r: &Reply) {
 async fn gzip_round_trip_on_a_file() {
     bounded(secs(20), "test", async {
         let w = World::start(ZG).await;
-        let r = w
-            .get("GET", "/page.html", &[("accept-encoding", "gzip, deflate")])
-            .await;
+        let r = w.page("gzip, deflate").await;
         assert_compressed(&r, "gzip");
         assert!(
             r.body.len() < page().len() / 4,
@@ -130,22 +145,12 @@ async fn zstd_round_trip_and_configured_order_wins() {
     bounded(secs(20), "test", async {
         let w = World::start(ZG).await;
         // The client prefers gzip; the Proxyfile's order decides among accepted codings.
-        let r = w
-            .get(
-                "GET",
-                "/page.html",
-                &[("accept-encoding", "gzip;q=1, zstd;q=0.5")],
-            )
-            .await;
-        assert_compressed(&r, "zstd");
-        assert_eq!(unzstd(&r.body), page().as_bytes());
+        let r = w.page("gzip;q=1, zstd;q=0.5").await;
+        assert_compressed_page(&r, "zstd");
 
         let w = World::start(&[Encoding::Gzip, Encoding::Zstd]).await;
-        let r = w
-            .get("GET", "/page.html", &[("accept-encoding", "zstd, gzip")])
-            .await;
-        assert_compressed(&r, "gzip");
-        assert_eq!(gunzip(&r.body), page().as_bytes());
+        let r = w.page("zstd, gzip").await;
+        assert_compressed_page(&r, "gzip");
     })
     .await
 }
@@ -154,20 +159,11 @@ async fn zstd_round_trip_and_configured_order_wins() {
 async fn q_zero_refuses_a_coding() {
     bounded(secs(20), "test", async {
         let w = World::start(ZG).await;
-        let r = w
-            .get(
-                "GET",
-                "/page.html",
-                &[("accept-encoding", "zstd;q=0, gzip")],
-            )
-            .await;
-        assert_compressed(&r, "gzip");
-        assert_eq!(gunzip(&r.body), page().as_bytes());
+        let r = w.page("zstd;q=0, gzip").await;
+        assert_compressed_page(&r, "gzip");
 
         for accept in ["zstd;q=0, gzip;q=0", "*;q=0", "br", "identity"] {
-            let r = w
-                .get("GET", "/page.html", &[("accept-encoding", accept)])
-                .await;
+            let r = w.page(accept).await;
             assert_identity(&r);
             assert_eq!(
                 r.header("content-length"),
