@@ -1,17 +1,44 @@
 //! Graceful shutdown: SIGTERM/SIGINT stop accepting, let in-flight requests finish
 //! within the grace period, then exit 0. The library's shutdown handle does the same.
 
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::Request;
 
 use crate::support::backends::slow::Slow;
 use crate::support::binary::Bellhop;
-use crate::support::client::{collect, empty, get, h1, req};
+use crate::support::client::{collect, empty, get, h1, req, ReqBody};
 use crate::support::config::{site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
 use crate::support::{bounded, millis, secs, wait_for, wait_for_async};
 
 async fn refuses(addr: std::net::SocketAddr) -> bool {
     tokio::net::TcpStream::connect(addr).await.is_err()
+}
+
+/// A `Slow` backend answering after `delay`, behind a server with `grace` to drain.
+async fn slow_front(delay: Duration, grace: Duration) -> (Slow, TestServer) {
+    let slow = Slow::start(delay).await;
+    let server = TestServer::start(
+        ConfigBuilder::new()
+            .grace_period(grace)
+            .site(site("127.0.0.1").proxy(tcp(slow.http.addr())))
+            .build(),
+    )
+    .await;
+    (slow, server)
+}
+
+async fn reached_backend(slow: &Slow) {
+    wait_for("request to reach the backend", secs(5), || {
+        slow.received() == 1
+    })
+    .await;
+}
+
+fn get_request(addr: SocketAddr, path: &str) -> Request<ReqBody> {
+    req("GET", &addr.to_string(), path).body(empty()).unwrap()
 }
 
 async fn sigterm_or_sigint(sig: i32) {
@@ -22,19 +49,12 @@ async fn sigterm_or_sigint(sig: i32) {
     let mut c = h1(addr, None).await;
     let in_flight = tokio::spawn(async move {
         let resp = c
-            .send_request(
-                req("GET", &addr.to_string(), "/in-flight")
-                    .body(empty())
-                    .unwrap(),
-            )
+            .send_request(get_request(addr, "/in-flight"))
             .await
             .expect("in-flight request");
         collect(resp).await
     });
-    wait_for("request to reach the backend", secs(5), || {
-        slow.received() == 1
-    })
-    .await;
+    reached_backend(&slow).await;
     let signalled = Instant::now();
     bellhop.proc.signal(sig);
     wait_for_async("bellhop to stop accepting", secs(5), || refuses(addr)).await;
@@ -92,27 +112,17 @@ async fn idle_server_exits_0_promptly_on_sigterm() {
 #[tokio::test]
 async fn shutdown_handle_lets_in_flight_requests_finish() {
     bounded(secs(30), "test", async {
-        let slow = Slow::start(millis(1000)).await;
-        let server = TestServer::start(
-            ConfigBuilder::new()
-                .grace_period(secs(10))
-                .site(site("127.0.0.1").proxy(tcp(slow.http.addr())))
-                .build(),
-        )
-        .await;
+        let (slow, server) = slow_front(millis(1000), secs(10)).await;
         let addr = server.addr();
         let mut c = h1(addr, None).await;
         let in_flight = tokio::spawn(async move {
             let resp = c
-                .send_request(req("GET", &addr.to_string(), "/").body(empty()).unwrap())
+                .send_request(get_request(addr, "/"))
                 .await
                 .expect("in-flight request");
             collect(resp).await
         });
-        wait_for("request to reach the backend", secs(5), || {
-            slow.received() == 1
-        })
-        .await;
+        reached_backend(&slow).await;
         server.shutdown();
         wait_for_async("server to stop accepting", secs(5), || refuses(addr)).await;
         let r = bounded(secs(10), "in-flight response", in_flight)
@@ -128,25 +138,13 @@ async fn shutdown_handle_lets_in_flight_requests_finish() {
 #[tokio::test]
 async fn grace_period_bounds_shutdown() {
     bounded(secs(30), "test", async {
-        let slow = Slow::start(secs(60)).await;
-        let server = TestServer::start(
-            ConfigBuilder::new()
-                .grace_period(secs(1))
-                .site(site("127.0.0.1").proxy(tcp(slow.http.addr())))
-                .build(),
-        )
-        .await;
+        let (slow, server) = slow_front(secs(60), secs(1)).await;
         let addr = server.addr();
         let mut c = h1(addr, None).await;
         let _stuck = tokio::spawn(async move {
-            let _ = c
-                .send_request(req("GET", &addr.to_string(), "/").body(empty()).unwrap())
-                .await;
+            let _ = c.send_request(get_request(addr, "/")).await;
         });
-        wait_for("request to reach the backend", secs(5), || {
-            slow.received() == 1
-        })
-        .await;
+        reached_backend(&slow).await;
         let t = Instant::now();
         server.shutdown();
         let result = bounded(
