@@ -27,6 +27,16 @@ async fn setup(trusted: Option<&str>) -> (Echo, TestServer) {
     (echo, server)
 }
 
+/// The backend saw exactly these `X-Forwarded-For`, `-Proto` and `-Host` values.
+fn assert_forwarded(j: &serde_json::Value, for_: &str, proto: &str, host: &str) {
+    assert_eq!(header_joined(j, "x-forwarded-for").as_deref(), Some(for_));
+    assert_eq!(
+        header_joined(j, "x-forwarded-proto").as_deref(),
+        Some(proto)
+    );
+    assert_eq!(header_joined(j, "x-forwarded-host").as_deref(), Some(host));
+}
+
 #[tokio::test]
 async fn host_header_is_kept_as_the_client_sent_it() {
     bounded(secs(20), "test", async {
@@ -59,15 +69,7 @@ async fn x_forwarded_headers_are_set_for_a_direct_client() {
         )
         .await;
         let j = r.json();
-        assert_eq!(
-            header_joined(&j, "x-forwarded-for").as_deref(),
-            Some(CLIENT_A)
-        );
-        assert_eq!(
-            header_joined(&j, "x-forwarded-proto").as_deref(),
-            Some("http")
-        );
-        assert_eq!(header_joined(&j, "x-forwarded-host"), Some(host));
+        assert_forwarded(&j, CLIENT_A, "http", &host);
     })
     .await
 }
@@ -87,15 +89,7 @@ async fn x_forwarded_headers_from_untrusted_peers_are_dropped() {
             .body(empty())
             .unwrap();
         let j = send(server.addr(), ip(CLIENT_B), request).await.json();
-        assert_eq!(
-            header_joined(&j, "x-forwarded-for").as_deref(),
-            Some(CLIENT_B)
-        );
-        assert_eq!(
-            header_joined(&j, "x-forwarded-proto").as_deref(),
-            Some("http")
-        );
-        assert_eq!(header_joined(&j, "x-forwarded-host"), Some(host));
+        assert_forwarded(&j, CLIENT_B, "http", &host);
         assert!(
             header_values(&j, "x-forwarded-port")
                 .iter()
@@ -122,31 +116,12 @@ async fn x_forwarded_headers_from_trusted_proxies_are_kept_and_appended() {
         let j = send(server.addr(), ip(CLIENT_A), claimed(req("GET", &host, "/")))
             .await
             .json();
-        assert_eq!(
-            header_joined(&j, "x-forwarded-for").as_deref(),
-            Some("203.0.113.9, 127.0.0.2")
-        );
-        assert_eq!(
-            header_joined(&j, "x-forwarded-proto").as_deref(),
-            Some("https")
-        );
-        assert_eq!(
-            header_joined(&j, "x-forwarded-host").as_deref(),
-            Some("public.example")
-        );
+        assert_forwarded(&j, "203.0.113.9, 127.0.0.2", "https", "public.example");
         // The same claims from a peer outside the trusted range are dropped.
         let j = send(server.addr(), ip(CLIENT_B), claimed(req("GET", &host, "/")))
             .await
             .json();
-        assert_eq!(
-            header_joined(&j, "x-forwarded-for").as_deref(),
-            Some(CLIENT_B)
-        );
-        assert_eq!(
-            header_joined(&j, "x-forwarded-proto").as_deref(),
-            Some("http")
-        );
-        assert_eq!(header_joined(&j, "x-forwarded-host"), Some(host));
+        assert_forwarded(&j, CLIENT_B, "http", &host);
     })
     .await
 }
