@@ -7,7 +7,9 @@ use bellhop::config::{AcmeChallenge, TlsMode};
 
 use crate::support::net::{https_get, Listeners};
 use crate::support::pebble::{free_tcp_port, Pebble, PebbleOptions};
-use crate::support::{config, expect_obtained, init_logging, next_event, TempDir, Tls};
+use crate::support::{
+    config, expect_obtained, init_logging, next_event, pebble_config, TempDir, Tls,
+};
 
 fn pinned(challenge: AcmeChallenge) -> TlsMode {
     TlsMode::Acme { challenge }
@@ -32,14 +34,7 @@ async fn issue_and_fetch(
     options.nonce_reject = nonce_reject;
     let pebble = Pebble::start(options).await;
     let state = TempDir::new("state");
-    let cfg = config(
-        &pebble.directory_url,
-        &pebble.api_root_path,
-        state.path(),
-        listeners.http_port(),
-        listeners.https_port(),
-        &[(name, tls_mode)],
-    );
+    let cfg = pebble_config(&pebble, state.path(), &listeners, &[(name, tls_mode)]);
     let tls = Tls::new();
     let addr = listeners.serve(tls.terminator.clone(), tls.tokens.clone());
 
@@ -130,12 +125,10 @@ async fn failed_validation_serves_nothing_and_backs_off() {
     let pebble = Pebble::start(PebbleOptions::new(free_tcp_port(), listeners.https_port())).await;
     let state = TempDir::new("state");
     let name = "fails.test";
-    let cfg = config(
-        &pebble.directory_url,
-        &pebble.api_root_path,
+    let cfg = pebble_config(
+        &pebble,
         state.path(),
-        listeners.http_port(),
-        listeners.https_port(),
+        &listeners,
         &[(name, pinned(AcmeChallenge::Http01))],
     );
     let tls = Tls::new();
@@ -264,12 +257,10 @@ async fn ca_rejection_is_logged_verbatim_and_backoff_survives_restart() {
     options.blocklist = vec!["blocked.test".into()];
     let pebble = Pebble::start(options).await;
     let state = TempDir::new("state");
-    let cfg = config(
-        &pebble.directory_url,
-        &pebble.api_root_path,
+    let cfg = pebble_config(
+        &pebble,
         state.path(),
-        listeners.http_port(),
-        listeners.https_port(),
+        &listeners,
         &[
             ("blocked.test", TlsMode::Auto),
             ("fine.test", TlsMode::Auto),

@@ -7,7 +7,7 @@ use bellhop::config::TlsMode;
 
 use crate::support::net::{Conn, Listeners};
 use crate::support::pebble::{Pebble, PebbleOptions};
-use crate::support::{config, expect_obtained, init_logging, next_event, TempDir, Tls};
+use crate::support::{expect_obtained, init_logging, next_event, pebble_config, TempDir, Tls};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_lived_certificate_is_renewed_and_hot_swapped() {
@@ -19,14 +19,7 @@ async fn short_lived_certificate_is_renewed_and_hot_swapped() {
     let pebble = Pebble::start(options).await;
     let state = TempDir::new("state");
     let name = "renew.test";
-    let cfg = config(
-        &pebble.directory_url,
-        &pebble.api_root_path,
-        state.path(),
-        listeners.http_port(),
-        listeners.https_port(),
-        &[(name, TlsMode::Auto)],
-    );
+    let cfg = pebble_config(&pebble, state.path(), &listeners, &[(name, TlsMode::Auto)]);
     let tls = Tls::new();
     let addr = listeners.serve(tls.terminator.clone(), tls.tokens.clone());
     let manager = tls.manager(&cfg);

@@ -52,6 +52,23 @@ pub fn init_logging() {
     }
 }
 
+/// [`config`] for bellhop using `pebble` as its CA, serving on `listeners`.
+pub fn pebble_config(
+    pebble: &pebble::Pebble,
+    state_dir: &Path,
+    listeners: &net::Listeners,
+    sites: &[(&str, TlsMode)],
+) -> Config {
+    config(
+        &pebble.directory_url,
+        &pebble.api_root_path,
+        state_dir,
+        listeners.http_port(),
+        listeners.https_port(),
+        sites,
+    )
+}
+
 /// A config with one HTTPS site per `(name, tls)`, pointed at a CA.
 pub fn config(
     directory_url: &str,
