@@ -71,6 +71,20 @@ fn backend(r: &Reply) -> String {
     r.json()["backend"].as_str().unwrap_or_default().to_string()
 }
 
+/// Which echo backend answers `GET /` through `addr`.
+async fn served_by(addr: SocketAddr) -> String {
+    backend(&get(addr, &addr.to_string(), "/").await)
+}
+
+/// A Proxyfile keeping state in `state`, proxying to `upstream`, with `extra`
+/// lines (each ending in a newline) added to the site block.
+fn state_proxyfile(state: &std::path::Path, upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        "options {{\n    state-dir \"{}\"\n}}\n\"http://127.0.0.1:0\" {{\n    proxy \"{upstream}\"\n{extra}}}\n",
+        state.display()
+    )
+}
+
 /// `config` with the address of site `index` moved from port 0 to `port`.
 fn on_port(mut config: Config, index: usize, port: u16) -> Config {
     config.sites[index].addresses[0].port = Some(port);
@@ -207,7 +221,7 @@ async fn slow_request_in_flight_across_a_reload_completes_with_200() {
             .await
             .expect("reload");
         assert_eq!(slow.answered(), 0, "reloaded before the slow answer");
-        assert_eq!(backend(&get(addr, &addr.to_string(), "/").await), "new");
+        assert_eq!(served_by(addr).await, "new");
 
         let r = bounded(secs(10), "in-flight response", in_flight)
             .await
@@ -354,7 +368,7 @@ async fn reload_that_cannot_bind_a_new_port_changes_nothing() {
             "error names the port: {err:#}"
         );
         assert_eq!(
-            backend(&get(addr, &addr.to_string(), "/").await),
+            served_by(addr).await,
             "a",
             "the old routes must keep serving"
         );
@@ -369,16 +383,12 @@ async fn sighup_with_a_bad_proxyfile_keeps_serving_and_logs_file_and_line() {
         let b = Echo::start("b").await;
         let dir = TempDir::new("reload");
         let state = dir.path().join("state");
-        let proxyfile = |upstream: SocketAddr, extra: &str| {
-            format!(
-                "options {{\n    state-dir \"{}\"\n}}\n\"http://127.0.0.1:0\" {{\n    proxy \"{upstream}\"\n{extra}}}\n",
-                state.display()
-            )
-        };
+        let proxyfile =
+            |upstream: SocketAddr, extra: &str| state_proxyfile(&state, upstream, extra);
         let file = dir.write("Proxyfile", &proxyfile(a.addr(), ""));
         let bellhop = Bellhop::run_config(&file, &[], 1).await;
         let addr = bellhop.addr();
-        assert_eq!(backend(&get(addr, &addr.to_string(), "/").await), "a");
+        assert_eq!(served_by(addr).await, "a");
 
         // Line 6 gets an unknown directive.
         dir.write("Proxyfile", &proxyfile(b.addr(), "    bogus-directive 1\n"));
@@ -397,7 +407,7 @@ async fn sighup_with_a_bad_proxyfile_keeps_serving_and_logs_file_and_line() {
             .await;
         eprintln!("error points at: {located}");
         assert_eq!(
-            backend(&get(addr, &addr.to_string(), "/").await),
+            served_by(addr).await,
             "a",
             "the old config must keep serving"
         );
@@ -411,7 +421,7 @@ async fn sighup_with_a_bad_proxyfile_keeps_serving_and_logs_file_and_line() {
                 l.contains("INFO") && l.contains("reloaded: 1 site")
             })
             .await;
-        assert_eq!(backend(&get(addr, &addr.to_string(), "/").await), "b");
+        assert_eq!(served_by(addr).await, "b");
     })
     .await
 }
@@ -424,12 +434,8 @@ async fn reload_command_validates_then_signals_the_pid_file_process() {
         let dir = TempDir::new("reload-cmd");
         let state = dir.path().join("state");
         let pid_file = dir.path().join("bellhop.pid");
-        let proxyfile = |upstream: SocketAddr, extra: &str| {
-            format!(
-                "options {{\n    state-dir \"{}\"\n}}\n\"http://127.0.0.1:0\" {{\n    proxy \"{upstream}\"\n{extra}}}\n",
-                state.display()
-            )
-        };
+        let proxyfile =
+            |upstream: SocketAddr, extra: &str| state_proxyfile(&state, upstream, extra);
         let file = dir.write("Proxyfile", &proxyfile(a.addr(), ""));
         let pid_arg = pid_file.to_str().expect("utf-8 path");
         let mut bellhop = Bellhop::run_config(&file, &["--pid-file", pid_arg], 1).await;
@@ -455,7 +461,7 @@ async fn reload_command_validates_then_signals_the_pid_file_process() {
                 .any(|l| l.contains("SIGHUP received")),
             "a bad config must not be signalled"
         );
-        assert_eq!(backend(&get(addr, &addr.to_string(), "/").await), "a");
+        assert_eq!(served_by(addr).await, "a");
 
         // A good one is applied.
         dir.write("Proxyfile", &proxyfile(b.addr(), ""));
@@ -464,9 +470,11 @@ async fn reload_command_validates_then_signals_the_pid_file_process() {
         assert!(stdout.contains("sent SIGHUP"), "{stdout}");
         bellhop
             .proc
-            .wait_line("the reload success", secs(10), |l| l.contains("reloaded: 1 site"))
+            .wait_line("the reload success", secs(10), |l| {
+                l.contains("reloaded: 1 site")
+            })
             .await;
-        assert_eq!(backend(&get(addr, &addr.to_string(), "/").await), "b");
+        assert_eq!(served_by(addr).await, "b");
 
         bellhop.proc.signal(libc::SIGTERM);
         let status = bellhop.proc.wait_exit(secs(15)).await;
