@@ -188,16 +188,19 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// "expected a port, found a string", pointing at this value.
+    fn wrong_type(&self, what: &str, example: &str, found: &KdlValue) -> Problem {
+        Problem::new(format!("expected {what}, found {}", describe(found)))
+            .at(self.span, format!("expected {what}"))
+            .help(format!("for example: {example}"))
+    }
+
     /// The value as a string, or a problem saying `what` was expected.
     pub fn string(&self, what: &str, example: &str, problems: &mut Problems) -> Option<&'a str> {
         match self.value {
             KdlValue::String(s) => Some(s),
             other => {
-                problems.push(
-                    Problem::new(format!("expected {what}, found {}", describe(other)))
-                        .at(self.span, format!("expected {what}"))
-                        .help(format!("for example: {example}")),
-                );
+                problems.push(self.wrong_type(what, example, other));
                 None
             }
         }
@@ -216,11 +219,7 @@ impl<'a> Value<'a> {
                 None
             }
             other => {
-                problems.push(
-                    Problem::new(format!("expected {what}, found {}", describe(other)))
-                        .at(self.span, format!("expected {what}"))
-                        .help(format!("for example: {example}")),
-                );
+                problems.push(self.wrong_type(what, example, other));
                 None
             }
         }
