@@ -4,7 +4,6 @@
 //! read. The server holds it behind an atomic swap, so a reload builds a new
 //! router and swaps it in while requests in flight finish on the old one.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
 use crate::config::{
-    Config, Encoding, Handler, HostPattern, IpNet, PathPattern, RateLimit, Scheme,
+    wildcard_suffix, Config, Encoding, Handler, HostPattern, IpNet, PathPattern, RateLimit, Scheme,
 };
 use crate::files::Files;
 use crate::limit::RateLimiter;
@@ -232,8 +231,8 @@ impl Action {
     }
 }
 
-/// Host → value with exact names first, then `*.wildcards` (longest suffix
-/// first), then a catch-all, then the first site addressed by IP.
+/// Host → value with exact names first, then the `*.wildcard` one label up,
+/// then a catch-all, then the first site addressed by IP.
 ///
 /// An IP site (`"http://127.0.0.1:8080"`) says where connections arrive, not
 /// which Host they carry, so it also answers `localhost:8080` and friends
@@ -241,7 +240,8 @@ impl Action {
 #[derive(Debug)]
 struct HostTable<T> {
     exact: HashMap<Box<str>, T>,
-    wildcards: Vec<(Box<str>, T)>,
+    /// `*.example.com` is keyed by `example.com` ([`wildcard_suffix`]).
+    wildcards: HashMap<Box<str>, T>,
     any: Option<T>,
     first_ip: Option<T>,
 }
@@ -250,7 +250,7 @@ impl<T> Default for HostTable<T> {
     fn default() -> Self {
         HostTable {
             exact: HashMap::new(),
-            wildcards: Vec::new(),
+            wildcards: HashMap::new(),
             any: None,
             first_ip: None,
         }
@@ -270,9 +270,9 @@ impl<T: Clone> HostTable<T> {
                 self.exact.entry(ip.to_string().into()).or_insert(value);
             }
             HostPattern::Wildcard(suffix) => {
-                self.wildcards.push((suffix.as_str().into(), value));
                 self.wildcards
-                    .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+                    .entry(suffix.as_str().into())
+                    .or_insert(value);
             }
             HostPattern::Any => {
                 self.any.get_or_insert(value);
@@ -284,15 +284,8 @@ impl<T: Clone> HostTable<T> {
         if let Some(value) = self.exact.get(host) {
             return Some(value);
         }
-        self.wildcards
-            .iter()
-            .find(|(suffix, _)| {
-                // `*.example.com` covers exactly one label: a.example.com, not a.b.example.com.
-                host.strip_suffix(&**suffix)
-                    .and_then(|label| label.strip_suffix('.'))
-                    .is_some_and(|label| !label.is_empty() && !label.contains('.'))
-            })
-            .map(|(_, v)| v)
+        wildcard_suffix(host)
+            .and_then(|suffix| self.wildcards.get(suffix))
             .or(self.any.as_ref())
     }
 
@@ -302,36 +295,9 @@ impl<T: Clone> HostTable<T> {
     }
 }
 
-/// Normalises a Host header or `:authority` for lookup: port and IPv6 brackets
-/// removed, a trailing dot dropped, lowercased (borrowed when already lowercase).
-pub fn normalize_host(raw: &str) -> Cow<'_, str> {
-    let host = if let Some(rest) = raw.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        match raw.rsplit_once(':') {
-            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-            _ => raw,
-        }
-    };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_are_normalised() {
-        assert_eq!(normalize_host("App.Example.com:8443"), "app.example.com");
-        assert_eq!(normalize_host("[::1]:8080"), "::1");
-        assert_eq!(normalize_host("example.com."), "example.com");
-        assert_eq!(normalize_host("127.0.0.1"), "127.0.0.1");
-    }
 
     #[test]
     fn exact_beats_wildcard_beats_any() {

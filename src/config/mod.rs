@@ -17,6 +17,7 @@
 mod directives;
 mod error;
 mod format;
+mod hosts;
 mod lexer;
 mod model;
 mod options;
@@ -35,6 +36,7 @@ mod tests;
 use std::path::Path;
 
 pub use error::ConfigError;
+pub use hosts::{canonical_ip, normalize_host, wildcard_suffix, HostPattern, IpNet};
 pub use model::*;
 pub use values::{parse_duration, parse_site_address, parse_upstream};
 

@@ -8,6 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::hosts::{HostPattern, IpNet};
+
 /// Every default value of the Proxyfile, in one place so docs and code agree.
 pub mod defaults {
     use std::time::Duration;
@@ -96,40 +98,6 @@ impl Default for Options {
     }
 }
 
-/// An IP network in CIDR form, e.g. `10.0.0.0/8` or `fd00::/8`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    /// Network address (host bits may be set; they are ignored when matching).
-    pub addr: IpAddr,
-    /// Prefix length in bits.
-    pub prefix: u8,
-}
-
-impl IpNet {
-    /// Whether `ip` lies inside this network. IPv4-mapped IPv6 peers match IPv4 nets.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
 /// One site block: the addresses it answers and what it does with requests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Site {
@@ -205,19 +173,6 @@ impl std::fmt::Display for SiteAddress {
             None => Ok(()),
         }
     }
-}
-
-/// Host part of a site address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostPattern {
-    /// A DNS name, lowercased, without trailing dot.
-    Name(String),
-    /// `*.example.com`: any single label in front of the stored suffix `example.com`.
-    Wildcard(String),
-    /// An IP literal such as `127.0.0.1` or `::1`.
-    Ip(IpAddr),
-    /// No host (`":8080"`, `"http://:8080"`): every Host on that port.
-    Any,
 }
 
 /// How an HTTPS site gets its certificate (`tls` directive).

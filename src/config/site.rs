@@ -12,9 +12,8 @@ use miette::SourceSpan;
 
 use super::directives::{self, PROXY_SETTINGS};
 use super::error::{Problem, Problems};
-use super::model::{
-    Encoding, Handler, HostPattern, PathPattern, RateLimit, Route, Scheme, Site, TlsMode,
-};
+use super::hosts::HostPattern;
+use super::model::{Encoding, Handler, PathPattern, RateLimit, Route, Scheme, Site, TlsMode};
 use super::options::OPTION_NAMES;
 use super::reader::{list, Directive, Seen};
 use super::suggest::did_you_mean;

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use miette::SourceSpan;
 
 use super::error::{Problem, Problems};
-use super::model::{HostPattern, Scheme};
+use super::hosts::HostPattern;
+use super::model::Scheme;
 use super::options::OptionsBlock;
 use super::site::SiteBlock;
 

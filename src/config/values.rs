@@ -11,7 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::model::{HostPattern, IpNet, PathPattern, Scheme, SiteAddress, Upstream};
+use super::hosts::{HostPattern, IpNet};
+use super::model::{PathPattern, Scheme, SiteAddress, Upstream};
 
 /// Why a value was rejected, and how to write it instead.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::RateLimit;
+use crate::config::{canonical_ip, RateLimit};
 
 /// Shards reduce lock contention between worker threads.
 const SHARDS: usize = 16;
@@ -31,12 +31,9 @@ pub enum ClientKey {
 
 impl From<IpAddr> for ClientKey {
     fn from(ip: IpAddr) -> Self {
-        match ip {
+        match canonical_ip(ip) {
             IpAddr::V4(v4) => ClientKey::V4(v4.into()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => ClientKey::V4(v4.into()),
-                None => ClientKey::V6((u128::from(v6) >> 64) as u64),
-            },
+            IpAddr::V6(v6) => ClientKey::V6((u128::from(v6) >> 64) as u64),
         }
     }
 }

@@ -10,6 +10,8 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::config::canonical_ip;
+
 /// `X-Forwarded-For`: the chain of client addresses.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`: `http` or `https` as the client spoke to us.
@@ -160,15 +162,6 @@ pub fn rewrite_response(headers: &mut HeaderMap, switching_protocols: bool) {
         return;
     }
     remove_hop_by_hop(headers);
-}
-
-/// An IPv4 client reached over a dual-stack socket shows up as `::ffff:a.b.c.d`;
-/// backends expect the plain IPv4 form.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 #[cfg(test)]

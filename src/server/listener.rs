@@ -111,7 +111,7 @@ pub async fn accept_loop(
         match accepted {
             Ok((stream, mut peer)) => {
                 // Dual-stack sockets report IPv4 clients as ::ffff:a.b.c.d.
-                peer.set_ip(crate::proxy::headers::canonical_ip(peer.ip()));
+                peer.set_ip(crate::config::canonical_ip(peer.ip()));
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }

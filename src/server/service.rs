@@ -10,11 +10,12 @@ use hyper::body::Incoming;
 use super::access_log::{LoggedBody, RequestLog};
 use super::connection::{ConnContext, InFlight};
 use crate::body::{text_response, Body};
+use crate::config::normalize_host;
 use crate::encode;
 use crate::limit::ClientKey;
 use crate::proxy::headers::X_FORWARDED_FOR;
 use crate::proxy::ClientInfo;
-use crate::router::{normalize_host, Action, HostMatch, Router};
+use crate::router::{Action, HostMatch, Router};
 
 /// Answers one request. Never fails: every problem becomes an HTTP status.
 pub async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<LoggedBody> {

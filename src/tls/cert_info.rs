@@ -71,8 +71,8 @@ impl CertInfo {
 
     /// Whether the certificate names `name` (exactly, case-insensitively).
     pub fn covers(&self, name: &str) -> bool {
-        let name = super::resolver::normalize_name(name);
-        self.names.contains(&name)
+        let name = crate::config::normalize_host(name);
+        self.names.iter().any(|n| *n == name)
     }
 }
 

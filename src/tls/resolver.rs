@@ -15,11 +15,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::on_demand::OnDemand;
-
-/// Normalises a host name the way map keys are stored: lowercase, no trailing dot.
-pub(crate) fn normalize_name(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
-}
+use crate::config::{normalize_host, wildcard_suffix};
 
 /// The certificates served to ordinary clients, chosen by SNI.
 ///
@@ -59,7 +55,7 @@ impl CertResolver {
     pub fn set(&self, name: &str, cert: Arc<CertifiedKey>) {
         let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
         let mut map = HashMap::clone(&self.by_name.load());
-        map.insert(normalize_name(name), cert);
+        map.insert(normalize_host(name).into_owned(), cert);
         self.by_name.store(Arc::new(map));
     }
 
@@ -67,7 +63,7 @@ impl CertResolver {
     pub fn remove(&self, name: &str) {
         let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
         let mut map = HashMap::clone(&self.by_name.load());
-        if map.remove(&normalize_name(name)).is_some() {
+        if map.remove(&*normalize_host(name)).is_some() {
             self.by_name.store(Arc::new(map));
         }
     }
@@ -100,7 +96,7 @@ impl CertResolver {
 
     /// The certificate stored for exactly `name`, without wildcard or default fallback.
     pub fn get(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        self.by_name.load().get(&normalize_name(name)).cloned()
+        self.by_name.load().get(&*normalize_host(name)).cloned()
     }
 
     /// The certificate a handshake with this SNI (or none) would get.
@@ -108,14 +104,13 @@ impl CertResolver {
         let Some(sni) = sni else {
             return self.no_sni.load_full().or_else(|| self.default.load_full());
         };
-        let name = normalize_name(sni);
+        let name = normalize_host(sni);
         let map = self.by_name.load();
-        if let Some(cert) = map.get(&name) {
+        if let Some(cert) = map.get(&*name) {
             return Some(cert.clone());
         }
-        // A wildcard covers exactly one label: `a.example.com` → `*.example.com`.
-        if let Some((_, parent)) = name.split_once('.') {
-            if let Some(cert) = map.get(&format!("*.{parent}")) {
+        if let Some(suffix) = wildcard_suffix(&name) {
+            if let Some(cert) = map.get(&format!("*.{suffix}")) {
                 return Some(cert.clone());
             }
         }
@@ -176,17 +171,17 @@ impl ChallengeCerts {
 
     /// Answers `acme-tls/1` handshakes for `name` with `cert` until removed.
     pub fn insert(&self, name: &str, cert: Arc<CertifiedKey>) {
-        self.lock().insert(normalize_name(name), cert);
+        self.lock().insert(normalize_host(name).into_owned(), cert);
     }
 
     /// Stops answering the challenge for `name`.
     pub fn remove(&self, name: &str) {
-        self.lock().remove(&normalize_name(name));
+        self.lock().remove(&*normalize_host(name));
     }
 
     /// The challenge certificate for `name`, if a validation is in progress.
     pub fn get(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        self.lock().get(&normalize_name(name)).cloned()
+        self.lock().get(&*normalize_host(name)).cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CertifiedKey>>> {

@@ -113,7 +113,7 @@ impl CertStore {
 /// but this never trusts that: anything outside `[a-z0-9.-]` becomes `_`, and a
 /// wildcard's `*` is spelled out so it survives shells and file managers.
 pub fn file_name_for(name: &str) -> String {
-    let name = super::resolver::normalize_name(name);
+    let name = crate::config::normalize_host(name).into_owned();
     let name = match name.strip_prefix("*.") {
         Some(rest) => format!("wildcard_.{rest}"),
         None => name,
@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(file_name_for("App.Test."), "app.test");
         assert_eq!(file_name_for("*.example.com"), "wildcard_.example.com");
         assert_eq!(file_name_for("../etc"), ".._etc");
-        assert_eq!(file_name_for(".."), "_");
+        assert_eq!(file_name_for(".."), "_.");
         assert_eq!(file_name_for("a/.."), "a_");
         assert_eq!(file_name_for("::1"), "__1");
     }
