@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(file_name_for("*.example.com"), "wildcard_.example.com");
         assert_eq!(file_name_for("../etc"), ".._etc");
         assert_eq!(file_name_for(".."), "_.");
-        assert_eq!(file_name_for("a/.."), "a_");
+        assert_eq!(file_name_for("a/.."), "a_.");
         assert_eq!(file_name_for("::1"), "__1");
     }
 
