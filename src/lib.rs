@@ -15,6 +15,7 @@
 //! The config lives behind an atomic swap so a reload never touches listeners or
 //! open connections.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod acme;
 pub mod body;

@@ -1,5 +1,7 @@
 //! The `bellhop` command line. Everything else lives in the library.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

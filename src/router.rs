@@ -28,8 +28,6 @@ pub struct Router {
 /// The sites served on one listening port.
 #[derive(Debug)]
 pub struct PortRoutes {
-    /// Whether this port speaks TLS.
-    pub tls: bool,
     sites: HostTable<Arc<SiteRoutes>>,
     /// On the plain HTTP port: hosts of HTTPS sites, and the HTTPS port to
     /// redirect them to.
@@ -117,13 +115,13 @@ impl Router {
                 let tls = address.scheme == Scheme::Https;
                 ports
                     .entry(port)
-                    .or_insert_with(|| PortRoutes::new(tls))
+                    .or_insert_with(PortRoutes::new)
                     .sites
                     .insert(&address.host, routes.clone());
                 if tls && port != options.http_port {
                     ports
                         .entry(options.http_port)
-                        .or_insert_with(|| PortRoutes::new(false))
+                        .or_insert_with(PortRoutes::new)
                         .https_redirects
                         .insert(&address.host, port);
                 }
@@ -147,9 +145,8 @@ impl Router {
 }
 
 impl PortRoutes {
-    fn new(tls: bool) -> Self {
+    fn new() -> Self {
         PortRoutes {
-            tls,
             sites: HostTable::default(),
             https_redirects: HostTable::default(),
         }
