@@ -24,6 +24,7 @@ pub mod encode;
 pub mod files;
 pub mod limit;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod server;

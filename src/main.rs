@@ -311,7 +311,10 @@ async fn reload_from(path: Option<&Path>, reload: &ReloadHandle) {
     tracing::info!(config = %path.display(), "SIGHUP received: reloading");
     let result = match load(path) {
         Ok(config) => reload.reload(config).await,
-        Err(e) => Err(e),
+        Err(e) => {
+            reload.config_unreadable();
+            Err(e)
+        }
     };
     match result {
         Ok(summary) => tracing::info!(config = %path.display(), "reloaded: {summary}"),

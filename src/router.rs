@@ -16,6 +16,7 @@ use crate::config::{
 };
 use crate::files::Files;
 use crate::limit::RateLimiter;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::proxy::Proxy;
 
 /// Everything the request path needs from the config.
@@ -23,6 +24,9 @@ use crate::proxy::Proxy;
 pub struct Router {
     ports: HashMap<u16, PortRoutes>,
     trusted_proxies: Vec<IpNet>,
+    /// Counters for requests that reach no route (unknown host or path,
+    /// redirects to HTTPS, ACME challenges, malformed requests).
+    unrouted: RouteMetrics,
 }
 
 /// The sites served on one listening port.
@@ -59,6 +63,7 @@ struct RouteEntry {
     action: Action,
     limiter: Option<Arc<RateLimiter>>,
     encode: Box<[Encoding]>,
+    metrics: RouteMetrics,
 }
 
 /// The route chosen for a request.
@@ -70,6 +75,8 @@ pub struct Routed<'a> {
     pub limiter: Option<&'a RateLimiter>,
     /// Response compressions in preference order; empty for none.
     pub encode: &'a [Encoding],
+    /// The route's request counters.
+    pub metrics: &'a RouteMetrics,
 }
 
 /// What answers a request once its route is known.
@@ -104,12 +111,13 @@ pub enum RouterError {
 }
 
 impl Router {
-    /// Builds the router, including one connection pool per upstream.
-    pub fn new(config: &Config) -> Result<Router, RouterError> {
+    /// Builds the router, including one connection pool per upstream, and
+    /// fetches each route's counters from `metrics`.
+    pub fn new(config: &Config, metrics: &Metrics) -> Result<Router, RouterError> {
         let options = &config.options;
         let mut ports: HashMap<u16, PortRoutes> = HashMap::new();
         for site in &config.sites {
-            let routes = Arc::new(SiteRoutes::new(site)?);
+            let routes = Arc::new(SiteRoutes::new(site, metrics)?);
             for address in &site.addresses {
                 let port = address.effective_port(options);
                 let tls = address.scheme == Scheme::Https;
@@ -130,12 +138,18 @@ impl Router {
         Ok(Router {
             ports,
             trusted_proxies: options.trusted_proxies.clone(),
+            unrouted: metrics.route(&"".into(), &"".into()),
         })
     }
 
     /// The routes of a configured port, if any site uses it.
     pub fn port(&self, port: u16) -> Option<&PortRoutes> {
         self.ports.get(&port)
+    }
+
+    /// The counters of requests that no route answered.
+    pub fn unrouted(&self) -> &RouteMetrics {
+        &self.unrouted
     }
 
     /// Whether a peer's `X-Forwarded-*` headers are believed.
@@ -168,7 +182,13 @@ impl PortRoutes {
 }
 
 impl SiteRoutes {
-    fn new(site: &crate::config::Site) -> Result<SiteRoutes, RouterError> {
+    fn new(site: &crate::config::Site, metrics: &Metrics) -> Result<SiteRoutes, RouterError> {
+        // Metrics name a site by its first address, as the Proxyfile does.
+        let site_label: Arc<str> = site
+            .addresses
+            .first()
+            .map_or_else(String::new, ToString::to_string)
+            .into();
         // Routes that inherit the site's limit share its buckets: a client gets
         // "20/s" for the site, not 20/s per route.
         let mut limiters: Vec<(RateLimit, Arc<RateLimiter>)> = Vec::new();
@@ -189,6 +209,7 @@ impl SiteRoutes {
                     action: Action::new(&route.handler)?,
                     limiter: route.rate_limit.map(&mut limiter_for),
                     encode: route.encode.clone().into_boxed_slice(),
+                    metrics: metrics.route(&site_label, &route.path.to_string().into()),
                 })
             })
             .collect::<Result<Vec<_>, RouterError>>()?;
@@ -207,6 +228,7 @@ impl SiteRoutes {
                 action: &r.action,
                 limiter: r.limiter.as_deref(),
                 encode: &r.encode,
+                metrics: &r.metrics,
             })
     }
 }

@@ -266,6 +266,18 @@ impl PathPattern {
     }
 }
 
+/// Writes the pattern as it appears in a Proxyfile (`/api/*`, `/exact`), and
+/// `*` for the catch-all: route labels in metrics and logs.
+impl std::fmt::Display for PathPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathPattern::Any => f.write_str("*"),
+            PathPattern::Exact(p) => f.write_str(p),
+            PathPattern::Prefix(p) => write!(f, "{p}/*"),
+        }
+    }
+}
+
 /// What answers the requests of a route.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handler {

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{service, Shared};
+use crate::metrics::OpenGuard;
 
 /// What every request on one connection shares.
 #[derive(Debug)]
@@ -31,11 +32,14 @@ pub struct ConnContext {
     /// When the last response finished, in ms since `opened`.
     last_done_ms: AtomicU64,
     opened: Instant,
+    /// Keeps `bellhop_open_connections` counting this connection.
+    _open: OpenGuard,
 }
 
 impl ConnContext {
     fn new(shared: Arc<Shared>, peer: SocketAddr, port: u16, tls: bool) -> Arc<Self> {
         Arc::new(ConnContext {
+            _open: shared.metrics.connection_opened(),
             shared,
             peer,
             port,

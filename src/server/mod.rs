@@ -11,6 +11,7 @@
 //! ```
 
 mod access_log;
+mod admin;
 mod connection;
 pub mod https;
 pub mod listener;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::proxy::Background;
 use crate::router::Router;
 use reload::Listeners;
@@ -60,12 +62,16 @@ pub struct Shared {
     idle_timeout: Duration,
     /// TLS and certificates; `None` when no site is served over HTTPS.
     pub https: Option<https::Https>,
+    /// Counters and gauges for the admin listener; kept across reloads.
+    metrics: Arc<Metrics>,
 }
 
 /// A bound, not yet running server.
 #[derive(Debug)]
 pub struct Server {
     listeners: Arc<Listeners>,
+    /// The admin listener's socket until `run` serves it.
+    admin: Option<tokio::net::TcpListener>,
     shared: Arc<Shared>,
     grace_period: Duration,
 }
@@ -84,13 +90,22 @@ impl ShutdownHandle {
 impl Server {
     /// Builds the router and binds every listener the config needs.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
-        let router = Router::new(&config).context("cannot build the routes")?;
+        let metrics = Arc::new(Metrics::new());
+        let router = Router::new(&config, &metrics).context("cannot build the routes")?;
         let specs = listener::plan(&config);
         // Stored and local certificates are served from the first connection on;
         // ACME starts in `run`, once the listeners can answer validations.
         let https = https::Https::new(&config)?;
         let shutdown = CancellationToken::new();
         let listeners = Listeners::bind(specs, config.options.clone(), &shutdown)?;
+        let admin = config
+            .options
+            .admin
+            .map(|addr| {
+                admin::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (the admin listener)"))
+            })
+            .transpose()?;
 
         let mut http1 = http1::Builder::new();
         http1
@@ -113,6 +128,7 @@ impl Server {
 
         Ok(Server {
             listeners: Arc::new(listeners),
+            admin,
             shared: Arc::new(Shared {
                 router: ArcSwap::from_pointee(router),
                 background: Background {
@@ -123,6 +139,7 @@ impl Server {
                 http2,
                 idle_timeout: config.options.client_header_timeout,
                 https,
+                metrics,
             }),
             grace_period: config.options.grace_period,
         })
@@ -132,6 +149,11 @@ impl Server {
     /// Reloads change this set.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.local_addrs()
+    }
+
+    /// The bound address of the admin listener, if `admin` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// A handle that starts graceful shutdown.
@@ -150,8 +172,19 @@ impl Server {
 
     /// Serves until shutdown, then waits up to the grace period for in-flight
     /// requests before returning.
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(mut self) -> anyhow::Result<()> {
         self.listeners.start(&self.shared);
+        if let Some(admin) = self.admin.take() {
+            if let Ok(addr) = admin.local_addr() {
+                tracing::info!(%addr, "admin listener: /metrics, /health");
+            }
+            tokio::spawn(admin::serve(
+                admin,
+                self.shared.clone(),
+                self.listeners.clone(),
+                self.shared.background.shutdown.clone(),
+            ));
+        }
 
         if let Some(https) = &self.shared.https {
             https.start();

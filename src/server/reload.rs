@@ -102,6 +102,17 @@ impl Listeners {
         inner.loops.extend(loops);
     }
 
+    /// Whether every configured listener has its accept loop running (the
+    /// admin `/health`): false before `run` and once shutdown has begun.
+    pub(super) fn all_serving(&self) -> bool {
+        let inner = self.lock();
+        inner.started
+            && inner
+                .entries
+                .iter()
+                .all(|e| e.pending.is_none() && !e.stop.is_cancelled())
+    }
+
     /// The accept loops to await once shutdown has been signalled. Reloads
     /// after shutdown are refused, so no loop starts after this.
     pub(super) fn take_loops(&self) -> Vec<JoinHandle<()>> {
@@ -187,6 +198,18 @@ pub struct ReloadHandle {
 impl ReloadHandle {
     /// Swaps in `config`. On error the running config keeps serving unchanged.
     pub async fn reload(&self, config: Config) -> anyhow::Result<ReloadSummary> {
+        let result = self.apply(config);
+        self.shared.metrics.reloaded(result.is_ok());
+        result
+    }
+
+    /// Counts a reload that failed before [`reload`](Self::reload): the new
+    /// Proxyfile could not be read or did not parse.
+    pub fn config_unreadable(&self) {
+        self.shared.metrics.reloaded(false);
+    }
+
+    fn apply(&self, config: Config) -> anyhow::Result<ReloadSummary> {
         // Everything below is synchronous and short (file reads for
         // certificates, bind calls); holding the lock serializes reloads.
         let mut inner = self.listeners.lock();
@@ -196,7 +219,8 @@ impl ReloadHandle {
         }
 
         // 1. Routes.
-        let router = Router::new(&config).context("cannot build the routes")?;
+        let router =
+            Router::new(&config, &self.shared.metrics).context("cannot build the routes")?;
 
         // 2. Which listeners stay, go and come.
         let specs = listener::plan(&config);

@@ -13,6 +13,7 @@ use crate::body::{text_response, Body};
 use crate::config::normalize_host;
 use crate::encode;
 use crate::limit::ClientKey;
+use crate::metrics::RouteMetrics;
 use crate::proxy::headers::X_FORWARDED_FOR;
 use crate::proxy::ClientInfo;
 use crate::router::{Action, HostMatch, Router};
@@ -25,7 +26,11 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<
     let uri = req.uri().clone();
     let host = request_host(&req);
 
-    let (response, upstream) = dispatch(req, host.clone(), &conn).await;
+    let router = conn.shared.router.load();
+    let (response, upstream, counters) = dispatch(req, host.clone(), &conn, &router).await;
+    counters
+        .unwrap_or(router.unrouted())
+        .answered(response.status());
 
     let (mut parts, mut body) = response.into_parts();
     if method == Method::HEAD {
@@ -63,24 +68,28 @@ fn without_content(headers: &mut HeaderMap, body: Body) -> Body {
     }
 }
 
-async fn dispatch(
+/// The response, the upstream that produced it (for the log) and the counters
+/// of the route that answered, if one did.
+type Dispatched<'r> = (Response<Body>, Option<Arc<str>>, Option<&'r RouteMetrics>);
+
+async fn dispatch<'r>(
     req: Request<Incoming>,
     host: Option<HeaderValue>,
     conn: &ConnContext,
-) -> (Response<Body>, Option<Arc<str>>) {
+    router: &'r Router,
+) -> Dispatched<'r> {
     if let Some(refusal) = refuse_malformed(&req) {
-        return (refusal, None);
+        return (refusal, None, None);
     }
     if !conn.tls {
         if let Some(https) = &conn.shared.https {
             if let Some(answer) = https.http01_response(req.uri().path()) {
-                return (answer, None);
+                return (answer, None, None);
             }
         }
     }
-    let router = conn.shared.router.load();
     let Some(port) = router.port(conn.port) else {
-        return (not_found(), None);
+        return (not_found(), None, None);
     };
     let host_name = host
         .as_ref()
@@ -91,20 +100,25 @@ async fn dispatch(
     let site = match port.lookup(&host_name) {
         HostMatch::Site(site) => site,
         HostMatch::RedirectToHttps(_) if super::https::is_http01_path(req.uri().path()) => {
-            return (not_found(), None)
+            return (not_found(), None, None)
         }
         HostMatch::RedirectToHttps(https_port) => {
-            return (redirect_to_https(&host_name, https_port, req.uri()), None)
+            return (
+                redirect_to_https(&host_name, https_port, req.uri()),
+                None,
+                None,
+            )
         }
-        HostMatch::Unknown => return (not_found(), None),
+        HostMatch::Unknown => return (not_found(), None, None),
     };
     let Some(route) = site.route(req.uri().path()) else {
-        return (not_found(), None);
+        return (not_found(), None, None);
     };
     if let Some(limiter) = route.limiter {
-        let client = client_ip(conn.peer.ip(), req.headers(), &router);
+        let client = client_ip(conn.peer.ip(), req.headers(), router);
         if let Err(wait) = limiter.check(ClientKey::from(client), Instant::now()) {
-            return (too_many_requests(wait), None);
+            route.metrics.rate_limited();
+            return (too_many_requests(wait), None, Some(route.metrics));
         }
     }
 
@@ -149,7 +163,7 @@ async fn dispatch(
                 .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
     }
-    (response, upstream)
+    (response, upstream, Some(route.metrics))
 }
 
 /// What hyper parses but leaves to us to refuse (RFC 9112), answered before any

@@ -10,6 +10,7 @@
 
 mod support;
 
+mod admin;
 mod attack;
 mod cli;
 mod encode;

@@ -1,0 +1,312 @@
+//! What the admin listener's `GET /metrics` reports, in the OpenMetrics text
+//! format (which Prometheus scrapes natively).
+//!
+//! The request path must pay nothing for this but an atomic add. So every
+//! counter a request touches is looked up once, when the router is built
+//! ([`Metrics::route`]), and the route keeps the handle (an `Arc` around an
+//! atomic): counting a request is then one relaxed `fetch_add`, with no lock,
+//! no label hashing and no allocation. The label families (and their locks)
+//! are only touched when a router is built, a certificate changes or the
+//! admin listener encodes a scrape.
+//!
+//! One [`Metrics`] lives as long as the server: reloads build new routers that
+//! fetch the same handles again, so counters keep counting across reloads.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels of `bellhop_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// The site's first address, as written in the Proxyfile.
+    site: Arc<str>,
+    /// The route's path pattern (`/api/*`), `*` for the site's catch-all.
+    route: Arc<str>,
+    /// The status class: `1xx` … `5xx`.
+    code: &'static str,
+}
+
+/// Labels of per-site counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteLabels {
+    site: Arc<str>,
+}
+
+/// Labels of per-certificate gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabels {
+    name: String,
+}
+
+/// Labels of `bellhop_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    result: &'static str,
+}
+
+/// Labels of `bellhop_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// Status classes in `code` label order; index = status / 100 - 1.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Every metric bellhop exports, registered once.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    rate_limited: Family<SiteLabels, Counter>,
+    open_connections: Gauge,
+    open_websockets: Gauge,
+    reloads: Family<OutcomeLabels, Counter>,
+    certificate_not_after: Family<NameLabels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `bellhop_` prefix. Counters get their
+    /// `_total` suffix from the encoder, as OpenMetrics requires.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bellhop");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by site, route and status class",
+            requests.clone(),
+        );
+        let rate_limited = Family::<SiteLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429 by a rate limit, by site",
+            rate_limited.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections open now (TCP, TLS included)",
+            open_connections.clone(),
+        );
+        let open_websockets = Gauge::default();
+        registry.register(
+            "open_websockets",
+            "Upgraded connections (WebSockets) being spliced now",
+            open_websockets.clone(),
+        );
+        let reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Config reloads, by result (applied or failed)",
+            reloads.clone(),
+        );
+        let certificate_not_after = Family::<NameLabels, Gauge>::default();
+        registry.register(
+            "certificate_not_after_seconds",
+            "End of validity of the certificate served for a name, in Unix seconds",
+            certificate_not_after.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "bellhop's version; always 1", build_info);
+        Metrics {
+            registry,
+            requests,
+            rate_limited,
+            open_connections,
+            open_websockets,
+            reloads,
+            certificate_not_after,
+        }
+    }
+
+    /// The counters one route increments, fetched once when the router is built.
+    pub fn route(&self, site: &Arc<str>, route: &Arc<str>) -> RouteMetrics {
+        let by_class = STATUS_CLASSES.map(|code| {
+            self.requests.get_or_create_owned(&RequestLabels {
+                site: site.clone(),
+                route: route.clone(),
+                code,
+            })
+        });
+        let rate_limited = self
+            .rate_limited
+            .get_or_create_owned(&SiteLabels { site: site.clone() });
+        RouteMetrics {
+            by_class,
+            rate_limited,
+        }
+    }
+
+    /// Counts an open client connection until the guard is dropped.
+    pub fn connection_opened(&self) -> OpenGuard {
+        OpenGuard::new(&self.open_connections)
+    }
+
+    /// Counts an upgraded connection being spliced until the guard is dropped.
+    pub fn websocket_opened(&self) -> OpenGuard {
+        OpenGuard::new(&self.open_websockets)
+    }
+
+    /// Records the outcome of a reload.
+    pub fn reloaded(&self, applied: bool) {
+        let result = if applied { "applied" } else { "failed" };
+        self.reloads.get_or_create(&OutcomeLabels { result }).inc();
+    }
+
+    /// Records the certificate now served for `name`, or that none is.
+    pub fn certificate(&self, name: &str, not_after: Option<SystemTime>) {
+        let labels = NameLabels {
+            name: name.to_string(),
+        };
+        match not_after {
+            Some(t) => {
+                let secs = t
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                self.certificate_not_after.get_or_create(&labels).set(secs);
+            }
+            None => {
+                self.certificate_not_after.remove(&labels);
+            }
+        }
+    }
+
+    /// The OpenMetrics text exposition of every metric, ending in `# EOF`.
+    pub fn encode(&self) -> String {
+        let mut text = String::with_capacity(4096);
+        // Writing into a String cannot fail; an error here would be an encoder bug.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        text
+    }
+}
+
+/// The counters of one route: requests by status class and rate-limit refusals.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    by_class: [Counter; 5],
+    rate_limited: Counter,
+}
+
+impl RouteMetrics {
+    /// Counts a request answered with `status`.
+    pub fn answered(&self, status: http::StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.by_class[class].inc();
+    }
+
+    /// Counts a request refused by the rate limit (the 429 itself is counted
+    /// by [`answered`](Self::answered) too).
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+}
+
+/// Holds a gauge one higher while it lives.
+#[derive(Debug)]
+pub struct OpenGuard(Gauge);
+
+impl OpenGuard {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        OpenGuard(gauge.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_value(text: &str, prefix: &str) -> Option<i64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn route_handles_count_into_the_shared_family() {
+        let metrics = Metrics::new();
+        let site: Arc<str> = "app.test".into();
+        let route: Arc<str> = "/api/*".into();
+        let first = metrics.route(&site, &route);
+        // A reload builds the route again: same series, still counting.
+        let again = metrics.route(&site, &route);
+        first.answered(http::StatusCode::OK);
+        again.answered(http::StatusCode::NO_CONTENT);
+        again.answered(http::StatusCode::BAD_GATEWAY);
+        again.rate_limited();
+        let text = metrics.encode();
+        let series = |code: &str| {
+            line_value(
+                &text,
+                &format!(
+                    "bellhop_requests_total{{site=\"app.test\",route=\"/api/*\",code=\"{code}\"}}"
+                ),
+            )
+        };
+        assert_eq!(series("2xx"), Some(2), "{text}");
+        assert_eq!(series("5xx"), Some(1), "{text}");
+        assert_eq!(series("4xx"), Some(0), "{text}");
+        assert_eq!(
+            line_value(&text, "bellhop_rate_limited_total{site=\"app.test\"}"),
+            Some(1)
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn gauges_follow_guards_and_certificates() {
+        let metrics = Metrics::new();
+        let a = metrics.connection_opened();
+        let b = metrics.connection_opened();
+        let ws = metrics.websocket_opened();
+        drop(a);
+        let text = metrics.encode();
+        assert_eq!(line_value(&text, "bellhop_open_connections "), Some(1));
+        assert_eq!(line_value(&text, "bellhop_open_websockets "), Some(1));
+        drop((b, ws));
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_900_000_000);
+        metrics.certificate("a.test", Some(at));
+        let text = metrics.encode();
+        assert_eq!(line_value(&text, "bellhop_open_connections "), Some(0));
+        assert_eq!(
+            line_value(
+                &text,
+                "bellhop_certificate_not_after_seconds{name=\"a.test\"}"
+            ),
+            Some(1_900_000_000)
+        );
+        metrics.certificate("a.test", None);
+        assert!(!metrics.encode().contains("name=\"a.test\""));
+    }
+}
