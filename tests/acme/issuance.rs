@@ -6,26 +6,37 @@ use bellhop::acme::{CertEvent, NameStatus};
 use bellhop::config::{AcmeChallenge, TlsMode};
 
 use crate::support::net::{https_get, Listeners};
-use crate::support::pebble::{free_tcp_port, Pebble, PebbleOptions};
+use crate::support::pebble::{Pebble, PebbleOptions};
+use crate::support::ports::Port;
 use crate::support::{
-    config, expect_obtained, init_logging, next_event, pebble_config, TempDir, Tls,
+    config, expect_obtained, logs, next_event, next_event_among, pebble_config, TempDir, Tls,
 };
 
 fn pinned(challenge: AcmeChallenge) -> TlsMode {
     TlsMode::Acme { challenge }
 }
 
-/// Issues one certificate with Pebble validating only the given ports, then
-/// checks a verified HTTPS request. Returns the time from manager start to the
-/// verified response.
+/// What [`issue_and_fetch`] observed.
+struct Issuance {
+    /// Manager start to the last verified HTTPS response.
+    elapsed: Duration,
+    /// bellhop's log from before the manager started.
+    log: logs::Since,
+    /// Pebble's API origin with a trailing `/`, as it appears in request URIs.
+    ca: String,
+}
+
+/// Issues one certificate per name (all in one config) with Pebble validating
+/// only the given ports, then checks a verified HTTPS request for each name and
+/// how the key, its directory and the account are stored.
 async fn issue_and_fetch(
-    name: &str,
+    names: &[&str],
     tls_mode: TlsMode,
     pebble_http_port: Option<u16>,
     pebble_tls_port: Option<u16>,
     nonce_reject: u8,
-) -> Duration {
-    init_logging();
+) -> Issuance {
+    let log = logs::capture();
     let listeners = Listeners::bind().await;
     let mut options = PebbleOptions::new(
         pebble_http_port.unwrap_or(listeners.http_port()),
@@ -34,7 +45,8 @@ async fn issue_and_fetch(
     options.nonce_reject = nonce_reject;
     let pebble = Pebble::start(options).await;
     let state = TempDir::new("state");
-    let cfg = pebble_config(&pebble, state.path(), &listeners, &[(name, tls_mode)]);
+    let sites: Vec<(&str, TlsMode)> = names.iter().map(|n| (*n, tls_mode.clone())).collect();
+    let cfg = pebble_config(&pebble, state.path(), &listeners, &sites);
     let tls = Tls::new();
     let addr = listeners.serve(tls.terminator.clone(), tls.tokens.clone());
 
@@ -42,87 +54,143 @@ async fn issue_and_fetch(
     let manager = tls.manager(&cfg);
     let mut events = manager.events();
     manager.start();
-    expect_obtained(&mut events, name, &pebble).await;
+    let mut pending: Vec<&str> = names.to_vec();
+    while !pending.is_empty() {
+        // Names are issued concurrently; take the events in any order.
+        let event = next_event_among(&mut events, &pending, Duration::from_secs(60)).await;
+        let CertEvent::Obtained { name, .. } = event else {
+            panic!("{event:?}\n{}{}", log.show(".test"), pebble.logs());
+        };
+        pending.retain(|n| *n != name);
+    }
     let roots = pebble.issuing_roots().await;
-    let (status, body) = https_get(addr, name, &roots, "/")
-        .await
-        .expect("verified HTTPS GET");
+    for name in names {
+        let (status, body) = https_get(addr, name, &roots, "/")
+            .await
+            .expect("verified HTTPS GET");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, format!("hello {name}").as_str())
+        );
+    }
     let elapsed = started.elapsed();
-    assert_eq!(
-        (status, body.as_str()),
-        (200, format!("hello {name}").as_str())
-    );
 
     // Stored with the promised permissions.
     use std::os::unix::fs::PermissionsExt;
-    let key = manager.store().key_path(name);
-    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "{}", key.display());
-    let dir_mode = std::fs::metadata(key.parent().unwrap())
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(dir_mode, 0o700);
+    for name in names {
+        let key = manager.store().key_path(name);
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", key.display());
+        let dir_mode = std::fs::metadata(key.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dir_mode, 0o700);
+    }
     let account = bellhop::acme::account_path(state.path(), &pebble.directory_url);
     let mode = std::fs::metadata(&account).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", account.display());
-    elapsed
+    Issuance {
+        elapsed,
+        log,
+        ca: format!("{}/", pebble.directory_url.trim_end_matches("/dir")),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_only() {
     // Pebble's TLS-ALPN-01 port points nowhere, so only HTTP-01 can succeed.
-    let t = issue_and_fetch(
-        "http01.test",
+    let nowhere = Port::reserve();
+    let run = issue_and_fetch(
+        &["http01.test"],
         pinned(AcmeChallenge::Http01),
         None,
-        Some(free_tcp_port()),
+        Some(nowhere.number()),
         0,
     )
     .await;
-    eprintln!("http-01: manager start → verified HTTPS 200 in {t:?}");
+    eprintln!(
+        "http-01: manager start → verified HTTPS 200 in {:?}",
+        run.elapsed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn01_only() {
     // Pebble's HTTP-01 port points nowhere, so only TLS-ALPN-01 can succeed.
-    let t = issue_and_fetch(
-        "alpn.test",
+    let nowhere = Port::reserve();
+    let run = issue_and_fetch(
+        &["alpn.test"],
         pinned(AcmeChallenge::TlsAlpn01),
-        Some(free_tcp_port()),
+        Some(nowhere.number()),
         None,
         0,
     )
     .await;
-    eprintln!("tls-alpn-01: manager start → verified HTTPS 200 in {t:?}");
+    eprintln!(
+        "tls-alpn-01: manager start → verified HTTPS 200 in {:?}",
+        run.elapsed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_falls_back_from_tls_alpn01_to_http01() {
-    // TLS-ALPN-01 (tried first) cannot reach us; HTTP-01 can.
-    issue_and_fetch(
-        "fallback.test",
-        TlsMode::Auto,
-        None,
-        Some(free_tcp_port()),
-        0,
-    )
-    .await;
+    // TLS-ALPN-01 (tried first) cannot reach us; HTTP-01 can, and did: only
+    // the HTTP-01 port leads to our listeners.
+    let nowhere = Port::reserve();
+    let name = "fallback.test";
+    let run = issue_and_fetch(&[name], TlsMode::Auto, None, Some(nowhere.number()), 0).await;
+    // The CA's own verdict on a TLS-ALPN-01 attempt at the dead port, relayed
+    // by bellhop before it moved on, and before the certificate arrived.
+    let lines = run.log.lines_with(name);
+    let shown = lines.join("\n");
+    let fell_back = lines
+        .iter()
+        .position(|l| {
+            l.contains("trying the next challenge type")
+                && l.contains(&format!(
+                    "tls-alpn-01 validation of {name} failed: urn:ietf:params:acme:error:"
+                ))
+                && l.contains(&format!("127.0.0.1:{}", nowhere.number()))
+        })
+        .unwrap_or_else(|| panic!("no failed TLS-ALPN-01 attempt before the fallback:\n{shown}"));
+    let obtained = lines
+        .iter()
+        .position(|l| l.contains("certificate obtained"))
+        .unwrap_or_else(|| panic!("no 'certificate obtained' line:\n{shown}"));
+    assert!(fell_back < obtained, "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nonce_reject_50_still_issues() {
-    let t = issue_and_fetch("nonces.test", TlsMode::Auto, None, None, 50).await;
-    eprintln!("NONCEREJECT=50: issued in {t:?}");
+    // About nine signed requests per name, each nonce rejected with a chance of
+    // one half: three names make a run without any rejection (which would prove
+    // nothing) a one-in-ten-million event.
+    let names = ["nonces-1.test", "nonces-2.test", "nonces-3.test"];
+    let run = issue_and_fetch(&names, TlsMode::Auto, None, None, 50).await;
+    // Every rejected request was repeated: the orders could not complete otherwise.
+    let rejected = run
+        .log
+        .lines_with(&run.ca)
+        .into_iter()
+        .filter(|l| l.contains("the CA rejected a nonce"))
+        .count();
+    assert!(rejected >= 1, "no badNonce seen\n{}", run.log.show(&run.ca));
+    eprintln!(
+        "NONCEREJECT=50: {} names issued in {:?}, {rejected} nonces rejected and retried",
+        names.len(),
+        run.elapsed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_validation_serves_nothing_and_backs_off() {
-    init_logging();
+    logs::capture();
     let listeners = Listeners::bind().await;
     // Nothing answers on the port Pebble validates HTTP-01 on.
-    let pebble = Pebble::start(PebbleOptions::new(free_tcp_port(), listeners.https_port())).await;
+    let nowhere = Port::reserve();
+    let pebble = Pebble::start(PebbleOptions::new(nowhere.number(), listeners.https_port())).await;
     let state = TempDir::new("state");
     let name = "fails.test";
     let cfg = pebble_config(
@@ -175,7 +243,7 @@ async fn failed_validation_serves_nothing_and_backs_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_reuses_account_and_certificates_with_ca_down() {
-    init_logging();
+    logs::capture();
     let listeners = Listeners::bind().await;
     let (http_port, https_port) = (listeners.http_port(), listeners.https_port());
     let pebble = Pebble::start(PebbleOptions::new(http_port, https_port)).await;
@@ -251,7 +319,7 @@ async fn restart_reuses_account_and_certificates_with_ca_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_rejection_is_logged_verbatim_and_backoff_survives_restart() {
-    init_logging();
+    logs::capture();
     let listeners = Listeners::bind().await;
     let mut options = PebbleOptions::new(listeners.http_port(), listeners.https_port());
     options.blocklist = vec!["blocked.test".into()];

@@ -12,8 +12,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use crate::support::net::{https_get, tls_connect, Conn};
-use crate::support::pebble::free_tcp_port;
-use crate::support::{init_logging, TempDir};
+use crate::support::ports::Port;
+use crate::support::{logs, TempDir};
 
 /// Shuts the server down on drop.
 struct Running(ShutdownHandle);
@@ -69,11 +69,12 @@ fn random_name() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostless_internal_site_issues_for_any_name_and_for_the_ip() {
-    init_logging();
+    logs::capture();
     let dir = TempDir::new("ondemand");
-    let (http_port, https_port, any_port) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
+    let ports = [Port::reserve(), Port::reserve(), Port::reserve()];
+    let [http_port, https_port, any_port] = ports.each_ref().map(Port::number);
     let state = dir.path().join("state");
-    // `app.test` on the on-demand port belongs to an ACME site whose CA is
+    // `claimed.test` on the on-demand port belongs to an ACME site whose CA is
     // unreachable: it must keep failing rather than get an internal leaf.
     let proxyfile = format!(
         r#"options {{
@@ -86,7 +87,7 @@ async fn hostless_internal_site_issues_for_any_name_and_for_the_ip() {
     tls internal
     respond "any"
 }}
-"https://app.test:{any_port}" {{
+"https://claimed.test:{any_port}" {{
     respond "app"
 }}
 localhost {{
@@ -135,7 +136,7 @@ localhost {{
 
     // A name another site on the port claims gets no on-demand leaf: its ACME
     // certificate doesn't exist, so the handshake fails verification.
-    assert!(https_get(any, "app.test", &roots, "/").await.is_err());
+    assert!(https_get(any, "claimed.test", &roots, "/").await.is_err());
 
     // The HTTPS port has no host-less `tls internal` site: `localhost` works,
     // random names and IP connections are not issued for and fail verification.
@@ -153,9 +154,10 @@ localhost {{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_on_demand_without_a_hostless_internal_site() {
-    init_logging();
+    logs::capture();
     let dir = TempDir::new("ondemand-off");
-    let (http_port, https_port, ip_port) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
+    let ports = [Port::reserve(), Port::reserve(), Port::reserve()];
+    let [http_port, https_port, ip_port] = ports.each_ref().map(Port::number);
     let state = dir.path().join("state");
     // Named internal sites only: nothing answers arbitrary names.
     let proxyfile = format!(

@@ -7,11 +7,11 @@ use bellhop::config::TlsMode;
 
 use crate::support::net::{Conn, Listeners};
 use crate::support::pebble::{Pebble, PebbleOptions};
-use crate::support::{expect_obtained, init_logging, next_event, pebble_config, TempDir, Tls};
+use crate::support::{expect_obtained, logs, next_event, pebble_config, TempDir, Tls};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_lived_certificate_is_renewed_and_hot_swapped() {
-    init_logging();
+    logs::capture();
     let listeners = Listeners::bind().await;
     let mut options = PebbleOptions::new(listeners.http_port(), listeners.https_port());
     // Certificates shorter than 10 days renew at half their lifetime: ~8 s here.

@@ -18,8 +18,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::net::{tls_connect, Conn};
-use crate::support::pebble::{free_tcp_port, Pebble, PebbleOptions};
-use crate::support::{init_logging, TempDir};
+use crate::support::pebble::{Pebble, PebbleOptions};
+use crate::support::ports::Port;
+use crate::support::{logs, TempDir};
 
 /// A running bellhop; shut down on drop.
 struct Running {
@@ -88,18 +89,26 @@ fn options(pebble: &Pebble, state: &TempDir, http_port: u16, https_port: u16) ->
 }
 
 /// Retries a verified GET until it answers (the certificate is obtained in the
-/// background); returns status and body.
+/// background); returns status and body. Fails at once, with bellhop's reason,
+/// when the attempt failed: the next one is a backoff (a minute) away.
 async fn get_when_ready(
     addr: SocketAddr,
     name: &str,
     roots: &Arc<rustls::RootCertStore>,
-    limit: Duration,
+    pebble: &Pebble,
+    log: logs::Since,
 ) -> (u16, String) {
-    let deadline = Instant::now() + limit;
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        let failed = log.show(name);
+        if failed.contains("could not obtain a certificate") {
+            panic!("{name} was not issued:\n{failed}{}", pebble.logs());
+        }
         match crate::support::net::https_get(addr, name, roots, "/").await {
             Ok(answer) => return answer,
-            Err(e) if Instant::now() > deadline => panic!("{name} never served: {e}"),
+            Err(e) if Instant::now() > deadline => {
+                panic!("{name} never served: {e}\n{failed}{}", pebble.logs())
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
@@ -107,8 +116,9 @@ async fn get_when_ready(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_obtains_certificate_redirects_and_speaks_h2() {
-    init_logging();
-    let (http_port, https_port) = (free_tcp_port(), free_tcp_port());
+    let log = logs::capture();
+    let (http, https) = (Port::reserve(), Port::reserve());
+    let (http_port, https_port) = (http.number(), https.number());
     let pebble = Pebble::start(PebbleOptions::new(http_port, https_port)).await;
     let roots = pebble.issuing_roots().await;
     let state = TempDir::new("state");
@@ -131,14 +141,12 @@ async fn server_obtains_certificate_redirects_and_speaks_h2() {
     };
     let started = Instant::now();
     let bellhop = run(config).await;
-    let (status, body) =
-        get_when_ready(bellhop.https, "app.test", &roots, Duration::from_secs(30)).await;
+    let (status, body) = get_when_ready(bellhop.https, "app.test", &roots, &pebble, log).await;
     let elapsed = started.elapsed();
     assert_eq!((status, body.as_str()), (200, "hello app"));
     eprintln!("Server::bind → first verified HTTPS 200: {elapsed:?}");
 
-    let (status, body) =
-        get_when_ready(bellhop.https, "h01.test", &roots, Duration::from_secs(30)).await;
+    let (status, body) = get_when_ready(bellhop.https, "h01.test", &roots, &pebble, log).await;
     assert_eq!((status, body.as_str()), (200, "hello h01"));
 
     // HSTS only when configured, only over HTTPS.
@@ -218,8 +226,9 @@ async fn ws_echo_backend() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_keeps_an_open_wss_connection() {
-    init_logging();
-    let (http_port, https_port) = (free_tcp_port(), free_tcp_port());
+    let log = logs::capture();
+    let (http, https) = (Port::reserve(), Port::reserve());
+    let (http_port, https_port) = (http.number(), https.number());
     let mut pebble_options = PebbleOptions::new(http_port, https_port);
     // Renewed at half its lifetime, i.e. after about 8 s.
     pebble_options.validity_secs = Some(16);
@@ -240,7 +249,7 @@ async fn renewal_keeps_an_open_wss_connection() {
         )],
     };
     let bellhop = run(config).await;
-    get_when_ready(bellhop.https, "ws.test", &roots, Duration::from_secs(30)).await;
+    get_when_ready(bellhop.https, "ws.test", &roots, &pebble, log).await;
 
     // wss:// through bellhop, on the first certificate.
     let tls = tls_connect(bellhop.https, "ws.test", &roots, &[b"http/1.1"])

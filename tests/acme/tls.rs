@@ -10,11 +10,11 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use crate::support::net::{https_get, Listeners};
-use crate::support::{config, init_logging, TempDir, Tls};
+use crate::support::{config, logs, TempDir, Tls};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_ca_chain_verifies_for_localhost_and_ip() {
-    init_logging();
+    logs::capture();
     let listeners = Listeners::bind().await;
     let state = TempDir::new("state");
     let cfg = config(

@@ -1,7 +1,10 @@
 //! Shared test support: Pebble, sockets, temp dirs, configs, waiting.
 
+pub mod dns;
+pub mod logs;
 pub mod net;
 pub mod pebble;
+pub mod ports;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -39,16 +42,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Logs to the test output when `RUST_LOG`-style debugging is wanted (`BELLHOP_TEST_LOG=1`).
-pub fn init_logging() {
-    if std::env::var_os("BELLHOP_TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_max_level(tracing::Level::DEBUG)
-            .try_init();
     }
 }
 
@@ -148,14 +141,23 @@ pub async fn next_event(
     name: &str,
     limit: Duration,
 ) -> CertEvent {
+    next_event_among(events, &[name], limit).await
+}
+
+/// Waits for the next event about any of `names` (their orders run
+/// concurrently, so their events come in any order), failing after `limit`.
+pub async fn next_event_among(
+    events: &mut broadcast::Receiver<CertEvent>,
+    names: &[&str],
+    limit: Duration,
+) -> CertEvent {
     let wait = async {
         loop {
             match events.recv().await {
                 Ok(event) => {
-                    let about = match &event {
-                        CertEvent::Obtained { name, .. } | CertEvent::Failed { name, .. } => name,
-                    };
-                    if about == name {
+                    let (CertEvent::Obtained { name, .. } | CertEvent::Failed { name, .. }) =
+                        &event;
+                    if names.contains(&name.as_str()) {
                         return event;
                     }
                 }
@@ -164,9 +166,12 @@ pub async fn next_event(
             }
         }
     };
-    tokio::time::timeout(limit, wait)
-        .await
-        .unwrap_or_else(|_| panic!("no certificate event for {name} within {limit:?}"))
+    tokio::time::timeout(limit, wait).await.unwrap_or_else(|_| {
+        panic!(
+            "no certificate event for {names:?} within {limit:?}\n{}",
+            names.iter().map(|n| logs::show(n)).collect::<String>()
+        )
+    })
 }
 
 /// Expects the next event about `name` to be `Obtained`.
@@ -177,8 +182,10 @@ pub async fn expect_obtained(
 ) {
     match next_event(events, name, Duration::from_secs(60)).await {
         CertEvent::Obtained { .. } => {}
-        CertEvent::Failed { error, .. } => {
-            panic!("obtaining {name} failed: {error}\n{}", pebble.logs())
-        }
+        CertEvent::Failed { error, .. } => panic!(
+            "obtaining {name} failed: {error}\n{}{}",
+            logs::show(name),
+            pebble.logs()
+        ),
     }
 }

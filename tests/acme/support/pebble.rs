@@ -1,13 +1,13 @@
 //! A private Pebble ACME server (plus pebble-challtestsrv as its DNS) per test.
 //!
 //! Each `Pebble` owns a temp dir, a freshly generated HTTPS certificate for its
-//! API, free ports, and two child processes that are killed on drop (and, as a
-//! backstop if the test process itself dies, by `timeout` after a few minutes).
-//! Its validation ports are the ones the test's own listeners use, so tests with
-//! different listeners can run in parallel.
+//! API, reserved ports ([`Port`]), and two child processes that are killed on
+//! drop (and, as a backstop if the test process itself dies, by `timeout` after a
+//! few minutes). Its validation ports are the ones the test's own listeners use,
+//! so tests with different listeners can run in parallel.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use super::net::https_get;
+use super::ports::Port;
 use super::TempDir;
 
 /// Pebble processes die at the latest after this, even if the test process is killed.
@@ -59,18 +60,21 @@ pub struct Pebble {
     pub api_root_path: PathBuf,
     api_root: CertificateDer<'static>,
     management: SocketAddr,
+    dns: SocketAddr,
     dir: TempDir,
+    /// Held until the processes are gone, so no other test reuses the ports.
+    _ports: Vec<Port>,
 }
 
 impl Pebble {
-    /// Starts challtestsrv and Pebble and waits until the directory answers.
+    /// Starts challtestsrv and Pebble and waits until both answer: the ACME
+    /// directory over HTTPS, and DNS (a validation that finds no resolver fails
+    /// the order and costs the name a minute of backoff).
     pub async fn start(options: PebbleOptions) -> Pebble {
         let dir = TempDir::new("pebble");
         let (api_root, api_root_path, cert_path, key_path) = write_api_cert(dir.path());
-        let listen = free_tcp_port();
-        let management = free_tcp_port();
-        let dns = free_udp_and_tcp_port();
-        let challtest_mgmt = free_tcp_port();
+        let ports: Vec<Port> = (0..4).map(|_| Port::reserve()).collect();
+        let [listen, management, dns, challtest_mgmt] = [0, 1, 2, 3].map(|i| ports[i].number());
         let mut pebble_config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{listen}"),
@@ -133,13 +137,15 @@ impl Pebble {
                 ("PEBBLE_AUTHZREUSE", "0".to_string()),
             ],
         ));
-        let pebble = Pebble {
+        let mut pebble = Pebble {
             children,
             directory_url: format!("https://127.0.0.1:{listen}/dir"),
             api_root_path,
             api_root,
             management: SocketAddr::from(([127, 0, 0, 1], management)),
+            dns: SocketAddr::from(([127, 0, 0, 1], dns)),
             dir,
+            _ports: ports,
         };
         pebble
             .wait_ready(SocketAddr::from(([127, 0, 0, 1], listen)))
@@ -147,15 +153,30 @@ impl Pebble {
         pebble
     }
 
-    async fn wait_ready(&self, api: SocketAddr) {
+    async fn wait_ready(&mut self, api: SocketAddr) {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut api_up, mut dns_up) = (false, false);
         loop {
-            if let Ok((200, _)) = https_get(api, "localhost", &self.api_roots(), "/dir").await {
+            if !api_up {
+                api_up = matches!(
+                    https_get(api, "localhost", &self.api_roots(), "/dir").await,
+                    Ok((200, _))
+                );
+            }
+            if !dns_up {
+                dns_up = super::dns::answers(self.dns, "ready.test").await;
+            }
+            if api_up && dns_up {
                 return;
             }
-            if Instant::now() > deadline {
+            let exited = self
+                .children
+                .iter_mut()
+                .any(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited || Instant::now() > deadline {
                 panic!(
-                    "Pebble did not come up; logs in {}:\n{}",
+                    "Pebble did not come up (api: {api_up}, dns: {dns_up}, exited: {exited}); \
+                     logs in {}:\n{}",
                     self.dir.path().display(),
                     self.logs()
                 );
@@ -277,25 +298,4 @@ fn write_api_cert(dir: &Path) -> (CertificateDer<'static>, PathBuf, PathBuf, Pat
     chain.write_all(leaf.pem().as_bytes()).unwrap();
     std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
     (root.der().clone(), root_path, cert_path, key_path)
-}
-
-/// A TCP port nobody listens on right now (the OS hands out ephemeral ports
-/// round-robin, so it stays free long enough for the child to bind it).
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A port free for both UDP and TCP (DNS uses both).
-fn free_udp_and_tcp_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
-        let port = udp.local_addr().expect("udp addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both UDP and TCP");
 }
