@@ -27,7 +27,8 @@ pub struct IdleStats {
     pub conns: AtomicU64,
     /// Requests answered.
     pub requests: AtomicU64,
-    /// Connections this backend closed because they were idle.
+    /// Connections this backend closed because they were idle (lazy: those on
+    /// which a request arrived after `idle` and was dropped unanswered).
     pub idle_closes: AtomicU64,
 }
 
@@ -101,7 +102,9 @@ async fn serve(
                 sock.read(&mut chunk).await
             } else if lazy {
                 let r = sock.read(&mut chunk).await;
-                if last_response.elapsed() >= idle {
+                // Only a request that arrives counts; the peer closing its end
+                // (EOF) is not a request this backend dropped.
+                if matches!(r, Ok(n) if n > 0) && last_response.elapsed() >= idle {
                     stats.idle_closes.fetch_add(1, Ordering::SeqCst);
                     return; // drop unread: the peer sees EOF/RST, no response
                 }
