@@ -73,11 +73,47 @@ pub enum AcmeError {
     Tls(#[from] TlsError),
 }
 
+/// Whether `problem` says a challenge failed in a way another challenge type
+/// might not (unreachable, wrong answer, DNS, CAA).
+fn is_validation_problem(problem: &Problem) -> bool {
+    short_type(problem).is_some_and(|t| VALIDATION_PROBLEMS.contains(&t))
+}
+
+/// `connection` for `urn:ietf:params:acme:error:connection`.
+fn short_type(problem: &Problem) -> Option<&str> {
+    let full = problem.r#type.as_deref()?;
+    Some(full.rsplit(':').next().unwrap_or(full))
+}
+
 impl AcmeError {
     pub(crate) fn acme(step: impl Into<String>, source: instant_acme::Error) -> Self {
         AcmeError::Acme {
             step: step.into(),
             source,
+        }
+    }
+
+    /// Why telling the CA that a challenge is ready failed. A quick CA can
+    /// validate before it answers; the challenge in its answer then already
+    /// carries the failure. That is the CA's verdict on the challenge, the same
+    /// as polling would have found, so it becomes the same [`Validation`] error
+    /// (same message, same fallback) instead of a failed request.
+    ///
+    /// [`Validation`]: AcmeError::Validation
+    pub(crate) fn challenge_ready(
+        name: &str,
+        challenge: &'static str,
+        source: instant_acme::Error,
+    ) -> Self {
+        match source {
+            instant_acme::Error::Api(problem) if is_validation_problem(&problem) => {
+                AcmeError::Validation {
+                    name: name.to_string(),
+                    challenge,
+                    problem,
+                }
+            }
+            source => AcmeError::acme(format!("starting {challenge} validation of {name}"), source),
         }
     }
 
@@ -95,16 +131,13 @@ impl AcmeError {
 
     /// The short problem type (`rateLimited`, `connection`, …), if any.
     pub fn problem_type(&self) -> Option<&str> {
-        let full = self.problem()?.r#type.as_deref()?;
-        Some(full.rsplit(':').next().unwrap_or(full))
+        short_type(self.problem()?)
     }
 
     /// Whether trying another challenge type is worthwhile.
     pub fn is_validation_failure(&self) -> bool {
         matches!(self, AcmeError::Validation { .. })
-            || self
-                .problem_type()
-                .is_some_and(|t| VALIDATION_PROBLEMS.contains(&t))
+            || self.problem().is_some_and(is_validation_problem)
     }
 
     /// Whether the CA no longer knows our account (e.g. a test CA was reset).
@@ -210,5 +243,30 @@ mod tests {
             v.to_string(),
             "http-01 validation of a.test failed: urn:ietf:params:acme:error:connection: refused"
         );
+    }
+
+    #[test]
+    fn a_failed_challenge_in_the_ready_answer_is_a_validation_failure() {
+        // The challenge came back already invalid: reads like a polled failure.
+        let err = AcmeError::challenge_ready(
+            "a.test",
+            "tls-alpn-01",
+            instant_acme::Error::Api(problem("connection", "refused")),
+        );
+        assert!(matches!(err, AcmeError::Validation { .. }));
+        assert_eq!(
+            err.to_string(),
+            "tls-alpn-01 validation of a.test failed: urn:ietf:params:acme:error:connection: refused"
+        );
+        // Anything else is the request failing.
+        let err = AcmeError::challenge_ready(
+            "a.test",
+            "http-01",
+            instant_acme::Error::Api(problem("malformed", "bad JWS")),
+        );
+        assert!(!err.is_validation_failure());
+        assert!(err
+            .to_string()
+            .starts_with("starting http-01 validation of a.test"));
     }
 }

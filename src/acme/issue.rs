@@ -201,7 +201,7 @@ async fn obtain_with(
             }
         });
         retry_bad_nonce!(handle.set_ready().await)
-            .map_err(|e| AcmeError::acme(format!("starting {kind} validation of {name}"), e))?;
+            .map_err(|e| AcmeError::challenge_ready(name, kind, e))?;
         break;
     }
 
