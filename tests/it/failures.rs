@@ -12,8 +12,9 @@ use crate::support::backends::raw::Garbage;
 use crate::support::backends::slow::Slow;
 use crate::support::client::{empty, get, h1, raw, req};
 use crate::support::config::{proxy_with, site, tcp, unix, ConfigBuilder};
+use crate::support::ports::Port;
 use crate::support::server::TestServer;
-use crate::support::{bounded, free_port, millis, secs, wait_for};
+use crate::support::{bounded, millis, secs, wait_for};
 
 async fn front(
     upstream: std::net::SocketAddr,
@@ -35,7 +36,9 @@ async fn front(
 #[tokio::test]
 async fn refused_upstream_gives_502_at_once() {
     bounded(secs(20), "test", async {
-        let closed: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // Reserved for the whole test and never listened on: refused every time.
+        let nobody = Port::reserve();
+        let closed = std::net::SocketAddr::from(([127, 0, 0, 1], nobody.number()));
         let server = front(closed, None).await;
         let started = Instant::now();
         let r = get(server.addr(), &server.addr().to_string(), "/").await;

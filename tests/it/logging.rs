@@ -4,7 +4,8 @@
 use crate::support::backends::echo::Echo;
 use crate::support::binary::{json_field, text_field, Bellhop};
 use crate::support::client::get;
-use crate::support::{bounded, free_port, secs, TempDir};
+use crate::support::ports::Port;
+use crate::support::{bounded, secs, TempDir};
 
 /// Fields every request line has. `duration` may carry a unit suffix (`duration_ms`).
 const FIELDS: [&str; 6] = ["method", "host", "path", "status", "upstream", "bytes"];
@@ -150,7 +151,9 @@ async fn exactly_one_log_line_per_request() {
 #[tokio::test]
 async fn refused_upstream_is_logged_with_its_address() {
     bounded(secs(30), "test", async {
-        let dead = format!("127.0.0.1:{}", free_port());
+        // Reserved for the whole test and never listened on: refused every time.
+        let nobody = Port::reserve();
+        let dead = format!("127.0.0.1:{}", nobody.number());
         let bellhop = Bellhop::proxy(&dead, &[]).await;
         let r = get(bellhop.addr(), &bellhop.addr().to_string(), "/down").await;
         assert_eq!(r.status, 502);
@@ -178,9 +181,11 @@ async fn log_level_warn_silences_request_lines() {
     bounded(secs(30), "test", async {
         let echo = Echo::start("log").await;
         let dir = TempDir::new("loglevel");
-        // At warn the `listening` info line is silent too, so this one run uses a
-        // port that was free a moment ago instead of port 0.
-        let port = crate::support::free_port();
+        // At warn the `listening` info line is silent too, so this one run is told
+        // a reserved port instead of port 0; held until the test ends, so whatever
+        // accepts there is this bellhop.
+        let reserved = Port::reserve();
+        let port = reserved.number();
         let file = dir.write(
             "Proxyfile",
             &format!(

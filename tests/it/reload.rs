@@ -18,8 +18,9 @@ use crate::support::backends::ws::WsBackend;
 use crate::support::binary::{run_cli, Bellhop};
 use crate::support::client::{collect, empty, get, h1, req, Reply};
 use crate::support::config::{proxy, respond, site, tcp, ConfigBuilder};
+use crate::support::ports::Port;
 use crate::support::ws::{connect, next_data, try_connect, Ws};
-use crate::support::{bounded, free_port, millis, secs, wait_for, wait_for_async, TempDir};
+use crate::support::{bounded, millis, secs, wait_for, wait_for_async, TempDir};
 
 /// A running in-process server with both handles; shut down and aborted on drop.
 struct Running {
@@ -242,8 +243,11 @@ async fn added_port_starts_serving_and_removed_port_stops_accepting_but_finishes
         let server = Running::start(base().build()).await;
         let main_addr = server.addr();
 
-        // Add `"http://127.0.0.1:PORT" { proxy EXTRA }`.
-        let port = free_port();
+        // Add `"http://127.0.0.1:PORT" { proxy EXTRA }`. A port 0 site would join
+        // the existing port 0 listener, so the new one needs a number; reserved for
+        // the whole test, so nobody else listens there once it is removed.
+        let reserved = Port::reserve();
+        let port = reserved.number();
         let new_addr = SocketAddr::from(([127, 0, 0, 1], port));
         let with_extra = |upstream| {
             on_port(

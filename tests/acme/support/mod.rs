@@ -4,6 +4,7 @@ pub mod dns;
 pub mod logs;
 pub mod net;
 pub mod pebble;
+#[path = "../../common/ports.rs"]
 pub mod ports;
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //! a spawned `bellhop` process, and waiting helpers.
 //!
 //! Rules every test follows (and these helpers make easy):
-//! - only 127.0.0.1 (or other 127/8 addresses) and ephemeral ports;
+//! - only 127.0.0.1 (or other 127/8 addresses) and ephemeral ports, or a
+//!   [`ports::Port`] where a port must be known before it is bound;
 //! - no fixed sleep where a condition can be waited for: use [`wait_for`];
 //! - every test is bounded in time: wrap the body in [`bounded`].
 #![allow(dead_code)]
@@ -12,6 +13,8 @@ pub mod binary;
 pub mod client;
 pub mod config;
 pub mod pattern;
+#[path = "../../common/ports.rs"]
+pub mod ports;
 pub mod server;
 pub mod ws;
 
@@ -127,15 +130,6 @@ pub fn raise_fd_limit() -> u64 {
         }
         lim.rlim_cur
     }
-}
-
-/// A port on 127.0.0.1 that was free a moment ago. Only for programs that cannot
-/// report the port they bound (bellhop itself always binds port 0).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
 }
 
 /// A task that is aborted when this handle is dropped, so backends die with their test.

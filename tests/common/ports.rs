@@ -1,12 +1,21 @@
 //! Ports that stay free until the test that reserved them is done.
 //!
-//! Pebble, pebble-challtestsrv and `Server::bind` must be told their ports before
-//! they bind, so a test cannot simply bind port 0 and keep the socket. Probing a
-//! port with `bind(0)` and dropping the socket is racy: nextest runs every test in
-//! its own process, and between the probe and the child's bind another process
-//! (a parallel test's `bind(0)`, an outgoing connection, a resolver's UDP socket)
-//! may be handed the same ephemeral port. That is how a Pebble once died with
-//! "bind: address already in use" and its test waited out its deadline.
+//! Shared by both test crates (`tests/it`, `tests/acme`), each of which includes
+//! this file as `support::ports` with `#[path]`, so there is one implementation.
+//!
+//! Some programs must be told their ports before they bind, so a test cannot
+//! simply bind port 0 and keep the socket: Pebble and pebble-challtestsrv, a
+//! `Server::bind` whose ACME validation ports Pebble must know, a listener that a
+//! reload adds next to an existing port-0 one, a `bellhop run` at a log level
+//! that hides its `listening` line. A test may also need an address where
+//! nothing answers (a refused upstream).
+//!
+//! Probing a port with `bind(0)` and dropping the socket is racy: nextest runs
+//! every test in its own process, and between the probe and the consumer's bind
+//! another process (a parallel test's `bind(0)`, an outgoing connection, a
+//! resolver's UDP socket) may be handed the same ephemeral port. That is how a
+//! Pebble once died with "bind: address already in use" and its test waited out
+//! its deadline.
 //!
 //! A [`Port`] closes both holes:
 //! - it comes from outside the kernel's ephemeral range, so no `bind(0)` or
