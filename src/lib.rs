@@ -20,6 +20,7 @@
 pub mod acme;
 pub mod body;
 pub mod config;
+mod crypto;
 pub mod encode;
 pub mod files;
 pub mod limit;
@@ -28,4 +29,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod server;
+mod state_file;
 pub mod tls;

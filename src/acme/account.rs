@@ -12,7 +12,7 @@ use instant_acme::{Account, AccountCredentials, NewAccount};
 
 use super::client::AcmeHttp;
 use super::AcmeError;
-use crate::tls::atomic_file::{read_optional, write_atomic, SECRET_MODE};
+use crate::state_file::{read_optional, write_atomic, FileError, SECRET_MODE};
 
 /// A file-name-safe id for a CA directory URL:
 /// `https://acme-v02.api.letsencrypt.org/directory` → `acme-v02.api.letsencrypt.org-directory`.
@@ -101,7 +101,7 @@ pub(crate) fn retire(state_dir: &Path, directory_url: &str) -> Result<(), AcmeEr
     match std::fs::rename(&path, &aside) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(crate::tls::TlsError::io("moving aside", path, e).into()),
+        Err(e) => Err(FileError::new("moving aside", path, e).into()),
     }
 }
 

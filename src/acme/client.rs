@@ -25,7 +25,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use super::AcmeError;
-use crate::tls::provider;
+use crate::crypto::provider;
 
 /// Connect timeout towards the CA.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use instant_acme::Problem;
 
 use super::schedule::{retry_after_from_detail, FailureKind};
+use crate::state_file::FileError;
 use crate::tls::TlsError;
 
 /// Problem types (RFC 8555 §6.7) after which another challenge type may succeed.
@@ -68,6 +69,9 @@ pub enum AcmeError {
         /// The limit that was hit.
         secs: u64,
     },
+    /// Reading or writing the account credentials failed.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// Storing or using the certificate failed.
     #[error(transparent)]
     Tls(#[from] TlsError),

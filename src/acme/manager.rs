@@ -29,10 +29,11 @@ use super::schedule::{self, AriWindow, Validity};
 use super::status::NameStatus;
 use super::AcmeError;
 use crate::config::{AcmeChallenge, Config};
-use crate::tls::atomic_file::create_private_dir;
+use crate::crypto::random_u32;
+use crate::state_file::create_private_dir;
 use crate::tls::{
-    load_cert_files, random_u32, CertResolver, CertStore, ChallengeCerts, InternalCa, OnDemandPort,
-    StoredCert, TlsError, LEAF_LIFETIME,
+    load_cert_files, CertResolver, CertStore, ChallengeCerts, InternalCa, OnDemandPort, StoredCert,
+    TlsError, LEAF_LIFETIME,
 };
 
 /// One whole attempt (order, validation, download) may take this long.

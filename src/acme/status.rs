@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::tls::atomic_file::{read_optional, write_atomic, PUBLIC_MODE};
+use crate::state_file::{read_optional, write_atomic, PUBLIC_MODE};
 use crate::tls::TlsError;
 
 /// What went wrong last and when to try again.
@@ -48,7 +48,7 @@ impl NameStatus {
     pub fn save(&self, path: &Path) -> Result<(), TlsError> {
         let mut json = serde_json::to_vec_pretty(self).unwrap_or_default();
         json.push(b'\n');
-        write_atomic(path, &json, PUBLIC_MODE)
+        Ok(write_atomic(path, &json, PUBLIC_MODE)?)
     }
 
     /// The pending retry time, if the last attempt failed.

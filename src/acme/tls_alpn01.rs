@@ -4,7 +4,8 @@ use rcgen::{CertificateParams, CustomExtension, DistinguishedName, KeyPair};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 
-use crate::tls::{provider, TlsError};
+use crate::crypto::provider;
+use crate::tls::TlsError;
 
 /// A self-signed certificate for exactly `name` carrying the critical
 /// `id-pe-acmeIdentifier` extension with the SHA-256 digest of the key

@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::state_file::FileError;
+
 /// Everything that can go wrong loading, creating or serving certificates.
 ///
 /// Every variant names the file or the operation involved, so a log line or a
@@ -10,16 +12,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// Reading or writing a file (certificate, key, state) failed.
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        /// What we were doing ("reading", "writing", "creating directory").
-        action: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     /// A PEM file could not be parsed.
     #[error("{}: {reason}", path.display())]
     Pem {
@@ -72,13 +66,9 @@ pub enum TlsError {
 }
 
 impl TlsError {
-    /// Shorthand for an [`TlsError::Io`] with its context.
+    /// Shorthand for a [`TlsError::File`] with its context.
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        TlsError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        TlsError::File(FileError::new(action, path, source))
     }
 
     /// Shorthand for an [`TlsError::Rcgen`] with its context.

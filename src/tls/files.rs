@@ -3,21 +3,13 @@
 //! Used for `tls "cert.pem" "key.pem"` and for everything bellhop stores itself.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::TlsError;
-
-/// The crypto provider every bellhop TLS object uses. Passing it explicitly (rather
-/// than relying on the process default) keeps the library usable from tests and
-/// from a `main` that forgot to install one.
-pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+use crate::crypto::provider;
 
 /// Loads a PEM certificate chain (leaf first) and its private key (PKCS#8, PKCS#1
 /// or SEC1), and checks that the key belongs to the leaf.

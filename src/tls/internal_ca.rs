@@ -18,9 +18,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 
-use super::atomic_file::{read_optional, write_atomic, PUBLIC_MODE, SECRET_MODE};
-use super::files::provider;
 use super::TlsError;
+use crate::crypto::{provider, random_u32};
+use crate::state_file::{read_optional, write_atomic, PUBLIC_MODE, SECRET_MODE};
 
 /// How long the root is valid. Long, because re-trusting a root is manual work.
 const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -227,15 +227,6 @@ impl InternalCa {
         )
         .map_err(|e| TlsError::rustls(context(), e))
     }
-}
-
-/// A random number from the same CSPRNG rustls uses (no extra dependency).
-pub(crate) fn random_u32() -> u32 {
-    let mut buf = [0u8; 4];
-    // ring's system RNG does not fail on Linux; if it ever did, a zero suffix in
-    // a CA name is harmless.
-    let _ = provider().secure_random.fill(&mut buf);
-    u32::from_le_bytes(buf)
 }
 
 #[cfg(test)]

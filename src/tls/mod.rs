@@ -8,9 +8,8 @@
 //!   [`OnDemand`] signs its leaves during the handshake for host-less
 //!   `tls internal` sites, which answer any name.
 //! - [`CertStore`] keeps certificates on disk, written atomically
-//!   ([`atomic_file`]), and [`load_cert_files`] reads `tls "cert" "key"`.
+//!   (`crate::state_file`), and [`load_cert_files`] reads `tls "cert" "key"`.
 
-pub mod atomic_file;
 mod cert_info;
 mod error;
 mod files;
@@ -23,8 +22,6 @@ mod terminator;
 pub use cert_info::CertInfo;
 pub use error::TlsError;
 pub use files::load_cert_files;
-pub(crate) use files::provider;
-pub(crate) use internal_ca::random_u32;
 pub use internal_ca::{InternalCa, LEAF_LIFETIME};
 pub use on_demand::{OnDemand, OnDemandPort, ON_DEMAND_CAPACITY};
 pub use resolver::{CertResolver, ChallengeCerts};

@@ -352,7 +352,7 @@ mod tests {
             roots.add(self.ca.root_der().clone()).unwrap();
             let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
                 roots.into(),
-                super::super::provider(),
+                crate::crypto::provider(),
             )
             .build()
             .unwrap();

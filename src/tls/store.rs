@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
 
-use super::atomic_file::{read_optional, write_atomic, PUBLIC_MODE, SECRET_MODE};
 use super::cert_info::CertInfo;
 use super::files::certified_key_from_pem;
 use super::TlsError;
+use crate::state_file::{read_optional, write_atomic, PUBLIC_MODE, SECRET_MODE};
 
 /// A certificate ready to serve, with the facts needed to schedule its renewal.
 #[derive(Debug, Clone)]

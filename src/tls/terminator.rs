@@ -12,10 +12,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
-use super::files::provider;
 use super::resolver::{CertResolver, ChallengeCerts};
 use super::TlsError;
 use crate::config::defaults;
+use crate::crypto::provider;
 
 /// The ALPN protocol of RFC 8737 validation connections.
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";

@@ -8,11 +8,9 @@
 //! hold them are 0700.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
-
-use super::TlsError;
+use std::path::{Path, PathBuf};
 
 /// File mode for private keys and account credentials.
 pub const SECRET_MODE: u32 = 0o600;
@@ -21,21 +19,48 @@ pub const PUBLIC_MODE: u32 = 0o644;
 /// Mode for every directory under the state dir.
 pub const DIR_MODE: u32 = 0o700;
 
+/// A file or directory operation under the state dir failed.
+///
+/// Names the operation and the path, so the log line can be acted on; the
+/// modules that own the files (`certs`, `acme`) wrap it in their own errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+pub struct FileError {
+    /// What we were doing ("reading", "creating directory", …).
+    pub action: &'static str,
+    /// The file or directory.
+    pub path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl FileError {
+    /// A failed `action` on `path`.
+    pub(crate) fn new(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        FileError {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
 /// Creates `dir` and its missing parents with mode 0700, and tightens an existing
 /// `dir` to 0700 (an operator may have created it with a looser umask).
-pub fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
+pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
     DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
         .create(dir)
-        .map_err(|e| TlsError::io("creating directory", dir, e))?;
+        .map_err(|e| FileError::new("creating directory", dir, e))?;
     let mode = fs::metadata(dir)
-        .map_err(|e| TlsError::io("inspecting directory", dir, e))?
+        .map_err(|e| FileError::new("inspecting directory", dir, e))?
         .permissions()
         .mode();
     if mode & 0o777 != DIR_MODE {
         fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
-            .map_err(|e| TlsError::io("setting permissions on", dir, e))?;
+            .map_err(|e| FileError::new("setting permissions on", dir, e))?;
     }
     Ok(())
 }
@@ -43,7 +68,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
 /// Atomically replaces `path` with `contents`, creating the file with `mode`.
 ///
 /// The parent directory is created (0700) if missing.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -70,7 +95,7 @@ fn write_then_rename(
     dir: &Path,
     contents: &[u8],
     mode: u32,
-) -> Result<(), TlsError> {
+) -> Result<(), FileError> {
     // A stale temp file from a crash may exist with other permissions; start clean
     // so `mode` below really applies.
     let _ = fs::remove_file(tmp);
@@ -79,24 +104,24 @@ fn write_then_rename(
         .create_new(true)
         .mode(mode)
         .open(tmp)
-        .map_err(|e| TlsError::io("creating", tmp, e))?;
+        .map_err(|e| FileError::new("creating", tmp, e))?;
     file.write_all(contents)
-        .map_err(|e| TlsError::io("writing", tmp, e))?;
+        .map_err(|e| FileError::new("writing", tmp, e))?;
     file.sync_all()
-        .map_err(|e| TlsError::io("syncing", tmp, e))?;
+        .map_err(|e| FileError::new("syncing", tmp, e))?;
     drop(file);
-    fs::rename(tmp, path).map_err(|e| TlsError::io("renaming into place", path, e))?;
+    fs::rename(tmp, path).map_err(|e| FileError::new("renaming into place", path, e))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| TlsError::io("syncing directory", dir, e))
+        .map_err(|e| FileError::new("syncing directory", dir, e))
 }
 
 /// Reads a file that may legitimately be absent: `Ok(None)` when it does not exist.
-pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, TlsError> {
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(TlsError::io("reading", path, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FileError::new("reading", path, e)),
     }
 }
 
