@@ -19,6 +19,7 @@
 
 pub mod acme;
 pub mod body;
+pub mod certs;
 pub mod config;
 mod crypto;
 pub mod encode;

@@ -212,7 +212,7 @@ fn ca_root(path: Option<&Path>) -> ExitCode {
             Err(_) => PathBuf::from(config::defaults::STATE_DIR),
         },
     };
-    match bellhop::tls::InternalCa::load_or_create(&state_dir) {
+    match bellhop::certs::InternalCa::load_or_create(&state_dir) {
         Ok(ca) => {
             print!("{}", ca.trust_instructions());
             ExitCode::SUCCESS

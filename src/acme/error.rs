@@ -5,9 +5,8 @@ use std::time::SystemTime;
 
 use instant_acme::Problem;
 
-use super::schedule::{retry_after_from_detail, FailureKind};
+use crate::certs::CertError;
 use crate::state_file::FileError;
-use crate::tls::TlsError;
 
 /// Problem types (RFC 8555 §6.7) after which another challenge type may succeed.
 const VALIDATION_PROBLEMS: &[&str] = &[
@@ -72,9 +71,27 @@ pub enum AcmeError {
     /// Reading or writing the account credentials failed.
     #[error(transparent)]
     File(#[from] FileError),
+    /// Generating a key, CSR or challenge certificate failed.
+    #[error("{context}: {source}")]
+    Rcgen {
+        /// What we were generating.
+        context: String,
+        /// The rcgen error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// rustls refused a key we generated.
+    #[error("{context}: {source}")]
+    Rustls {
+        /// What we were building.
+        context: String,
+        /// The rustls error.
+        #[source]
+        source: rustls::Error,
+    },
     /// Storing or using the certificate failed.
     #[error(transparent)]
-    Tls(#[from] TlsError),
+    Cert(#[from] CertError),
 }
 
 /// Whether `problem` says a challenge failed in a way another challenge type
@@ -121,6 +138,22 @@ impl AcmeError {
         }
     }
 
+    /// Shorthand for an [`AcmeError::Rcgen`] with its context.
+    pub(crate) fn rcgen(context: impl Into<String>, source: rcgen::Error) -> Self {
+        AcmeError::Rcgen {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for an [`AcmeError::Rustls`] with its context.
+    pub(crate) fn rustls(context: impl Into<String>, source: rustls::Error) -> Self {
+        AcmeError::Rustls {
+            context: context.into(),
+            source,
+        }
+    }
+
     /// The CA's problem document, if the CA sent one.
     pub fn problem(&self) -> Option<&Problem> {
         match self {
@@ -149,18 +182,53 @@ impl AcmeError {
         self.problem_type() == Some("accountDoesNotExist")
     }
 
-    /// How scheduling should treat this failure.
-    pub fn failure_kind(&self) -> FailureKind {
-        if self.problem_type() == Some("rateLimited") {
-            let retry_after: Option<SystemTime> = self
-                .problem()
-                .and_then(|p| p.detail.as_deref())
-                .and_then(retry_after_from_detail);
-            FailureKind::RateLimited { retry_after }
-        } else {
-            FailureKind::Other
-        }
+    /// Whether the CA refused because of a rate limit (`rateLimited`).
+    pub fn is_rate_limited(&self) -> bool {
+        self.problem_type() == Some("rateLimited")
     }
+
+    /// For a rate limit, the time the CA's problem detail says to retry after,
+    /// if it names one.
+    pub fn retry_after(&self) -> Option<SystemTime> {
+        if !self.is_rate_limited() {
+            return None;
+        }
+        self.problem()
+            .and_then(|p| p.detail.as_deref())
+            .and_then(retry_after_from_detail)
+    }
+}
+
+/// Reads the retry time out of a rate-limit problem detail such as Let's
+/// Encrypt's "… retry after 2025-01-01 00:00:00 UTC: see https://…".
+fn retry_after_from_detail(detail: &str) -> Option<SystemTime> {
+    let lower = detail.to_ascii_lowercase();
+    let at = lower.find("retry after ")? + "retry after ".len();
+    let rest = detail.get(at..)?;
+    let mut parts = rest.split_whitespace();
+    let date = parts.next()?;
+    let clock = parts.next()?.trim_end_matches([',', ':', ';']);
+    let zone = parts.next().map(|z| z.trim_end_matches([',', ':', ';']));
+    if zone.is_some_and(|z| !z.eq_ignore_ascii_case("UTC")) {
+        return None;
+    }
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let mut c = clock.split(':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (c.next()??, c.next()??, c.next()??);
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?)
+            .ok()?;
+    let clock = time::Time::from_hms(
+        u8::try_from(hour).ok()?,
+        u8::try_from(minute).ok()?,
+        u8::try_from(second).ok()?,
+    )
+    .ok()?;
+    Some(SystemTime::from(
+        time::PrimitiveDateTime::new(date, clock).assume_utc(),
+    ))
 }
 
 /// An instant-acme error in words, with a problem document shown in full.
@@ -226,12 +294,8 @@ mod tests {
             )),
         );
         assert!(!err.is_validation_failure());
-        assert!(matches!(
-            err.failure_kind(),
-            FailureKind::RateLimited {
-                retry_after: Some(_)
-            }
-        ));
+        assert!(err.is_rate_limited());
+        assert!(err.retry_after().is_some());
         // The CA's detail appears verbatim.
         assert!(err
             .to_string()
@@ -242,7 +306,8 @@ mod tests {
             problem: problem("connection", "refused"),
         };
         assert!(v.is_validation_failure());
-        assert_eq!(v.failure_kind(), FailureKind::Other);
+        assert!(!v.is_rate_limited());
+        assert_eq!(v.retry_after(), None);
         assert_eq!(
             v.to_string(),
             "http-01 validation of a.test failed: urn:ietf:params:acme:error:connection: refused"
@@ -272,5 +337,20 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("starting http-01 validation of a.test"));
+    }
+
+    #[test]
+    fn parses_lets_encrypt_retry_after() {
+        let detail = "too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s, retry after 2025-01-02 03:04:05 UTC: see https://letsencrypt.org/docs/rate-limits/#new-certificates-per-exact-set-of-identifiers";
+        let expected = SystemTime::from(
+            time::PrimitiveDateTime::new(
+                time::Date::from_calendar_date(2025, time::Month::January, 2).unwrap(),
+                time::Time::from_hms(3, 4, 5).unwrap(),
+            )
+            .assume_utc(),
+        );
+        assert_eq!(retry_after_from_detail(detail), Some(expected));
+        assert_eq!(retry_after_from_detail("rate limited"), None);
+        assert_eq!(retry_after_from_detail("retry after tomorrow"), None);
     }
 }

@@ -14,7 +14,7 @@ use super::nonce::{is_bad_nonce, retry_bad_nonce, BAD_NONCE_RETRIES};
 use super::tls_alpn01::challenge_cert;
 use super::AcmeError;
 use crate::config::AcmeChallenge;
-use crate::tls::{ChallengeCerts, TlsError};
+use crate::tls::ChallengeCerts;
 
 /// Where challenge responses are published for the listeners to serve.
 #[derive(Debug, Clone)]
@@ -229,13 +229,13 @@ async fn obtain_with(
     }
     drop(published);
 
-    let key = KeyPair::generate().map_err(|e| TlsError::rcgen("generating a key", e))?;
+    let key = KeyPair::generate().map_err(|e| AcmeError::rcgen("generating a key", e))?;
     let mut params = CertificateParams::new(vec![name.to_string()])
-        .map_err(|e| TlsError::rcgen(format!("building a CSR for {name}"), e))?;
+        .map_err(|e| AcmeError::rcgen(format!("building a CSR for {name}"), e))?;
     params.distinguished_name = DistinguishedName::new();
     let csr = params
         .serialize_request(&key)
-        .map_err(|e| TlsError::rcgen(format!("signing the CSR for {name}"), e))?;
+        .map_err(|e| AcmeError::rcgen(format!("signing the CSR for {name}"), e))?;
     retry_bad_nonce!(order.finalize_csr(csr.der()).await)
         .map_err(|e| AcmeError::acme(format!("finalizing the order for {name}"), e))?;
     // Many CAs issue while answering the finalize request; only poll if not.

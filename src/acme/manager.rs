@@ -24,17 +24,17 @@ use super::account;
 use super::client::AcmeHttp;
 use super::http01::Http01Tokens;
 use super::issue::{self, OrderRequest, Responders};
-use super::plan::{plan, CertSource, Fallback, Plan};
-use super::schedule::{self, AriWindow, Validity};
-use super::status::NameStatus;
 use super::AcmeError;
+use crate::certs::plan::{plan, CertSource, Fallback, Plan};
+use crate::certs::schedule::{self, AriWindow, FailureKind, Validity};
+use crate::certs::{
+    load_cert_files, CertError, CertInfo, CertStore, InternalCa, NameStatus, StoredCert,
+    LEAF_LIFETIME,
+};
 use crate::config::{AcmeChallenge, Config};
 use crate::crypto::random_u32;
 use crate::state_file::create_private_dir;
-use crate::tls::{
-    load_cert_files, CertResolver, CertStore, ChallengeCerts, InternalCa, OnDemandPort, StoredCert,
-    TlsError, LEAF_LIFETIME,
-};
+use crate::tls::{CertResolver, ChallengeCerts, LeafSigner, OnDemandPort};
 
 /// One whole attempt (order, validation, download) may take this long.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -289,10 +289,11 @@ impl CertManager {
                 "issuing internal certificates on demand for the host-less `tls internal` site"
             );
         }
-        self.shared
-            .resolver
-            .on_demand()
-            .configure(on_demand, ca.filter(|_| !plan.on_demand.is_empty()));
+        self.shared.resolver.on_demand().configure(
+            on_demand,
+            ca.filter(|_| !plan.on_demand.is_empty())
+                .map(|ca| ca as Arc<dyn LeafSigner>),
+        );
         let wanted_names: Vec<&str> = plan.names.iter().map(|(n, _)| n.as_str()).collect();
         self.shared.resolver.retain(|n| wanted_names.contains(&n));
         for slot in [Slot::NoSni, Slot::Default] {
@@ -409,7 +410,7 @@ impl Shared {
         }
     }
 
-    fn internal_ca(&self) -> Result<Arc<InternalCa>, TlsError> {
+    fn internal_ca(&self) -> Result<Arc<InternalCa>, CertError> {
         let mut ca = self
             .internal_ca
             .lock()
@@ -495,7 +496,7 @@ impl Shared {
                 if request.replaces.is_some()
                     && e.problem().is_some()
                     && !e.is_validation_failure()
-                    && e.problem_type() != Some("rateLimited") =>
+                    && !e.is_rate_limited() =>
             {
                 tracing::info!(name, error = %e, "retrying the order without the ARI `replaces` field");
                 request.replaces = None;
@@ -667,7 +668,7 @@ impl AcmeTask {
             Err(error) => {
                 let next = schedule::next_retry(
                     status.failures.saturating_add(1),
-                    error.failure_kind(),
+                    failure_kind(&error),
                     now,
                     unit_random(),
                 );
@@ -751,6 +752,17 @@ async fn renew_internal(
     }
 }
 
+/// How scheduling treats a failed attempt: rate limits wait longer.
+fn failure_kind(error: &AcmeError) -> FailureKind {
+    if error.is_rate_limited() {
+        FailureKind::RateLimited {
+            retry_after: error.retry_after(),
+        }
+    } else {
+        FailureKind::Other
+    }
+}
+
 fn stored_validity(cert: &StoredCert) -> Validity {
     Validity {
         not_before: cert.info.not_before,
@@ -759,7 +771,7 @@ fn stored_validity(cert: &StoredCert) -> Validity {
 }
 
 fn validity_of(key: &rustls::sign::CertifiedKey) -> Option<Validity> {
-    let info = crate::tls::CertInfo::parse(key.cert.first()?, "internal leaf").ok()?;
+    let info = CertInfo::parse(key.cert.first()?, "internal leaf").ok()?;
     Some(Validity {
         not_before: info.not_before,
         not_after: info.not_after,

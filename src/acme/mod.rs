@@ -18,13 +18,9 @@ mod http01;
 mod issue;
 mod manager;
 mod nonce;
-pub mod plan;
-pub mod schedule;
-mod status;
 mod tls_alpn01;
 
 pub use account::{account_path, issuer_id};
 pub use error::AcmeError;
 pub use http01::{Http01Tokens, HTTP01_PATH_PREFIX};
 pub use manager::{CertEvent, CertManager};
-pub use status::NameStatus;

@@ -18,12 +18,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::sign::CertifiedKey;
 
-use super::internal_ca::{InternalCa, LEAF_LIFETIME};
+use super::leaf_signer::LeafSigner;
 use crate::config::{canonical_ip, normalize_host, wildcard_suffix, HostPattern};
 
 /// How many on-demand leaves are kept at most; beyond that the oldest is dropped
@@ -161,9 +161,8 @@ impl LeafCache {
 /// after reading the ClientHello.
 pub struct OnDemand {
     ports: ArcSwap<HashMap<u16, OnDemandPort>>,
-    ca: ArcSwapOption<InternalCa>,
+    ca: ArcSwapOption<Arc<dyn LeafSigner>>,
     cache: Mutex<LeafCache>,
-    lifetime: Duration,
 }
 
 impl OnDemand {
@@ -178,7 +177,6 @@ impl OnDemand {
             ports: ArcSwap::from_pointee(HashMap::new()),
             ca: ArcSwapOption::empty(),
             cache: Mutex::new(LeafCache::new(capacity)),
-            lifetime: LEAF_LIFETIME,
         }
     }
 
@@ -186,10 +184,10 @@ impl OnDemand {
     /// signing with `ca`. With no ports (or no CA) nothing is issued any more and
     /// the cache is emptied; otherwise cached leaves stay (they are valid for
     /// their name whatever the port).
-    pub fn configure(&self, ports: HashMap<u16, OnDemandPort>, ca: Option<Arc<InternalCa>>) {
+    pub fn configure(&self, ports: HashMap<u16, OnDemandPort>, ca: Option<Arc<dyn LeafSigner>>) {
         let off = ports.is_empty() || ca.is_none();
         self.ports.store(Arc::new(ports));
-        self.ca.store(ca);
+        self.ca.store(ca.map(Arc::new));
         if off {
             self.lock().clear();
         }
@@ -246,12 +244,12 @@ impl OnDemand {
         // Signed without holding the lock: concurrent first handshakes for one
         // name may each sign a leaf (the last one stays cached), which is cheaper
         // than making every other handshake wait.
-        match ca.issue(&[key.san()], now, self.lifetime) {
+        match ca.sign_leaf(&[key.san()], now) {
             Ok(cert) => {
                 let cert = Arc::new(cert);
                 tracing::debug!(name = %key.san(), port, "issued an internal certificate on demand");
                 self.lock()
-                    .insert(key, cert.clone(), now + self.lifetime / 2);
+                    .insert(key, cert.clone(), now + ca.leaf_lifetime() / 2);
                 Some(cert)
             }
             Err(e) => {
@@ -312,8 +310,10 @@ fn valid_dns_name(sni: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::certs::{CertInfo, InternalCa, LEAF_LIFETIME};
     use rustls::client::danger::ServerCertVerifier;
     use rustls_pki_types::{ServerName, UnixTime};
+    use std::time::Duration;
 
     struct Setup {
         dir: std::path::PathBuf,
@@ -490,7 +490,7 @@ mod tests {
         let od = s.on_demand(16);
         let now = SystemTime::now();
         let first = od.certificate(8443, LOCAL, Some("foo.test"), now).unwrap();
-        let info = crate::tls::CertInfo::parse(&first.cert[0], "leaf").unwrap();
+        let info = CertInfo::parse(&first.cert[0], "leaf").unwrap();
         assert!(info.not_after <= now + LEAF_LIFETIME);
         assert!(info.not_after > now + LEAF_LIFETIME - Duration::from_secs(5));
         // Before half-life: the cached leaf.

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use bellhop::acme::{CertEvent, NameStatus};
+use bellhop::acme::CertEvent;
+use bellhop::certs::NameStatus;
 use bellhop::config::{AcmeChallenge, TlsMode};
 
 use crate::support::net::{https_get, Listeners};

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use bellhop::certs::InternalCa;
 use bellhop::config::TlsMode;
-use bellhop::tls::InternalCa;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 

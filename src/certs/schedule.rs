@@ -145,38 +145,6 @@ pub fn next_attempt(
     }
 }
 
-/// Reads the retry time out of a rate-limit problem detail such as Let's
-/// Encrypt's "… retry after 2025-01-01 00:00:00 UTC: see https://…".
-pub fn retry_after_from_detail(detail: &str) -> Option<SystemTime> {
-    let lower = detail.to_ascii_lowercase();
-    let at = lower.find("retry after ")? + "retry after ".len();
-    let rest = detail.get(at..)?;
-    let mut parts = rest.split_whitespace();
-    let date = parts.next()?;
-    let clock = parts.next()?.trim_end_matches([',', ':', ';']);
-    let zone = parts.next().map(|z| z.trim_end_matches([',', ':', ';']));
-    if zone.is_some_and(|z| !z.eq_ignore_ascii_case("UTC")) {
-        return None;
-    }
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
-    let mut c = clock.split(':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (c.next()??, c.next()??, c.next()??);
-    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
-    let date =
-        time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?)
-            .ok()?;
-    let clock = time::Time::from_hms(
-        u8::try_from(hour).ok()?,
-        u8::try_from(minute).ok()?,
-        u8::try_from(second).ok()?,
-    )
-    .ok()?;
-    Some(SystemTime::from(
-        time::PrimitiveDateTime::new(date, clock).assume_utc(),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,20 +286,5 @@ mod tests {
         // Expired: as if there were none.
         let expired = validity(now - 100 * DAY, 90 * DAY);
         assert_eq!(next_attempt(Some(expired), None, None, now, 0.0), now);
-    }
-
-    #[test]
-    fn parses_lets_encrypt_retry_after() {
-        let detail = "too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s, retry after 2025-01-02 03:04:05 UTC: see https://letsencrypt.org/docs/rate-limits/#new-certificates-per-exact-set-of-identifiers";
-        let expected = SystemTime::from(
-            time::PrimitiveDateTime::new(
-                time::Date::from_calendar_date(2025, time::Month::January, 2).unwrap(),
-                time::Time::from_hms(3, 4, 5).unwrap(),
-            )
-            .assume_utc(),
-        );
-        assert_eq!(retry_after_from_detail(detail), Some(expected));
-        assert_eq!(retry_after_from_detail("rate limited"), None);
-        assert_eq!(retry_after_from_detail("retry after tomorrow"), None);
     }
 }

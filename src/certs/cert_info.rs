@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls_pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 
-use super::TlsError;
+use super::CertError;
 
 /// What bellhop knows about a leaf certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,9 +25,9 @@ pub struct CertInfo {
 
 impl CertInfo {
     /// Reads a DER certificate; `context` (a path or a name) labels errors.
-    pub fn parse(der: &CertificateDer<'_>, context: &str) -> Result<Self, TlsError> {
+    pub fn parse(der: &CertificateDer<'_>, context: &str) -> Result<Self, CertError> {
         let (_, cert) =
-            x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| TlsError::X509 {
+            x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| CertError::X509 {
                 context: context.to_string(),
                 reason: e.to_string(),
             })?;

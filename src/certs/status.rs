@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::CertError;
 use crate::state_file::{read_optional, write_atomic, PUBLIC_MODE};
-use crate::tls::TlsError;
 
 /// What went wrong last and when to try again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,18 +34,18 @@ pub struct NameStatus {
 impl NameStatus {
     /// Reads the status file; a missing file is a clean slate. A corrupt one is
     /// reported so the caller can log it, then also treated as a clean slate.
-    pub fn load(path: &Path) -> Result<Self, TlsError> {
+    pub fn load(path: &Path) -> Result<Self, CertError> {
         let Some(bytes) = read_optional(path)? else {
             return Ok(Self::default());
         };
-        serde_json::from_slice(&bytes).map_err(|e| TlsError::Invalid {
+        serde_json::from_slice(&bytes).map_err(|e| CertError::Invalid {
             path: path.to_path_buf(),
             reason: format!("invalid status JSON: {e}"),
         })
     }
 
     /// Writes the status atomically.
-    pub fn save(&self, path: &Path) -> Result<(), TlsError> {
+    pub fn save(&self, path: &Path) -> Result<(), CertError> {
         let mut json = serde_json::to_vec_pretty(self).unwrap_or_default();
         json.push(b'\n');
         Ok(write_atomic(path, &json, PUBLIC_MODE)?)

@@ -8,14 +8,14 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::TlsError;
+use super::CertError;
 use crate::crypto::provider;
 
 /// Loads a PEM certificate chain (leaf first) and its private key (PKCS#8, PKCS#1
 /// or SEC1), and checks that the key belongs to the leaf.
-pub fn load_cert_files(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let cert_pem = std::fs::read(cert).map_err(|e| TlsError::io("reading", cert, e))?;
-    let key_pem = std::fs::read(key).map_err(|e| TlsError::io("reading", key, e))?;
+pub fn load_cert_files(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
+    let cert_pem = std::fs::read(cert).map_err(|e| CertError::io("reading", cert, e))?;
+    let key_pem = std::fs::read(key).map_err(|e| CertError::io("reading", key, e))?;
     certified_key_from_pem(&cert_pem, cert, &key_pem, key)
 }
 
@@ -25,14 +25,14 @@ pub(crate) fn certified_key_from_pem(
     cert_path: &Path,
     key_pem: &[u8],
     key_path: &Path,
-) -> Result<CertifiedKey, TlsError> {
+) -> Result<CertifiedKey, CertError> {
     let chain = parse_chain(cert_pem, cert_path)?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem {
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::Pem {
         path: key_path.to_path_buf(),
         reason: format!("no usable private key (PKCS#8, PKCS#1 or SEC1 PEM expected): {e}"),
     })?;
     CertifiedKey::from_der(chain, key, &provider()).map_err(|e| {
-        TlsError::rustls(
+        CertError::rustls(
             format!("using {} with {}", cert_path.display(), key_path.display()),
             e,
         )
@@ -43,15 +43,15 @@ pub(crate) fn certified_key_from_pem(
 pub(crate) fn parse_chain(
     pem: &[u8],
     path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let chain = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
+        .map_err(|e| CertError::Pem {
             path: path.to_path_buf(),
             reason: format!("invalid certificate PEM: {e}"),
         })?;
     if chain.is_empty() {
-        return Err(TlsError::Pem {
+        return Err(CertError::Pem {
             path: path.to_path_buf(),
             reason: "no CERTIFICATE block found".into(),
         });

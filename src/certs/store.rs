@@ -17,7 +17,7 @@ use rustls::sign::CertifiedKey;
 
 use super::cert_info::CertInfo;
 use super::files::certified_key_from_pem;
-use super::TlsError;
+use super::CertError;
 use crate::state_file::{read_optional, write_atomic, PUBLIC_MODE, SECRET_MODE};
 
 /// A certificate ready to serve, with the facts needed to schedule its renewal.
@@ -31,9 +31,9 @@ pub struct StoredCert {
 
 impl StoredCert {
     /// Parses and checks a PEM chain and key (e.g. fresh from the CA) without storing them.
-    pub fn from_pem(chain_pem: &[u8], key_pem: &[u8], label: &Path) -> Result<Self, TlsError> {
+    pub fn from_pem(chain_pem: &[u8], key_pem: &[u8], label: &Path) -> Result<Self, CertError> {
         let key = certified_key_from_pem(chain_pem, label, key_pem, label)?;
-        let leaf = key.cert.first().ok_or_else(|| TlsError::Pem {
+        let leaf = key.cert.first().ok_or_else(|| CertError::Pem {
             path: label.to_path_buf(),
             reason: "empty certificate chain".into(),
         })?;
@@ -78,7 +78,7 @@ impl CertStore {
     ///
     /// A chain that doesn't match its key, doesn't parse, or doesn't name `name`
     /// is an `Err`: the caller logs it and treats the name as uncovered.
-    pub fn load(&self, name: &str) -> Result<Option<StoredCert>, TlsError> {
+    pub fn load(&self, name: &str) -> Result<Option<StoredCert>, CertError> {
         let cert_path = self.cert_path(name);
         let key_path = self.key_path(name);
         let (Some(chain), Some(key)) = (read_optional(&cert_path)?, read_optional(&key_path)?)
@@ -87,7 +87,7 @@ impl CertStore {
         };
         let stored = StoredCert::from_pem(&chain, &key, &cert_path)?;
         if !stored.info.covers(name) {
-            return Err(TlsError::Invalid {
+            return Err(CertError::Invalid {
                 path: cert_path,
                 reason: format!("certificate does not name {name}"),
             });
@@ -101,7 +101,7 @@ impl CertStore {
         name: &str,
         chain_pem: &[u8],
         key_pem: &[u8],
-    ) -> Result<StoredCert, TlsError> {
+    ) -> Result<StoredCert, CertError> {
         let stored = StoredCert::from_pem(chain_pem, key_pem, &self.cert_path(name))?;
         write_atomic(&self.key_path(name), key_pem, SECRET_MODE)?;
         write_atomic(&self.cert_path(name), chain_pem, PUBLIC_MODE)?;

@@ -3,7 +3,8 @@
 //! A root key and certificate are created once under `state-dir/internal/` and
 //! reused for the life of the installation, because users trust that root by
 //! hand (`bellhop ca-root`). Leaves are short-lived, kept only in memory and
-//! re-issued by the certificate manager at half their lifetime, so a leaked leaf
+//! re-issued by the certificate manager (or on demand, through
+//! [`LeafSigner`]) at half their lifetime, so a leaked leaf
 //! key is worth little and nothing needs revoking.
 
 use std::path::{Path, PathBuf};
@@ -18,9 +19,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 
-use super::TlsError;
+use super::CertError;
 use crate::crypto::{provider, random_u32};
 use crate::state_file::{read_optional, write_atomic, PUBLIC_MODE, SECRET_MODE};
+use crate::tls::LeafSigner;
 
 /// How long the root is valid. Long, because re-trusting a root is manual work.
 const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -68,14 +70,14 @@ impl InternalCa {
     /// a new root: users may already trust the old one, and silently replacing it
     /// would break every client. A key without a certificate only happens after a
     /// crash during creation (the key is written first), so then we start over.
-    pub fn load_or_create(state_dir: &Path) -> Result<Self, TlsError> {
+    pub fn load_or_create(state_dir: &Path) -> Result<Self, CertError> {
         let root_path = Self::root_path(state_dir);
         let key_path = Self::key_path(state_dir);
         let cert_pem = read_optional(&root_path)?;
         let key_pem = read_optional(&key_path)?;
         match (cert_pem, key_pem) {
             (Some(cert), Some(key)) => Self::load(root_path, &cert, &key_path, &key),
-            (Some(_), None) => Err(TlsError::Invalid {
+            (Some(_), None) => Err(CertError::Invalid {
                 path: key_path,
                 reason: format!(
                     "the internal CA key is missing but {} exists; restore the key or delete both to create a new root (clients must then trust the new one)",
@@ -91,23 +93,23 @@ impl InternalCa {
         cert_pem: &[u8],
         key_path: &Path,
         key_pem: &[u8],
-    ) -> Result<Self, TlsError> {
-        let root_pem = String::from_utf8(cert_pem.to_vec()).map_err(|_| TlsError::Pem {
+    ) -> Result<Self, CertError> {
+        let root_pem = String::from_utf8(cert_pem.to_vec()).map_err(|_| CertError::Pem {
             path: root_path.clone(),
             reason: "not UTF-8 PEM".into(),
         })?;
-        let key_text = std::str::from_utf8(key_pem).map_err(|_| TlsError::Pem {
+        let key_text = std::str::from_utf8(key_pem).map_err(|_| CertError::Pem {
             path: key_path.to_path_buf(),
             reason: "not UTF-8 PEM".into(),
         })?;
         let key = KeyPair::from_pem(key_text)
-            .map_err(|e| TlsError::rcgen(format!("loading {}", key_path.display()), e))?;
-        let root_der = CertificateDer::from_pem_slice(cert_pem).map_err(|e| TlsError::Pem {
+            .map_err(|e| CertError::rcgen(format!("loading {}", key_path.display()), e))?;
+        let root_der = CertificateDer::from_pem_slice(cert_pem).map_err(|e| CertError::Pem {
             path: root_path.clone(),
             reason: e.to_string(),
         })?;
         let issuer = Issuer::from_ca_cert_der(&root_der, key)
-            .map_err(|e| TlsError::rcgen(format!("loading {}", root_path.display()), e))?;
+            .map_err(|e| CertError::rcgen(format!("loading {}", root_path.display()), e))?;
         Ok(InternalCa {
             root_path,
             root_pem,
@@ -116,8 +118,8 @@ impl InternalCa {
         })
     }
 
-    fn create(root_path: PathBuf, key_path: &Path) -> Result<Self, TlsError> {
-        let key = KeyPair::generate().map_err(|e| TlsError::rcgen("generating CA key", e))?;
+    fn create(root_path: PathBuf, key_path: &Path) -> Result<Self, CertError> {
+        let key = KeyPair::generate().map_err(|e| CertError::rcgen("generating CA key", e))?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "bellhop");
@@ -145,7 +147,7 @@ impl InternalCa {
         params.not_after = now + ROOT_LIFETIME;
         let cert = params
             .self_signed(&key)
-            .map_err(|e| TlsError::rcgen("creating the internal CA root", e))?;
+            .map_err(|e| CertError::rcgen("creating the internal CA root", e))?;
         write_atomic(key_path, key.serialize_pem().as_bytes(), SECRET_MODE)?;
         write_atomic(&root_path, cert.pem().as_bytes(), PUBLIC_MODE)?;
         tracing::info!(root = %root_path.display(), "created the internal CA; run `bellhop ca-root` to see how to trust it");
@@ -198,11 +200,11 @@ impl InternalCa {
         names: &[String],
         now: SystemTime,
         lifetime: Duration,
-    ) -> Result<CertifiedKey, TlsError> {
+    ) -> Result<CertifiedKey, CertError> {
         let context = || format!("issuing an internal certificate for {}", names.join(", "));
-        let key = KeyPair::generate().map_err(|e| TlsError::rcgen(context(), e))?;
+        let key = KeyPair::generate().map_err(|e| CertError::rcgen(context(), e))?;
         let mut params =
-            CertificateParams::new(names.to_vec()).map_err(|e| TlsError::rcgen(context(), e))?;
+            CertificateParams::new(names.to_vec()).map_err(|e| CertError::rcgen(context(), e))?;
         let mut dn = DistinguishedName::new();
         if let Some(first) = names.first() {
             dn.push(DnType::CommonName, first.as_str());
@@ -216,7 +218,7 @@ impl InternalCa {
         params.not_after = now + lifetime;
         let cert = params
             .signed_by(&key, &self.issuer)
-            .map_err(|e| TlsError::rcgen(context(), e))?;
+            .map_err(|e| CertError::rcgen(context(), e))?;
         let key_der = PrivatePkcs8KeyDer::from(key.serialize_der()).into();
         // The chain includes the root so clients that were handed only the leaf's
         // issuer name can still build it; trusting clients ignore the extra cert.
@@ -225,7 +227,22 @@ impl InternalCa {
             key_der,
             &provider(),
         )
-        .map_err(|e| TlsError::rustls(context(), e))
+        .map_err(|e| CertError::rustls(context(), e))
+    }
+}
+
+/// On-demand issuance (`tls::OnDemand`) signs with the internal CA through this.
+impl LeafSigner for InternalCa {
+    fn sign_leaf(
+        &self,
+        names: &[String],
+        now: SystemTime,
+    ) -> Result<CertifiedKey, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.issue(names, now, LEAF_LIFETIME)?)
+    }
+
+    fn leaf_lifetime(&self) -> Duration {
+        LEAF_LIFETIME
     }
 }
 

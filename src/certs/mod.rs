@@ -1,0 +1,28 @@
+//! The certificate lifecycle: which certificate each name needs, where it comes
+//! from, where it is kept and when it is renewed.
+//!
+//! - [`plan`] decides, as a pure function of the config, which names need a
+//!   certificate and whether it comes from ACME, the internal CA or given files.
+//! - [`CertStore`] keeps obtained certificates on disk, written atomically;
+//!   [`load_cert_files`] reads `tls "cert" "key"`.
+//! - [`InternalCa`] is bellhop's own root for `localhost`, IPs and `tls internal`.
+//! - [`schedule`] is the whole renewal and backoff policy as pure functions;
+//!   [`NameStatus`] remembers failures across restarts.
+//!
+//! State on disk is described in `docs/tls.md`.
+
+mod cert_info;
+mod error;
+mod files;
+mod internal_ca;
+pub mod plan;
+pub mod schedule;
+mod status;
+mod store;
+
+pub use cert_info::CertInfo;
+pub use error::CertError;
+pub use files::load_cert_files;
+pub use internal_ca::{InternalCa, LEAF_LIFETIME};
+pub use status::NameStatus;
+pub use store::{file_name_for, CertStore, StoredCert};
