@@ -5,7 +5,6 @@ use std::time::SystemTime;
 
 use instant_acme::Problem;
 
-use crate::certs::CertError;
 use crate::state_file::FileError;
 
 /// Problem types (RFC 8555 §6.7) after which another challenge type may succeed.
@@ -89,9 +88,6 @@ pub enum AcmeError {
         #[source]
         source: rustls::Error,
     },
-    /// Storing or using the certificate failed.
-    #[error(transparent)]
-    Cert(#[from] CertError),
 }
 
 /// Whether `problem` says a challenge failed in a way another challenge type

@@ -5,25 +5,15 @@ use std::time::Duration;
 
 use instant_acme::{
     Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
-    OrderStatus, RetryPolicy,
+    Order, OrderStatus, RetryPolicy,
 };
 use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 
-use super::http01::Http01Tokens;
 use super::nonce::{is_bad_nonce, retry_bad_nonce, BAD_NONCE_RETRIES};
+use super::publish::{ChallengeResponder, Published};
 use super::tls_alpn01::challenge_cert;
 use super::AcmeError;
 use crate::config::AcmeChallenge;
-use crate::tls::ChallengeCerts;
-
-/// Where challenge responses are published for the listeners to serve.
-#[derive(Debug, Clone)]
-pub(crate) struct Responders {
-    /// HTTP-01 tokens, answered on `http-port`.
-    pub tokens: Arc<Http01Tokens>,
-    /// TLS-ALPN-01 certificates, answered on `https-port`.
-    pub tls_alpn: Arc<ChallengeCerts>,
-}
 
 /// What to order.
 pub(crate) struct OrderRequest<'a> {
@@ -37,7 +27,7 @@ pub(crate) struct OrderRequest<'a> {
     pub replaces: Option<CertificateIdentifier<'static>>,
 }
 
-/// A freshly issued certificate.
+/// A freshly issued certificate, PEM, not yet checked or stored.
 pub(crate) struct Issued {
     /// PEM chain, leaf first.
     pub chain_pem: String,
@@ -61,11 +51,11 @@ fn poll_policy() -> RetryPolicy {
 pub(crate) async fn obtain(
     account: &Account,
     request: &OrderRequest<'_>,
-    responders: &Responders,
+    responder: &Arc<dyn ChallengeResponder>,
 ) -> Result<Issued, AcmeError> {
     let mut last_error = None;
     for (i, challenge) in request.challenges.iter().enumerate() {
-        match obtain_with(account, request, *challenge, responders).await {
+        match obtain_with(account, request, *challenge, responder).await {
             Ok(issued) => return Ok(issued),
             Err(err) if err.is_validation_failure() && i + 1 < request.challenges.len() => {
                 tracing::info!(name = request.name, error = %err, "trying the next challenge type");
@@ -95,36 +85,14 @@ fn challenge_type(challenge: AcmeChallenge) -> ChallengeType {
     }
 }
 
-/// A published challenge response, withdrawn when dropped (also on error or
-/// cancellation, so nothing lingers).
-enum Published {
-    Http01 {
-        tokens: Arc<Http01Tokens>,
-        token: String,
-    },
-    TlsAlpn01 {
-        certs: Arc<ChallengeCerts>,
-        name: String,
-    },
-}
-
-impl Drop for Published {
-    fn drop(&mut self) {
-        match self {
-            Published::Http01 { tokens, token } => tokens.remove(token),
-            Published::TlsAlpn01 { certs, name } => certs.remove(name),
-        }
-    }
-}
-
+/// One order with one challenge type: order, prove control, finalize.
 async fn obtain_with(
     account: &Account,
     request: &OrderRequest<'_>,
     challenge: AcmeChallenge,
-    responders: &Responders,
+    responder: &Arc<dyn ChallengeResponder>,
 ) -> Result<Issued, AcmeError> {
     let name = request.name;
-    let kind = challenge_name(challenge);
     let ids = [Identifier::Dns(name.to_string())];
     let mut new_order = NewOrder::new(&ids);
     if let Some(profile) = request.profile {
@@ -135,7 +103,23 @@ async fn obtain_with(
     }
     let mut order = retry_bad_nonce!(account.new_order(&new_order).await)
         .map_err(|e| AcmeError::acme(format!("ordering a certificate for {name}"), e))?;
+    let published = authorize(&mut order, name, challenge, responder).await?;
+    // The answer stays published until the CA has decided: it validates from
+    // several vantage points, possibly more than once.
+    await_validation(&mut order, name, challenge).await?;
+    drop(published);
+    finalize(&mut order, name).await
+}
 
+/// Publishes the answer to the order's one authorization and tells the CA to
+/// validate. `None` when the CA reused an earlier valid authorization.
+async fn authorize(
+    order: &mut Order,
+    name: &str,
+    challenge: AcmeChallenge,
+    responder: &Arc<dyn ChallengeResponder>,
+) -> Result<Option<Published>, AcmeError> {
+    let kind = challenge_name(challenge);
     // bellhop orders one name per certificate, so there is exactly one
     // authorization. Fetching it is repeated from scratch after a badNonce
     // because the iterator has already moved past a failed fetch.
@@ -148,12 +132,11 @@ async fn obtain_with(
             ),
         });
     }
-    let mut published = None;
     let mut retries = 0;
     loop {
         let mut authorizations = order.authorizations();
         let Some(authz) = authorizations.next().await else {
-            break;
+            return Ok(None);
         };
         let mut authz = match authz {
             Err(e) if is_bad_nonce(&e) && retries < BAD_NONCE_RETRIES => {
@@ -166,7 +149,7 @@ async fn obtain_with(
         };
         match authz.status {
             // Reused from an earlier order: nothing to prove.
-            AuthorizationStatus::Valid => break,
+            AuthorizationStatus::Valid => return Ok(None),
             AuthorizationStatus::Pending => {}
             other => {
                 return Err(AcmeError::Order {
@@ -183,30 +166,26 @@ async fn obtain_with(
                     reason: format!("the CA offered no {kind} challenge"),
                 })?;
         let key_auth = handle.key_authorization();
-        published = Some(match challenge {
+        let published = match challenge {
             AcmeChallenge::TlsAlpn01 => {
                 let cert = challenge_cert(name, key_auth.digest().as_ref())?;
-                responders.tls_alpn.insert(name, Arc::new(cert));
-                Published::TlsAlpn01 {
-                    certs: responders.tls_alpn.clone(),
-                    name: name.to_string(),
-                }
+                Published::tls_alpn01(responder, name, Arc::new(cert))
             }
-            AcmeChallenge::Http01 => {
-                responders.tokens.insert(&handle.token, key_auth.as_str());
-                Published::Http01 {
-                    tokens: responders.tokens.clone(),
-                    token: handle.token.clone(),
-                }
-            }
-        });
+            AcmeChallenge::Http01 => Published::http01(responder, &handle.token, key_auth.as_str()),
+        };
         retry_bad_nonce!(handle.set_ready().await)
             .map_err(|e| AcmeError::challenge_ready(name, kind, e))?;
-        break;
+        return Ok(Some(published));
     }
+}
 
-    // The responders stay published until the CA has decided: it validates from
-    // several vantage points, possibly more than once.
+/// Waits until the CA has validated the order; its reason if it did not.
+async fn await_validation(
+    order: &mut Order,
+    name: &str,
+    challenge: AcmeChallenge,
+) -> Result<(), AcmeError> {
+    let kind = challenge_name(challenge);
     let status = retry_bad_nonce!(order.poll_ready(&poll_policy()).await);
     let status = match status {
         Ok(status) => status,
@@ -225,10 +204,13 @@ async fn obtain_with(
         }
     };
     if status == OrderStatus::Invalid {
-        return Err(validation_error(&mut order, name, challenge).await);
+        return Err(validation_error(order, name, challenge).await);
     }
-    drop(published);
+    Ok(())
+}
 
+/// Sends a CSR for a fresh key and downloads the certificate.
+async fn finalize(order: &mut Order, name: &str) -> Result<Issued, AcmeError> {
     let key = KeyPair::generate().map_err(|e| AcmeError::rcgen("generating a key", e))?;
     let mut params = CertificateParams::new(vec![name.to_string()])
         .map_err(|e| AcmeError::rcgen(format!("building a CSR for {name}"), e))?;
@@ -253,11 +235,7 @@ async fn obtain_with(
 }
 
 /// Digs the CA's reason out of an invalid order: the failed challenge's error.
-async fn validation_error(
-    order: &mut instant_acme::Order,
-    name: &str,
-    challenge: AcmeChallenge,
-) -> AcmeError {
+async fn validation_error(order: &mut Order, name: &str, challenge: AcmeChallenge) -> AcmeError {
     let kind = challenge_name(challenge);
     let wanted = challenge_type(challenge);
     let mut authorizations = order.authorizations();

@@ -1,26 +1,30 @@
-//! Certificates from an ACME CA (Let's Encrypt by default), obtained and renewed
-//! in the background.
+//! The ACME protocol (RFC 8555) on top of instant-acme: "obtain a certificate
+//! for this name" from Let's Encrypt or any other ACME CA.
 //!
-//! - [`CertManager`] decides which names need which certificate ([`plan`]),
-//!   serves stored ones at once and runs one task per name.
-//! - [`schedule`] is the whole renewal and backoff policy as pure functions.
-//! - The ACME flow itself (account, order, challenge, finalize) lives in private
-//!   modules on top of instant-acme; challenge responses are published through
-//!   [`Http01Tokens`] (served on `http-port`) and
-//!   [`ChallengeCerts`](crate::tls::ChallengeCerts) (served on `https-port`).
+//! - [`Acme`] is one CA: the account (stored under the state dir, created on
+//!   first use), orders with TLS-ALPN-01 or HTTP-01, and ARI renewal hints.
+//! - Challenge answers are published through [`ChallengeResponder`], an
+//!   interface defined here so the protocol does not depend on how bellhop
+//!   serves them; [`Http01Tokens`] is the HTTP-01 table the plain-HTTP
+//!   listener answers from.
 //!
-//! State on disk is described in `docs/tls.md`.
+//! Which names need certificates, where they are kept and when they are
+//! renewed is the certificate lifecycle's business (`crate::certs`), which
+//! calls this module; `acme` imports neither `certs` nor `tls`.
 
 mod account;
+mod ca;
 mod client;
 mod error;
 mod http01;
 mod issue;
-mod manager;
 mod nonce;
+mod publish;
 mod tls_alpn01;
 
 pub use account::{account_path, issuer_id};
+pub(crate) use ca::{Acme, CaSettings};
 pub use error::AcmeError;
 pub use http01::{Http01Tokens, HTTP01_PATH_PREFIX};
-pub use manager::{CertEvent, CertManager};
+pub(crate) use issue::Issued;
+pub(crate) use publish::ChallengeResponder;

@@ -8,13 +8,22 @@
 //! - [`InternalCa`] is bellhop's own root for `localhost`, IPs and `tls internal`.
 //! - [`schedule`] is the whole renewal and backoff policy as pure functions;
 //!   [`NameStatus`] remembers failures across restarts.
+//! - [`CertManager`] ties them together: it serves what is available at once,
+//!   runs one background task per ACME name (which calls `crate::acme` to
+//!   obtain certificates) and one that re-issues internal leaves, and feeds
+//!   every certificate to the `tls` resolver.
 //!
 //! State on disk is described in `docs/tls.md`.
 
+mod acme_task;
 mod cert_info;
+mod challenges;
+mod clock;
 mod error;
 mod files;
 mod internal_ca;
+mod internal_task;
+mod manager;
 pub mod plan;
 pub mod schedule;
 mod status;
@@ -24,5 +33,6 @@ pub use cert_info::CertInfo;
 pub use error::CertError;
 pub use files::load_cert_files;
 pub use internal_ca::{InternalCa, LEAF_LIFETIME};
+pub use manager::{CertEvent, CertManager};
 pub use status::NameStatus;
 pub use store::{file_name_for, CertStore, StoredCert};

@@ -3,7 +3,7 @@
 //!
 //! Kept apart from the plain-HTTP code: the listener calls [`serve_tls`] for TLS
 //! ports, the request handler calls [`Https::http01_response`] first on plain
-//! ports, and everything else about certificates lives in `tls` and `acme`.
+//! ports, and everything else about certificates lives in `tls`, `certs` and `acme`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,8 +14,9 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::{connection, Shared};
-use crate::acme::{CertManager, Http01Tokens, HTTP01_PATH_PREFIX};
+use crate::acme::{Http01Tokens, HTTP01_PATH_PREFIX};
 use crate::body::Body;
+use crate::certs::CertManager;
 use crate::config::{Config, Scheme};
 use crate::tls::{Alpn, CertResolver, ChallengeCerts, TlsTerminator};
 
@@ -72,11 +73,6 @@ impl Https {
     /// Stops the background certificate tasks.
     pub fn shutdown(&self) {
         self.certs.shutdown();
-    }
-
-    /// The certificate manager (events, store paths).
-    pub fn certs(&self) -> &CertManager {
-        &self.certs
     }
 
     /// The answer to an ACME HTTP-01 request on the plain HTTP port: the key

@@ -102,11 +102,6 @@ impl TlsTerminator {
         &self.challenges
     }
 
-    /// The main rustls config (for tests and diagnostics).
-    pub fn main_config(&self) -> &Arc<ServerConfig> {
-        &self.main
-    }
-
     /// Performs the TLS handshake on an accepted TCP connection, treating it as
     /// arriving on the port its socket is bound to. See [`accept_on`](Self::accept_on).
     pub async fn accept(

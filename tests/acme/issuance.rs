@@ -2,8 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use bellhop::acme::CertEvent;
-use bellhop::certs::NameStatus;
+use bellhop::certs::{CertEvent, NameStatus};
 use bellhop::config::{AcmeChallenge, TlsMode};
 
 use crate::support::net::{https_get, Listeners};

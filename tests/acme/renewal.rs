@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use bellhop::acme::CertEvent;
+use bellhop::certs::CertEvent;
 use bellhop::config::TlsMode;
 
 use crate::support::net::{Conn, Listeners};

@@ -60,7 +60,7 @@ async fn localhost_server(
     std::net::SocketAddr,
     Arc<rustls::RootCertStore>,
     Tls,
-    bellhop::acme::CertManager,
+    bellhop::certs::CertManager,
 ) {
     let listeners = Listeners::bind().await;
     let cfg = config(

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bellhop::acme::{CertEvent, CertManager, Http01Tokens};
+use bellhop::acme::Http01Tokens;
+use bellhop::certs::{CertEvent, CertManager};
 use bellhop::config::{Config, HostPattern, Options, Scheme, Site, SiteAddress, TlsMode};
 use bellhop::tls::{CertResolver, ChallengeCerts, TlsTerminator};
 use tokio::sync::broadcast;

@@ -1,0 +1,489 @@
+//! The certificate manager: gets every certificate a config needs and keeps it fresh.
+//!
+//! Start-up never waits for the network. [`CertManager::new`] serves what is
+//! already there at once (stored ACME certificates, certificate files, internal
+//! leaves); [`CertManager::start`] then spawns one task per ACME name that obtains
+//! missing certificates and renews existing ones in the background
+//! (`acme_task`), plus one task that re-issues internal leaves
+//! (`internal_task`). Host-less `tls internal` sites get their leaves on demand
+//! during the handshake instead (`tls::OnDemand`, configured here).
+//!
+//! A new config is applied in two steps, like a reload: [`prepare`] does
+//! everything that can fail (reading certificate files, loading the internal CA,
+//! signing leaves) without serving anything, then [`commit`] swaps it all in and
+//! cannot fail.
+//!
+//! [`prepare`]: CertManager::prepare
+//! [`commit`]: CertManager::commit
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use rustls::sign::CertifiedKey;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::acme_task::AcmeTask;
+use super::challenges::Responders;
+use super::clock::fmt_time;
+use super::internal_task::{leaf_validity, renew_internal};
+use super::plan::{plan, CertSource, Fallback, Plan};
+use super::schedule::Validity;
+use super::{load_cert_files, CertError, CertStore, InternalCa, StoredCert, LEAF_LIFETIME};
+use crate::acme::{issuer_id, Acme, CaSettings, Http01Tokens};
+use crate::config::{AcmeChallenge, Config};
+use crate::state_file::create_private_dir;
+use crate::tls::{CertResolver, ChallengeCerts, LeafSigner, OnDemandPort};
+
+/// Something the manager did, for the server's logs, an admin endpoint or tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertEvent {
+    /// A certificate was obtained (or re-issued) and is now served.
+    Obtained {
+        /// The name.
+        name: String,
+        /// End of its validity.
+        not_after: SystemTime,
+    },
+    /// An attempt failed; the previous certificate, if any, is still served.
+    Failed {
+        /// The name.
+        name: String,
+        /// The error, with the CA's problem detail verbatim.
+        error: String,
+        /// When the next attempt will be made.
+        next_attempt: SystemTime,
+    },
+}
+
+/// Where an internal leaf is served.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Slot {
+    Name(String),
+    NoSni,
+    Default,
+}
+
+/// State shared by the manager handle and its tasks.
+pub(super) struct Shared {
+    state_dir: PathBuf,
+    pub store: CertStore,
+    pub resolver: Arc<CertResolver>,
+    pub acme: Acme,
+    pub events: broadcast::Sender<CertEvent>,
+    internal_ca: Mutex<Option<Arc<InternalCa>>>,
+}
+
+/// What is running for the current plan.
+#[derive(Default)]
+struct Running {
+    started: bool,
+    acme: HashMap<String, Worker>,
+    internal: HashMap<Slot, InternalLeaf>,
+    internal_task: Option<CancellationToken>,
+}
+
+struct Worker {
+    challenges: Vec<AcmeChallenge>,
+    cancel: CancellationToken,
+    /// The certificate loaded from disk, handed to the task when it starts.
+    initial: Option<StoredCert>,
+}
+
+/// An internal leaf being served, and what its renewal needs.
+#[derive(Clone)]
+pub(super) struct InternalLeaf {
+    pub names: Vec<String>,
+    pub validity: Validity,
+}
+
+/// Everything a plan needs that can fail, made before anything is served.
+struct Prepared {
+    plan: Plan,
+    now: SystemTime,
+    /// Certificates read from `tls "cert" "key"` files.
+    files: Vec<(Slot, Arc<CertifiedKey>)>,
+    /// Internal leaves for slots that are new or whose names changed.
+    leaves: Vec<(Slot, Vec<String>, Arc<CertifiedKey>)>,
+    /// ACME names and their challenge types, in config order.
+    acme: Vec<(String, Vec<AcmeChallenge>)>,
+    /// The internal CA, when internal leaves or on-demand issuance need it.
+    ca: Option<Arc<InternalCa>>,
+}
+
+/// Obtains, stores, serves and renews every certificate of a config.
+pub struct CertManager {
+    shared: Arc<Shared>,
+    running: Mutex<Running>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for CertManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertManager")
+            .field("state_dir", &self.shared.state_dir)
+            .field("ca", &self.shared.acme.directory())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertManager {
+    /// Prepares certificates for `config` and serves what is available now:
+    /// stored ACME certificates (if still valid), `tls "cert" "key"` files and
+    /// internal-CA leaves. Nothing here touches the network. ACME challenge
+    /// answers will be published in `tls_alpn` and `tokens`.
+    ///
+    /// Fails if the state dir cannot be created, a certificate file is unusable, or
+    /// the internal CA cannot be loaded: those are configuration problems the
+    /// operator must see at start-up.
+    pub fn new(
+        config: &Config,
+        resolver: Arc<CertResolver>,
+        tls_alpn: Arc<ChallengeCerts>,
+        tokens: Arc<Http01Tokens>,
+    ) -> Result<Self, CertError> {
+        let options = &config.options;
+        create_private_dir(&options.state_dir)?;
+        let settings = CaSettings {
+            directory: options.acme_ca.clone(),
+            root: options.acme_ca_root.clone(),
+            email: options.email.clone(),
+            profile: options.acme_profile.clone(),
+        };
+        let (events, _) = broadcast::channel(64);
+        let shared = Arc::new(Shared {
+            state_dir: options.state_dir.clone(),
+            store: CertStore::new(&options.state_dir, &issuer_id(&settings.directory)),
+            acme: Acme::new(
+                options.state_dir.clone(),
+                settings,
+                Arc::new(Responders { tokens, tls_alpn }),
+            ),
+            resolver,
+            events,
+            internal_ca: Mutex::new(None),
+        });
+        let manager = CertManager {
+            shared,
+            running: Mutex::new(Running::default()),
+            shutdown: CancellationToken::new(),
+        };
+        manager.apply(&plan(config))?;
+        Ok(manager)
+    }
+
+    /// Spawns the background tasks. Must be called inside a Tokio runtime.
+    pub fn start(&self) {
+        let mut running = self.lock();
+        if running.started {
+            return;
+        }
+        running.started = true;
+        let names: Vec<String> = running.acme.keys().cloned().collect();
+        for name in names {
+            self.spawn_worker(&mut running, &name);
+        }
+        self.respawn_internal_task(&mut running);
+    }
+
+    /// Switches to a new config (reload): names no longer configured stop being
+    /// served and renewed, new names are loaded and obtained, unchanged names keep
+    /// their certificate and their task. On error nothing changes.
+    ///
+    /// The CA settings (`acme-ca`, `state-dir`, …) are those given to [`new`](Self::new);
+    /// changing them needs a restart.
+    pub fn update(&self, config: &Config) -> Result<(), CertError> {
+        self.apply(&plan(config))
+    }
+
+    /// A stream of [`CertEvent`]s from now on.
+    pub fn events(&self) -> broadcast::Receiver<CertEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// The store holding this CA's certificates (paths for docs, tools and tests).
+    pub fn store(&self) -> &CertStore {
+        &self.shared.store
+    }
+
+    /// Stops every background task. Certificates keep being served.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Prepares `plan`, then commits it; on error nothing has changed.
+    fn apply(&self, plan: &Plan) -> Result<(), CertError> {
+        let mut running = self.lock();
+        let prepared = self.prepare(plan, &running)?;
+        self.commit(&mut running, prepared);
+        Ok(())
+    }
+
+    /// The fallible half of [`apply`](Self::apply): loads or makes every
+    /// certificate that doesn't need the network. Nothing is served yet, so an
+    /// error leaves the running state intact. Internal leaves whose names did
+    /// not change are kept, not re-issued.
+    fn prepare(&self, plan: &Plan, running: &Running) -> Result<Prepared, CertError> {
+        for (name, reason) in &plan.unsupported {
+            tracing::error!(name = %name, "no certificate: {reason}");
+        }
+        let now = SystemTime::now();
+        let mut files = Vec::new();
+        let mut internal: Vec<(Slot, Vec<String>)> = Vec::new();
+        let mut acme = Vec::new();
+        for (name, source) in &plan.names {
+            let slot = Slot::Name(name.clone());
+            match source {
+                CertSource::Files { cert, key } => {
+                    files.push((slot, Arc::new(load_cert_files(cert, key)?)))
+                }
+                CertSource::Internal => internal.push((slot, vec![name.clone()])),
+                CertSource::Acme { challenges } => acme.push((name.clone(), challenges.clone())),
+            }
+        }
+        for (slot, fallback) in [(Slot::NoSni, &plan.no_sni), (Slot::Default, &plan.default)] {
+            match fallback {
+                Some(Fallback::Files { cert, key }) => {
+                    files.push((slot, Arc::new(load_cert_files(cert, key)?)))
+                }
+                Some(Fallback::Internal(names)) => internal.push((slot, names.clone())),
+                None => {}
+            }
+        }
+        let ca = if internal.is_empty() && plan.on_demand.is_empty() {
+            None
+        } else {
+            Some(self.shared.internal_ca()?)
+        };
+        let mut leaves = Vec::new();
+        if let Some(ca) = &ca {
+            for (slot, names) in internal {
+                if running
+                    .internal
+                    .get(&slot)
+                    .is_some_and(|l| l.names == names)
+                {
+                    continue;
+                }
+                let key = ca.issue(&names, now, LEAF_LIFETIME)?;
+                leaves.push((slot, names, Arc::new(key)));
+            }
+        }
+        Ok(Prepared {
+            plan: plan.clone(),
+            now,
+            files,
+            leaves,
+            acme,
+            ca,
+        })
+    }
+
+    /// The infallible half of [`apply`](Self::apply): serves what `prepared`
+    /// holds, stops serving what the plan no longer names, and starts or stops
+    /// the background tasks to match.
+    fn commit(&self, running: &mut Running, prepared: Prepared) {
+        let Prepared {
+            plan,
+            now,
+            files,
+            leaves,
+            acme,
+            ca,
+        } = prepared;
+        self.commit_on_demand(&plan, ca);
+        self.commit_local(running, &plan, files, leaves, now);
+        self.commit_acme(running, acme, now);
+        if running.started {
+            self.respawn_internal_task(running);
+        }
+    }
+
+    /// Turns on-demand issuance on for exactly the plan's ports.
+    fn commit_on_demand(&self, plan: &Plan, ca: Option<Arc<InternalCa>>) {
+        let on_demand: HashMap<u16, OnDemandPort> = plan
+            .on_demand
+            .iter()
+            .map(|(port, claimed)| (*port, OnDemandPort::new(claimed)))
+            .collect();
+        for (port, _) in &plan.on_demand {
+            tracing::info!(
+                port,
+                "issuing internal certificates on demand for the host-less `tls internal` site"
+            );
+        }
+        let signer = ca
+            .filter(|_| !plan.on_demand.is_empty())
+            .map(|ca| ca as Arc<dyn LeafSigner>);
+        self.shared
+            .resolver
+            .on_demand()
+            .configure(on_demand, signer);
+    }
+
+    /// Serves file certificates and internal leaves; drops names and fallbacks
+    /// the plan no longer has.
+    fn commit_local(
+        &self,
+        running: &mut Running,
+        plan: &Plan,
+        files: Vec<(Slot, Arc<CertifiedKey>)>,
+        leaves: Vec<(Slot, Vec<String>, Arc<CertifiedKey>)>,
+        now: SystemTime,
+    ) {
+        let wanted_names: Vec<&str> = plan.names.iter().map(|(n, _)| n.as_str()).collect();
+        self.shared.resolver.retain(|n| wanted_names.contains(&n));
+        for (slot, configured) in [
+            (Slot::NoSni, plan.no_sni.is_some()),
+            (Slot::Default, plan.default.is_some()),
+        ] {
+            if !configured {
+                running.internal.remove(&slot);
+                self.shared.serve(&slot, None);
+            }
+        }
+        for (slot, key) in files {
+            running.internal.remove(&slot);
+            self.shared.serve(&slot, Some(key));
+        }
+        running.internal.retain(|slot, _| match slot {
+            Slot::Name(n) => plan
+                .names
+                .iter()
+                .any(|(name, s)| name == n && *s == CertSource::Internal),
+            _ => true,
+        });
+        for (slot, names, key) in leaves {
+            let validity = leaf_validity(&key, now);
+            self.shared.serve(&slot, Some(key));
+            running
+                .internal
+                .insert(slot, InternalLeaf { names, validity });
+        }
+    }
+
+    /// Stops workers for names that went away or changed challenges, and
+    /// prepares workers for new names (spawned now if already started).
+    fn commit_acme(
+        &self,
+        running: &mut Running,
+        wanted: Vec<(String, Vec<AcmeChallenge>)>,
+        now: SystemTime,
+    ) {
+        running.acme.retain(|name, worker| {
+            let keep = wanted
+                .iter()
+                .any(|(n, c)| n == name && *c == worker.challenges);
+            if !keep {
+                worker.cancel.cancel();
+            }
+            keep
+        });
+        for (name, challenges) in wanted {
+            if running.acme.contains_key(&name) {
+                continue;
+            }
+            let initial = self.shared.load_stored(&name, now);
+            running.acme.insert(
+                name.clone(),
+                Worker {
+                    challenges,
+                    cancel: self.shutdown.child_token(),
+                    initial,
+                },
+            );
+            if running.started {
+                self.spawn_worker(running, &name);
+            }
+        }
+    }
+
+    fn spawn_worker(&self, running: &mut Running, name: &str) {
+        let Some(worker) = running.acme.get_mut(name) else {
+            return;
+        };
+        let task = AcmeTask {
+            shared: self.shared.clone(),
+            name: name.to_string(),
+            challenges: worker.challenges.clone(),
+            current: worker.initial.take(),
+            cancel: worker.cancel.clone(),
+        };
+        tokio::spawn(task.run());
+    }
+
+    fn respawn_internal_task(&self, running: &mut Running) {
+        if let Some(old) = running.internal_task.take() {
+            old.cancel();
+        }
+        if running.internal.is_empty() {
+            return;
+        }
+        let cancel = self.shutdown.child_token();
+        running.internal_task = Some(cancel.clone());
+        let leaves: Vec<(Slot, InternalLeaf)> = running
+            .internal
+            .iter()
+            .map(|(s, l)| (s.clone(), l.clone()))
+            .collect();
+        tokio::spawn(renew_internal(self.shared.clone(), leaves, cancel));
+    }
+}
+
+impl Drop for CertManager {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Shared {
+    /// Serves `key` in `slot` from the next handshake on; `None` stops serving it.
+    pub(super) fn serve(&self, slot: &Slot, key: Option<Arc<CertifiedKey>>) {
+        match (slot, key) {
+            (Slot::Name(name), Some(key)) => self.resolver.set(name, key),
+            (Slot::Name(name), None) => self.resolver.remove(name),
+            (Slot::NoSni, key) => self.resolver.set_no_sni(key),
+            (Slot::Default, key) => self.resolver.set_default(key),
+        }
+    }
+
+    /// The internal CA, loaded (or created) on first use and kept.
+    pub(super) fn internal_ca(&self) -> Result<Arc<InternalCa>, CertError> {
+        let mut ca = self
+            .internal_ca
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(ca) = ca.as_ref() {
+            return Ok(ca.clone());
+        }
+        let loaded = Arc::new(InternalCa::load_or_create(&self.state_dir)?);
+        *ca = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The stored certificate for `name`, served at once if still valid.
+    fn load_stored(&self, name: &str, now: SystemTime) -> Option<StoredCert> {
+        match self.store.load(name) {
+            Ok(Some(stored)) if stored.info.is_valid_at(now) => {
+                self.resolver.set(name, stored.key.clone());
+                tracing::info!(name, not_after = %fmt_time(stored.info.not_after), "serving stored certificate");
+                Some(stored)
+            }
+            Ok(Some(stored)) => {
+                tracing::warn!(name, not_after = %fmt_time(stored.info.not_after), "stored certificate is not valid now; obtaining a new one");
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(name, error = %e, "ignoring unusable stored certificate; obtaining a new one");
+                None
+            }
+        }
+    }
+}
