@@ -102,38 +102,22 @@ pub fn plan(config: &Config) -> Plan {
                 HostPattern::Wildcard(suffix) => format!("*.{suffix}"),
                 HostPattern::Ip(ip) => ip.to_string(),
                 HostPattern::Any => {
-                    if plan.default.is_none() {
-                        plan.default = Some(match &site.tls {
-                            TlsMode::Files { cert, key } => Fallback::Files {
-                                cert: cert.clone(),
-                                key: key.clone(),
-                            },
-                            _ => Fallback::Internal(Vec::new()),
-                        });
-                    }
+                    plan.default.get_or_insert_with(|| match &site.tls {
+                        TlsMode::Files { cert, key } => Fallback::Files {
+                            cert: cert.clone(),
+                            key: key.clone(),
+                        },
+                        _ => Fallback::Internal(Vec::new()),
+                    });
                     continue;
                 }
             };
-            let source = match &site.tls {
-                TlsMode::Files { cert, key } => CertSource::Files {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                },
-                TlsMode::Internal => CertSource::Internal,
-                _ if uses_internal_ca(&address.host) => CertSource::Internal,
-                _ if matches!(address.host, HostPattern::Wildcard(_)) => {
-                    plan.unsupported.push((
-                        name,
-                        "wildcard certificates need the DNS-01 challenge, which bellhop does not support; use `tls internal` or certificate files",
-                    ));
+            let source = match source_for(&site.tls, &address.host) {
+                Ok(source) => source,
+                Err(reason) => {
+                    plan.unsupported.push((name, reason));
                     continue;
                 }
-                TlsMode::Acme { challenge } => CertSource::Acme {
-                    challenges: vec![*challenge],
-                },
-                TlsMode::Auto => CertSource::Acme {
-                    challenges: DEFAULT_CHALLENGES.to_vec(),
-                },
             };
             if let HostPattern::Ip(_) = address.host {
                 match &source {
@@ -169,6 +153,28 @@ pub fn plan(config: &Config) -> Plan {
         Some(Fallback::Internal(ips))
     });
     plan
+}
+
+/// Where the certificate for `host` comes from under `tls`, or why bellhop
+/// cannot get one.
+fn source_for(tls: &TlsMode, host: &HostPattern) -> Result<CertSource, &'static str> {
+    Ok(match tls {
+        TlsMode::Files { cert, key } => CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        TlsMode::Internal => CertSource::Internal,
+        _ if uses_internal_ca(host) => CertSource::Internal,
+        _ if matches!(host, HostPattern::Wildcard(_)) => {
+            return Err("wildcard certificates need the DNS-01 challenge, which bellhop does not support; use `tls internal` or certificate files");
+        }
+        TlsMode::Acme { challenge } => CertSource::Acme {
+            challenges: vec![*challenge],
+        },
+        TlsMode::Auto => CertSource::Acme {
+            challenges: DEFAULT_CHALLENGES.to_vec(),
+        },
+    })
 }
 
 #[cfg(test)]
