@@ -10,6 +10,11 @@
 //!          client, streams the response back and splices upgraded streams
 //! files    handler that serves static files from a directory
 //! encode   gzip/zstd compression of any handler's response, streamed
+//!
+//! certs    background: which certificate each name needs, stored, scheduled,
+//!          renewed (internal CA, given files, ACME) → fed to the tls resolver
+//! acme     the ACME protocol: obtain a certificate for a name
+//! tls      the handshake path: terminator, SNI resolver, on-demand leaves
 //! ```
 //!
 //! The config lives behind an atomic swap so a reload never touches listeners or

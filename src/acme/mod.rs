@@ -1,9 +1,9 @@
 //! The ACME protocol (RFC 8555) on top of instant-acme: "obtain a certificate
 //! for this name" from Let's Encrypt or any other ACME CA.
 //!
-//! - [`Acme`] is one CA: the account (stored under the state dir, created on
+//! - `Acme` is one CA: the account (stored under the state dir, created on
 //!   first use), orders with TLS-ALPN-01 or HTTP-01, and ARI renewal hints.
-//! - Challenge answers are published through [`ChallengeResponder`], an
+//! - Challenge answers are published through `ChallengeResponder`, an
 //!   interface defined here so the protocol does not depend on how bellhop
 //!   serves them; [`Http01Tokens`] is the HTTP-01 table the plain-HTTP
 //!   listener answers from.
