@@ -5,7 +5,6 @@
 //! restarts don't hammer the CA) and never affects other names; a still-valid
 //! certificate keeps being served while its renewal fails.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,11 +36,14 @@ impl AcmeTask {
     /// Runs until cancelled: sleeps until the next ARI poll or attempt, then
     /// does it.
     pub(super) async fn run(mut self) {
-        let status_path = self.shared.store.name_dir(&self.name).join("status.json");
-        let mut status = NameStatus::load(&status_path).unwrap_or_else(|e| {
-            tracing::warn!(name = %self.name, error = %e, "ignoring unreadable status file");
-            NameStatus::default()
-        });
+        let mut status = self
+            .shared
+            .store
+            .load_status(&self.name)
+            .unwrap_or_else(|e| {
+                tracing::warn!(name = %self.name, error = %e, "ignoring unreadable status file");
+                NameStatus::default()
+            });
         if let (Some(next), Some(error)) = (status.retry_not_before(), &status.last_error) {
             tracing::info!(name = %self.name, next_attempt = %fmt_time(next), last_error = %error, "backing off after an earlier failure");
         }
@@ -64,7 +66,7 @@ impl AcmeTask {
                 ari_poll_at = self.poll_ari(&mut ari).await;
                 continue;
             }
-            if self.attempt(&mut status, &status_path).await {
+            if self.attempt(&mut status).await {
                 unit = unit_random();
                 ari = None;
                 ari_poll_at = SystemTime::now();
@@ -100,7 +102,7 @@ impl AcmeTask {
     }
 
     /// One attempt; true if a new certificate is now served.
-    async fn attempt(&mut self, status: &mut NameStatus, status_path: &Path) -> bool {
+    async fn attempt(&mut self, status: &mut NameStatus) -> bool {
         let name = self.name.clone();
         let current = self.current.as_ref().and_then(|c| c.key.cert.first());
         tracing::info!(name = %name, renewal = self.current.is_some(), "obtaining a certificate");
@@ -132,11 +134,11 @@ impl AcmeTask {
         });
         match checked {
             Ok((issued, stored)) => {
-                self.succeeded(issued, stored, started, status, status_path);
+                self.succeeded(issued, stored, started, status);
                 true
             }
             Err(failure) => {
-                self.failed(failure, status, status_path);
+                self.failed(failure, status);
                 false
             }
         }
@@ -149,7 +151,6 @@ impl AcmeTask {
         stored: StoredCert,
         started: Instant,
         status: &mut NameStatus,
-        status_path: &Path,
     ) {
         let name = &self.name;
         // Serve first: a full disk must not keep a valid certificate off the wire.
@@ -168,13 +169,13 @@ impl AcmeTask {
         });
         self.current = Some(stored);
         status.succeeded(SystemTime::now());
-        if let Err(e) = status.save(status_path) {
+        if let Err(e) = self.shared.store.save_status(name, status) {
             tracing::warn!(name = %name, error = %e, "could not record success");
         }
     }
 
     /// Schedules the retry, logs and records a failed attempt.
-    fn failed(&self, failure: Failure, status: &mut NameStatus, status_path: &Path) {
+    fn failed(&self, failure: Failure, status: &mut NameStatus) {
         let name = &self.name;
         let now = SystemTime::now();
         let next = schedule::next_retry(
@@ -196,7 +197,7 @@ impl AcmeTask {
             "could not obtain a certificate"
         );
         status.failed(failure.text.clone(), now, next);
-        if let Err(e) = status.save(status_path) {
+        if let Err(e) = self.shared.store.save_status(name, status) {
             tracing::warn!(name = %name, error = %e, "could not record the failure");
         }
         let _ = self.shared.events.send(CertEvent::Failed {

@@ -3,7 +3,13 @@
 //! ```text
 //! <state-dir>/certs/<issuer>/<name>/cert.pem   chain, leaf first (0644)
 //! <state-dir>/certs/<issuer>/<name>/key.pem    private key (0600)
+//! <state-dir>/certs/<issuer>/<name>/status.json failure record (0644, see `NameStatus`)
 //! ```
+//!
+//! The manager and its tasks only load and save (certificates and failure
+//! records, by name); the paths are for logs, docs and tests. That narrow
+//! surface is what another backend (a shared store for several instances)
+//! would have to provide.
 //!
 //! Every file is written atomically. The key and the chain are two files, so a
 //! crash between the two renames can leave a new key next to the old chain; the
@@ -17,6 +23,7 @@ use rustls::sign::CertifiedKey;
 
 use super::cert_info::CertInfo;
 use super::files::certified_key_from_pem;
+use super::status::NameStatus;
 use super::CertError;
 use crate::state_file::{read_optional, write_atomic, PUBLIC_MODE, SECRET_MODE};
 
@@ -72,6 +79,21 @@ impl CertStore {
     /// Path of `name`'s private key.
     pub fn key_path(&self, name: &str) -> PathBuf {
         self.name_dir(name).join("key.pem")
+    }
+
+    /// Path of `name`'s failure record.
+    pub fn status_path(&self, name: &str) -> PathBuf {
+        self.name_dir(name).join("status.json")
+    }
+
+    /// The failure record of `name`; a clean slate if there is none.
+    pub fn load_status(&self, name: &str) -> Result<NameStatus, CertError> {
+        NameStatus::load(&self.status_path(name))
+    }
+
+    /// Records `name`'s failures (atomically, like everything else here).
+    pub fn save_status(&self, name: &str, status: &NameStatus) -> Result<(), CertError> {
+        status.save(&self.status_path(name))
     }
 
     /// The stored certificate for `name`, `Ok(None)` if there is none.
