@@ -15,18 +15,28 @@ use tokio_util::sync::CancellationToken;
 
 use super::{service, Shared};
 use crate::metrics::OpenGuard;
+use crate::config::Scheme;
+
+/// One accepted connection as the accept loop saw it: built once there and
+/// handed down through TLS and hyper to every request, so no layer re-derives
+/// (or is told by a positional flag) who is on the other end and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted {
+    /// The client's address (IPv4-mapped IPv6 already made plain IPv4).
+    pub peer: SocketAddr,
+    /// The configured port of the listener (the router's key; 0 for ephemeral).
+    pub port: u16,
+    /// `Https` when the connection began with a TLS handshake.
+    pub scheme: Scheme,
+}
 
 /// What every request on one connection shares.
 #[derive(Debug)]
 pub struct ConnContext {
     /// State shared by the whole server.
     pub shared: Arc<Shared>,
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The configured port of the listener (the router's key; 0 for ephemeral).
-    pub port: u16,
-    /// Whether the connection is TLS.
-    pub tls: bool,
+    /// Who is connected, on which port, over which scheme.
+    pub accepted: Accepted,
     /// Requests whose response has not finished yet.
     in_flight: AtomicUsize,
     /// When the last response finished, in ms since `opened`.
@@ -37,13 +47,11 @@ pub struct ConnContext {
 }
 
 impl ConnContext {
-    fn new(shared: Arc<Shared>, peer: SocketAddr, port: u16, tls: bool) -> Arc<Self> {
+    fn new(shared: Arc<Shared>, accepted: Accepted) -> Arc<Self> {
         Arc::new(ConnContext {
             _open: shared.metrics.connection_opened(),
             shared,
-            peer,
-            port,
-            tls,
+            accepted,
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
             opened: Instant::now(),
@@ -87,15 +95,14 @@ impl Drop for InFlight {
 /// at once.
 pub async fn serve_http1<I>(
     stream: I,
-    peer: SocketAddr,
-    port: u16,
-    tls: bool,
+    accepted: Accepted,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let context = ConnContext::new(shared.clone(), peer, port, tls);
+    let peer = accepted.peer;
+    let context = ConnContext::new(shared.clone(), accepted);
     let svc = service_fn(move |req| {
         let context = context.clone();
         async move { Ok::<_, Infallible>(service::handle(req, context).await) }
@@ -129,15 +136,14 @@ pub async fn serve_http1<I>(
 /// handshake would otherwise keep the connection forever.
 pub async fn serve_h2<I>(
     stream: I,
-    peer: SocketAddr,
-    port: u16,
+    accepted: Accepted,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let idle = shared.idle_timeout;
-    let context = ConnContext::new(shared.clone(), peer, port, true);
+    let (peer, idle) = (accepted.peer, shared.idle_timeout);
+    let context = ConnContext::new(shared.clone(), accepted);
     let watched = context.clone();
     let svc = service_fn(move |req| {
         let context = context.clone();

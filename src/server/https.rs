@@ -5,7 +5,6 @@
 //! ports, the request handler calls [`Https::http01_response`] first on plain
 //! ports, and everything else about certificates lives in `tls`, `certs` and `acme`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -13,7 +12,8 @@ use http::{header, HeaderValue, Response};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{connection, Shared};
+use super::connection::{self, Accepted};
+use super::Shared;
 use crate::acme::{Http01Tokens, HTTP01_PATH_PREFIX};
 use crate::body::Body;
 use crate::certs::CertManager;
@@ -103,8 +103,7 @@ pub fn is_http01_path(path: &str) -> bool {
 /// ACME TLS-ALPN-01 validations end right after their handshake.
 pub async fn serve_tls(
     stream: TcpStream,
-    peer: SocketAddr,
-    port: u16,
+    accepted: Accepted,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
@@ -112,18 +111,18 @@ pub async fn serve_tls(
         // Not reachable: TLS listeners only exist when a site needs HTTPS.
         return;
     };
-    let accepted = tokio::select! {
-        accepted = https.terminator.accept_on(stream, port) => accepted,
+    let handshake = tokio::select! {
+        handshake = https.terminator.accept_on(stream, accepted.port) => handshake,
         () = stop.cancelled() => return,
     };
-    match accepted {
+    match handshake {
         Ok(Some((tls, Alpn::H2))) => {
-            connection::serve_h2(tls, peer, port, shared.clone(), stop).await
+            connection::serve_h2(tls, accepted, shared.clone(), stop).await
         }
         Ok(Some((tls, Alpn::Http1))) => {
-            connection::serve_http1(tls, peer, port, true, shared.clone(), stop).await
+            connection::serve_http1(tls, accepted, shared.clone(), stop).await
         }
         Ok(None) => {}
-        Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(e) => tracing::debug!(peer = %accepted.peer, error = %e, "TLS handshake failed"),
     }
 }

@@ -9,10 +9,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::{connection, Shared};
+use super::connection::{self, Accepted};
+use super::{https, Shared};
 use crate::config::{Config, HostPattern, Scheme};
 
 /// A socket bellhop listens on.
@@ -23,8 +24,8 @@ pub struct ListenerSpec {
     /// Address to bind: a site's IP when every site on the port names the same
     /// IP, else all interfaces.
     pub bind: IpAddr,
-    /// Whether connections are TLS.
-    pub tls: bool,
+    /// Whether connections start with a TLS handshake.
+    pub scheme: Scheme,
 }
 
 /// Listeners needed by `config`, in order of first appearance. The plain HTTP
@@ -32,7 +33,7 @@ pub struct ListenerSpec {
 pub fn plan(config: &Config) -> Vec<ListenerSpec> {
     let options = &config.options;
     let mut specs: Vec<ListenerSpec> = Vec::new();
-    let mut add = |port: u16, host: Option<&HostPattern>, tls: bool| {
+    let mut add = |port: u16, host: Option<&HostPattern>, scheme: Scheme| {
         let ip = match host {
             Some(HostPattern::Ip(ip)) => Some(*ip),
             _ => None,
@@ -46,7 +47,7 @@ pub fn plan(config: &Config) -> Vec<ListenerSpec> {
             None => specs.push(ListenerSpec {
                 port,
                 bind: ip.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
-                tls,
+                scheme,
             }),
         }
     };
@@ -55,7 +56,7 @@ pub fn plan(config: &Config) -> Vec<ListenerSpec> {
             add(
                 address.effective_port(options),
                 Some(&address.host),
-                address.scheme == Scheme::Https,
+                address.scheme,
             );
         }
     }
@@ -65,7 +66,7 @@ pub fn plan(config: &Config) -> Vec<ListenerSpec> {
         .flat_map(|s| &s.addresses)
         .any(|a| a.scheme == Scheme::Https && a.effective_port(options) != options.http_port);
     if needs_http {
-        add(options.http_port, None, false);
+        add(options.http_port, None, Scheme::Http);
     }
     specs
 }
@@ -115,26 +116,12 @@ pub async fn accept_loop(
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }
-                if spec.tls {
-                    let task = super::https::serve_tls(
-                        stream,
-                        peer,
-                        spec.port,
-                        shared.clone(),
-                        stop.clone(),
-                    );
-                    shared.background.tasks.spawn(task);
-                } else {
-                    let task = connection::serve_http1(
-                        stream,
-                        peer,
-                        spec.port,
-                        false,
-                        shared.clone(),
-                        stop.clone(),
-                    );
-                    shared.background.tasks.spawn(task);
-                }
+                let accepted = Accepted {
+                    peer,
+                    port: spec.port,
+                    scheme: spec.scheme,
+                };
+                spawn_connection(stream, accepted, &shared, &stop);
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: the socket is fine, the process is
@@ -144,4 +131,19 @@ pub async fn accept_loop(
             }
         }
     }
+}
+
+/// Serves one accepted connection on its own task, tracked for shutdown.
+fn spawn_connection(
+    stream: TcpStream,
+    accepted: Accepted,
+    shared: &Arc<Shared>,
+    stop: &CancellationToken,
+) {
+    let tasks = &shared.background.tasks;
+    let (shared, stop) = (shared.clone(), stop.clone());
+    match accepted.scheme {
+        Scheme::Https => tasks.spawn(https::serve_tls(stream, accepted, shared, stop)),
+        Scheme::Http => tasks.spawn(connection::serve_http1(stream, accepted, shared, stop)),
+    };
 }

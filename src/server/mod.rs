@@ -13,8 +13,8 @@
 mod access_log;
 mod admin;
 mod connection;
-pub mod https;
-pub mod listener;
+mod https;
+mod listener;
 mod reload;
 mod service;
 
@@ -47,13 +47,14 @@ const H2_MAX_STREAMS: u32 = 100;
 /// Interval of h2 keep-alive pings and how long to wait for their answer.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
-/// State shared by every connection of the server.
+/// State shared by every connection of the server. Its fields are private to
+/// `server` (submodules see them): nothing outside reaches into a running server.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// The current router; swapped as a whole on reload.
-    pub router: ArcSwap<Router>,
+    router: ArcSwap<Router>,
     /// Tasks and shutdown signal for connections and tunnels.
-    pub background: Background,
+    background: Background,
     /// HTTP/1.1 connection settings (timeouts, limits).
     http1: http1::Builder,
     /// HTTP/2 connection settings (stream limits, flow control, pings).
@@ -61,7 +62,7 @@ pub struct Shared {
     /// An h2 connection with no request in flight this long is closed.
     idle_timeout: Duration,
     /// TLS and certificates; `None` when no site is served over HTTPS.
-    pub https: Option<https::Https>,
+    https: Option<https::Https>,
     /// Counters and gauges for the admin listener; kept across reloads.
     metrics: Arc<Metrics>,
 }
@@ -145,7 +146,8 @@ impl Server {
         })
     }
 
-    /// The bound address of every listener, in the order of [`listener::plan`].
+    /// The bound address of every listener, in the order of the listener plan
+    /// (sites' addresses in config order, then the plain HTTP port if added).
     /// Reloads change this set.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.local_addrs()

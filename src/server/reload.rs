@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::listener::{self, ListenerSpec};
 use super::Shared;
-use crate::config::{Config, Options};
+use crate::config::{Config, Options, Scheme};
 use crate::router::Router;
 
 /// The listening sockets of a server, changed by reloads.
@@ -137,7 +137,7 @@ impl Entry {
     fn start(&mut self, shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
         let socket = self.pending.take()?;
         if let Some(addr) = self.addr {
-            tracing::info!(%addr, tls = self.spec.tls, "listening");
+            tracing::info!(%addr, tls = self.spec.scheme == Scheme::Https, "listening");
         }
         Some(tokio::spawn(listener::accept_loop(
             socket,
@@ -236,7 +236,7 @@ impl ReloadHandle {
                 }
             }
         }
-        let any_tls = specs.iter().any(|s| s.tls);
+        let any_tls = specs.iter().any(|s| s.scheme == Scheme::Https);
         if any_tls && self.shared.https.is_none() {
             bail!("the new config serves HTTPS but bellhop started without any HTTPS site; restart bellhop to apply this");
         }
@@ -300,7 +300,10 @@ impl ReloadHandle {
 fn describe(spec: &ListenerSpec) -> String {
     format!(
         "{} on {}",
-        if spec.tls { "HTTPS" } else { "HTTP" },
+        match spec.scheme {
+            Scheme::Https => "HTTPS",
+            Scheme::Http => "HTTP",
+        },
         spec.bind
     )
 }

@@ -11,6 +11,7 @@ use super::access_log::{LoggedBody, RequestLog};
 use super::connection::{ConnContext, InFlight};
 use crate::body::{text_response, Body};
 use crate::config::normalize_host;
+use crate::config::Scheme;
 use crate::encode;
 use crate::limit::ClientKey;
 use crate::metrics::RouteMetrics;
@@ -38,7 +39,7 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<
     }
     let log = RequestLog {
         start,
-        peer: conn.peer.ip(),
+        peer: conn.accepted.peer.ip(),
         method,
         host,
         uri,
@@ -81,14 +82,14 @@ async fn dispatch<'r>(
     if let Some(refusal) = refuse_malformed(&req) {
         return (refusal, None, None);
     }
-    if !conn.tls {
+    if conn.accepted.scheme == Scheme::Http {
         if let Some(https) = &conn.shared.https {
             if let Some(answer) = https.http01_response(req.uri().path()) {
                 return (answer, None, None);
             }
         }
     }
-    let Some(port) = router.port(conn.port) else {
+    let Some(port) = router.port(conn.accepted.port) else {
         return (not_found(), None, None);
     };
     let host_name = host
@@ -115,7 +116,7 @@ async fn dispatch<'r>(
         return (not_found(), None, None);
     };
     if let Some(limiter) = route.limiter {
-        let client = client_ip(conn.peer.ip(), req.headers(), router);
+        let client = client_ip(conn.accepted.peer.ip(), req.headers(), router);
         if let Err(wait) = limiter.check(ClientKey::from(client), Instant::now()) {
             route.metrics.rate_limited();
             return (too_many_requests(wait), None, Some(route.metrics));
@@ -142,9 +143,13 @@ async fn dispatch<'r>(
         Action::Redirect { to, code } => (redirect(to, *code, req.uri()), None),
         Action::Proxy(proxy) => {
             let client = ClientInfo {
-                ip: conn.peer.ip(),
-                scheme: if conn.tls { "https" } else { "http" },
-                trusted: router.is_trusted_proxy(conn.peer.ip()),
+                ip: conn.accepted.peer.ip(),
+                scheme: if conn.accepted.scheme == Scheme::Https {
+                    "https"
+                } else {
+                    "http"
+                },
+                trusted: router.is_trusted_proxy(conn.accepted.peer.ip()),
             };
             let forwarded = proxy
                 .forward(req, client, host, &conn.shared.background)
@@ -156,7 +161,7 @@ async fn dispatch<'r>(
     if !route.encode.is_empty() {
         response = encode::apply(response, &method, accept_encoding.as_ref(), route.encode);
     }
-    if conn.tls {
+    if conn.accepted.scheme == Scheme::Https {
         if let Some(hsts) = &site.hsts {
             response
                 .headers_mut()
