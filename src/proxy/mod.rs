@@ -3,7 +3,7 @@
 //! ```text
 //! request ─► rewrite headers ─► pick upstream ─► pooled client (retry once on a
 //!         dead keep-alive connection) ─► response headers or 502/504
-//!         ─► 101: spawn a tunnel splicing both upgraded streams
+//!         ─► 101: hand back a tunnel that splices both upgraded streams
 //! ```
 
 mod connector;
@@ -18,24 +18,12 @@ use std::time::Duration;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::body::{text_response, Body};
 use crate::config::ProxyConfig;
 pub use headers::ClientInfo;
-pub use tunnel::TunnelEnd;
+pub use tunnel::{Tunnel, TunnelEnd};
 use upstream::UpstreamPool;
-
-/// Where the server keeps the tasks a proxied request leaves behind (upgraded
-/// tunnels), so shutdown can find and end them.
-#[derive(Debug, Clone)]
-pub struct Background {
-    /// Every tunnel task is spawned on this tracker.
-    pub tasks: TaskTracker,
-    /// Cancelled when bellhop shuts down.
-    pub shutdown: CancellationToken,
-}
 
 /// A configured `proxy` directive, ready to forward requests.
 #[derive(Debug)]
@@ -46,14 +34,17 @@ pub struct Proxy {
     idle_timeout: Duration,
 }
 
-/// The outcome of forwarding: the response for the client and which upstream
-/// produced it (for the request log).
+/// The outcome of forwarding: the response for the client, which upstream
+/// produced it (for the request log), and on `101 Switching Protocols` the
+/// tunnel the caller must run.
 #[derive(Debug)]
 pub struct Forwarded {
     /// Response to send to the client.
     pub response: Response<Body>,
     /// The upstream that was tried last.
     pub upstream: Arc<str>,
+    /// The upgraded streams to splice, once the 101 has gone out.
+    pub tunnel: Option<Tunnel>,
 }
 
 impl Proxy {
@@ -79,7 +70,6 @@ impl Proxy {
         mut req: Request<Incoming>,
         client: ClientInfo,
         host: Option<HeaderValue>,
-        background: &Background,
     ) -> Forwarded {
         let pool = self.pick();
         let upgrade =
@@ -102,6 +92,7 @@ impl Proxy {
                         &format!("bad request target: {e}"),
                     ),
                     upstream: pool.label.clone(),
+                    tunnel: None,
                 }
             }
         };
@@ -142,6 +133,7 @@ impl Proxy {
                 return Forwarded {
                     response: text_response(CLIENT_CLOSED_REQUEST, "request body incomplete"),
                     upstream: pool.label.clone(),
+                    tunnel: None,
                 };
             }
             Err(error) => {
@@ -151,6 +143,7 @@ impl Proxy {
                     // The details stay in the log: clients learn nothing about the backend.
                     response: text_response(status, "the upstream did not answer"),
                     upstream: pool.label.clone(),
+                    tunnel: None,
                 };
             }
         };
@@ -159,21 +152,23 @@ impl Proxy {
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         headers::rewrite_response(&mut parts.headers, switching);
         let mut response = Response::from_parts(parts, Body::from(body));
-        if switching {
-            if let Some(client_upgrade) = client_upgrade {
+        let tunnel = match client_upgrade {
+            Some(client_upgrade) if switching => {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
                 *response.body_mut() = Body::empty();
-                self.spawn_tunnel(
+                Some(Tunnel::new(
                     client_upgrade,
                     upstream_upgrade,
+                    self.idle_timeout,
                     pool.label.clone(),
-                    background,
-                );
+                ))
             }
-        }
+            _ => None,
+        };
         Forwarded {
             response,
             upstream: pool.label.clone(),
+            tunnel,
         }
     }
 
@@ -193,33 +188,6 @@ impl Proxy {
             Ok(Err(e)) => Err(SendError::Failed(e)),
             Err(_) => Err(SendError::HeaderTimeout),
         }
-    }
-
-    fn spawn_tunnel(
-        &self,
-        client: hyper::upgrade::OnUpgrade,
-        upstream: hyper::upgrade::OnUpgrade,
-        label: Arc<str>,
-        background: &Background,
-    ) {
-        let idle = self.idle_timeout;
-        let shutdown = background.shutdown.clone();
-        background.tasks.spawn(async move {
-            match tunnel::run(client, upstream, idle, shutdown).await {
-                TunnelEnd::Closed { sent, received } => {
-                    tracing::debug!(upstream = %label, sent, received, "upgraded connection closed")
-                }
-                TunnelEnd::Idle => {
-                    tracing::info!(upstream = %label, idle_timeout = ?idle, "upgraded connection idle, closed")
-                }
-                TunnelEnd::Shutdown => {
-                    tracing::debug!(upstream = %label, "upgraded connection closed for shutdown")
-                }
-                TunnelEnd::Error(e) => {
-                    tracing::debug!(upstream = %label, error = %e, "upgraded connection ended with an error")
-                }
-            }
-        });
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
@@ -16,6 +17,64 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::splice::splice;
+
+/// Both halves of a `101 Switching Protocols`, waiting to be spliced.
+///
+/// The proxy hands this back with the 101 response instead of spawning it: the
+/// caller owns the tasks that must end on shutdown (and may count open
+/// tunnels), and the proxy stays free of the server's types.
+#[derive(Debug)]
+#[must_use = "a tunnel carries nothing until it runs"]
+pub struct Tunnel {
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    idle: Duration,
+    /// The upstream's label, for the log lines.
+    label: Arc<str>,
+}
+
+impl Tunnel {
+    pub(super) fn new(
+        client: OnUpgrade,
+        upstream: OnUpgrade,
+        idle: Duration,
+        label: Arc<str>,
+    ) -> Tunnel {
+        Tunnel {
+            client,
+            upstream,
+            idle,
+            label,
+        }
+    }
+
+    /// Splices both streams until the tunnel ends or `shutdown` is cancelled,
+    /// logs why it ended, and says so.
+    pub async fn run(self, shutdown: CancellationToken) -> TunnelEnd {
+        let Tunnel {
+            client,
+            upstream,
+            idle,
+            label,
+        } = self;
+        let end = splice_until_end(client, upstream, idle, shutdown).await;
+        match &end {
+            TunnelEnd::Closed { sent, received } => {
+                tracing::debug!(upstream = %label, sent, received, "upgraded connection closed")
+            }
+            TunnelEnd::Idle => {
+                tracing::info!(upstream = %label, idle_timeout = ?idle, "upgraded connection idle, closed")
+            }
+            TunnelEnd::Shutdown => {
+                tracing::debug!(upstream = %label, "upgraded connection closed for shutdown")
+            }
+            TunnelEnd::Error(e) => {
+                tracing::debug!(upstream = %label, error = %e, "upgraded connection ended with an error")
+            }
+        }
+        end
+    }
+}
 
 /// Why a tunnel ended.
 #[derive(Debug)]
@@ -36,7 +95,7 @@ pub enum TunnelEnd {
 }
 
 /// Waits for both upgrades, then copies bytes both ways until the tunnel ends.
-pub async fn run(
+async fn splice_until_end(
     client: OnUpgrade,
     upstream: OnUpgrade,
     idle: Duration,

@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::proxy::Background;
+use crate::proxy::Tunnel;
 use crate::router::Router;
 use reload::Listeners;
 
@@ -65,6 +65,26 @@ pub(crate) struct Shared {
     https: Option<https::Https>,
     /// Counters and gauges for the admin listener; kept across reloads.
     metrics: Arc<Metrics>,
+}
+
+/// Where the server keeps the tasks that outlive the code that started them
+/// (connections, upgraded tunnels), so shutdown can signal them and wait.
+#[derive(Debug)]
+struct Background {
+    /// Every connection and tunnel task is spawned on this tracker.
+    tasks: TaskTracker,
+    /// Cancelled when bellhop shuts down.
+    shutdown: CancellationToken,
+}
+
+impl Background {
+    /// Runs an upgraded tunnel on its own task; it closes on shutdown.
+    fn spawn_tunnel(&self, tunnel: Tunnel) {
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            tunnel.run(shutdown).await;
+        });
+    }
 }
 
 /// A bound, not yet running server.

@@ -151,9 +151,10 @@ async fn dispatch<'r>(
                 },
                 trusted: router.is_trusted_proxy(conn.accepted.peer.ip()),
             };
-            let forwarded = proxy
-                .forward(req, client, host, &conn.shared.background)
-                .await;
+            let forwarded = proxy.forward(req, client, host).await;
+            if let Some(tunnel) = forwarded.tunnel {
+                conn.shared.background.spawn_tunnel(tunnel);
+            }
             (forwarded.response, Some(forwarded.upstream))
         }
         Action::Files(files) => (files.serve(&method, req.uri(), req.headers()).await, None),
