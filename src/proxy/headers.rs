@@ -6,11 +6,11 @@
 //! so a client cannot forge its address to the backend.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::canonical_ip;
+use super::ClientInfo;
+use crate::config::{canonical_ip, Scheme};
 
 /// `X-Forwarded-For`: the chain of client addresses.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -32,17 +32,6 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
-
-/// What the proxy knows about the client side of a request.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientInfo {
-    /// The TCP peer's address.
-    pub ip: IpAddr,
-    /// `"https"` when the client connection is TLS, else `"http"`.
-    pub scheme: &'static str,
-    /// Whether the peer is in `trusted-proxies`, so its `X-Forwarded-*` are kept.
-    pub trusted: bool,
-}
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -124,14 +113,18 @@ pub fn rewrite_request(
         chain.push_str(", ");
     }
     // Writing an IpAddr into a String cannot fail.
-    let _ = write!(chain, "{}", canonical_ip(client.ip));
+    let _ = write!(chain, "{}", canonical_ip(client.peer));
     // The String's buffer becomes the header value without another copy.
     if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)) {
         headers.insert(&X_FORWARDED_FOR, value);
     }
 
     if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(client.scheme));
+        let proto = match client.scheme {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+        };
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if let Some(host) = host {
         if !headers.contains_key(&X_FORWARDED_HOST) {
@@ -169,10 +162,12 @@ mod tests {
     use super::*;
 
     fn client(trusted: bool) -> ClientInfo {
+        let peer = "::ffff:192.0.2.7".parse().unwrap();
         ClientInfo {
-            ip: "::ffff:192.0.2.7".parse().unwrap(),
-            scheme: "https",
+            peer,
             trusted,
+            ip: peer,
+            scheme: Scheme::Https,
         }
     }
 

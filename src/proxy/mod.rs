@@ -6,6 +6,7 @@
 //!         ─► 101: hand back a tunnel that splices both upgraded streams
 //! ```
 
+mod client;
 mod connector;
 pub mod headers;
 pub mod splice;
@@ -21,7 +22,7 @@ use hyper::body::Incoming;
 
 use crate::body::{text_response, Body};
 use crate::config::ProxyConfig;
-pub use headers::ClientInfo;
+pub use client::ClientInfo;
 pub use tunnel::{Tunnel, TunnelEnd};
 use upstream::UpstreamPool;
 
@@ -68,7 +69,7 @@ impl Proxy {
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
-        client: ClientInfo,
+        client: &ClientInfo,
         host: Option<HeaderValue>,
     ) -> Forwarded {
         let pool = self.pick();
@@ -77,7 +78,7 @@ impl Proxy {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
-        headers::rewrite_request(&mut parts.headers, &client, host.as_ref(), upgrade);
+        headers::rewrite_request(&mut parts.headers, client, host.as_ref(), upgrade);
         if !parts.headers.contains_key(header::HOST) {
             if let Ok(value) = HeaderValue::from_str(pool.authority.as_str()) {
                 parts.headers.insert(header::HOST, value);

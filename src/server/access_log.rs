@@ -4,7 +4,6 @@
 //! duration and byte count of streamed responses (SSE, downloads). The line is
 //! emitted from `Drop`, so a response the client abandons is logged too.
 
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,14 +15,16 @@ use http_body::{Body as _, Frame, SizeHint};
 
 use super::connection::InFlight;
 use crate::body::{Body, BodyError};
+use crate::proxy::ClientInfo;
 
 /// The facts of one request, gathered before it is handled.
 #[derive(Debug)]
 pub struct RequestLog {
     /// When the request head was received.
     pub start: Instant,
-    /// Client address.
-    pub peer: IpAddr,
+    /// The peer and the client behind it (the same unless the peer is a
+    /// trusted proxy).
+    pub client: ClientInfo,
     /// Request method.
     pub method: Method,
     /// Host or `:authority` as the client sent it.
@@ -96,7 +97,8 @@ impl Drop for LoggedBody {
         let finished = self.finished || self.inner.is_end_stream();
         tracing::info!(
             target: "access",
-            peer = %log.peer,
+            peer = %log.client.peer,
+            client = %log.client.ip,
             method = %log.method,
             host = log.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
             path = log.uri.path_and_query().map_or("/", |pq| pq.as_str()),

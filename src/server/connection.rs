@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{service, Shared};
-use crate::metrics::OpenGuard;
 use crate::config::Scheme;
+use crate::metrics::OpenGuard;
 
 /// One accepted connection as the accept loop saw it: built once there and
 /// handed down through TLS and hyper to every request, so no layer re-derives

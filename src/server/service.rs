@@ -1,6 +1,6 @@
 //! Handles one request: find the site and route, run its action, log it.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,7 +15,6 @@ use crate::config::Scheme;
 use crate::encode;
 use crate::limit::ClientKey;
 use crate::metrics::RouteMetrics;
-use crate::proxy::headers::X_FORWARDED_FOR;
 use crate::proxy::ClientInfo;
 use crate::router::{Action, HostMatch, Router};
 
@@ -26,9 +25,13 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<
     let method = req.method().clone();
     let uri = req.uri().clone();
     let host = request_host(&req);
-
     let router = conn.shared.router.load();
-    let (response, upstream, counters) = dispatch(req, host.clone(), &conn, &router).await;
+    let accepted = conn.accepted;
+    let client = ClientInfo::resolve(accepted.peer.ip(), accepted.scheme, req.headers(), |ip| {
+        router.is_trusted_proxy(ip)
+    });
+
+    let (response, upstream, counters) = dispatch(req, host.clone(), &client, &conn, &router).await;
     counters
         .unwrap_or(router.unrouted())
         .answered(response.status());
@@ -39,7 +42,7 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<
     }
     let log = RequestLog {
         start,
-        peer: conn.accepted.peer.ip(),
+        client,
         method,
         host,
         uri,
@@ -76,6 +79,7 @@ type Dispatched<'r> = (Response<Body>, Option<Arc<str>>, Option<&'r RouteMetrics
 async fn dispatch<'r>(
     req: Request<Incoming>,
     host: Option<HeaderValue>,
+    client: &ClientInfo,
     conn: &ConnContext,
     router: &'r Router,
 ) -> Dispatched<'r> {
@@ -116,8 +120,7 @@ async fn dispatch<'r>(
         return (not_found(), None, None);
     };
     if let Some(limiter) = route.limiter {
-        let client = client_ip(conn.accepted.peer.ip(), req.headers(), router);
-        if let Err(wait) = limiter.check(ClientKey::from(client), Instant::now()) {
+        if let Err(wait) = limiter.check(ClientKey::from(client.ip), Instant::now()) {
             route.metrics.rate_limited();
             return (too_many_requests(wait), None, Some(route.metrics));
         }
@@ -142,15 +145,6 @@ async fn dispatch<'r>(
         }
         Action::Redirect { to, code } => (redirect(to, *code, req.uri()), None),
         Action::Proxy(proxy) => {
-            let client = ClientInfo {
-                ip: conn.accepted.peer.ip(),
-                scheme: if conn.accepted.scheme == Scheme::Https {
-                    "https"
-                } else {
-                    "http"
-                },
-                trusted: router.is_trusted_proxy(conn.accepted.peer.ip()),
-            };
             let forwarded = proxy.forward(req, client, host).await;
             if let Some(tunnel) = forwarded.tunnel {
                 conn.shared.background.spawn_tunnel(tunnel);
@@ -241,26 +235,6 @@ fn valid_host(value: &HeaderValue) -> bool {
             Some(digits) => digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()),
             None => port.is_empty(),
         }
-}
-
-/// The address to hold responsible for a request: the peer, or behind trusted
-/// proxies the right-most `X-Forwarded-For` entry that is not one of them.
-fn client_ip(peer: IpAddr, headers: &HeaderMap, router: &Router) -> IpAddr {
-    if !router.is_trusted_proxy(peer) {
-        return peer;
-    }
-    let forwarded = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
-        .collect::<Vec<_>>();
-    forwarded
-        .into_iter()
-        .rev()
-        .find(|ip| !router.is_trusted_proxy(*ip))
-        .unwrap_or(peer)
 }
 
 /// The host the client asked for: `:authority` (h2, absolute-form) or Host.
