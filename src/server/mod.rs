@@ -12,9 +12,11 @@
 
 mod access_log;
 mod admin;
+mod answers;
 mod connection;
 mod https;
 mod listener;
+mod malformed;
 mod reload;
 mod service;
 

@@ -1,53 +1,305 @@
-//! Handles one request: find the site and route, run its action, log it.
+//! Answers one request by running it through named phases, in order:
+//!
+//! ```text
+//! facts      who (ClientInfo, resolved once), method, target, Host
+//! frame      refuse what the next hop could read differently (400/501)
+//! challenge  ACME HTTP-01 token on a plain-HTTP port
+//! site       listener port + Host → site, or 308 to HTTPS, or 404
+//! route      path → route, or 404
+//! admit      rate limit (429); later access lists, auth, body limits
+//! handle     respond | redirect | proxy | files
+//! filter     encode, HSTS
+//! log        count the status, HEAD without content, one access-log line when the body ends
+//! ```
+//!
+//! A phase either passes what it found on to the next (`Continue`) or answers
+//! the request itself (`Break`), so every early answer leaves by one path and
+//! still reaches the log. Answers given before a route is known count as
+//! unrouted in the metrics, the rest for their route.
 
-use std::net::Ipv6Addr;
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use super::access_log::{LoggedBody, RequestLog};
-use super::connection::{ConnContext, InFlight};
-use crate::body::{text_response, Body};
-use crate::config::normalize_host;
-use crate::config::Scheme;
+use super::answers::{not_found, redirect, redirect_to_https, respond, too_many_requests};
+use super::connection::{Accepted, ConnContext, InFlight};
+use super::malformed::refuse_malformed;
+use crate::body::Body;
+use crate::config::{normalize_host, Encoding, Scheme};
 use crate::encode;
 use crate::limit::ClientKey;
 use crate::metrics::RouteMetrics;
 use crate::proxy::ClientInfo;
-use crate::router::{Action, HostMatch, Router};
+use crate::router::{Action, HostMatch, Routed, Router, SiteRoutes};
+
+/// The result of a phase: what it found, or the request's answer.
+type Phase<T> = ControlFlow<Response<Body>, T>;
+
+/// What is known of a request before its phases run: they read it, and the
+/// log keeps it (the request itself moves into the handler).
+#[derive(Debug)]
+struct Facts {
+    /// When the request head was received.
+    start: Instant,
+    /// The peer, and the client behind it when the peer is a trusted proxy.
+    client: ClientInfo,
+    method: Method,
+    uri: Uri,
+    /// Host or `:authority` as the client sent it.
+    host: Option<HeaderValue>,
+}
+
+/// How a request was answered, as far as the log and the metrics care.
+#[derive(Debug)]
+struct Outcome<'r> {
+    response: Response<Body>,
+    /// The upstream that answered, for proxied requests.
+    upstream: Option<Arc<str>>,
+    /// The counters this answer goes to: its route's, or the router's
+    /// unrouted ones.
+    counters: &'r RouteMetrics,
+}
+
+impl<'r> Outcome<'r> {
+    /// A response bellhop made itself, no upstream involved.
+    fn local(response: Response<Body>, counters: &'r RouteMetrics) -> Outcome<'r> {
+        Outcome {
+            response,
+            upstream: None,
+            counters,
+        }
+    }
+}
 
 /// Answers one request. Never fails: every problem becomes an HTTP status.
 pub async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<LoggedBody> {
-    let start = Instant::now();
     let in_flight = InFlight::new(conn.clone());
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let host = request_host(&req);
+    // One router snapshot for the whole request, whatever a reload swaps in.
     let router = conn.shared.router.load();
-    let accepted = conn.accepted;
-    let client = ClientInfo::resolve(accepted.peer.ip(), accepted.scheme, req.headers(), |ip| {
-        router.is_trusted_proxy(ip)
-    });
+    let facts = Facts::of(&req, conn.accepted, &router);
+    let outcome = dispatch(req, &facts, &router, &conn).await;
+    log(outcome, facts, in_flight)
+}
 
-    let (response, upstream, counters) = dispatch(req, host.clone(), &client, &conn, &router).await;
-    counters
-        .unwrap_or(router.unrouted())
-        .answered(response.status());
+/// The phases from the module docs: those that find the route, then those
+/// that serve it.
+async fn dispatch<'r>(
+    req: Request<Incoming>,
+    facts: &Facts,
+    router: &'r Router,
+    conn: &ConnContext,
+) -> Outcome<'r> {
+    let (site, route) = match locate(&req, facts, router, conn) {
+        Continue(found) => found,
+        Break(answer) => return Outcome::local(answer, router.unrouted()),
+    };
+    match serve(req, site, route, facts, conn).await {
+        Continue(outcome) => outcome,
+        Break(answer) => Outcome::local(answer, route.metrics),
+    }
+}
 
-    let (mut parts, mut body) = response.into_parts();
-    if method == Method::HEAD {
+/// frame ─► challenge ─► site ─► route.
+fn locate<'r, B>(
+    req: &Request<B>,
+    facts: &Facts,
+    router: &'r Router,
+    conn: &ConnContext,
+) -> Phase<(&'r SiteRoutes, Routed<'r>)> {
+    frame(req)?;
+    challenge(req, conn)?;
+    let site = site(router, conn.accepted.port, facts)?;
+    let route = route(site, &facts.uri)?;
+    Continue((site, route))
+}
+
+/// admit ─► handle ─► filter, for a request whose route is known.
+async fn serve<'r>(
+    req: Request<Incoming>,
+    site: &'r SiteRoutes,
+    route: Routed<'r>,
+    facts: &Facts,
+    conn: &ConnContext,
+) -> Phase<Outcome<'r>> {
+    admit(&route, &facts.client)?;
+    let filters = Filters::new(&req, &route, site, conn.accepted.scheme);
+    let outcome = handle_action(req, &route, facts, conn).await;
+    Continue(filters.apply(outcome, &facts.method))
+}
+
+impl Facts {
+    fn of<B>(req: &Request<B>, accepted: Accepted, router: &Router) -> Facts {
+        let client =
+            ClientInfo::resolve(accepted.peer.ip(), accepted.scheme, req.headers(), |ip| {
+                router.is_trusted_proxy(ip)
+            });
+        Facts {
+            start: Instant::now(),
+            client,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            host: request_host(req),
+        }
+    }
+}
+
+/// Malformed framing or Host: answered before anything routes on it.
+fn frame<B>(req: &Request<B>) -> Phase<()> {
+    match refuse_malformed(req) {
+        Some(refusal) => Break(refusal),
+        None => Continue(()),
+    }
+}
+
+/// ACME HTTP-01 on a plain-HTTP port: a pending token is answered for any host,
+/// before site lookup (tokens are unguessable, see `Https::http01_response`).
+fn challenge<B>(req: &Request<B>, conn: &ConnContext) -> Phase<()> {
+    let https = conn.shared.https.as_ref();
+    match https.filter(|_| conn.accepted.scheme == Scheme::Http) {
+        Some(https) => https
+            .http01_response(req.uri().path())
+            .map_or(Continue(()), Break),
+        None => Continue(()),
+    }
+}
+
+/// The site for the listener's port and the request's Host. A plain-HTTP
+/// request for an HTTPS site is redirected there, except ACME HTTP-01 paths
+/// (the validator must not be sent to a port that may lack a certificate).
+fn site<'r>(router: &'r Router, port: u16, facts: &Facts) -> Phase<&'r SiteRoutes> {
+    let Some(port) = router.port(port) else {
+        return Break(not_found());
+    };
+    let host_name = facts
+        .host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .map(normalize_host)
+        .unwrap_or_default();
+    match port.lookup(&host_name) {
+        HostMatch::Site(site) => Continue(site),
+        HostMatch::RedirectToHttps(_) if super::https::is_http01_path(facts.uri.path()) => {
+            Break(not_found())
+        }
+        HostMatch::RedirectToHttps(https_port) => {
+            Break(redirect_to_https(&host_name, https_port, &facts.uri))
+        }
+        HostMatch::Unknown => Break(not_found()),
+    }
+}
+
+/// The site's first route whose pattern matches the path.
+fn route<'s>(site: &'s SiteRoutes, uri: &Uri) -> Phase<Routed<'s>> {
+    site.route(uri.path())
+        .map_or_else(|| Break(not_found()), Continue)
+}
+
+/// Whether the client may have this request served: the route's rate limit,
+/// keyed by the resolved client (not a trusted proxy in front of it).
+fn admit(route: &Routed<'_>, client: &ClientInfo) -> Phase<()> {
+    let Some(limiter) = route.limiter else {
+        return Continue(());
+    };
+    match limiter.check(ClientKey::from(client.ip), Instant::now()) {
+        Ok(()) => Continue(()),
+        Err(wait) => {
+            route.metrics.rate_limited();
+            Break(too_many_requests(wait))
+        }
+    }
+}
+
+/// Runs the route's handler. An upgraded tunnel the proxy hands back is
+/// spawned on the server's tasks, where shutdown reaches it.
+async fn handle_action<'r>(
+    req: Request<Incoming>,
+    route: &Routed<'r>,
+    facts: &Facts,
+    conn: &ConnContext,
+) -> Outcome<'r> {
+    let local = |response| Outcome::local(response, route.metrics);
+    match route.action {
+        Action::Respond { status, body } => local(respond(*status, body)),
+        Action::Redirect { to, code } => local(redirect(to, *code, &facts.uri)),
+        Action::Proxy(proxy) => {
+            let forwarded = proxy.forward(req, &facts.client, facts.host.clone()).await;
+            if let Some(tunnel) = forwarded.tunnel {
+                conn.shared.background.spawn_tunnel(tunnel);
+            }
+            Outcome {
+                response: forwarded.response,
+                upstream: Some(forwarded.upstream),
+                counters: route.metrics,
+            }
+        }
+        Action::Files(files) => local(files.serve(&facts.method, req.uri(), req.headers()).await),
+    }
+}
+
+/// The response filters of a route and site, taken from the request before
+/// the handler consumes it.
+struct Filters<'a> {
+    /// Compressions in preference order; empty for none.
+    encode: &'a [Encoding],
+    /// Kept only when `encode` may use it.
+    accept_encoding: Option<HeaderValue>,
+    /// `Strict-Transport-Security`, on HTTPS only.
+    hsts: Option<&'a HeaderValue>,
+}
+
+impl<'a> Filters<'a> {
+    fn new<B>(req: &Request<B>, route: &Routed<'a>, site: &'a SiteRoutes, scheme: Scheme) -> Self {
+        let accept_encoding = match route.encode {
+            [] => None,
+            _ => req.headers().get(header::ACCEPT_ENCODING).cloned(),
+        };
+        Filters {
+            encode: route.encode,
+            accept_encoding,
+            hsts: site.hsts.as_ref().filter(|_| scheme == Scheme::Https),
+        }
+    }
+
+    fn apply<'r>(&self, mut outcome: Outcome<'r>, method: &Method) -> Outcome<'r> {
+        if !self.encode.is_empty() {
+            outcome.response = encode::apply(
+                outcome.response,
+                method,
+                self.accept_encoding.as_ref(),
+                self.encode,
+            );
+        }
+        if let Some(hsts) = self.hsts {
+            outcome
+                .response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        outcome
+    }
+}
+
+/// The last phase, for every answer: its status is counted, a HEAD response
+/// loses its content, and the body is wrapped to write the access-log line
+/// when it ends.
+fn log(outcome: Outcome<'_>, facts: Facts, in_flight: InFlight) -> Response<LoggedBody> {
+    outcome.counters.answered(outcome.response.status());
+    let (mut parts, mut body) = outcome.response.into_parts();
+    if facts.method == Method::HEAD {
         body = without_content(&mut parts.headers, body);
     }
     let log = RequestLog {
-        start,
-        client,
-        method,
-        host,
-        uri,
+        start: facts.start,
+        client: facts.client,
+        method: facts.method,
+        host: facts.host,
+        uri: facts.uri,
         status: parts.status,
-        upstream,
+        upstream: outcome.upstream,
     };
     Response::from_parts(parts, LoggedBody::new(body, log, in_flight))
 }
@@ -72,264 +324,10 @@ fn without_content(headers: &mut HeaderMap, body: Body) -> Body {
     }
 }
 
-/// The response, the upstream that produced it (for the log) and the counters
-/// of the route that answered, if one did.
-type Dispatched<'r> = (Response<Body>, Option<Arc<str>>, Option<&'r RouteMetrics>);
-
-async fn dispatch<'r>(
-    req: Request<Incoming>,
-    host: Option<HeaderValue>,
-    client: &ClientInfo,
-    conn: &ConnContext,
-    router: &'r Router,
-) -> Dispatched<'r> {
-    if let Some(refusal) = refuse_malformed(&req) {
-        return (refusal, None, None);
-    }
-    if conn.accepted.scheme == Scheme::Http {
-        if let Some(https) = &conn.shared.https {
-            if let Some(answer) = https.http01_response(req.uri().path()) {
-                return (answer, None, None);
-            }
-        }
-    }
-    let Some(port) = router.port(conn.accepted.port) else {
-        return (not_found(), None, None);
-    };
-    let host_name = host
-        .as_ref()
-        .and_then(|h| h.to_str().ok())
-        .map(normalize_host)
-        .unwrap_or_default();
-
-    let site = match port.lookup(&host_name) {
-        HostMatch::Site(site) => site,
-        HostMatch::RedirectToHttps(_) if super::https::is_http01_path(req.uri().path()) => {
-            return (not_found(), None, None)
-        }
-        HostMatch::RedirectToHttps(https_port) => {
-            return (
-                redirect_to_https(&host_name, https_port, req.uri()),
-                None,
-                None,
-            )
-        }
-        HostMatch::Unknown => return (not_found(), None, None),
-    };
-    let Some(route) = site.route(req.uri().path()) else {
-        return (not_found(), None, None);
-    };
-    if let Some(limiter) = route.limiter {
-        if let Err(wait) = limiter.check(ClientKey::from(client.ip), Instant::now()) {
-            route.metrics.rate_limited();
-            return (too_many_requests(wait), None, Some(route.metrics));
-        }
-    }
-
-    // Kept before the request moves into a handler, and only when it may matter.
-    let accept_encoding = match route.encode {
-        [] => None,
-        _ => req.headers().get(header::ACCEPT_ENCODING).cloned(),
-    };
-    let method = req.method().clone();
-
-    let (mut response, upstream) = match route.action {
-        Action::Respond { status, body } => {
-            let mut response = Response::new(Body::full(body.clone()));
-            *response.status_mut() = *status;
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            (response, None)
-        }
-        Action::Redirect { to, code } => (redirect(to, *code, req.uri()), None),
-        Action::Proxy(proxy) => {
-            let forwarded = proxy.forward(req, client, host).await;
-            if let Some(tunnel) = forwarded.tunnel {
-                conn.shared.background.spawn_tunnel(tunnel);
-            }
-            (forwarded.response, Some(forwarded.upstream))
-        }
-        Action::Files(files) => (files.serve(&method, req.uri(), req.headers()).await, None),
-    };
-    if !route.encode.is_empty() {
-        response = encode::apply(response, &method, accept_encoding.as_ref(), route.encode);
-    }
-    if conn.accepted.scheme == Scheme::Https {
-        if let Some(hsts) = &site.hsts {
-            response
-                .headers_mut()
-                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-        }
-    }
-    (response, upstream, Some(route.metrics))
-}
-
-/// What hyper parses but leaves to us to refuse (RFC 9112), answered before any
-/// routing, with the connection closed afterwards since the request may not be
-/// framed the way the next hop would read it:
-/// - a transfer coding other than a single `chunked` gets 501, like nginx: hyper
-///   decodes only chunked, so `gzip, chunked` would reach the backend still
-///   compressed and re-framed as plain bytes (codings that don't end in chunked
-///   never get here, hyper answers 400);
-/// - an HTTP/1.1 request without Host (and no absolute-form target), or any
-///   request with more than one Host or a Host that is not `host[:port]`, gets
-///   400 (§3.2), instead of reaching a catch-all site with a Host the backend
-///   may read differently.
-fn refuse_malformed<B>(req: &Request<B>) -> Option<Response<Body>> {
-    // h2 has no Connection header (hyper would drop it): the stream just ends.
-    let closing = |mut response: Response<Body>| {
-        if req.version() < Version::HTTP_2 {
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        response
-    };
-    let mut codings = req.headers().get_all(header::TRANSFER_ENCODING).iter();
-    if let Some(first) = codings.next() {
-        let chunked = first
-            .as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"chunked");
-        if !chunked || codings.next().is_some() {
-            return Some(closing(text_response(
-                StatusCode::NOT_IMPLEMENTED,
-                "transfer codings other than chunked are not supported",
-            )));
-        }
-    }
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let problem = match (hosts.next(), hosts.next()) {
-        (None, _) if req.version() == Version::HTTP_11 && req.uri().authority().is_none() => {
-            "missing Host header"
-        }
-        (Some(_), Some(_)) => "more than one Host header",
-        (Some(host), None) if !valid_host(host) => "invalid Host header",
-        _ => return None,
-    };
-    Some(closing(text_response(StatusCode::BAD_REQUEST, problem)))
-}
-
-/// `host[:port]` with a registered name or IPv4 address (RFC 3986 reg-name
-/// characters) or a bracketed IPv6 address, and a numeric port. Empty is valid
-/// (a target without authority).
-fn valid_host(value: &HeaderValue) -> bool {
-    let Ok(text) = value.to_str() else {
-        return false;
-    };
-    let (host_ok, port) = match text.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((ip, port)) => (ip.parse::<Ipv6Addr>().is_ok(), port),
-            None => return false,
-        },
-        None => {
-            let (name, port) = text.split_at(text.find(':').unwrap_or(text.len()));
-            let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
-            (name.bytes().all(reg_name), port)
-        }
-    };
-    host_ok
-        && match port.strip_prefix(':') {
-            Some(digits) => digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()),
-            None => port.is_empty(),
-        }
-}
-
 /// The host the client asked for: `:authority` (h2, absolute-form) or Host.
 fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     if let Some(authority) = req.uri().authority() {
         return HeaderValue::from_str(authority.as_str()).ok();
     }
     req.headers().get(header::HOST).cloned()
-}
-
-/// 429 with `Retry-After` in whole seconds, rounded up so a client that obeys
-/// it finds a token waiting.
-fn too_many_requests(wait: std::time::Duration) -> Response<Body> {
-    let mut response = text_response(StatusCode::TOO_MANY_REQUESTS, "slow down");
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-    response
-}
-
-fn not_found() -> Response<Body> {
-    text_response(StatusCode::NOT_FOUND, "no site is configured for this host")
-}
-
-/// `redirect "https://example.org{uri}"`: `{uri}` is the path and query.
-fn redirect(template: &str, code: StatusCode, uri: &http::Uri) -> Response<Body> {
-    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    location_response(code, &template.replace("{uri}", path))
-}
-
-/// 308 to the same host, path and query on HTTPS, keeping a non-443 port.
-fn redirect_to_https(host: &str, https_port: u16, uri: &http::Uri) -> Response<Body> {
-    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    let target = if https_port == 443 {
-        format!("https://{host}{path}")
-    } else {
-        format!("https://{host}:{https_port}{path}")
-    };
-    location_response(StatusCode::PERMANENT_REDIRECT, &target)
-}
-
-fn location_response(code: StatusCode, target: &str) -> Response<Body> {
-    match HeaderValue::from_str(target) {
-        Ok(location) => {
-            let mut response = Response::new(Body::empty());
-            *response.status_mut() = code;
-            response.headers_mut().insert(header::LOCATION, location);
-            response
-        }
-        Err(_) => text_response(StatusCode::BAD_REQUEST, "cannot redirect this request"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_syntax() {
-        for ok in [
-            "",
-            "a.test",
-            "A.Test.",
-            "a.test:8080",
-            "a.test:",
-            "127.0.0.1:80",
-            "[::1]",
-            "[::1]:443",
-            "xn--bcher-kva.example",
-            "under_score.test",
-        ] {
-            assert!(valid_host(&HeaderValue::from_static(ok)), "{ok:?}");
-        }
-        for bad in [
-            "a b.test",
-            "a.test/x",
-            "user@a.test",
-            "a.test:http",
-            "a.test:123456",
-            "[::1",
-            "[::1]x",
-            "[not-ip]:80",
-            "a.test:80:80",
-            "a\\b",
-        ] {
-            assert!(!valid_host(&HeaderValue::from_static(bad)), "{bad:?}");
-        }
-        assert!(!valid_host(
-            &HeaderValue::from_bytes(b"\xc3\xa9.test").unwrap()
-        ));
-    }
 }

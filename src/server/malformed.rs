@@ -1,0 +1,119 @@
+//! Requests hyper accepts but bellhop refuses before any phase looks at them,
+//! because the next hop could read their framing or Host differently.
+
+use std::net::Ipv6Addr;
+
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+
+use crate::body::{text_response, Body};
+
+/// What hyper parses but leaves to us to refuse (RFC 9112), answered before any
+/// routing, with the connection closed afterwards since the request may not be
+/// framed the way the next hop would read it:
+/// - a transfer coding other than a single `chunked` gets 501, like nginx: hyper
+///   decodes only chunked, so `gzip, chunked` would reach the backend still
+///   compressed and re-framed as plain bytes (codings that don't end in chunked
+///   never get here, hyper answers 400);
+/// - an HTTP/1.1 request without Host (and no absolute-form target), or any
+///   request with more than one Host or a Host that is not `host[:port]`, gets
+///   400 (§3.2), instead of reaching a catch-all site with a Host the backend
+///   may read differently.
+pub(super) fn refuse_malformed<B>(req: &Request<B>) -> Option<Response<Body>> {
+    // h2 has no Connection header (hyper would drop it): the stream just ends.
+    let closing = |mut response: Response<Body>| {
+        if req.version() < Version::HTTP_2 {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    };
+    let mut codings = req.headers().get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(first) = codings.next() {
+        let chunked = first
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked");
+        if !chunked || codings.next().is_some() {
+            return Some(closing(text_response(
+                StatusCode::NOT_IMPLEMENTED,
+                "transfer codings other than chunked are not supported",
+            )));
+        }
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let problem = match (hosts.next(), hosts.next()) {
+        (None, _) if req.version() == Version::HTTP_11 && req.uri().authority().is_none() => {
+            "missing Host header"
+        }
+        (Some(_), Some(_)) => "more than one Host header",
+        (Some(host), None) if !valid_host(host) => "invalid Host header",
+        _ => return None,
+    };
+    Some(closing(text_response(StatusCode::BAD_REQUEST, problem)))
+}
+
+/// `host[:port]` with a registered name or IPv4 address (RFC 3986 reg-name
+/// characters) or a bracketed IPv6 address, and a numeric port. Empty is valid
+/// (a target without authority).
+fn valid_host(value: &HeaderValue) -> bool {
+    let Ok(text) = value.to_str() else {
+        return false;
+    };
+    let (host_ok, port) = match text.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, port)) => (ip.parse::<Ipv6Addr>().is_ok(), port),
+            None => return false,
+        },
+        None => {
+            let (name, port) = text.split_at(text.find(':').unwrap_or(text.len()));
+            let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+            (name.bytes().all(reg_name), port)
+        }
+    };
+    host_ok
+        && match port.strip_prefix(':') {
+            Some(digits) => digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()),
+            None => port.is_empty(),
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_syntax() {
+        for ok in [
+            "",
+            "a.test",
+            "A.Test.",
+            "a.test:8080",
+            "a.test:",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:443",
+            "xn--bcher-kva.example",
+            "under_score.test",
+        ] {
+            assert!(valid_host(&HeaderValue::from_static(ok)), "{ok:?}");
+        }
+        for bad in [
+            "a b.test",
+            "a.test/x",
+            "user@a.test",
+            "a.test:http",
+            "a.test:123456",
+            "[::1",
+            "[::1]x",
+            "[not-ip]:80",
+            "a.test:80:80",
+            "a\\b",
+        ] {
+            assert!(!valid_host(&HeaderValue::from_static(bad)), "{bad:?}");
+        }
+        assert!(!valid_host(
+            &HeaderValue::from_bytes(b"\xc3\xa9.test").unwrap()
+        ));
+    }
+}
