@@ -68,41 +68,53 @@ impl Proxy {
     /// `host` is the host the client asked for; it becomes the upstream's Host.
     pub async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         client: &ClientInfo,
         host: Option<HeaderValue>,
     ) -> Forwarded {
         let pool = self.pick();
+        let (response, tunnel) = match self.exchange(pool, req, client, host.as_ref()).await {
+            Ok(answer) => answer,
+            Err(failure) => (self.failure_response(&pool.label, failure), None),
+        };
+        Forwarded {
+            response,
+            upstream: pool.label.clone(),
+            tunnel,
+        }
+    }
+
+    /// One request/response exchange with `pool`'s upstream; on a `101` the
+    /// upgraded streams come back as a [`Tunnel`].
+    async fn exchange(
+        &self,
+        pool: &UpstreamPool,
+        mut req: Request<Incoming>,
+        client: &ClientInfo,
+        host: Option<&HeaderValue>,
+    ) -> Result<(Response<Body>, Option<Tunnel>), ForwardError> {
         let upgrade =
             req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-
         let (mut parts, body) = req.into_parts();
-        headers::rewrite_request(&mut parts.headers, client, host.as_ref(), upgrade);
-        if !parts.headers.contains_key(header::HOST) {
-            if let Ok(value) = HeaderValue::from_str(pool.authority.as_str()) {
-                parts.headers.insert(header::HOST, value);
-            }
-        }
-        parts.uri = match upstream_uri(&pool.authority, &parts.uri) {
-            Ok(uri) => uri,
-            Err(e) => {
-                return Forwarded {
-                    response: text_response(
-                        StatusCode::BAD_REQUEST,
-                        &format!("bad request target: {e}"),
-                    ),
-                    upstream: pool.label.clone(),
-                    tunnel: None,
-                }
-            }
-        };
-        // Upstreams get HTTP/1.1 whatever the client spoke (h2 requests would
-        // otherwise be refused by the h1 pool).
-        parts.version = Version::HTTP_11;
+        upstream_head(&mut parts, pool, client, host, upgrade).map_err(ForwardError::Target)?;
+        let response = self
+            .send_with_retry(pool, parts, body)
+            .await
+            .map_err(ForwardError::Send)?;
+        Ok(self.client_response(response, client_upgrade, &pool.label))
+    }
 
-        // A request without a body on an idempotent method can be replayed safely
-        // if the pooled connection turns out to have been closed by the backend.
+    /// Sends through the pool. A request without a body on an idempotent
+    /// method is replayed once on a fresh connection if the pooled one turns
+    /// out to have been closed by the backend (not for connect errors: a fresh
+    /// connection would fail the same way).
+    async fn send_with_retry(
+        &self,
+        pool: &UpstreamPool,
+        parts: http::request::Parts,
+        body: Incoming,
+    ) -> Result<Response<Incoming>, SendError> {
         let replay =
             (is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body)).then(|| {
                 (
@@ -111,44 +123,29 @@ impl Proxy {
                     parts.headers.clone(),
                 )
             });
-
         let request = Request::from_parts(parts, Body::from(body));
-        let mut result = self.send(&pool.pooled, request).await;
-        if let (Err(SendError::Failed(e)), Some((method, uri, headers))) = (&result, replay) {
-            if !e.is_connect() {
-                tracing::debug!(upstream = %pool.label, error = %error_chain(e), "retrying on a fresh connection");
+        match (self.send(&pool.pooled, request).await, replay) {
+            (Err(SendError::Failed(e)), Some((method, uri, headers))) if !e.is_connect() => {
+                tracing::debug!(upstream = %pool.label, error = %error_chain(&e), "retrying on a fresh connection");
                 let mut retry = Request::new(Body::empty());
                 *retry.method_mut() = method;
                 *retry.uri_mut() = uri;
                 *retry.headers_mut() = headers;
-                result = self.send(&pool.fresh, retry).await;
+                self.send(&pool.fresh, retry).await
             }
+            (result, _) => result,
         }
+    }
 
-        let response = match result {
-            Ok(response) => response,
-            Err(error) if error.is_client_gone() => {
-                // The client's own request body broke (it hung up mid-upload):
-                // not the upstream's fault. 499 is nginx's status for this.
-                tracing::debug!(upstream = %pool.label, "client went away while sending its request body");
-                return Forwarded {
-                    response: text_response(CLIENT_CLOSED_REQUEST, "request body incomplete"),
-                    upstream: pool.label.clone(),
-                    tunnel: None,
-                };
-            }
-            Err(error) => {
-                let (status, text) = error.describe(self.header_timeout);
-                tracing::warn!(upstream = %pool.label, status = status.as_u16(), error = %text, "upstream failed");
-                return Forwarded {
-                    // The details stay in the log: clients learn nothing about the backend.
-                    response: text_response(status, "the upstream did not answer"),
-                    upstream: pool.label.clone(),
-                    tunnel: None,
-                };
-            }
-        };
-
+    /// The upstream's response as the client gets it. On `101 Switching
+    /// Protocols` to an upgrade request the body is empty and both upgraded
+    /// streams become the tunnel.
+    fn client_response(
+        &self,
+        response: Response<Incoming>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        label: &Arc<str>,
+    ) -> (Response<Body>, Option<Tunnel>) {
         let (mut parts, body) = response.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         headers::rewrite_response(&mut parts.headers, switching);
@@ -161,15 +158,32 @@ impl Proxy {
                     client_upgrade,
                     upstream_upgrade,
                     self.idle_timeout,
-                    pool.label.clone(),
+                    label.clone(),
                 ))
             }
             _ => None,
         };
-        Forwarded {
-            response,
-            upstream: pool.label.clone(),
-            tunnel,
+        (response, tunnel)
+    }
+
+    /// The page for a client whose request got no upstream response. The
+    /// details stay in the log: clients learn nothing about the backend.
+    fn failure_response(&self, label: &str, failure: ForwardError) -> Response<Body> {
+        match failure {
+            ForwardError::Target(e) => {
+                text_response(StatusCode::BAD_REQUEST, &format!("bad request target: {e}"))
+            }
+            ForwardError::Send(error) if error.is_client_gone() => {
+                // The client's own request body broke (it hung up mid-upload):
+                // not the upstream's fault. 499 is nginx's status for this.
+                tracing::debug!(upstream = %label, "client went away while sending its request body");
+                text_response(CLIENT_CLOSED_REQUEST, "request body incomplete")
+            }
+            ForwardError::Send(error) => {
+                let (status, text) = error.describe(self.header_timeout);
+                tracing::warn!(upstream = %label, status = status.as_u16(), error = %text, "upstream failed");
+                text_response(status, "the upstream did not answer")
+            }
         }
     }
 
@@ -190,6 +204,14 @@ impl Proxy {
             Err(_) => Err(SendError::HeaderTimeout),
         }
     }
+}
+
+/// Why forwarding produced no upstream response.
+enum ForwardError {
+    /// The request target cannot be made into an upstream URI.
+    Target(http::uri::InvalidUriParts),
+    /// Sending failed or timed out.
+    Send(SendError),
 }
 
 /// Why no upstream response came back.
@@ -265,6 +287,28 @@ fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
+}
+
+/// Rewrites the client's request head for `pool`'s upstream: headers
+/// (hop-by-hop out, `X-Forwarded-*` in), Host, an absolute URI, and HTTP/1.1
+/// whatever the client spoke (h2 requests would otherwise be refused by the h1
+/// pool).
+fn upstream_head(
+    parts: &mut http::request::Parts,
+    pool: &UpstreamPool,
+    client: &ClientInfo,
+    host: Option<&HeaderValue>,
+    upgrade: bool,
+) -> Result<(), http::uri::InvalidUriParts> {
+    headers::rewrite_request(&mut parts.headers, client, host, upgrade);
+    if !parts.headers.contains_key(header::HOST) {
+        if let Ok(value) = HeaderValue::from_str(pool.authority.as_str()) {
+            parts.headers.insert(header::HOST, value);
+        }
+    }
+    parts.uri = upstream_uri(&pool.authority, &parts.uri)?;
+    parts.version = Version::HTTP_11;
+    Ok(())
 }
 
 /// `http://{upstream}{path?query}`: hyper's client needs an absolute URI. The
