@@ -2,17 +2,21 @@
 //! removed, or shutdown.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::{service_fn, Service};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::access_log::LoggedBody;
 use super::{service, Shared};
 use crate::config::Scheme;
 use crate::metrics::OpenGuard;
@@ -85,6 +89,22 @@ impl Drop for InFlight {
     }
 }
 
+/// The hyper service of one connection: each request runs through
+/// [`service::handle`] with the connection's context.
+fn requests(
+    context: Arc<ConnContext>,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<LoggedBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<LoggedBody>, Infallible>> + Send,
+> {
+    service_fn(move |req| {
+        let context = context.clone();
+        async move { Ok::<_, Infallible>(service::handle(req, context).await) }
+    })
+}
+
 /// Runs the HTTP/1.1 server side of one connection (plain TCP or TLS).
 ///
 /// `stop` is the listener's token: cancelled on shutdown, and when a reload
@@ -102,11 +122,7 @@ pub async fn serve_http1<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = accepted.peer;
-    let context = ConnContext::new(shared.clone(), accepted);
-    let svc = service_fn(move |req| {
-        let context = context.clone();
-        async move { Ok::<_, Infallible>(service::handle(req, context).await) }
-    });
+    let svc = requests(ConnContext::new(shared.clone(), accepted));
     let conn = shared
         .http1
         .serve_connection(TokioIo::new(stream), svc)
@@ -145,10 +161,7 @@ pub async fn serve_h2<I>(
     let (peer, idle) = (accepted.peer, shared.idle_timeout);
     let context = ConnContext::new(shared.clone(), accepted);
     let watched = context.clone();
-    let svc = service_fn(move |req| {
-        let context = context.clone();
-        async move { Ok::<_, Infallible>(service::handle(req, context).await) }
-    });
+    let svc = requests(context);
     let conn = shared.http2.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     // When the idle GOAWAY went out; idleness counts again from there.
