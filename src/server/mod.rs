@@ -79,12 +79,15 @@ struct Background {
     shutdown: CancellationToken,
 }
 
-impl Background {
-    /// Runs an upgraded tunnel on its own task; it closes on shutdown.
+impl Shared {
+    /// Runs an upgraded tunnel on its own task, where shutdown closes it,
+    /// counted in `bellhop_open_websockets` while it runs.
     fn spawn_tunnel(&self, tunnel: Tunnel) {
-        let shutdown = self.shutdown.clone();
-        self.tasks.spawn(async move {
+        let shutdown = self.background.shutdown.clone();
+        let open = self.metrics.websocket_opened();
+        self.background.tasks.spawn(async move {
             tunnel.run(shutdown).await;
+            drop(open);
         });
     }
 }

@@ -228,7 +228,7 @@ async fn handle_action<'r>(
         Action::Proxy(proxy) => {
             let forwarded = proxy.forward(req, &facts.client, facts.host.clone()).await;
             if let Some(tunnel) = forwarded.tunnel {
-                conn.shared.background.spawn_tunnel(tunnel);
+                conn.shared.spawn_tunnel(tunnel);
             }
             Outcome {
                 response: forwarded.response,

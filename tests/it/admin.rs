@@ -8,9 +8,11 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::support::backends::ws::WsBackend;
 use crate::support::binary::{text_field, Bellhop};
 use crate::support::client::{get, req, send};
-use crate::support::{bounded, secs, TempDir};
+use crate::support::ws::{connect, read_until_end};
+use crate::support::{bounded, secs, wait_for_async, TempDir};
 
 /// One parsed sample: name, labels, value.
 type Sample = (String, serde_json::Map<String, Value>, f64);
@@ -61,6 +63,19 @@ async fn scrape(admin: SocketAddr) -> Vec<Sample> {
     parsed
 }
 
+/// The admin listener's address, from its start-up log line.
+async fn admin_addr(bellhop: &Bellhop) -> SocketAddr {
+    let line = bellhop
+        .proc
+        .wait_line("the admin listener's address", secs(10), |l| {
+            l.contains("admin listener")
+        })
+        .await;
+    text_field(&line, "addr")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no addr= in {line}"))
+}
+
 /// The value of the one sample named `name` whose labels include `labels`.
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let matching: Vec<f64> = samples
@@ -92,15 +107,7 @@ async fn metrics_count_requests_by_site_route_and_class_and_health_is_ok() {
             ),
         );
         let bellhop = Bellhop::run_config(&file, &[], 1).await;
-        let line = bellhop
-            .proc
-            .wait_line("the admin listener's address", secs(10), |l| {
-                l.contains("admin listener")
-            })
-            .await;
-        let admin: SocketAddr = text_field(&line, "addr")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no addr= in {line}"));
+        let admin = admin_addr(&bellhop).await;
 
         let site = bellhop.addr();
         let host = site.to_string();
@@ -172,15 +179,7 @@ async fn reloads_are_counted_by_result() {
         };
         let file = dir.write("Proxyfile", &proxyfile(""));
         let bellhop = Bellhop::run_config(&file, &[], 1).await;
-        let line = bellhop
-            .proc
-            .wait_line("the admin listener's address", secs(10), |l| {
-                l.contains("admin listener")
-            })
-            .await;
-        let admin: SocketAddr = text_field(&line, "addr")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no addr= in {line}"));
+        let admin = admin_addr(&bellhop).await;
 
         // A file that does not parse is a failed reload; then a good one applies.
         dir.write("Proxyfile", &proxyfile("    bogus-directive 1\n"));
@@ -203,6 +202,42 @@ async fn reloads_are_counted_by_result() {
         };
         assert_eq!(reloads("applied"), 1.0, "{samples:?}");
         assert_eq!(reloads("failed"), 1.0, "{samples:?}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn open_websockets_follow_upgraded_tunnels() {
+    bounded(secs(40), "test", async {
+        let backend = WsBackend::start().await;
+        let dir = TempDir::new("admin-ws");
+        let file = dir.write(
+            "Proxyfile",
+            &format!(
+                "options {{\n    admin \"127.0.0.1:0\"\n    state-dir \"{}\"\n}}\n\
+                 \"http://127.0.0.1:0\" {{\n    proxy \"{}\"\n}}\n",
+                dir.path().join("state").display(),
+                backend.addr
+            ),
+        );
+        let bellhop = Bellhop::run_config(&file, &[], 1).await;
+        let admin = admin_addr(&bellhop).await;
+        let open = |samples: &[Sample]| value(samples, "bellhop_open_websockets", &[]);
+        assert_eq!(open(&scrape(admin).await), Some(0.0));
+
+        // The tunnel is spawned before the 101 goes out: counted once connected.
+        let mut ws = connect(bellhop.addr(), "/").await;
+        assert_eq!(open(&scrape(admin).await), Some(1.0));
+
+        ws.close(None).await.expect("send Close");
+        read_until_end(&mut ws).await;
+        // Half-close is respected: the tunnel ends once the client's side closes too.
+        drop(ws);
+        wait_for_async("bellhop_open_websockets back at 0", secs(10), || async {
+            let text = get(admin, &admin.to_string(), "/metrics").await.text();
+            text.lines().any(|l| l == "bellhop_open_websockets 0")
+        })
+        .await;
     })
     .await
 }
