@@ -2,7 +2,8 @@
 //! in order with first match winning, and the 404 for unknown hosts.
 
 use crate::support::backends::echo::{header_values, Echo};
-use crate::support::client::{collect, empty, get, h2_tls, raw, send};
+use crate::support::binary::text_field;
+use crate::support::client::{collect, empty, get, h2_tls, raw, req, send};
 use crate::support::config::{https_site, proxy, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
 use crate::support::{bounded, secs, wait_for, TempDir};
@@ -375,6 +376,47 @@ async fn routes_inherit_site_level_directives() {
         for i in 0..3 {
             assert_eq!(get(addr, &host, &format!("/free/{i}")).await.status, 200);
         }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn rate_limit_behind_a_trusted_proxy_keys_on_the_forwarded_client() {
+    bounded(secs(30), "test", async {
+        let dir = TempDir::new("limit-xff");
+        let file = dir.write(
+            "Proxyfile",
+            r#"options { trusted-proxies "127.0.0.2/32"; }
+"http://127.0.0.1:0" {
+    rate-limit "1/m" burst=1
+    respond "site"
+}
+"#,
+        );
+        let bellhop = crate::support::binary::Bellhop::run_config(&file, &[], 1).await;
+        let (addr, host) = (bellhop.addr(), bellhop.addr().to_string());
+        let from = |peer: &str, claimed: &str| {
+            let request = req("GET", &host, "/")
+                .header("x-forwarded-for", claimed)
+                .body(empty())
+                .unwrap();
+            send(addr, Some(peer.parse().unwrap()), request)
+        };
+        // Behind the trusted proxy, each forwarded client has its own bucket.
+        assert_eq!(from("127.0.0.2", "203.0.113.1").await.status, 200);
+        assert_eq!(from("127.0.0.2", "203.0.113.1").await.status, 429);
+        assert_eq!(from("127.0.0.2", "203.0.113.2").await.status, 200);
+        // An untrusted peer's claims change nothing: its own address is the key.
+        assert_eq!(from("127.0.0.3", "203.0.113.3").await.status, 200);
+        assert_eq!(from("127.0.0.3", "203.0.113.4").await.status, 429);
+        // The log names both the peer and the client it answered for.
+        let line = bellhop
+            .proc
+            .wait_line("the log line of the proxied client", secs(5), |l| {
+                text_field(l, "client").as_deref() == Some("203.0.113.2")
+            })
+            .await;
+        assert_eq!(text_field(&line, "peer").as_deref(), Some("127.0.0.2"));
     })
     .await
 }
