@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! Server::bind(config) ─► plan + bind listeners, build the router
-//! Server::run()        ─► one accept loop per listener ─► connection task
-//!                         ─► hyper ─► service::handle ─► router ─► action
+//! Server::run()        ─► one accept loop per listener ─► Accepted { peer,
+//!                         port, scheme } ─► connection task ─► (TLS) ─► hyper
+//!                         ─► service::handle: the request phases (challenge,
+//!                         site, route, admit, handle, filter, log)
 //! ReloadHandle         ─► new router, certificates and listener set; open
 //!                         connections and tunnels keep their snapshot
 //! ShutdownHandle       ─► stop accepting, finish in-flight requests within the
