@@ -19,7 +19,7 @@ use crate::files::FileBody;
 /// A request or response body: streamed from a peer, a fixed buffer, a file, or
 /// one of those compressed.
 #[derive(Debug)]
-pub enum Body {
+pub(crate) enum Body {
     /// Streamed from the client or the upstream, frame by frame.
     Stream(Incoming),
     /// A complete body bellhop produced itself; `None` once it has been sent.
@@ -33,7 +33,7 @@ pub enum Body {
 /// Why a body stopped early: the peer's stream failed, or reading a file or
 /// compressing failed.
 #[derive(Debug, thiserror::Error)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     /// The client's or upstream's stream failed.
     #[error(transparent)]
     Hyper(#[from] hyper::Error),
@@ -44,12 +44,12 @@ pub enum BodyError {
 
 impl Body {
     /// A body with no bytes.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Body::Full(None)
     }
 
     /// A fixed body, e.g. an error page.
-    pub fn full(bytes: impl Into<Bytes>) -> Self {
+    pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
         if bytes.is_empty() {
             Body::empty()
@@ -108,7 +108,7 @@ impl http_body::Body for Body {
 }
 
 /// A short plain-text response such as `502 Bad Gateway: the upstream did not answer`.
-pub fn text_response(status: http::StatusCode, text: &str) -> http::Response<Body> {
+pub(crate) fn text_response(status: http::StatusCode, text: &str) -> http::Response<Body> {
     let reason = status.canonical_reason().unwrap_or("");
     let body = format!("{} {reason}: {text}\n", status.as_u16());
     let mut response = http::Response::new(Body::full(body));

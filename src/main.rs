@@ -12,8 +12,8 @@ use tracing_subscriber::filter::LevelFilter;
 use bellhop::config::{
     self, Config, Handler, Options, PathPattern, ProxyConfig, Route, Site, TlsMode,
 };
-use bellhop::logging::{self, LogFormat};
-use bellhop::server::{ReloadHandle, Server};
+use bellhop::{init_logging, LogFormat};
+use bellhop::{ReloadHandle, Server};
 
 /// Where `bellhop run` looks for its config when `--config` is not given.
 const DEFAULT_CONFIG_PATHS: [&str; 2] = ["Proxyfile", "/etc/bellhop/Proxyfile"];
@@ -212,7 +212,7 @@ fn ca_root(path: Option<&Path>) -> ExitCode {
             Err(_) => PathBuf::from(config::defaults::STATE_DIR),
         },
     };
-    match bellhop::certs::InternalCa::load_or_create(&state_dir) {
+    match bellhop::InternalCa::load_or_create(&state_dir) {
         Ok(ca) => {
             print!("{}", ca.trust_instructions());
             ExitCode::SUCCESS
@@ -251,7 +251,7 @@ fn serve(
     path: Option<PathBuf>,
     pid_file: Option<PathBuf>,
 ) -> ExitCode {
-    let _log_guard = match logging::init(*level, format) {
+    let _log_guard = match init_logging(*level, format) {
         Ok(guard) => guard,
         Err(e) => return fail(&e),
     };

@@ -12,7 +12,7 @@
 //! One [`Metrics`] lives as long as the server: reloads build new routers that
 //! fetch the same handles again, so counters keep counting across reloads.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -60,7 +60,7 @@ struct BuildLabels {
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Every metric bellhop exports, registered once.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     rate_limited: Family<SiteLabels, Counter>,
@@ -68,6 +68,8 @@ pub struct Metrics {
     open_websockets: Gauge,
     reloads: Family<OutcomeLabels, Counter>,
     certificate_not_after: Family<NameLabels, Gauge>,
+    /// The names in `certificate_not_after` (the family cannot list them).
+    certificate_names: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -85,7 +87,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric under the `bellhop_` prefix. Counters get their
     /// `_total` suffix from the encoder, as OpenMetrics requires.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("bellhop");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -138,11 +140,12 @@ impl Metrics {
             open_websockets,
             reloads,
             certificate_not_after,
+            certificate_names: Mutex::new(Vec::new()),
         }
     }
 
     /// The counters one route increments, fetched once when the router is built.
-    pub fn route(&self, site: &Arc<str>, route: &Arc<str>) -> RouteMetrics {
+    pub(crate) fn route(&self, site: &Arc<str>, route: &Arc<str>) -> RouteMetrics {
         let by_class = STATUS_CLASSES.map(|code| {
             self.requests.get_or_create_owned(&RequestLabels {
                 site: site.clone(),
@@ -160,41 +163,49 @@ impl Metrics {
     }
 
     /// Counts an open client connection until the guard is dropped.
-    pub fn connection_opened(&self) -> OpenGuard {
+    pub(crate) fn connection_opened(&self) -> OpenGuard {
         OpenGuard::new(&self.open_connections)
     }
 
     /// Counts an upgraded connection being spliced until the guard is dropped.
-    pub fn websocket_opened(&self) -> OpenGuard {
+    pub(crate) fn websocket_opened(&self) -> OpenGuard {
         OpenGuard::new(&self.open_websockets)
     }
 
     /// Records the outcome of a reload.
-    pub fn reloaded(&self, applied: bool) {
+    pub(crate) fn reloaded(&self, applied: bool) {
         let result = if applied { "applied" } else { "failed" };
         self.reloads.get_or_create(&OutcomeLabels { result }).inc();
     }
 
-    /// Records the certificate now served for `name`, or that none is.
-    pub fn certificate(&self, name: &str, not_after: Option<SystemTime>) {
-        let labels = NameLabels {
-            name: name.to_string(),
-        };
-        match not_after {
-            Some(t) => {
-                let secs = t
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-                self.certificate_not_after.get_or_create(&labels).set(secs);
-            }
-            None => {
-                self.certificate_not_after.remove(&labels);
-            }
+    /// Records the certificates served now, by name with their end of
+    /// validity; names served before and missing here are dropped.
+    pub(crate) fn certificates(&self, served: &[(String, SystemTime)]) {
+        let mut known = self
+            .certificate_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for gone in known
+            .iter()
+            .filter(|n| !served.iter().any(|(s, _)| s == *n))
+        {
+            self.certificate_not_after
+                .remove(&NameLabels { name: gone.clone() });
+        }
+        known.clear();
+        for (name, not_after) in served {
+            let secs = not_after
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            self.certificate_not_after
+                .get_or_create(&NameLabels { name: name.clone() })
+                .set(secs);
+            known.push(name.clone());
         }
     }
 
     /// The OpenMetrics text exposition of every metric, ending in `# EOF`.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut text = String::with_capacity(4096);
         // Writing into a String cannot fail; an error here would be an encoder bug.
         if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
@@ -206,28 +217,28 @@ impl Metrics {
 
 /// The counters of one route: requests by status class and rate-limit refusals.
 #[derive(Debug, Clone)]
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     by_class: [Counter; 5],
     rate_limited: Counter,
 }
 
 impl RouteMetrics {
     /// Counts a request answered with `status`.
-    pub fn answered(&self, status: http::StatusCode) {
+    pub(crate) fn answered(&self, status: http::StatusCode) {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         self.by_class[class].inc();
     }
 
     /// Counts a request refused by the rate limit (the 429 itself is counted
     /// by [`answered`](Self::answered) too).
-    pub fn rate_limited(&self) {
+    pub(crate) fn rate_limited(&self) {
         self.rate_limited.inc();
     }
 }
 
 /// Holds a gauge one higher while it lives.
 #[derive(Debug)]
-pub struct OpenGuard(Gauge);
+pub(crate) struct OpenGuard(Gauge);
 
 impl OpenGuard {
     fn new(gauge: &Gauge) -> Self {
@@ -296,7 +307,7 @@ mod tests {
         assert_eq!(line_value(&text, "bellhop_open_websockets "), Some(1));
         drop((b, ws));
         let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_900_000_000);
-        metrics.certificate("a.test", Some(at));
+        metrics.certificates(&[("a.test".into(), at), ("b.test".into(), at)]);
         let text = metrics.encode();
         assert_eq!(line_value(&text, "bellhop_open_connections "), Some(0));
         assert_eq!(
@@ -306,7 +317,9 @@ mod tests {
             ),
             Some(1_900_000_000)
         );
-        metrics.certificate("a.test", None);
-        assert!(!metrics.encode().contains("name=\"a.test\""));
+        metrics.certificates(&[("b.test".into(), at)]);
+        let text = metrics.encode();
+        assert!(!text.contains("name=\"a.test\""), "{text}");
+        assert!(text.contains("name=\"b.test\""), "{text}");
     }
 }

@@ -21,7 +21,7 @@ use crate::proxy::Proxy;
 
 /// Everything the request path needs from the config.
 #[derive(Debug)]
-pub struct Router {
+pub(crate) struct Router {
     ports: HashMap<u16, PortRoutes>,
     trusted_proxies: Vec<IpNet>,
     /// Counters for requests that reach no route (unknown host or path,
@@ -31,7 +31,7 @@ pub struct Router {
 
 /// The sites served on one listening port.
 #[derive(Debug)]
-pub struct PortRoutes {
+pub(crate) struct PortRoutes {
     sites: HostTable<Arc<SiteRoutes>>,
     /// On the plain HTTP port: hosts of HTTPS sites, and the HTTPS port to
     /// redirect them to.
@@ -40,7 +40,7 @@ pub struct PortRoutes {
 
 /// What a port does with a request for a given host.
 #[derive(Debug)]
-pub enum HostMatch<'a> {
+pub(crate) enum HostMatch<'a> {
     /// A site answers this host.
     Site(&'a SiteRoutes),
     /// The host belongs to an HTTPS site: redirect to this HTTPS port.
@@ -51,7 +51,7 @@ pub enum HostMatch<'a> {
 
 /// The routes of one site, in order, with the catch-all last.
 #[derive(Debug)]
-pub struct SiteRoutes {
+pub(crate) struct SiteRoutes {
     routes: Vec<RouteEntry>,
     /// `Strict-Transport-Security` value when `hsts` is on.
     pub hsts: Option<HeaderValue>,
@@ -68,7 +68,7 @@ struct RouteEntry {
 
 /// The route chosen for a request.
 #[derive(Debug, Clone, Copy)]
-pub struct Routed<'a> {
+pub(crate) struct Routed<'a> {
     /// What answers the request.
     pub action: &'a Action,
     /// The per-client rate limit that applies, if any.
@@ -81,7 +81,7 @@ pub struct Routed<'a> {
 
 /// What answers a request once its route is known.
 #[derive(Debug)]
-pub enum Action {
+pub(crate) enum Action {
     /// Forward to upstreams.
     Proxy(Proxy),
     /// Redirect to `to`, where `{uri}` stands for the request's path and query.
@@ -104,7 +104,7 @@ pub enum Action {
 
 /// A config that parses but that this build cannot serve.
 #[derive(Debug, thiserror::Error)]
-pub enum RouterError {
+pub(crate) enum RouterError {
     /// A status code outside 100..=999.
     #[error("invalid status code {0}")]
     Status(u16),
@@ -113,7 +113,7 @@ pub enum RouterError {
 impl Router {
     /// Builds the router, including one connection pool per upstream, and
     /// fetches each route's counters from `metrics`.
-    pub fn new(config: &Config, metrics: &Metrics) -> Result<Router, RouterError> {
+    pub(crate) fn new(config: &Config, metrics: &Metrics) -> Result<Router, RouterError> {
         let options = &config.options;
         let mut ports: HashMap<u16, PortRoutes> = HashMap::new();
         for site in &config.sites {
@@ -143,17 +143,17 @@ impl Router {
     }
 
     /// The routes of a configured port, if any site uses it.
-    pub fn port(&self, port: u16) -> Option<&PortRoutes> {
+    pub(crate) fn port(&self, port: u16) -> Option<&PortRoutes> {
         self.ports.get(&port)
     }
 
     /// The counters of requests that no route answered.
-    pub fn unrouted(&self) -> &RouteMetrics {
+    pub(crate) fn unrouted(&self) -> &RouteMetrics {
         &self.unrouted
     }
 
     /// Whether a peer's `X-Forwarded-*` headers are believed.
-    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+    pub(crate) fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(ip))
     }
 }
@@ -167,7 +167,7 @@ impl PortRoutes {
     }
 
     /// Finds what answers `host` (lowercase, without port) on this port.
-    pub fn lookup(&self, host: &str) -> HostMatch<'_> {
+    pub(crate) fn lookup(&self, host: &str) -> HostMatch<'_> {
         // A named HTTPS site's redirect beats the IP-site fallback.
         if let Some(site) = self.sites.get(host) {
             HostMatch::Site(site)
@@ -220,7 +220,7 @@ impl SiteRoutes {
     }
 
     /// The first route whose pattern matches `path`.
-    pub fn route(&self, path: &str) -> Option<Routed<'_>> {
+    pub(crate) fn route(&self, path: &str) -> Option<Routed<'_>> {
         self.routes
             .iter()
             .find(|r| r.path.matches(path))

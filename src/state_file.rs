@@ -13,11 +13,11 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// File mode for private keys and account credentials.
-pub const SECRET_MODE: u32 = 0o600;
+pub(crate) const SECRET_MODE: u32 = 0o600;
 /// File mode for public material (certificate chains, status files).
-pub const PUBLIC_MODE: u32 = 0o644;
+pub(crate) const PUBLIC_MODE: u32 = 0o644;
 /// Mode for every directory under the state dir.
-pub const DIR_MODE: u32 = 0o700;
+pub(crate) const DIR_MODE: u32 = 0o700;
 
 /// A file or directory operation under the state dir failed.
 ///
@@ -48,7 +48,7 @@ impl FileError {
 
 /// Creates `dir` and its missing parents with mode 0700, and tightens an existing
 /// `dir` to 0700 (an operator may have created it with a looser umask).
-pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), FileError> {
     DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
@@ -68,7 +68,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
 /// Atomically replaces `path` with `contents`, creating the file with `mode`.
 ///
 /// The parent directory is created (0700) if missing.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -117,7 +117,7 @@ fn write_then_rename(
 }
 
 /// Reads a file that may legitimately be absent: `Ok(None)` when it does not exist.
-pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
+pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

@@ -16,7 +16,7 @@ use crate::state_file::{read_optional, write_atomic, FileError, SECRET_MODE};
 
 /// A file-name-safe id for a CA directory URL:
 /// `https://acme-v02.api.letsencrypt.org/directory` → `acme-v02.api.letsencrypt.org-directory`.
-pub fn issuer_id(directory_url: &str) -> String {
+pub(crate) fn issuer_id(directory_url: &str) -> String {
     let rest = directory_url
         .split_once("://")
         .map_or(directory_url, |(_, rest)| rest);

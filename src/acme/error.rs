@@ -19,7 +19,7 @@ const VALIDATION_PROBLEMS: &[&str] = &[
 
 /// Everything that can go wrong obtaining a certificate.
 #[derive(Debug, thiserror::Error)]
-pub enum AcmeError {
+pub(crate) enum AcmeError {
     /// The HTTPS client for the CA could not be built (no trust roots, bad root file).
     #[error("setting up the ACME HTTP client: {0}")]
     Client(String),
@@ -151,7 +151,7 @@ impl AcmeError {
     }
 
     /// The CA's problem document, if the CA sent one.
-    pub fn problem(&self) -> Option<&Problem> {
+    pub(crate) fn problem(&self) -> Option<&Problem> {
         match self {
             AcmeError::Acme {
                 source: instant_acme::Error::Api(problem),
@@ -163,29 +163,29 @@ impl AcmeError {
     }
 
     /// The short problem type (`rateLimited`, `connection`, …), if any.
-    pub fn problem_type(&self) -> Option<&str> {
+    pub(crate) fn problem_type(&self) -> Option<&str> {
         short_type(self.problem()?)
     }
 
     /// Whether trying another challenge type is worthwhile.
-    pub fn is_validation_failure(&self) -> bool {
+    pub(crate) fn is_validation_failure(&self) -> bool {
         matches!(self, AcmeError::Validation { .. })
             || self.problem().is_some_and(is_validation_problem)
     }
 
     /// Whether the CA no longer knows our account (e.g. a test CA was reset).
-    pub fn is_account_gone(&self) -> bool {
+    pub(crate) fn is_account_gone(&self) -> bool {
         self.problem_type() == Some("accountDoesNotExist")
     }
 
     /// Whether the CA refused because of a rate limit (`rateLimited`).
-    pub fn is_rate_limited(&self) -> bool {
+    pub(crate) fn is_rate_limited(&self) -> bool {
         self.problem_type() == Some("rateLimited")
     }
 
     /// For a rate limit, the time the CA's problem detail says to retry after,
     /// if it names one.
-    pub fn retry_after(&self) -> Option<SystemTime> {
+    pub(crate) fn retry_after(&self) -> Option<SystemTime> {
         if !self.is_rate_limited() {
             return None;
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 /// URL path prefix under which the CA fetches HTTP-01 tokens (RFC 8555 §8.3).
-pub const HTTP01_PATH_PREFIX: &str = "/.well-known/acme-challenge/";
+pub(crate) const HTTP01_PATH_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// Pending HTTP-01 tokens → key authorizations.
 ///

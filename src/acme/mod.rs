@@ -22,9 +22,11 @@ mod nonce;
 mod publish;
 mod tls_alpn01;
 
-pub use account::{account_path, issuer_id};
+pub use account::account_path;
+pub(crate) use account::issuer_id;
 pub(crate) use ca::{Acme, CaSettings};
-pub use error::AcmeError;
-pub use http01::{Http01Tokens, HTTP01_PATH_PREFIX};
+pub(crate) use error::AcmeError;
+pub use http01::Http01Tokens;
+pub(crate) use http01::HTTP01_PATH_PREFIX;
 pub(crate) use issue::Issued;
 pub(crate) use publish::ChallengeResponder;

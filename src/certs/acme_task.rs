@@ -155,6 +155,7 @@ impl AcmeTask {
         let name = &self.name;
         // Serve first: a full disk must not keep a valid certificate off the wire.
         self.shared.resolver.set(name, stored.key.clone());
+        self.shared.report_served();
         if let Err(e) =
             self.shared
                 .store

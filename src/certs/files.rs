@@ -13,7 +13,7 @@ use crate::crypto::provider;
 
 /// Loads a PEM certificate chain (leaf first) and its private key (PKCS#8, PKCS#1
 /// or SEC1), and checks that the key belongs to the leaf.
-pub fn load_cert_files(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
+pub(crate) fn load_cert_files(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
     let cert_pem = std::fs::read(cert).map_err(|e| CertError::io("reading", cert, e))?;
     let key_pem = std::fs::read(key).map_err(|e| CertError::io("reading", key, e))?;
     certified_key_from_pem(&cert_pem, cert, &key_pem, key)

@@ -28,7 +28,7 @@ use crate::tls::LeafSigner;
 const ROOT_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Default lifetime of a leaf. Short: leaves are re-issued automatically, and
 /// Apple platforms reject leaves valid for more than 825 days anyway.
-pub const LEAF_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const LEAF_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Leaves start this far in the past so a client whose clock lags a little still
 /// accepts a certificate issued a moment ago.
 const CLOCK_SKEW: Duration = Duration::from_secs(3600);

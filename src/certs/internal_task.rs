@@ -52,6 +52,7 @@ pub(super) async fn renew_internal(
                     let key = Arc::new(key);
                     leaf.validity = leaf_validity(&key, now);
                     shared.serve(slot, Some(key));
+                    shared.report_served();
                     tracing::debug!(names = ?leaf.names, "re-issued internal certificate");
                 }
                 Err(e) => {

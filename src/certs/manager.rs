@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 use rustls::sign::CertifiedKey;
@@ -31,9 +31,12 @@ use super::clock::fmt_time;
 use super::internal_task::{leaf_validity, renew_internal};
 use super::plan::{plan, CertSource, Fallback, Plan};
 use super::schedule::Validity;
-use super::{load_cert_files, CertError, CertStore, InternalCa, StoredCert, LEAF_LIFETIME};
+use super::{
+    load_cert_files, CertError, CertInfo, CertStore, InternalCa, StoredCert, LEAF_LIFETIME,
+};
 use crate::acme::{issuer_id, Acme, CaSettings, Http01Tokens};
 use crate::config::{AcmeChallenge, Config};
+use crate::metrics::Metrics;
 use crate::state_file::create_private_dir;
 use crate::tls::{CertResolver, ChallengeCerts, LeafSigner, OnDemandPort};
 
@@ -74,6 +77,8 @@ pub(super) struct Shared {
     pub acme: Acme,
     pub events: broadcast::Sender<CertEvent>,
     internal_ca: Mutex<Option<Arc<InternalCa>>>,
+    /// Where the served certificates are reported (`report_to`), if anywhere.
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 /// What is running for the current plan.
@@ -164,6 +169,7 @@ impl CertManager {
             resolver,
             events,
             internal_ca: Mutex::new(None),
+            metrics: OnceLock::new(),
         });
         let manager = CertManager {
             shared,
@@ -201,6 +207,14 @@ impl CertManager {
     /// A stream of [`CertEvent`]s from now on.
     pub fn events(&self) -> broadcast::Receiver<CertEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// Reports the served certificates to `metrics` from now on
+    /// (`bellhop_certificate_not_after_seconds`); a second call is ignored.
+    pub(crate) fn report_to(&self, metrics: Arc<Metrics>) {
+        if self.shared.metrics.set(metrics).is_ok() {
+            self.shared.report_served();
+        }
     }
 
     /// The store holding this CA's certificates (paths for docs, tools and tests).
@@ -303,6 +317,7 @@ impl CertManager {
         if running.started {
             self.respawn_internal_task(running);
         }
+        self.shared.report_served();
     }
 
     /// Turns on-demand issuance on for exactly the plan's ports.
@@ -451,6 +466,26 @@ impl Shared {
             (Slot::NoSni, key) => self.resolver.set_no_sni(key),
             (Slot::Default, key) => self.resolver.set_default(key),
         }
+    }
+
+    /// Reports every name's served certificate to the metrics, after any
+    /// change. Certificates change rarely (issuance, renewal, reload), so
+    /// re-reading the whole table each time is cheap and cannot drift.
+    pub(super) fn report_served(&self) {
+        let Some(metrics) = self.metrics.get() else {
+            return;
+        };
+        let served: Vec<(String, SystemTime)> = self
+            .resolver
+            .names()
+            .into_iter()
+            .filter_map(|name| {
+                let key = self.resolver.get(&name)?;
+                let info = CertInfo::parse(key.cert.first()?, &name).ok()?;
+                Some((name, info.not_after))
+            })
+            .collect();
+        metrics.certificates(&served);
     }
 
     /// The internal CA, loaded (or created) on first use and kept.

@@ -9,7 +9,7 @@ use crate::config::{AcmeChallenge, Config, HostPattern, Scheme, TlsMode};
 
 /// Where one certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertSource {
+pub(crate) enum CertSource {
     /// The ACME CA, trying these challenge types in order.
     Acme {
         /// Challenge types, in order of preference.
@@ -28,7 +28,7 @@ pub enum CertSource {
 
 /// A certificate that is not looked up by SNI name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fallback {
+pub(crate) enum Fallback {
     /// An internal-CA leaf for these names and IPs.
     Internal(Vec<String>),
     /// Files given in the config.
@@ -42,7 +42,7 @@ pub enum Fallback {
 
 /// Every certificate a config needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// One certificate per SNI name (`app.example.com`, `*.localhost`, `127.0.0.1`), in config order.
     pub names: Vec<(String, CertSource)>,
     /// For clients that send no SNI (they connected by IP address).
@@ -61,7 +61,7 @@ pub struct Plan {
 /// Whether automatic HTTPS uses the internal CA rather than ACME for this host:
 /// `localhost`, `*.localhost` and names under it, and IP addresses, which no
 /// public CA will certify.
-pub fn uses_internal_ca(host: &HostPattern) -> bool {
+pub(crate) fn uses_internal_ca(host: &HostPattern) -> bool {
     match host {
         HostPattern::Name(name) | HostPattern::Wildcard(name) => {
             name == "localhost" || name.ends_with(".localhost")
@@ -76,7 +76,7 @@ pub fn uses_internal_ca(host: &HostPattern) -> bool {
 const DEFAULT_CHALLENGES: [AcmeChallenge; 2] = [AcmeChallenge::TlsAlpn01, AcmeChallenge::Http01];
 
 /// Computes the certificates `config` needs.
-pub fn plan(config: &Config) -> Plan {
+pub(crate) fn plan(config: &Config) -> Plan {
     let mut plan = Plan::default();
     let mut ips = Vec::new();
     let mut ip_files = None;

@@ -18,21 +18,21 @@
 use std::time::{Duration, SystemTime};
 
 /// Certificates shorter than this renew at half their lifetime instead of a third.
-pub const SHORT_LIVED: Duration = Duration::from_secs(10 * 24 * 3600);
+pub(crate) const SHORT_LIVED: Duration = Duration::from_secs(10 * 24 * 3600);
 /// First retry delay after a failure.
-pub const BACKOFF_MIN: Duration = Duration::from_secs(60);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_secs(60);
 /// Longest retry delay after ordinary failures.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(24 * 3600);
 /// Shortest delay after the CA said `rateLimited`.
-pub const RATE_LIMITED_MIN: Duration = Duration::from_secs(3600);
+pub(crate) const RATE_LIMITED_MIN: Duration = Duration::from_secs(3600);
 /// Longest delay after the CA said `rateLimited` (its own retry-after may be days).
-pub const RATE_LIMITED_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const RATE_LIMITED_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Largest renewal jitter.
 const JITTER_MAX: Duration = Duration::from_secs(24 * 3600);
 
 /// Validity period of a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validity {
+pub(crate) struct Validity {
     /// Start of validity.
     pub not_before: SystemTime,
     /// End of validity.
@@ -41,7 +41,7 @@ pub struct Validity {
 
 impl Validity {
     /// `not_after - not_before` (zero if inverted).
-    pub fn lifetime(&self) -> Duration {
+    pub(crate) fn lifetime(&self) -> Duration {
         self.not_after
             .duration_since(self.not_before)
             .unwrap_or(Duration::ZERO)
@@ -50,7 +50,7 @@ impl Validity {
 
 /// A renewal window suggested by the CA through ARI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AriWindow {
+pub(crate) struct AriWindow {
     /// Earliest suggested renewal time.
     pub start: SystemTime,
     /// Latest suggested renewal time.
@@ -59,7 +59,7 @@ pub struct AriWindow {
 
 /// Why the last attempt failed, as far as scheduling cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
+pub(crate) enum FailureKind {
     /// Validation, transport or any other error: ordinary exponential backoff.
     Other,
     /// The CA answered `rateLimited`, optionally saying until when.
@@ -70,7 +70,7 @@ pub enum FailureKind {
 }
 
 /// The moment renewal becomes due without ARI and without jitter.
-pub fn renewal_due(validity: Validity) -> SystemTime {
+pub(crate) fn renewal_due(validity: Validity) -> SystemTime {
     let lifetime = validity.lifetime();
     let remaining = if lifetime < SHORT_LIVED {
         lifetime / 2
@@ -82,7 +82,7 @@ pub fn renewal_due(validity: Validity) -> SystemTime {
 
 /// When to renew a certificate: a random point of the ARI window if the CA gave
 /// one, otherwise [`renewal_due`] moved earlier by a random jitter.
-pub fn renewal_time(validity: Validity, ari: Option<AriWindow>, unit: f64) -> SystemTime {
+pub(crate) fn renewal_time(validity: Validity, ari: Option<AriWindow>, unit: f64) -> SystemTime {
     let unit = unit.clamp(0.0, 1.0);
     if let Some(window) = ari {
         let span = window
@@ -100,7 +100,7 @@ pub fn renewal_time(validity: Validity, ari: Option<AriWindow>, unit: f64) -> Sy
 }
 
 /// Delay before the next attempt after `failures` consecutive failures (≥ 1).
-pub fn backoff_delay(failures: u32, unit: f64) -> Duration {
+pub(crate) fn backoff_delay(failures: u32, unit: f64) -> Duration {
     let exponent = failures.saturating_sub(1).min(20);
     let base = BACKOFF_MIN
         .saturating_mul(1u32 << exponent)
@@ -109,7 +109,12 @@ pub fn backoff_delay(failures: u32, unit: f64) -> Duration {
 }
 
 /// The time of the next attempt after a failure at `now`.
-pub fn next_retry(failures: u32, kind: FailureKind, now: SystemTime, unit: f64) -> SystemTime {
+pub(crate) fn next_retry(
+    failures: u32,
+    kind: FailureKind,
+    now: SystemTime,
+    unit: f64,
+) -> SystemTime {
     let ordinary = now + backoff_delay(failures, unit);
     match kind {
         FailureKind::Other => ordinary,
@@ -128,7 +133,7 @@ pub fn next_retry(failures: u32, kind: FailureKind, now: SystemTime, unit: f64) 
 ///
 /// `retry_not_before` is the persisted "next attempt" of the last failure, so a
 /// restart does not hammer the CA.
-pub fn next_attempt(
+pub(crate) fn next_attempt(
     cert: Option<Validity>,
     retry_not_before: Option<SystemTime>,
     ari: Option<AriWindow>,

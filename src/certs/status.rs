@@ -77,12 +77,12 @@ impl NameStatus {
 }
 
 /// `SystemTime` → Unix seconds (0 before the epoch).
-pub fn to_unix(t: SystemTime) -> u64 {
+pub(super) fn to_unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Unix seconds → `SystemTime`.
-pub fn from_unix(secs: u64) -> SystemTime {
+pub(super) fn from_unix(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 

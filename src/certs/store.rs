@@ -134,7 +134,7 @@ impl CertStore {
 /// A host name as a directory name. Config names are already validated DNS names,
 /// but this never trusts that: anything outside `[a-z0-9.-]` becomes `_`, and a
 /// wildcard's `*` is spelled out so it survives shells and file managers.
-pub fn file_name_for(name: &str) -> String {
+pub(crate) fn file_name_for(name: &str) -> String {
     let name = crate::config::normalize_host(name).into_owned();
     let name = match name.strip_prefix("*.") {
         Some(rest) => format!("wildcard_.{rest}"),

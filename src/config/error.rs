@@ -124,7 +124,7 @@ pub(crate) struct Problem {
 
 impl Problem {
     /// A problem with a message and nothing else yet.
-    pub fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Problem {
             message: message.into(),
             labels: Vec::new(),
@@ -133,19 +133,19 @@ impl Problem {
     }
 
     /// Adds a labelled span; the first one added is where the caret goes.
-    pub fn at(mut self, span: SourceSpan, label: impl Into<String>) -> Self {
+    pub(crate) fn at(mut self, span: SourceSpan, label: impl Into<String>) -> Self {
         self.labels.push((span, label.into()));
         self
     }
 
     /// Sets the suggested fix.
-    pub fn help(mut self, help: impl Into<String>) -> Self {
+    pub(crate) fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
     }
 
     /// Byte offset of the primary span, for ordering problems by position.
-    pub fn offset(&self) -> usize {
+    pub(crate) fn offset(&self) -> usize {
         self.labels.first().map_or(0, |(s, _)| s.offset())
     }
 }
@@ -193,23 +193,23 @@ pub(crate) struct Problems {
 
 impl Problems {
     /// Records a problem.
-    pub fn push(&mut self, problem: Problem) {
+    pub(super) fn push(&mut self, problem: Problem) {
         self.list.push(problem);
     }
 
     /// Whether nothing has been recorded.
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
 
     /// How many problems have been recorded; comparing counts before and after a
     /// step tells whether that step failed, so follow-up errors can be skipped.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.list.len()
     }
 
     /// Turns the recorded problems, ordered by position in the file, into an error.
-    pub fn into_error(mut self, file_name: &str, source: &str) -> ConfigError {
+    pub(super) fn into_error(mut self, file_name: &str, source: &str) -> ConfigError {
         // Stable sort: problems at the same place keep the order they were found in.
         self.list.sort_by_key(Problem::offset);
         ConfigError::new(file_name, source, self.list)

@@ -40,7 +40,7 @@ pub(crate) struct OptionsBlock {
 
 impl OptionsBlock {
     /// The span of option `name`'s name, if it was set in the file.
-    pub fn span_of(&self, name: &str) -> Option<SourceSpan> {
+    pub(super) fn span_of(&self, name: &str) -> Option<SourceSpan> {
         self.seen.span_of(name)
     }
 }

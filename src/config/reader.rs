@@ -21,32 +21,32 @@ pub(crate) struct Directive<'a> {
 }
 
 impl<'a> Directive<'a> {
-    pub fn new(node: &'a KdlNode, src: &'a str) -> Self {
+    pub(super) fn new(node: &'a KdlNode, src: &'a str) -> Self {
         Directive { node, src }
     }
 
     /// A node of this directive's block, read as a directive.
-    pub fn child(&self, node: &'a KdlNode) -> Directive<'a> {
+    pub(super) fn child(&self, node: &'a KdlNode) -> Directive<'a> {
         Directive::new(node, self.src)
     }
 
     /// The directive's name, e.g. `proxy`.
-    pub fn name(&self) -> &'a str {
+    pub(super) fn name(&self) -> &'a str {
         self.node.name().value()
     }
 
     /// Where the name is written: errors about the directive as a whole point here.
-    pub fn name_span(&self) -> SourceSpan {
+    pub(super) fn name_span(&self) -> SourceSpan {
         self.node.name().span()
     }
 
     /// The nested block, if any.
-    pub fn children(&self) -> Option<&'a KdlDocument> {
+    pub(super) fn children(&self) -> Option<&'a KdlDocument> {
         self.node.children()
     }
 
     /// Positional arguments in order.
-    pub fn args(&self) -> Vec<Value<'a>> {
+    pub(super) fn args(&self) -> Vec<Value<'a>> {
         self.node
             .entries()
             .iter()
@@ -57,7 +57,7 @@ impl<'a> Directive<'a> {
 
     /// The value of property `key` (the last one if repeated; repeats are
     /// reported by [`Directive::check_props`]).
-    pub fn prop(&self, key: &str) -> Option<Value<'a>> {
+    pub(super) fn prop(&self, key: &str) -> Option<Value<'a>> {
         self.node
             .entries()
             .iter()
@@ -68,7 +68,12 @@ impl<'a> Directive<'a> {
 
     /// Reports properties not in `allowed` (with a did-you-mean) and repeated ones.
     /// `hint` is extra help for unknown ones, e.g. where the setting goes instead.
-    pub fn check_props(&self, allowed: &[&str], hint: Option<&str>, problems: &mut Problems) {
+    pub(super) fn check_props(
+        &self,
+        allowed: &[&str],
+        hint: Option<&str>,
+        problems: &mut Problems,
+    ) {
         let mut seen: Vec<(&str, SourceSpan)> = Vec::new();
         for entry in self.node.entries() {
             let Some(key) = entry.name() else { continue };
@@ -109,7 +114,7 @@ impl<'a> Directive<'a> {
 
     /// The span of the directive's block from `{` to `}` (kdl's own span of a
     /// block covers only what is inside the braces).
-    pub fn block_span(&self) -> Option<SourceSpan> {
+    pub(super) fn block_span(&self) -> Option<SourceSpan> {
         let inner = self.node.children()?.span();
         let start = self.src.get(..inner.offset())?.rfind('{')?;
         let after = inner.offset() + inner.len();
@@ -118,7 +123,7 @@ impl<'a> Directive<'a> {
     }
 
     /// Reports a block where none belongs.
-    pub fn check_no_children(&self, problems: &mut Problems) {
+    pub(super) fn check_no_children(&self, problems: &mut Problems) {
         if let Some(children) = self.node.children() {
             problems.push(
                 Problem::new(format!("`{}` does not take a block", self.name()))
@@ -133,7 +138,7 @@ impl<'a> Directive<'a> {
 
     /// Checks the number of arguments; `usage` is a correct example shown as help.
     /// Returns whether the count is right.
-    pub fn check_arg_count(
+    pub(super) fn check_arg_count(
         &self,
         min: usize,
         max: usize,
@@ -196,7 +201,12 @@ impl<'a> Value<'a> {
     }
 
     /// The value as a string, or a problem saying `what` was expected.
-    pub fn string(&self, what: &str, example: &str, problems: &mut Problems) -> Option<&'a str> {
+    pub(super) fn string(
+        &self,
+        what: &str,
+        example: &str,
+        problems: &mut Problems,
+    ) -> Option<&'a str> {
         match self.value {
             KdlValue::String(s) => Some(s),
             other => {
@@ -207,7 +217,12 @@ impl<'a> Value<'a> {
     }
 
     /// The value as an integer, or a problem saying `what` was expected.
-    pub fn integer(&self, what: &str, example: &str, problems: &mut Problems) -> Option<i128> {
+    pub(super) fn integer(
+        &self,
+        what: &str,
+        example: &str,
+        problems: &mut Problems,
+    ) -> Option<i128> {
         match self.value {
             KdlValue::Integer(n) => Some(*n),
             KdlValue::String(s) if s.parse::<i128>().is_ok() => {
@@ -226,7 +241,7 @@ impl<'a> Value<'a> {
     }
 
     /// A string run through `parse`; failures become a problem labelled `what`.
-    pub fn parse_string<T>(
+    pub(super) fn parse_string<T>(
         &self,
         what: &str,
         example: &str,
@@ -238,7 +253,7 @@ impl<'a> Value<'a> {
     }
 
     /// Turns a value parser's result into `Some`, or a problem at this value.
-    pub fn check<T>(
+    pub(super) fn check<T>(
         &self,
         result: Result<T, Invalid>,
         what: &str,
@@ -296,7 +311,7 @@ pub(crate) struct Seen {
 
 impl Seen {
     /// `true` the first time `d`'s name is seen in this block.
-    pub fn first(&mut self, d: &Directive<'_>, problems: &mut Problems) -> bool {
+    pub(super) fn first(&mut self, d: &Directive<'_>, problems: &mut Problems) -> bool {
         if let Some((_, first)) = self.names.iter().find(|(n, _)| n == d.name()) {
             problems.push(
                 Problem::new(format!("`{}` is set twice in this block", d.name()))
@@ -311,7 +326,7 @@ impl Seen {
     }
 
     /// Where `name` was seen, if it was.
-    pub fn span_of(&self, name: &str) -> Option<SourceSpan> {
+    pub(super) fn span_of(&self, name: &str) -> Option<SourceSpan> {
         self.names.iter().find(|(n, _)| n == name).map(|(_, s)| *s)
     }
 }

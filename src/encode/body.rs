@@ -30,7 +30,7 @@ enum Encoder {
 
 /// `inner` compressed with one coding.
 #[derive(Debug)]
-pub struct EncodedBody {
+pub(crate) struct EncodedBody {
     encoder: Encoder,
     buf: BytesMut,
     done: bool,
@@ -38,7 +38,7 @@ pub struct EncodedBody {
 
 impl EncodedBody {
     /// Compresses `inner` with `encoding` (library default levels: gzip 6, zstd 3).
-    pub fn new(inner: Body, encoding: Encoding) -> Self {
+    pub(crate) fn new(inner: Body, encoding: Encoding) -> Self {
         let reader = BodyReader {
             body: inner,
             chunk: Bytes::new(),
@@ -55,12 +55,12 @@ impl EncodedBody {
     }
 
     /// Whether the compressed stream has ended.
-    pub fn is_end_stream(&self) -> bool {
+    pub(crate) fn is_end_stream(&self) -> bool {
         self.done
     }
 
     /// The next compressed chunk, or `None` at the end.
-    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -88,7 +88,7 @@ impl EncodedBody {
 /// A [`Body`]'s data frames as an `AsyncBufRead`; trailers are dropped (they
 /// cannot follow a body whose framing changed anyway).
 #[derive(Debug)]
-pub struct BodyReader {
+pub(super) struct BodyReader {
     body: Body,
     chunk: Bytes,
 }

@@ -21,15 +21,15 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use crate::body::Body;
 use crate::config::Encoding;
-pub use body::EncodedBody;
+pub(crate) use body::EncodedBody;
 
 /// Bodies with a known length below this are not worth a compression header.
-pub const MIN_LENGTH: u64 = 256;
+pub(crate) const MIN_LENGTH: u64 = 256;
 
 /// Applies `encode` to a response: compresses it when the client and the
 /// response allow (see the module docs), otherwise returns it unchanged (but for
 /// `Vary`).
-pub fn apply(
+pub(crate) fn apply(
     mut response: Response<Body>,
     method: &Method,
     accept_encoding: Option<&HeaderValue>,
@@ -80,7 +80,7 @@ pub fn apply(
 /// The first configured coding the client accepts, by `Accept-Encoding`: an
 /// explicit entry for the coding decides (`q=0` refuses), otherwise `*` does,
 /// otherwise it is not accepted.
-pub fn negotiate(
+pub(crate) fn negotiate(
     accept_encoding: Option<&HeaderValue>,
     configured: &[Encoding],
 ) -> Option<Encoding> {
@@ -152,7 +152,7 @@ fn eligible(status: StatusCode, headers: &HeaderMap) -> bool {
 
 /// Whether a `Content-Type` is worth compressing: text (but not SSE), JSON,
 /// JavaScript, XML, SVG, WebAssembly and uncompressed font formats.
-pub fn compressible(content_type: &str) -> bool {
+pub(crate) fn compressible(content_type: &str) -> bool {
     let essence = content_type
         .split(';')
         .next()

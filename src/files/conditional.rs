@@ -7,20 +7,20 @@ use http::{header, HeaderMap, HeaderValue};
 
 /// What identifies one version of a file: its size and modification time.
 #[derive(Debug, Clone, Copy)]
-pub struct Validators {
+pub(super) struct Validators {
     len: u64,
     modified: Option<SystemTime>,
 }
 
 impl Validators {
     /// Validators of a file of `len` bytes last modified at `modified` (if known).
-    pub fn new(len: u64, modified: Option<SystemTime>) -> Self {
+    pub(super) fn new(len: u64, modified: Option<SystemTime>) -> Self {
         Validators { len, modified }
     }
 
     /// A weak ETag from size and mtime (to the nanosecond): `W/"<size>-<secs>.<nanos>"` in hex.
     /// Weak because equal size and mtime suggest, not prove, equal bytes.
-    pub fn etag(&self) -> HeaderValue {
+    pub(super) fn etag(&self) -> HeaderValue {
         let since = self.since_epoch();
         let tag = format!(
             "W/\"{:x}-{:x}.{:x}\"",
@@ -32,7 +32,7 @@ impl Validators {
     }
 
     /// `Last-Modified`, when the file system reports an mtime.
-    pub fn last_modified(&self) -> Option<HeaderValue> {
+    pub(super) fn last_modified(&self) -> Option<HeaderValue> {
         let modified = self.modified?;
         HeaderValue::from_str(&httpdate::fmt_http_date(modified)).ok()
     }
@@ -53,7 +53,7 @@ impl Validators {
     /// Whether a GET or HEAD with these request headers gets `304 Not Modified`
     /// (RFC 9110 §13.2.2: `If-None-Match` decides when present, otherwise
     /// `If-Modified-Since`, compared in whole seconds as HTTP dates are).
-    pub fn not_modified(&self, headers: &HeaderMap) -> bool {
+    pub(super) fn not_modified(&self, headers: &HeaderMap) -> bool {
         if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
             let Ok(inm) = inm.to_str() else {
                 return false;
@@ -80,7 +80,7 @@ impl Validators {
     /// Whether a `Range` may be honoured under `If-Range` (RFC 9110 §13.1.5): always
     /// without it; with a date, only if it is exactly our Last-Modified; with an
     /// ETag never, since ours are weak and If-Range needs a strong match.
-    pub fn range_allowed(&self, headers: &HeaderMap) -> bool {
+    pub(super) fn range_allowed(&self, headers: &HeaderMap) -> bool {
         let Some(if_range) = headers.get(header::IF_RANGE) else {
             return true;
         };

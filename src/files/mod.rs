@@ -23,7 +23,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 use crate::body::{text_response, Body};
 use conditional::Validators;
 use range::RangeReply;
-pub use stream::FileBody;
+pub(crate) use stream::FileBody;
 
 /// A configured `files` root.
 ///
@@ -31,7 +31,7 @@ pub use stream::FileBody;
 /// that swaps a `current -> releases/N` symlink is served at once, and a root
 /// created after start works.
 #[derive(Debug)]
-pub struct Files {
+pub(crate) struct Files {
     root: PathBuf,
 }
 
@@ -66,14 +66,19 @@ impl From<io::Error> for Miss {
 
 impl Files {
     /// A handler for `root`.
-    pub fn new(root: &Path) -> Self {
+    pub(crate) fn new(root: &Path) -> Self {
         Files {
             root: root.to_path_buf(),
         }
     }
 
     /// Answers one request. Never fails: problems become 4xx/5xx.
-    pub async fn serve(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response<Body> {
+    pub(crate) async fn serve(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Response<Body> {
         if method != Method::GET && method != Method::HEAD {
             let mut response = text_response(
                 StatusCode::METHOD_NOT_ALLOWED,

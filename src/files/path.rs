@@ -17,7 +17,7 @@ use percent_encoding::percent_decode_str;
 /// deployments copy them into site roots by accident far more often than on
 /// purpose. `.well-known/` is the exception, as its RFC 8615 purpose is to be
 /// served.
-pub fn relative(request_path: &str) -> Option<PathBuf> {
+pub(super) fn relative(request_path: &str) -> Option<PathBuf> {
     let decoded = percent_decode_str(request_path).decode_utf8().ok()?;
     let mut out = PathBuf::new();
     for segment in decoded.split('/') {

@@ -5,7 +5,7 @@
 
 /// What to send for a `Range` header, given the file's length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeReply {
+pub(super) enum RangeReply {
     /// Ignore the header: send the whole file with 200.
     Full,
     /// Send bytes `start..=end` with 206.
@@ -20,7 +20,7 @@ pub enum RangeReply {
 }
 
 /// Interprets a `Range` header value for a file of `len` bytes.
-pub fn parse(value: &str, len: u64) -> RangeReply {
+pub(super) fn parse(value: &str, len: u64) -> RangeReply {
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return RangeReply::Full;
     };

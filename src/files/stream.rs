@@ -18,11 +18,11 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 /// Bytes read from the file per chunk.
-pub const CHUNK: usize = 64 * 1024;
+pub(super) const CHUNK: usize = 64 * 1024;
 
 /// The body of a `files` response: `remaining` bytes of `file` from `offset`.
 #[derive(Debug)]
-pub struct FileBody {
+pub(crate) struct FileBody {
     file: Arc<File>,
     offset: u64,
     remaining: u64,
@@ -32,7 +32,7 @@ pub struct FileBody {
 
 impl FileBody {
     /// Streams `len` bytes of `file`, starting at byte `offset`.
-    pub fn new(file: File, offset: u64, len: u64) -> Self {
+    pub(crate) fn new(file: File, offset: u64, len: u64) -> Self {
         FileBody {
             file: Arc::new(file),
             offset,
@@ -42,18 +42,18 @@ impl FileBody {
     }
 
     /// Bytes not yet sent.
-    pub fn remaining(&self) -> u64 {
+    pub(crate) fn remaining(&self) -> u64 {
         self.remaining
     }
 
     /// Whether every byte has been sent.
-    pub fn is_end_stream(&self) -> bool {
+    pub(crate) fn is_end_stream(&self) -> bool {
         self.remaining == 0
     }
 
     /// The next chunk, or `None` at the end. A file that shrank while being sent
     /// is an error: the Content-Length already promised more.
-    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }

@@ -3,4 +3,4 @@
 
 mod rate;
 
-pub use rate::{ClientKey, RateLimiter};
+pub(crate) use rate::{ClientKey, RateLimiter};

@@ -22,7 +22,7 @@ const MAX_CLIENTS: usize = 64 * 1024;
 
 /// Who a bucket belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ClientKey {
+pub(crate) enum ClientKey {
     /// An IPv4 address.
     V4(u32),
     /// The upper 64 bits of an IPv6 address.
@@ -46,7 +46,7 @@ struct Bucket {
 
 /// A token-bucket limiter keyed by client.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     per_second: f64,
     burst: f64,
     shards: Vec<Mutex<HashMap<ClientKey, Bucket>>>,
@@ -56,7 +56,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter allowing `limit.per_second` requests per second per client,
     /// with bursts up to `limit.burst`.
-    pub fn new(limit: RateLimit) -> Self {
+    pub(crate) fn new(limit: RateLimit) -> Self {
         RateLimiter {
             per_second: limit.per_second.max(f64::MIN_POSITIVE),
             burst: f64::from(limit.burst.max(1)),
@@ -67,7 +67,7 @@ impl RateLimiter {
 
     /// Takes one token for `client`. `Err` carries how long until a token is
     /// available again (for `Retry-After`).
-    pub fn check(&self, client: ClientKey, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check(&self, client: ClientKey, now: Instant) -> Result<(), Duration> {
         let shard = &self.shards[(self.hasher.hash_one(client) as usize) % SHARDS];
         // A poisoned lock only means another thread panicked mid-update of a
         // counter; the map itself is still usable.
@@ -93,7 +93,8 @@ impl RateLimiter {
     }
 
     /// Number of clients currently tracked.
-    pub fn tracked_clients(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked_clients(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())

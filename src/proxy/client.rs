@@ -15,7 +15,7 @@ use crate::config::Scheme;
 
 /// The client side of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientInfo {
+pub(crate) struct ClientInfo {
     /// The TCP peer's address.
     pub peer: IpAddr,
     /// Whether the peer is in `trusted-proxies`, so its `X-Forwarded-*` are kept.
@@ -32,7 +32,7 @@ pub struct ClientInfo {
 impl ClientInfo {
     /// Resolves the client of a request that arrived from `peer` over
     /// `scheme`; `is_trusted` says whether an address is a trusted proxy.
-    pub fn resolve(
+    pub(crate) fn resolve(
         peer: IpAddr,
         scheme: Scheme,
         headers: &HeaderMap,

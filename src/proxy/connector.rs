@@ -22,14 +22,14 @@ use crate::config::Upstream;
 
 /// Dials one upstream with a connect timeout.
 #[derive(Debug, Clone)]
-pub struct UpstreamConnector {
+pub(super) struct UpstreamConnector {
     target: Arc<Upstream>,
     connect_timeout: Duration,
 }
 
 impl UpstreamConnector {
     /// A connector for `target` that gives up after `connect_timeout`.
-    pub fn new(target: Arc<Upstream>, connect_timeout: Duration) -> Self {
+    pub(super) fn new(target: Arc<Upstream>, connect_timeout: Duration) -> Self {
         UpstreamConnector {
             target,
             connect_timeout,
@@ -88,7 +88,7 @@ async fn connect(target: &Upstream) -> io::Result<UpstreamStream> {
 
 /// A connected upstream transport.
 #[derive(Debug)]
-pub enum UpstreamStream {
+pub(super) enum UpstreamStream {
     /// A TCP connection (TCP_NODELAY set).
     Tcp(TokioIo<TcpStream>),
     /// A unix-domain socket connection.

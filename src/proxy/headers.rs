@@ -13,11 +13,11 @@ use super::ClientInfo;
 use crate::config::{canonical_ip, Scheme};
 
 /// `X-Forwarded-For`: the chain of client addresses.
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`: `http` or `https` as the client spoke to us.
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`: the Host the client asked for.
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers that only concern one hop, removed in both directions.
 /// `Connection` and `Upgrade` are put back by the caller on upgrade requests.
@@ -34,7 +34,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Names listed in Connection are hop-by-hop too. Collect them only when the
     // header lists something beyond the usual keep-alive/close/upgrade tokens.
     let mut extra: Vec<HeaderName> = Vec::new();
@@ -69,7 +69,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Whether a request asks to switch protocols (WebSocket and friends):
 /// `Connection` carries the `upgrade` token and an `Upgrade` header is present.
-pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_has_upgrade(headers)
 }
 
@@ -86,7 +86,7 @@ fn connection_has_upgrade(headers: &HeaderMap) -> bool {
 ///
 /// `host` is what the client asked for (Host, or `:authority` on h2); it is kept
 /// as the Host the backend sees and reported in `X-Forwarded-Host`.
-pub fn rewrite_request(
+pub(crate) fn rewrite_request(
     headers: &mut HeaderMap,
     client: &ClientInfo,
     host: Option<&HeaderValue>,
@@ -150,7 +150,7 @@ fn remove_forwarded(headers: &mut HeaderMap) {
 
 /// Rewrites an upstream response's headers for the client. A `101 Switching
 /// Protocols` keeps `Upgrade`/`Connection`, which the client needs to switch.
-pub fn rewrite_response(headers: &mut HeaderMap, switching_protocols: bool) {
+pub(crate) fn rewrite_response(headers: &mut HeaderMap, switching_protocols: bool) {
     if switching_protocols {
         return;
     }

@@ -8,8 +8,8 @@
 
 mod client;
 mod connector;
-pub mod headers;
-pub mod splice;
+pub(crate) mod headers;
+pub(crate) mod splice;
 mod tunnel;
 mod upstream;
 
@@ -22,13 +22,13 @@ use hyper::body::Incoming;
 
 use crate::body::{text_response, Body};
 use crate::config::ProxyConfig;
-pub use client::ClientInfo;
-pub use tunnel::{Tunnel, TunnelEnd};
+pub(crate) use client::ClientInfo;
+pub(crate) use tunnel::Tunnel;
 use upstream::UpstreamPool;
 
 /// A configured `proxy` directive, ready to forward requests.
 #[derive(Debug)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     upstreams: Vec<UpstreamPool>,
     next: AtomicUsize,
     header_timeout: Duration,
@@ -39,7 +39,7 @@ pub struct Proxy {
 /// produced it (for the request log), and on `101 Switching Protocols` the
 /// tunnel the caller must run.
 #[derive(Debug)]
-pub struct Forwarded {
+pub(crate) struct Forwarded {
     /// Response to send to the client.
     pub response: Response<Body>,
     /// The upstream that was tried last.
@@ -50,7 +50,7 @@ pub struct Forwarded {
 
 impl Proxy {
     /// Builds connection pools for every upstream of `config`.
-    pub fn new(config: &ProxyConfig) -> Self {
+    pub(crate) fn new(config: &ProxyConfig) -> Self {
         Proxy {
             upstreams: config
                 .upstreams
@@ -66,7 +66,7 @@ impl Proxy {
     /// Forwards `req` and returns the upstream's response, or a 502/504 page.
     ///
     /// `host` is the host the client asked for; it becomes the upstream's Host.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         req: Request<Incoming>,
         client: &ClientInfo,

@@ -25,7 +25,7 @@ const BUDGET: usize = 32;
 
 /// Bytes copied each way when a splice ends.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Copied {
+pub(crate) struct Copied {
     /// From `a` to `b`.
     pub a_to_b: u64,
     /// From `b` to `a`.
@@ -34,7 +34,7 @@ pub struct Copied {
 
 /// Copies `a` ⇄ `b` until both directions reach EOF. `on_read` is called for
 /// every successful non-empty read (used for idle tracking).
-pub fn splice<'s, A, B, F>(a: &'s mut A, b: &'s mut B, on_read: F) -> Splice<'s, A, B, F>
+pub(crate) fn splice<'s, A, B, F>(a: &'s mut A, b: &'s mut B, on_read: F) -> Splice<'s, A, B, F>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -51,7 +51,7 @@ where
 
 /// The future returned by [`splice`].
 #[derive(Debug)]
-pub struct Splice<'s, A, B, F> {
+pub(crate) struct Splice<'s, A, B, F> {
     a: &'s mut A,
     b: &'s mut B,
     a_to_b: Direction,

@@ -25,7 +25,7 @@ use super::splice::splice;
 /// tunnels), and the proxy stays free of the server's types.
 #[derive(Debug)]
 #[must_use = "a tunnel carries nothing until it runs"]
-pub struct Tunnel {
+pub(crate) struct Tunnel {
     client: OnUpgrade,
     upstream: OnUpgrade,
     idle: Duration,
@@ -50,7 +50,7 @@ impl Tunnel {
 
     /// Splices both streams until the tunnel ends or `shutdown` is cancelled,
     /// logs why it ended, and says so.
-    pub async fn run(self, shutdown: CancellationToken) -> TunnelEnd {
+    pub(crate) async fn run(self, shutdown: CancellationToken) -> TunnelEnd {
         let Tunnel {
             client,
             upstream,
@@ -78,7 +78,7 @@ impl Tunnel {
 
 /// Why a tunnel ended.
 #[derive(Debug)]
-pub enum TunnelEnd {
+pub(crate) enum TunnelEnd {
     /// Both sides closed; bytes copied client→upstream and upstream→client.
     Closed {
         /// Client to upstream.

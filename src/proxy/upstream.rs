@@ -14,13 +14,13 @@ use crate::config::{ProxyConfig, Upstream};
 const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
 
 /// An HTTP/1.1 client to one upstream.
-pub type UpstreamClient = Client<UpstreamConnector, Body>;
+pub(super) type UpstreamClient = Client<UpstreamConnector, Body>;
 
 /// An upstream address with two clients that share one connector: `pooled` for
 /// normal traffic, and `fresh`, which never reuses a connection, for the single
 /// retry after a pooled connection turned out to be dead.
 #[derive(Debug)]
-pub struct UpstreamPool {
+pub(super) struct UpstreamPool {
     /// `target` rendered once, so logging a request does not format it again.
     pub label: Arc<str>,
     /// Authority placed in the request URI (hyper needs absolute URIs). For
@@ -34,7 +34,7 @@ pub struct UpstreamPool {
 
 impl UpstreamPool {
     /// Builds the clients for `target` with the timeouts of `config`.
-    pub fn new(target: Upstream, config: &ProxyConfig) -> Self {
+    pub(super) fn new(target: Upstream, config: &ProxyConfig) -> Self {
         let target = Arc::new(target);
         let connector = UpstreamConnector::new(target.clone(), config.connect_timeout);
         let authority = match &*target {

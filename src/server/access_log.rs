@@ -19,7 +19,7 @@ use crate::proxy::ClientInfo;
 
 /// The facts of one request, gathered before it is handled.
 #[derive(Debug)]
-pub struct RequestLog {
+pub(super) struct RequestLog {
     /// When the request head was received.
     pub start: Instant,
     /// The peer and the client behind it (the same unless the peer is a
@@ -39,7 +39,7 @@ pub struct RequestLog {
 
 /// A response body that counts its bytes and logs the request when done.
 #[derive(Debug)]
-pub struct LoggedBody {
+pub(super) struct LoggedBody {
     inner: Body,
     bytes: u64,
     finished: bool,
@@ -49,7 +49,7 @@ pub struct LoggedBody {
 
 impl LoggedBody {
     /// Wraps `inner`; the log line is written when it ends or is dropped.
-    pub fn new(inner: Body, log: RequestLog, in_flight: InFlight) -> Self {
+    pub(super) fn new(inner: Body, log: RequestLog, in_flight: InFlight) -> Self {
         LoggedBody {
             inner,
             bytes: 0,

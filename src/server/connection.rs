@@ -25,7 +25,7 @@ use crate::metrics::OpenGuard;
 /// handed down through TLS and hyper to every request, so no layer re-derives
 /// (or is told by a positional flag) who is on the other end and how.
 #[derive(Debug, Clone, Copy)]
-pub struct Accepted {
+pub(super) struct Accepted {
     /// The client's address (IPv4-mapped IPv6 already made plain IPv4).
     pub peer: SocketAddr,
     /// The configured port of the listener (the router's key; 0 for ephemeral).
@@ -36,7 +36,7 @@ pub struct Accepted {
 
 /// What every request on one connection shares.
 #[derive(Debug)]
-pub struct ConnContext {
+pub(super) struct ConnContext {
     /// State shared by the whole server.
     pub shared: Arc<Shared>,
     /// Who is connected, on which port, over which scheme.
@@ -71,11 +71,11 @@ impl ConnContext {
 
 /// Marks a request as in flight until its response body is done (dropped).
 #[derive(Debug)]
-pub struct InFlight(Arc<ConnContext>);
+pub(super) struct InFlight(Arc<ConnContext>);
 
 impl InFlight {
     /// Counts a new request on `conn`.
-    pub fn new(conn: Arc<ConnContext>) -> Self {
+    pub(super) fn new(conn: Arc<ConnContext>) -> Self {
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(conn)
     }
@@ -113,7 +113,7 @@ fn requests(
 /// The header-read timeout doubles as the keep-alive idle timeout. On shutdown
 /// the connection finishes its current request and closes; an idle one closes
 /// at once.
-pub async fn serve_http1<I>(
+pub(super) async fn serve_http1<I>(
     stream: I,
     accepted: Accepted,
     shared: Arc<Shared>,
@@ -150,7 +150,7 @@ pub async fn serve_http1<I>(
 /// hyper only closes once the peer has sent its connection preface (and, after
 /// that, answered the GOAWAY's ping), so a peer that stays silent after the TLS
 /// handshake would otherwise keep the connection forever.
-pub async fn serve_h2<I>(
+pub(super) async fn serve_h2<I>(
     stream: I,
     accepted: Accepted,
     shared: Arc<Shared>,

@@ -18,11 +18,12 @@ use crate::acme::{Http01Tokens, HTTP01_PATH_PREFIX};
 use crate::body::Body;
 use crate::certs::CertManager;
 use crate::config::{Config, Scheme};
+use crate::metrics::Metrics;
 use crate::tls::{Alpn, CertResolver, ChallengeCerts, TlsTerminator};
 
 /// TLS termination plus the certificate manager that feeds it.
 #[derive(Debug)]
-pub struct Https {
+pub(super) struct Https {
     terminator: TlsTerminator,
     tokens: Arc<Http01Tokens>,
     certs: CertManager,
@@ -31,7 +32,8 @@ pub struct Https {
 impl Https {
     /// Sets up TLS for `config`, serving stored and local certificates at once.
     /// `None` when no site is served over HTTPS.
-    pub fn new(config: &Config) -> anyhow::Result<Option<Https>> {
+    /// The certificates served are reported to `metrics`.
+    pub(super) fn new(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Option<Https>> {
         let any_https = config
             .sites
             .iter()
@@ -47,6 +49,7 @@ impl Https {
             .context("cannot set up TLS")?;
         let certs = CertManager::new(config, resolver, challenges, tokens.clone())
             .context("cannot prepare certificates")?;
+        certs.report_to(metrics.clone());
         Ok(Some(Https {
             terminator,
             tokens,
@@ -56,7 +59,7 @@ impl Https {
 
     /// Starts obtaining and renewing certificates in the background. Call once
     /// the listeners accept, so ACME validations can reach us.
-    pub fn start(&self) {
+    pub(super) fn start(&self) {
         self.certs.start();
     }
 
@@ -64,14 +67,14 @@ impl Https {
     /// names stop being served, unchanged ones keep their certificate. On error
     /// (e.g. unreadable certificate files) nothing changes. Listeners are not
     /// affected here: the reload (server::reload) binds and stops listeners.
-    pub fn update(&self, config: &Config) -> anyhow::Result<()> {
+    pub(super) fn update(&self, config: &Config) -> anyhow::Result<()> {
         self.certs
             .update(config)
             .context("cannot prepare certificates for the new config")
     }
 
     /// Stops the background certificate tasks.
-    pub fn shutdown(&self) {
+    pub(super) fn shutdown(&self) {
         self.certs.shutdown();
     }
 
@@ -80,7 +83,7 @@ impl Https {
     /// unguessable, so answering them for any host is harmless, and other
     /// `/.well-known/acme-challenge/` paths stay with the site, see
     /// [`is_http01_path`]).
-    pub fn http01_response(&self, path: &str) -> Option<Response<Body>> {
+    pub(super) fn http01_response(&self, path: &str) -> Option<Response<Body>> {
         let key_authorization = self.tokens.answer_for_path(path)?;
         let mut response = Response::new(Body::full(key_authorization));
         response.headers_mut().insert(
@@ -94,14 +97,14 @@ impl Https {
 /// Whether a plain-HTTP request path belongs to ACME HTTP-01. Such requests are
 /// never redirected to HTTPS: the validator would follow the redirect to a port
 /// that may not have a certificate yet.
-pub fn is_http01_path(path: &str) -> bool {
+pub(super) fn is_http01_path(path: &str) -> bool {
     path.starts_with(HTTP01_PATH_PREFIX)
 }
 
 /// Serves one connection accepted on a TLS port: handshake (bounded by the
 /// handshake timeout), then HTTP/2 or HTTP/1.1 as negotiated through ALPN.
 /// ACME TLS-ALPN-01 validations end right after their handshake.
-pub async fn serve_tls(
+pub(super) async fn serve_tls(
     stream: TcpStream,
     accepted: Accepted,
     shared: Arc<Shared>,

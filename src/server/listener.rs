@@ -18,7 +18,7 @@ use crate::config::{Config, HostPattern, Scheme};
 
 /// A socket bellhop listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenerSpec {
+pub(super) struct ListenerSpec {
     /// The port as configured (0 = ephemeral); the router's key for this listener.
     pub port: u16,
     /// Address to bind: a site's IP when every site on the port names the same
@@ -30,7 +30,7 @@ pub struct ListenerSpec {
 
 /// Listeners needed by `config`, in order of first appearance. The plain HTTP
 /// port is added when an HTTPS site needs its redirect (and ACME HTTP-01).
-pub fn plan(config: &Config) -> Vec<ListenerSpec> {
+pub(super) fn plan(config: &Config) -> Vec<ListenerSpec> {
     let options = &config.options;
     let mut specs: Vec<ListenerSpec> = Vec::new();
     let mut add = |port: u16, host: Option<&HostPattern>, scheme: Scheme| {
@@ -73,7 +73,7 @@ pub fn plan(config: &Config) -> Vec<ListenerSpec> {
 
 /// Binds `spec`. All-interfaces means dual-stack `[::]`, falling back to
 /// `0.0.0.0` on hosts without IPv6.
-pub fn bind(spec: &ListenerSpec) -> io::Result<TcpListener> {
+pub(super) fn bind(spec: &ListenerSpec) -> io::Result<TcpListener> {
     let addr = SocketAddr::new(spec.bind, spec.port);
     match bind_addr(addr) {
         Err(e) if spec.bind == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
@@ -98,7 +98,7 @@ fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Accepts connections until `stop` (a child of the shutdown token, so that a
 /// reload can stop one port) and hands each to its own task. Connections
 /// already accepted get `stop` too: they finish their current request and close.
-pub async fn accept_loop(
+pub(super) async fn accept_loop(
     listener: TcpListener,
     spec: ListenerSpec,
     stop: CancellationToken,

@@ -123,7 +123,7 @@ impl Server {
         let specs = listener::plan(&config);
         // Stored and local certificates are served from the first connection on;
         // ACME starts in `run`, once the listeners can answer validations.
-        let https = https::Https::new(&config)?;
+        let https = https::Https::new(&config, &metrics)?;
         let shutdown = CancellationToken::new();
         let listeners = Listeners::bind(specs, config.options.clone(), &shutdown)?;
         let admin = config

@@ -76,7 +76,7 @@ impl<'r> Outcome<'r> {
 }
 
 /// Answers one request. Never fails: every problem becomes an HTTP status.
-pub async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<LoggedBody> {
+pub(super) async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<LoggedBody> {
     let in_flight = InFlight::new(conn.clone());
     // One router snapshot for the whole request, whatever a reload swaps in.
     let router = conn.shared.router.load();

@@ -19,7 +19,7 @@ mod resolver;
 mod terminator;
 
 pub use error::TlsError;
-pub use leaf_signer::LeafSigner;
-pub use on_demand::{OnDemand, OnDemandPort, ON_DEMAND_CAPACITY};
+pub(crate) use leaf_signer::LeafSigner;
+pub(crate) use on_demand::OnDemandPort;
 pub use resolver::{CertResolver, ChallengeCerts};
-pub use terminator::{Alpn, TlsTerminator, ACME_TLS_ALPN};
+pub use terminator::{Alpn, TlsTerminator};

@@ -28,7 +28,7 @@ use crate::config::{canonical_ip, normalize_host, wildcard_suffix, HostPattern};
 
 /// How many on-demand leaves are kept at most; beyond that the oldest is dropped
 /// (and simply issued again if its name comes back).
-pub const ON_DEMAND_CAPACITY: usize = 1024;
+pub(crate) const ON_DEMAND_CAPACITY: usize = 1024;
 
 /// What the other sites on an on-demand port claim. Those hosts get their own
 /// certificates through the ordinary resolver; only the rest is issued on demand.

@@ -18,7 +18,7 @@ use crate::config::defaults;
 use crate::crypto::provider;
 
 /// The ALPN protocol of RFC 8737 validation connections.
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// Which HTTP version the client and server agreed on through ALPN.
 ///

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use bellhop::certs::{CertEvent, NameStatus};
 use bellhop::config::{AcmeChallenge, TlsMode};
+use bellhop::{CertEvent, NameStatus};
 
 use crate::support::net::{https_get, Listeners};
 use crate::support::pebble::{Pebble, PebbleOptions};
@@ -88,7 +88,7 @@ async fn issue_and_fetch(
             & 0o777;
         assert_eq!(dir_mode, 0o700);
     }
-    let account = bellhop::acme::account_path(state.path(), &pebble.directory_url);
+    let account = bellhop::account_path(state.path(), &pebble.directory_url);
     let mode = std::fs::metadata(&account).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", account.display());
     Issuance {
@@ -262,7 +262,7 @@ async fn restart_reuses_account_and_certificates_with_ca_down() {
     let mut events = manager.events();
     manager.start();
     expect_obtained(&mut events, "one.test", &pebble).await;
-    let account_path = bellhop::acme::account_path(state.path(), &pebble.directory_url);
+    let account_path = bellhop::account_path(state.path(), &pebble.directory_url);
     let account_before = std::fs::read(&account_path).unwrap();
     manager.shutdown();
     drop(manager);

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use bellhop::server::{Server, ShutdownHandle};
+use bellhop::{Server, ShutdownHandle};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 

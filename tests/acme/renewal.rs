@@ -2,8 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use bellhop::certs::CertEvent;
 use bellhop::config::TlsMode;
+use bellhop::CertEvent;
 
 use crate::support::net::{Conn, Listeners};
 use crate::support::pebble::{Pebble, PebbleOptions};

@@ -9,7 +9,7 @@ use bellhop::config::{
     AcmeChallenge, Config, Handler, HostPattern, Options, PathPattern, ProxyConfig, Route, Scheme,
     Site, SiteAddress, TlsMode, Upstream,
 };
-use bellhop::server::{Server, ShutdownHandle};
+use bellhop::{Server, ShutdownHandle};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty};

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use bellhop::certs::InternalCa;
 use bellhop::config::TlsMode;
+use bellhop::InternalCa;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
@@ -60,7 +60,7 @@ async fn localhost_server(
     std::net::SocketAddr,
     Arc<rustls::RootCertStore>,
     Tls,
-    bellhop::certs::CertManager,
+    bellhop::CertManager,
 ) {
     let listeners = Listeners::bind().await;
     let cfg = config(
@@ -114,7 +114,7 @@ async fn sessions_resume_with_tickets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_timeout_cuts_silent_clients() {
-    use bellhop::tls::{CertResolver, ChallengeCerts, TlsError, TlsTerminator};
+    use bellhop::{CertResolver, ChallengeCerts, TlsError, TlsTerminator};
     use std::time::{Duration, Instant};
     let terminator = TlsTerminator::new(
         Arc::new(CertResolver::new()),

@@ -241,3 +241,38 @@ async fn open_websockets_follow_upgraded_tunnels() {
     })
     .await
 }
+
+#[tokio::test]
+async fn served_certificates_are_reported_with_their_end_of_validity() {
+    bounded(secs(40), "test", async {
+        let dir = TempDir::new("admin-certs");
+        let file = dir.write(
+            "Proxyfile",
+            &format!(
+                "options {{\n    admin \"127.0.0.1:0\"\n    http-port 0\n    https-port 0\n    \
+                 state-dir \"{}\"\n}}\nlocalhost {{\n    tls internal\n    respond \"tls\"\n}}\n",
+                dir.path().join("state").display()
+            ),
+        );
+        // With both ports 0 there is one listener: HTTPS, no redirect port.
+        let bellhop = Bellhop::run_config(&file, &[], 1).await;
+        let admin = admin_addr(&bellhop).await;
+        let samples = scrape(admin).await;
+        let not_after = value(
+            &samples,
+            "bellhop_certificate_not_after_seconds",
+            &[("name", "localhost")],
+        )
+        .unwrap_or_else(|| panic!("no certificate gauge for localhost: {samples:?}"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64();
+        // Internal leaves live for days, not years, and are valid now.
+        assert!(
+            not_after > now && not_after < now + 30.0 * 86_400.0,
+            "not_after {not_after}, now {now}"
+        );
+    })
+    .await
+}

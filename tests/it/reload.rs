@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use bellhop::config::Config;
-use bellhop::server::{ReloadHandle, Server, ShutdownHandle};
+use bellhop::{ReloadHandle, Server, ShutdownHandle};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bellhop::acme::Http01Tokens;
-use bellhop::certs::{CertEvent, CertManager};
 use bellhop::config::{Config, HostPattern, Options, Scheme, Site, SiteAddress, TlsMode};
-use bellhop::tls::{CertResolver, ChallengeCerts, TlsTerminator};
+use bellhop::Http01Tokens;
+use bellhop::{CertEvent, CertManager};
+use bellhop::{CertResolver, ChallengeCerts, TlsTerminator};
 use tokio::sync::broadcast;
 
 /// A directory removed on drop.

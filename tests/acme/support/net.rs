@@ -5,8 +5,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bellhop::acme::Http01Tokens;
-use bellhop::tls::{Alpn, TlsTerminator};
+use bellhop::Http01Tokens;
+use bellhop::{Alpn, TlsTerminator};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;

@@ -17,7 +17,7 @@ pub struct TestServer {
 impl TestServer {
     /// Binds every listener of `config` and starts serving.
     pub async fn start(config: Config) -> TestServer {
-        let server = bellhop::server::Server::bind(config)
+        let server = bellhop::Server::bind(config)
             .await
             .unwrap_or_else(|e| panic!("Server::bind failed: {e:?}"));
         // A listener on all interfaces reports [::]:PORT; tests talk to it on 127.0.0.1.
