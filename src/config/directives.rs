@@ -393,29 +393,9 @@ pub(crate) fn tls(d: &Directive<'_>, problems: &mut Problems) -> Option<TlsMode>
             d.check_arg_count(1, 2, USAGE, problems);
             None
         }
-        ([], Some(v)) => {
-            let name = v.string("a challenge type", "challenge=\"http-01\"", problems)?;
-            let challenge = match name {
-                "http-01" => AcmeChallenge::Http01,
-                "tls-alpn-01" => AcmeChallenge::TlsAlpn01,
-                other => {
-                    let help = if other == "dns-01" {
-                        "dns-01 is not supported; use \"http-01\" or \"tls-alpn-01\"".to_string()
-                    } else if let Some(s) = did_you_mean(other, &["http-01", "tls-alpn-01"]) {
-                        format!("did you mean \"{s}\"?")
-                    } else {
-                        "the challenge types are \"http-01\" and \"tls-alpn-01\"".to_string()
-                    };
-                    problems.push(
-                        Problem::new(format!("unknown ACME challenge type {}", quoted(other)))
-                            .at(v.span, "unknown challenge")
-                            .help(help),
-                    );
-                    return None;
-                }
-            };
-            Some(TlsMode::Acme { challenge })
-        }
+        ([], Some(v)) => Some(TlsMode::Acme {
+            challenge: challenge_type(&v, problems)?,
+        }),
         ([first], challenge) if first.value.as_string() == Some("internal") => {
             if let Some(v) = challenge {
                 problems.push(
@@ -466,6 +446,30 @@ pub(crate) fn tls(d: &Directive<'_>, problems: &mut Problems) -> Option<TlsMode>
         }
         _ => {
             d.check_arg_count(0, 2, USAGE, problems);
+            None
+        }
+    }
+}
+
+/// The value of `tls challenge="…"`.
+fn challenge_type(v: &Value<'_>, problems: &mut Problems) -> Option<AcmeChallenge> {
+    let name = v.string("a challenge type", "challenge=\"http-01\"", problems)?;
+    match name {
+        "http-01" => Some(AcmeChallenge::Http01),
+        "tls-alpn-01" => Some(AcmeChallenge::TlsAlpn01),
+        other => {
+            let help = if other == "dns-01" {
+                "dns-01 is not supported; use \"http-01\" or \"tls-alpn-01\"".to_string()
+            } else if let Some(s) = did_you_mean(other, &["http-01", "tls-alpn-01"]) {
+                format!("did you mean \"{s}\"?")
+            } else {
+                "the challenge types are \"http-01\" and \"tls-alpn-01\"".to_string()
+            };
+            problems.push(
+                Problem::new(format!("unknown ACME challenge type {}", quoted(other)))
+                    .at(v.span, "unknown challenge")
+                    .help(help),
+            );
             None
         }
     }

@@ -145,6 +145,60 @@ impl Parser<'_> {
         Ok(items)
     }
 
+    /// The rest of an argument or property that started with `text`: for a
+    /// property, `=`, any type annotations and the value.
+    fn word(&mut self, mut text: String) -> Result<String, Unformattable> {
+        if self.peek_kind() != Some(Kind::Equals) {
+            return Ok(text);
+        }
+        self.pos += 1;
+        text.push('=');
+        while self.peek_kind() == Some(Kind::Annotation) {
+            let annotation = self.tokens[self.pos].clone();
+            text.push_str(&self.text(&annotation));
+            self.pos += 1;
+        }
+        match self.peek().cloned() {
+            Some(value) if value.kind == Kind::Word => {
+                text.push_str(&self.text(&value));
+                self.pos += 1;
+                Ok(text)
+            }
+            _ => Err(Unformattable),
+        }
+    }
+
+    /// A `{ … }` block whose `{` is `open` (already consumed), up to and
+    /// including its `}`.
+    fn block(&mut self, open: &Token, slashdash: bool) -> Result<Block, Unformattable> {
+        let open_comment = self.line_comment();
+        let items = self.document(true)?;
+        let close = match self.peek() {
+            Some(t) if t.kind == Kind::Close => t.span.end,
+            _ => return Err(Unformattable),
+        };
+        self.pos += 1;
+        let one_line = !self.src[open.span.start..close]
+            .chars()
+            .any(lexer::is_newline_start);
+        Ok(Block {
+            slashdash,
+            items,
+            open_comment,
+            one_line,
+        })
+    }
+
+    /// A `// comment` right here (after `{` or `;`), consumed.
+    fn line_comment(&mut self) -> Option<String> {
+        let t = self.peek().cloned()?;
+        if t.kind != Kind::LineComment {
+            return None;
+        }
+        self.pos += 1;
+        Some(self.text(&t).trim_end().to_string())
+    }
+
     /// One node, up to (not including) its newline or the `}` that ends it.
     fn node(&mut self) -> Result<Node, Unformattable> {
         let mut parts = Vec::new();
@@ -159,23 +213,7 @@ impl Parser<'_> {
                 }
                 Kind::Word => {
                     self.pos += 1;
-                    let mut text = std::mem::take(&mut prefix) + &self.text(&token);
-                    if self.peek_kind() == Some(Kind::Equals) {
-                        self.pos += 1;
-                        text.push('=');
-                        while self.peek_kind() == Some(Kind::Annotation) {
-                            let annotation = self.tokens[self.pos].clone();
-                            text.push_str(&self.text(&annotation));
-                            self.pos += 1;
-                        }
-                        match self.peek().cloned() {
-                            Some(value) if value.kind == Kind::Word => {
-                                text.push_str(&self.text(&value));
-                                self.pos += 1;
-                            }
-                            _ => return Err(Unformattable),
-                        }
-                    }
+                    let text = self.word(std::mem::take(&mut prefix) + &self.text(&token))?;
                     parts.push(Part::Text(text));
                 }
                 Kind::BlockComment { .. } => {
@@ -190,39 +228,13 @@ impl Parser<'_> {
                 }
                 Kind::Open => {
                     self.pos += 1;
-                    let mut open_comment = None;
-                    if let Some(t) = self.peek().cloned() {
-                        if t.kind == Kind::LineComment {
-                            self.pos += 1;
-                            open_comment = Some(self.text(&t).trim_end().to_string());
-                        }
-                    }
-                    let items = self.document(true)?;
-                    let close = match self.peek() {
-                        Some(t) if t.kind == Kind::Close => t.span.end,
-                        _ => return Err(Unformattable),
-                    };
-                    self.pos += 1;
-                    let one_line = !self.src[token.span.start..close]
-                        .chars()
-                        .any(lexer::is_newline_start);
                     let slashdash = !prefix.is_empty();
                     prefix.clear();
-                    parts.push(Part::Block(Block {
-                        slashdash,
-                        items,
-                        open_comment,
-                        one_line,
-                    }));
+                    parts.push(Part::Block(self.block(&token, slashdash)?));
                 }
                 Kind::Semicolon => {
                     self.pos += 1;
-                    if let Some(t) = self.peek().cloned() {
-                        if t.kind == Kind::LineComment {
-                            self.pos += 1;
-                            trailing = Some(self.text(&t).trim_end().to_string());
-                        }
-                    }
+                    trailing = self.line_comment();
                     break;
                 }
                 // `/-` may be followed by comments and line breaks before what it

@@ -116,28 +116,8 @@ pub(crate) fn upstream(s: &str) -> Result<Upstream, Invalid> {
     if s.is_empty() {
         return Err(Invalid::new("the upstream is empty").help(FORMS));
     }
-    if let Some(path) = s.strip_prefix("unix:") {
-        // Accept `unix:///run/a.sock` (URL style) as well as `unix:/run/a.sock`.
-        let path = path
-            .strip_prefix("//")
-            .filter(|p| p.starts_with('/'))
-            .unwrap_or(path);
-        if path.is_empty() {
-            return Err(
-                Invalid::new("the unix socket path is empty").help("write \"unix:/run/app.sock\"")
-            );
-        }
-        return Ok(Upstream::Unix {
-            path: PathBuf::from(path),
-        });
-    }
-    if let Some(path) = s.strip_prefix("unix/") {
-        // Caddy spells sockets `unix//run/a.sock`; people migrating will write it.
-        if path.starts_with('/') {
-            return Ok(Upstream::Unix {
-                path: PathBuf::from(path),
-            });
-        }
+    if let Some(unix) = unix_upstream(s) {
+        return unix;
     }
     if s.bytes().all(|b| b.is_ascii_digit()) {
         let port = upstream_port(s, s)?;
@@ -191,6 +171,29 @@ pub(crate) fn upstream(s: &str) -> Result<Upstream, Invalid> {
         }
     };
     Ok(Upstream::Tcp { host, port })
+}
+
+/// `unix:/run/a.sock`, `unix:///run/a.sock` (URL style) or Caddy's
+/// `unix//run/a.sock`; `None` when `s` is not a unix socket upstream.
+fn unix_upstream(s: &str) -> Option<Result<Upstream, Invalid>> {
+    let path = if let Some(path) = s.strip_prefix("unix:") {
+        let path = path
+            .strip_prefix("//")
+            .filter(|p| p.starts_with('/'))
+            .unwrap_or(path);
+        if path.is_empty() {
+            return Some(Err(
+                Invalid::new("the unix socket path is empty").help("write \"unix:/run/app.sock\"")
+            ));
+        }
+        path
+    } else {
+        // Caddy spells sockets `unix//run/a.sock`; people migrating will write it.
+        s.strip_prefix("unix/").filter(|p| p.starts_with('/'))?
+    };
+    Some(Ok(Upstream::Unix {
+        path: PathBuf::from(path),
+    }))
 }
 
 fn upstream_port(p: &str, whole: &str) -> Result<u16, Invalid> {
