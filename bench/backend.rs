@@ -87,8 +87,10 @@ async fn answer(
 }
 
 /// Echoes what the client sends; with a ticker subscription, also pushes every tick.
-async fn serve_websocket<S>(mut ws: WebSocketStream<S>, mut ticks: Option<broadcast::Receiver<Tick>>)
-where
+async fn serve_websocket<S>(
+    mut ws: WebSocketStream<S>,
+    mut ticks: Option<broadcast::Receiver<Tick>>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     loop {

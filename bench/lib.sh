@@ -57,11 +57,13 @@ stop() {
     wait "$1" 2>/dev/null || true
 }
 
-# wait_until SECONDS COMMAND... — polls COMMAND every 50 ms until it succeeds.
+# wait_until SECONDS COMMAND... — polls COMMAND every 50 ms until it succeeds;
+# gives up early when the process WAIT_PID (if set) has exited.
 wait_until() {
     local deadline=$((SECONDS + $1)); shift
     until "$@" >/dev/null 2>&1; do
         ((SECONDS < deadline)) || return 1
+        [[ -z ${WAIT_PID:-} ]] || kill -0 "$WAIT_PID" 2>/dev/null || return 1
         sleep 0.05
     done
 }

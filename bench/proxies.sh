@@ -38,7 +38,7 @@ start_proxy() {
     esac
     spawn "$dir/stderr.log" taskset -c "$PROXY_CPU" "${PROXY_CMD[@]}"
     PROXY_MAIN=$SPAWNED
-    wait_until 30 curl -fsS -o /dev/null "http://$HTTP_ADDR/" &&
+    WAIT_PID=$PROXY_MAIN wait_until 30 curl -fsS -o /dev/null "http://$HTTP_ADDR/" &&
         wait_until 30 curl -fsS -o /dev/null --cacert "$BENCH_TMP/ca.pem" "https://$HTTPS_ADDR/" ||
         { cat "$dir/stderr.log" >&2; die "$name did not answer on $HTTP_ADDR and $HTTPS_ADDR"; }
     PROXY_PIDS=$(tree_pids "$PROXY_MAIN")
@@ -148,13 +148,16 @@ config_caddy() {
     cat >"$dir/Caddyfile" <<CADDY
 {
     admin off
-    persist_config off
     auto_https disable_redirects
     http_port $(free_port)
     https_port $(free_port)
     storage file_system $dir/data
-    log { level ERROR }
-    servers { protocols h1 h2 }
+    log {
+        level ERROR
+    }
+    servers {
+        protocols h1 h2
+    }
 }
 http://127.0.0.1:$2 {
     reverse_proxy $BACKEND

@@ -103,7 +103,7 @@ measure() {
             rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
             p50=$(to_ms "$(awk '$1 == "50%" {print $2; exit}' "$out")")
             p99=$(to_ms "$(awk '$1 == "99%" {print $2; exit}' "$out")")
-            grep -qE 'Non-2xx|Socket errors' "$out" && note "$name $kind: $(grep -E 'Non-2xx|Socket errors' "$out")"
+            if grep -qE 'Non-2xx|Socket errors' "$out"; then note "$name $kind: $(grep -E 'Non-2xx|Socket errors' "$out")"; fi
             ;;
         h2 | h1tls)
             local proto=(); [[ $kind == h1tls ]] && proto=(--h1)
@@ -117,23 +117,23 @@ measure() {
     esac
     after=$(proxy_ticks)
     R[$name,$kind.rps]=$rps; R[$name,$kind.p50]=$p50; R[$name,$kind.p99]=$p99
-    [[ -n $PROXY_PIDS ]] && R[$name,$kind.cpu]=$(cpu_us_per $((after - before)) "$requests")
+    if [[ -n $PROXY_PIDS ]]; then R[$name,$kind.cpu]=$(cpu_us_per $((after - before)) "$requests"); fi
 }
 
 # handshakes NAME URL — HANDSHAKES new TLS connections, one request each.
 handshakes() {
-    local name=$1 out=$BENCH_TMP/$1.hs before after count secs
+    local name=$1 out=$BENCH_TMP/$1.hs before after count
     before=$(proxy_ticks)
     load h2load --h1 -t1 -c"$CONNECTIONS" -n "$HANDSHAKES" -H 'Connection: close' "$2" >"$out"
     after=$(proxy_ticks)
     count=$(awk '/^requests:/ {print $8; exit}' "$out")
-    secs=$(awk '/^finished in/ {print $3 + 0; exit}' "$out")
-    R[$name,hs.rate]=$(awk -v n="$count" -v s="$secs" 'BEGIN { printf "%.0f", s ? n / s : 0 }')
+    R[$name,hs.rate]=$(awk '/^finished in/ {printf "%.0f", $4; exit}' "$out")
     R[$name,hs.cpu]=$(cpu_us_per $((after - before)) "$count")
     grep -q '^TLS Protocol: TLSv1.3' "$out" || note "$name handshakes: $(grep '^TLS Protocol' "$out")"
 }
 
-# ws_memory NAME SCHEME URL — RSS with each of WS_COUNTS idle WebSockets open.
+# ws_memory NAME SCHEME URL — RSS with each of WS_COUNTS idle WebSockets open,
+# per socket counted from the RSS just before the first one opened.
 ws_memory() {
     local name=$1 scheme=$2 out=$BENCH_TMP/$1.mem.$2 base n kib
     load target/release/examples/ws-load memory "$3" --pids "$PROXY_PIDS" \
@@ -188,8 +188,14 @@ for name in $PROXIES; do
         handshakes "$name" "https://$HTTPS_ADDR/"
     fi
     if [[ -n $PROXY_PIDS ]]; then
-        ws_memory "$name" ws "ws://$HTTP_ADDR/"
-        ws_memory "$name" wss "wss://$HTTPS_ADDR/"
+        # A fresh proxy for each: memory freed by the load runs (or the other
+        # scheme's sockets) would otherwise be reused and hide the per-socket cost.
+        for scheme in ws wss; do
+            stop_proxy
+            start_proxy "$name"
+            addr=$HTTP_ADDR; [[ $scheme == wss ]] && addr=$HTTPS_ADDR
+            ws_memory "$name" "$scheme" "$scheme://$addr/"
+        done
     fi
     pushes "$name" "ws://$HTTP_ADDR/push"
     stop_proxy

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
@@ -55,7 +55,10 @@ impl Target {
             bail!("{url}: expected ws:// or wss://");
         };
         let addr = rest.split('/').next().unwrap_or(rest).to_string();
-        let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).to_string();
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr.as_str(), |(h, _)| h)
+            .to_string();
         let tls = if tls {
             let mut roots = rustls::RootCertStore::empty();
             let cafile = cafile.context("wss:// needs --cafile")?;
@@ -71,11 +74,18 @@ impl Target {
         } else {
             None
         };
-        Ok(Self { url: url.to_string(), addr, host, tls })
+        Ok(Self {
+            url: url.to_string(),
+            addr,
+            host,
+            tls,
+        })
     }
 
     async fn open(&self) -> Result<Socket> {
-        let tcp = TcpStream::connect(&self.addr).await.with_context(|| format!("connect {}", self.addr))?;
+        let tcp = TcpStream::connect(&self.addr)
+            .await
+            .with_context(|| format!("connect {}", self.addr))?;
         tcp.set_nodelay(true)?;
         let stream: Box<dyn Stream> = match &self.tls {
             Some(tls) => {
@@ -135,7 +145,11 @@ async fn memory(target: Target, pids: Vec<u32>, counts: Vec<usize>) -> Result<()
     for count in counts {
         let more = count.saturating_sub(sockets.len());
         sockets.extend(target.open_many(more).await?);
-        println!("rss_kib open={} kib={}", sockets.len(), settled_rss(&pids).await);
+        println!(
+            "rss_kib open={} kib={}",
+            sockets.len(),
+            settled_rss(&pids).await
+        );
     }
     let opened = sockets.len();
     for mut ws in sockets {
@@ -146,7 +160,9 @@ async fn memory(target: Target, pids: Vec<u32>, counts: Vec<usize>) -> Result<()
 }
 
 fn unix_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// Pushes one socket received before `until`: (tick, tick time, delay in ns).
@@ -205,7 +221,10 @@ async fn push(target: Target, count: usize, secs: f64) -> Result<()> {
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
@@ -234,7 +253,10 @@ async fn main() -> Result<()> {
     };
     let list = |name: &str| -> Result<Vec<usize>> {
         let value = flag(name).ok_or_else(usage)?;
-        value.split(',').map(|v| v.parse().with_context(|| format!("{name} {value}"))).collect()
+        value
+            .split(',')
+            .map(|v| v.parse().with_context(|| format!("{name} {value}")))
+            .collect()
     };
     let target = Target::new(url, flag("--cafile"))?;
     match mode.as_str() {
@@ -244,7 +266,10 @@ async fn main() -> Result<()> {
         }
         "push" => {
             let count = list("--count")?.first().copied().ok_or_else(usage)?;
-            let secs: f64 = flag("--secs").ok_or_else(usage)?.parse().context("--secs")?;
+            let secs: f64 = flag("--secs")
+                .ok_or_else(usage)?
+                .parse()
+                .context("--secs")?;
             push(target, count, secs).await
         }
         _ => Err(usage()),
