@@ -1,87 +1,111 @@
 #!/usr/bin/env bash
-# CPU regression check CI can afford (about a minute): instructions per proxied
-# request, counted by callgrind (deterministic, unlike wall-clock figures), compared
-# with the committed bench/callgrind-baseline.txt.
+# CPU regression check CI can afford (well under a minute after the release build):
+# instructions per proxied request, counted by callgrind (deterministic to about
+# 0.1 %, unlike wall-clock figures), compared with bench/callgrind-baseline.txt.
 #
 #   bench/callgrind-check.sh              # build release, measure, compare
 #   UPDATE=1 bench/callgrind-check.sh     # measure and write the new baseline
 #   BUILD=0 bench/callgrind-check.sh      # use the existing target/release binaries
 #
-# How: bench-backend runs natively; `bellhop proxy` (plain HTTP/1.1, logging off)
-# runs under `valgrind --tool=callgrind`. One curl sends WARMUP keep-alive requests
-# on one connection; the counters are zeroed (callgrind_control -z); a second curl
-# sends REQUESTS more on one connection; the counters are dumped (callgrind_control
-# -d). The total Ir of all bellhop threads divided by REQUESTS is the figure:
-# start-up and warm-up stay out of it.
+# How: bench-backend runs natively; `bellhop run` (the Proxyfile of bench/run.sh:
+# plain HTTP and HTTPS with a given certificate, logging off) runs under
+# `valgrind --tool=callgrind`. For each path, HTTP/1.1 keep-alive (`h1`) and h2 over
+# TLS 1.3 (`h2tls`): one curl sends WARMUP requests on one connection, the counters
+# are zeroed (callgrind_control -z), a second curl sends REQUESTS on one connection,
+# the counters are dumped (callgrind_control -d). Total Ir of all bellhop threads
+# divided by REQUESTS is the figure; start-up, warm-up and the TLS handshake of the
+# measured connection (≈ 1/REQUESTS of it) stay out of it or nearly so.
 #
 # Settings (environment): REQUESTS (2000), WARMUP (200), TOLERANCE in % (15),
-# UPDATE=1, BUILD=0, INSTALL=1 (apt-get install valgrind/curl when missing), KEEP=1.
-# Exit codes: 0 within tolerance (or baseline updated), 1 regression beyond
+# BASELINE (bench/callgrind-baseline.txt), UPDATE=1, BUILD=0, KEEP=1,
+# INSTALL=1 (apt-get install the missing valgrind/curl/openssl; never otherwise).
+# Exit codes: 0 within tolerance (or baseline written), 1 a path regressed beyond
 # TOLERANCE, 2 the measurement itself failed, 3 tools missing.
 # The baseline depends on the compiler and dependency versions: after upgrading
 # them (or a deliberate trade-off), rerun with UPDATE=1 and commit the file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
+source bench/proxies.sh
 DIE_CODE=2
 
 REQUESTS=${REQUESTS:-2000}
 WARMUP=${WARMUP:-200}
 TOLERANCE=${TOLERANCE:-15}
-BASELINE=bench/callgrind-baseline.txt
+BASELINE=${BASELINE:-bench/callgrind-baseline.txt}
 
-require_commands valgrind:valgrind callgrind_control:valgrind curl:curl python3:python3
+require_commands valgrind:valgrind callgrind_control:valgrind curl:curl openssl:openssl \
+    python3:python3
 trap 'echo "callgrind-check: measurement failed" >&2; exit 2' ERR
 
 if [[ ${BUILD:-1} == 1 ]]; then
     note "building release binaries (bellhop, bench-backend)"
     cargo build --release --quiet --bin bellhop --example bench-backend
 fi
+make_cert "$BENCH_TMP"
 start_backend ""
-port=$(free_port)
-url="http://127.0.0.1:$port/"
-spawn "$BENCH_TMP/bellhop.log" valgrind --tool=callgrind --callgrind-out-file="$BENCH_TMP/callgrind.out.%p" \
-    target/release/bellhop proxy --from "http://127.0.0.1:$port" --to "$BACKEND" --log-level error
+http=$(free_port); https=$(free_port)
+mkdir -p "$BENCH_TMP/bellhop"
+config_bellhop "$BENCH_TMP/bellhop" "$http" "$https"
+spawn "$BENCH_TMP/bellhop.log" valgrind --tool=callgrind \
+    --callgrind-out-file="$BENCH_TMP/callgrind.out" "${PROXY_CMD[@]}"
 bellhop=$SPAWNED
-wait_until 120 curl -fsS -o /dev/null "$url" || { cat "$BENCH_TMP/bellhop.log" >&2; die "bellhop did not answer under valgrind"; }
+WAIT_PID=$bellhop wait_until 120 curl -fsS -o /dev/null "http://127.0.0.1:$http/" ||
+    { cat "$BENCH_TMP/bellhop.log" >&2; die "bellhop did not answer under valgrind"; }
 
-# batch N — N keep-alive GETs on one connection; fails unless all of them got a 2xx.
+# batch N URL CURL_ARGS... — N GETs on one connection; fails unless all got a 2xx.
 batch() {
-    local i
-    for ((i = 0; i < $1; i++)); do printf 'url = "%s"\n' "$url"; done >"$BENCH_TMP/urls"
-    curl -sSf --config "$BENCH_TMP/urls" -w '%{http_code}\n' -o /dev/null >"$BENCH_TMP/codes"
-    (($(grep -c '^2' "$BENCH_TMP/codes") == $1)) || die "not every request succeeded"
+    local n=$1 url=$2 i; shift 2
+    for ((i = 0; i < n; i++)); do printf 'url = "%s"\n' "$url"; done >"$BENCH_TMP/urls"
+    curl -sSf "$@" --config "$BENCH_TMP/urls" -w '%{http_code}\n' -o /dev/null >"$BENCH_TMP/codes"
+    (($(grep -c '^2' "$BENCH_TMP/codes") == n)) || die "not every request to $url succeeded"
 }
 
-batch "$WARMUP"
-callgrind_control -z "$bellhop" >/dev/null
-batch "$REQUESTS"
-callgrind_control -d "$bellhop" >/dev/null
-stop "$bellhop"
+# ir_per_request PATH URL CURL_ARGS... — sets IR[PATH]: Ir of REQUESTS requests
+# after WARMUP, per request.
+declare -A IR
+DUMPS=0
+ir_per_request() {
+    local path=$1; shift
+    batch "$WARMUP" "$@"
+    callgrind_control -z "$bellhop" >>"$BENCH_TMP/control.log" 2>&1
+    batch "$REQUESTS" "$@"
+    callgrind_control -d "$bellhop" >>"$BENCH_TMP/control.log" 2>&1
+    DUMPS=$((DUMPS + 1))
+    local dump=$BENCH_TMP/callgrind.out.$DUMPS
+    [[ -s $dump ]] || die "callgrind wrote no $dump"
+    IR[$path]=$(awk -v n="$REQUESTS" '/^(summary|totals):/ { printf "%d", $2 / n; exit }' "$dump")
+}
 
-dump=$(ls "$BENCH_TMP"/callgrind.out."$bellhop".* 2>/dev/null | head -1)
-[[ -n $dump ]] || die "callgrind wrote no dump"
-ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
-per=$((ir / REQUESTS))
-echo "bellhop: $per instructions (Ir) per proxied HTTP/1.1 keep-alive request ($REQUESTS requests, all threads)"
+ir_per_request h1 "http://127.0.0.1:$http/"
+ir_per_request h2tls "https://127.0.0.1:$https/" --http2 --tlsv1.3 --cacert "$BENCH_TMP/ca.pem"
+stop "$bellhop"
+echo "bellhop instructions (Ir, all threads) per proxied request, $REQUESTS requests on one connection:"
+echo "  h1     HTTP/1.1 keep-alive   ${IR[h1]}"
+echo "  h2tls  h2 over TLS 1.3       ${IR[h2tls]}"
 
 if [[ ${UPDATE:-} == 1 ]]; then
     {
-        echo "# Ir per proxied HTTP/1.1 keep-alive request, written by UPDATE=1 bench/callgrind-check.sh"
+        echo "# Ir per proxied request (path, instructions), written by UPDATE=1 bench/callgrind-check.sh"
         echo "# on $(date -u +%F), $(rustc --version), commit $(git describe --always --dirty)"
-        echo "ir_per_request $per"
+        echo "h1 ${IR[h1]}"
+        echo "h2tls ${IR[h2tls]}"
     } >"$BASELINE"
     echo "wrote $BASELINE"
     exit 0
 fi
-base=$(awk '$1 == "ir_per_request" {print $2}' "$BASELINE")
-[[ -n $base ]] || die "no ir_per_request in $BASELINE (run with UPDATE=1)"
-change=$(awk -v p="$per" -v b="$base" 'BEGIN { printf "%+.1f", (p - b) * 100 / b }')
-echo "baseline: $base Ir per request; change $change % (fails above +$TOLERANCE %)"
-if awk -v c="$change" -v t="$TOLERANCE" 'BEGIN { exit !(c > t) }'; then
-    echo "FAIL: instructions per request grew by more than $TOLERANCE %" >&2
-    exit 1
-fi
-if awk -v c="$change" -v t="$TOLERANCE" 'BEGIN { exit !(c < -t) }'; then
-    echo "much better than the baseline: consider UPDATE=1 to lock the gain in" >&2
-fi
+
+status=0
+for path in h1 h2tls; do
+    base=$(awk -v p="$path" '$1 == p {print $2}' "$BASELINE")
+    [[ -n $base ]] || die "no '$path' line in $BASELINE (run with UPDATE=1)"
+    change=$(awk -v p="${IR[$path]}" -v b="$base" 'BEGIN { printf "%+.1f", (p - b) * 100 / b }')
+    verdict=ok
+    if awk -v c="$change" -v t="$TOLERANCE" 'BEGIN { exit !(c > t) }'; then
+        verdict="FAIL (more than +$TOLERANCE %)"; status=1
+    elif awk -v c="$change" -v t="$TOLERANCE" 'BEGIN { exit !(c < -t) }'; then
+        verdict="much better: consider UPDATE=1 to lock the gain in"
+    fi
+    echo "  $path: baseline $base, change $change %: $verdict"
+done
+exit "$status"

@@ -21,7 +21,7 @@ proxy_versions() {
     [[ " $PROXIES " == *" nginx "* ]] && v+=("$(nginx -v 2>&1 | sed 's/.*: //')")
     [[ " $PROXIES " == *" haproxy "* ]] && v+=("HAProxy $(haproxy -v | awk 'NR == 1 {print $3}')")
     [[ " $PROXIES " == *" caddy "* ]] && v+=("Caddy $(caddy version | awk '{print $1}')")
-    local IFS=,; echo "${v[*]}"
+    printf "%s; " "${v[@]}" | sed "s/; $//"
 }
 
 start_proxy() {
