@@ -84,8 +84,9 @@ daemon off;
 worker_processes 1;
 worker_rlimit_nofile $(ulimit -n);
 pid $dir/nginx.pid;
-error_log stderr error;
-events { worker_connections $(ulimit -n); }
+error_log stderr warn;
+# Above the open-file limit, so that limit (the same for every proxy) is the cap.
+events { worker_connections $((2 * $(ulimit -n))); }
 http {
     access_log off;
     client_body_temp_path $dir/body;

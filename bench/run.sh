@@ -132,17 +132,26 @@ handshakes() {
     grep -q '^TLS Protocol: TLSv1.3' "$out" || note "$name handshakes: $(grep '^TLS Protocol' "$out")"
 }
 
+# ws_load WHAT OUT ARGS... — runs ws-load; a failure is noted (its cells stay
+# empty) rather than ending the whole run.
+ws_load() {
+    local what=$1 out=$2; shift 2
+    if ! load target/release/examples/ws-load "$@" --cafile "$BENCH_TMP/ca.pem" >"$out" 2>"$out.err"; then
+        note "$what failed: $(head -3 "$out.err" | xargs)"
+    fi
+}
+
 # ws_memory NAME SCHEME URL — RSS with each of WS_COUNTS idle WebSockets open,
 # per socket counted from the RSS just before the first one opened.
 ws_memory() {
     local name=$1 scheme=$2 out=$BENCH_TMP/$1.mem.$2 base n kib
-    load target/release/examples/ws-load memory "$3" --pids "$PROXY_PIDS" \
-        --counts "${WS_COUNTS// /,}" --cafile "$BENCH_TMP/ca.pem" >"$out"
+    ws_load "$name $scheme memory" "$out" memory "$3" --pids "$PROXY_PIDS" --counts "${WS_COUNTS// /,}"
     base=$(awk -F'kib=' '/open=0 / {print $2}' "$out")
     for n in $WS_COUNTS; do
-        kib=$(awk -F'kib=' -v k="open=$n" '$0 ~ k " " {print $2}' "$out")
         row "$scheme.$n.rss" "RSS, $n idle $scheme (MB)"
         row "$scheme.$n.per" "KiB per idle $scheme at $n"
+        kib=$(awk -F'kib=' -v k="open=$n" '$0 ~ k " " {print $2}' "$out")
+        [[ -n $kib ]] || continue
         R[$name,$scheme.$n.rss]=$(awk -v k="$kib" 'BEGIN { printf "%.1f", k / 1024 }')
         R[$name,$scheme.$n.per]=$(awk -v k="$kib" -v b="$base" -v n="$n" 'BEGIN { printf "%.1f", (k - b) / n }')
     done
@@ -151,9 +160,8 @@ ws_memory() {
 # pushes NAME URL — PUSH_COUNT WebSockets receiving a push every 0.5 s.
 pushes() {
     local out=$BENCH_TMP/$1.push line
-    load target/release/examples/ws-load push "$2" --count "$PUSH_COUNT" --secs "$PUSH_SECS" \
-        --cafile "$BENCH_TMP/ca.pem" >"$out"
-    line=$(grep '^push ' "$out")
+    ws_load "$1 push" "$out" push "$2" --count "$PUSH_COUNT" --secs "$PUSH_SECS"
+    line=$(grep '^push ' "$out") || return 0
     R[$1,push.share]=$(sed -E 's/.*delivered_share=([^ ]+).*/\1/' <<<"$line" | awk '{ printf "%.2f %%", $1 * 100 }')
     R[$1,push.complete]=$(sed -E 's/.*ticks=([0-9]+).*complete_ticks=([0-9]+).*/\2\/\1/' <<<"$line")
     R[$1,push.p99]=$(sed -E 's/.*p99_ms=([^ ]+).*/\1/' <<<"$line")
