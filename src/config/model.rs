@@ -5,6 +5,7 @@
 //! [`defaults`], in one place.
 
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub mod defaults {
     pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
     /// TLS handshakes that take longer than this are dropped.
     pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Most `workers` accepted: far beyond any core count bellhop targets, low
+    /// enough that a typo (`workers 20000`) is an error, not 20,000 threads.
+    pub const MAX_WORKERS: usize = 1024;
     /// Status code for `redirect` when none is given.
     pub const REDIRECT_CODE: u16 = 308;
 }
@@ -78,6 +82,10 @@ pub struct Options {
     pub grace_period: Duration,
     /// Deadline for a client's request headers and idle keep-alive (`client-header-timeout`).
     pub client_header_timeout: Duration,
+    /// Worker threads, each with its own runtime, listeners and upstream pool
+    /// (`workers`); `None` means one per CPU the process may run on, resolved
+    /// by the server at start-up so the parsed config stays machine-independent.
+    pub workers: Option<NonZeroUsize>,
 }
 
 impl Default for Options {
@@ -94,6 +102,7 @@ impl Default for Options {
             trusted_proxies: Vec::new(),
             grace_period: defaults::SHUTDOWN_GRACE,
             client_header_timeout: defaults::CLIENT_HEADER_TIMEOUT,
+            workers: None,
         }
     }
 }

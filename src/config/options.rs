@@ -2,6 +2,7 @@
 //! [`defaults`].
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use kdl::KdlNode;
@@ -28,6 +29,7 @@ pub(crate) const OPTION_NAMES: &[&str] = &[
     "trusted-proxies",
     "grace-period",
     "client-header-timeout",
+    "workers",
 ];
 
 /// Parsed options plus where each one was written, for later cross-checks
@@ -123,6 +125,7 @@ fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
         "trusted-proxies" => "trusted-proxies \"10.0.0.0/8\" \"192.168.1.7\"",
         "grace-period" => "grace-period \"10s\"",
         "client-header-timeout" => "client-header-timeout \"30s\"",
+        "workers" => "workers 2",
         // The caller only passes names from OPTION_NAMES; a test checks that each
         // of them has an arm below.
         _ => "",
@@ -223,8 +226,30 @@ fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
                 o.client_header_timeout = t;
             }
         }
+        "workers" => {
+            if let Some(n) = arg.integer("a number of threads", usage, problems) {
+                if let Some(n) = arg.check(workers(n), "worker count", problems) {
+                    o.workers = Some(n);
+                }
+            }
+        }
         _ => {}
     }
+}
+
+/// A `workers` count: at least one thread, at most [`defaults::MAX_WORKERS`].
+fn workers(n: i128) -> Result<NonZeroUsize, values::Invalid> {
+    usize::try_from(n)
+        .ok()
+        .filter(|n| *n <= defaults::MAX_WORKERS)
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| values::Invalid {
+            message: format!("{n} is not a usable number of workers"),
+            help: Some(format!(
+                "write a whole number from 1 to {}, or leave `workers` out for one per CPU",
+                defaults::MAX_WORKERS
+            )),
+        })
 }
 
 fn email(s: &str) -> Result<String, values::Invalid> {

@@ -327,5 +327,6 @@ fn restart_only_changes(old: &Options, new: &Options) -> Vec<&'static str> {
         "client-header-timeout",
         old.client_header_timeout != new.client_header_timeout,
     );
+    check("workers", old.workers != new.workers);
     changed
 }

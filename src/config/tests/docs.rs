@@ -46,6 +46,8 @@ fn docs_state_the_code_defaults() {
         defaults::HTTPS_PORT.to_string()
     );
     assert_duration("grace-period", defaults::SHUTDOWN_GRACE);
+    // Resolved at start-up from the CPUs the process may use (server::worker).
+    assert_eq!(default_in_docs("workers"), "one per CPU");
     assert_duration("client-header-timeout", defaults::CLIENT_HEADER_TIMEOUT);
     assert_duration("idle-timeout", defaults::UPGRADE_IDLE_TIMEOUT);
     assert_duration("header-timeout", defaults::UPSTREAM_HEADER_TIMEOUT);

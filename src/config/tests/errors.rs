@@ -95,6 +95,8 @@ snapshots! {
     port_too_large: "options {\n    http-port 70000\n}\napp.example.com { proxy 8000 }\n";
     port_negative: "options {\n    https-port -1\n}\napp.example.com { proxy 8000 }\n";
     port_quoted: "options {\n    http-port \"8080\"\n}\napp.example.com { proxy 8000 }\n";
+    workers_zero: "options {\n    workers 0\n}\napp.example.com { proxy 8000 }\n";
+    workers_too_many: "options {\n    workers 20000\n}\napp.example.com { proxy 8000 }\n";
     upstream_port_too_large: "app.example.com {\n    proxy 70000\n}\n";
     upstream_without_port: "app.example.com {\n    proxy localhost\n}\n";
     upstream_https: "app.example.com {\n    proxy \"https://backend:8443\"\n}\n";

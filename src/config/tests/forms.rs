@@ -115,6 +115,7 @@ fn design_example_options() {
     );
     assert_eq!(o.grace_period, defaults::SHUTDOWN_GRACE);
     assert_eq!(o.client_header_timeout, defaults::CLIENT_HEADER_TIMEOUT);
+    assert_eq!(o.workers, None);
     assert_eq!(config.sites.len(), 6);
 }
 
@@ -281,6 +282,7 @@ fn options_alternatives() {
             trusted-proxies "10.0.0.0/8" "192.168.1.7" "fd00::/8"
             grace-period "1m30s"
             client-header-timeout "500ms"
+            workers 3
         }
         a.example.com { proxy 1 }
         "#,
@@ -298,6 +300,7 @@ fn options_alternatives() {
     );
     assert_eq!(o.grace_period, Duration::from_secs(90));
     assert_eq!(o.client_header_timeout, Duration::from_millis(500));
+    assert_eq!(o.workers.map(usize::from), Some(3));
 
     let o = parse_ok(
         "options { acme-ca \"production\"; admin \"[::1]:2020\" }\na.example.com { proxy 1 }",
@@ -658,6 +661,7 @@ fn every_option_name_sets_something() {
         "trusted-proxies" => "\"10.0.0.0/8\"",
         "grace-period" => "\"1s\"",
         "client-header-timeout" => "\"1s\"",
+        "workers" => "2",
         other => panic!("add a sample value for option `{other}` to this test"),
     };
     for name in OPTION_NAMES {
