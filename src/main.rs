@@ -255,7 +255,10 @@ fn serve(
         Ok(guard) => guard,
         Err(e) => return fail(&e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Requests are served on the server's own worker threads (one runtime
+    // each); this runtime only carries signals, reloads, certificates and the
+    // admin listener, so one thread is plenty.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")

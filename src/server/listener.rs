@@ -9,7 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{self, Accepted};
@@ -71,39 +72,65 @@ pub(super) fn plan(config: &Config) -> Vec<ListenerSpec> {
     specs
 }
 
-/// Binds `spec`. All-interfaces means dual-stack `[::]`, falling back to
-/// `0.0.0.0` on hosts without IPv6.
-pub(super) fn bind(spec: &ListenerSpec) -> io::Result<TcpListener> {
+/// Binds `spec` once per worker: `count` sockets on the same address with
+/// `SO_REUSEPORT`, so each worker accepts on its own socket and the kernel
+/// spreads connections over them. For port 0 the first socket picks the port
+/// and the others join it. All-interfaces means dual-stack `[::]`, falling back
+/// to `0.0.0.0` on hosts without IPv6.
+pub(super) fn bind(spec: &ListenerSpec, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
     let addr = SocketAddr::new(spec.bind, spec.port);
-    match bind_addr(addr) {
+    match bind_group(addr, count) {
         Err(e) if spec.bind == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
             let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), spec.port);
-            bind_addr(v4).map_err(|_| e)
+            bind_group(v4, count).map_err(|_| e)
         }
         result => result,
     }
 }
 
-fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
+/// `count` listening sockets sharing `addr` (its port fixed by the first).
+fn bind_group(mut addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let socket = bind_addr(addr)?;
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+fn bind_addr(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // Restarting must not wait for TIME_WAIT sockets of the previous process.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
+    socket.set_reuse_address(true)?;
+    // One socket per worker on the same port. Linux only lets sockets of the
+    // same user join the group, so no other account can take a share.
+    socket.set_reuse_port(true)?;
+    // The accept loop runs on a worker's runtime, which needs it non-blocking.
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// Accepts connections until `stop` (a child of the shutdown token, so that a
-/// reload can stop one port) and hands each to its own task. Connections
-/// already accepted get `stop` too: they finish their current request and close.
+/// reload can stop one port) and hands each to its own task on the runtime
+/// this runs on (a worker's). Connections already accepted get `stop` too:
+/// they finish their current request and close.
 pub(super) async fn accept_loop(
-    listener: TcpListener,
+    socket: std::net::TcpListener,
     spec: ListenerSpec,
     stop: CancellationToken,
     shared: Arc<Shared>,
 ) {
+    // Registered here, with the reactor of the worker that will accept on it.
+    let listener = match TcpListener::from_std(socket) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, port = spec.port, "cannot accept on a listening socket");
+            return;
+        }
+    };
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => break,

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! Server::bind(config) ─► plan + bind listeners, build the router
-//! Server::run()        ─► one accept loop per listener ─► Accepted { peer,
-//!                         port, scheme } ─► connection task ─► (TLS) ─► hyper
+//! Server::run()        ─► N worker threads (worker.rs), one accept loop per
+//!                         listener on each ─► Accepted { peer, port, scheme }
+//!                         ─► connection task on that worker ─► (TLS) ─► hyper
 //!                         ─► service::handle: the request phases (challenge,
 //!                         site, route, admit, handle, filter, log)
 //! ReloadHandle         ─► new router, certificates and listener set; open
@@ -21,6 +22,7 @@ mod listener;
 mod malformed;
 mod reload;
 mod service;
+mod worker;
 
 pub use reload::{ReloadHandle, ReloadSummary};
 
@@ -102,6 +104,8 @@ pub struct Server {
     admin: Option<tokio::net::TcpListener>,
     shared: Arc<Shared>,
     grace_period: Duration,
+    /// Worker threads `run` starts; every listener has one socket per worker.
+    workers: usize,
 }
 
 /// Starts a graceful shutdown of the server it came from.
@@ -125,7 +129,8 @@ impl Server {
         // ACME starts in `run`, once the listeners can answer validations.
         let https = https::Https::new(&config, &metrics)?;
         let shutdown = CancellationToken::new();
-        let listeners = Listeners::bind(specs, config.options.clone(), &shutdown)?;
+        let workers = worker::count(&config.options);
+        let listeners = Listeners::bind(specs, workers, config.options.clone(), &shutdown)?;
         let admin = config
             .options
             .admin
@@ -170,6 +175,7 @@ impl Server {
                 metrics,
             }),
             grace_period: config.options.grace_period,
+            workers,
         })
     }
 
@@ -201,8 +207,15 @@ impl Server {
 
     /// Serves until shutdown, then waits up to the grace period for in-flight
     /// requests before returning.
+    ///
+    /// Requests are served on the worker threads this starts; the runtime
+    /// that awaits `run` keeps the background work (certificates, ACME, the
+    /// admin listener) and returns once every worker thread has ended.
     pub async fn run(mut self) -> anyhow::Result<()> {
-        self.listeners.start(&self.shared);
+        let workers = worker::Workers::spawn(self.workers)
+            .await
+            .context("cannot start the worker threads")?;
+        self.listeners.start(&self.shared, workers.handles());
         if let Some(admin) = self.admin.take() {
             if let Ok(addr) = admin.local_addr() {
                 tracing::info!(%addr, "admin listener: /metrics, /health");
@@ -246,6 +259,7 @@ impl Server {
                 "grace period over, closing remaining connections"
             );
         }
+        workers.join().await;
         Ok(())
     }
 }

@@ -5,10 +5,11 @@
 //! ReloadHandle::reload(config)
 //!   1. Router::new            ─┐
 //!   2. listener::plan + diff   │ fallible: on any error nothing has changed
-//!   3. bind added ports        │
+//!   3. bind added ports        │ (one socket per worker each)
 //!   4. Https::update          ─┘
-//!   5. swap the router, start accepting on added ports, stop accepting on
-//!      removed ones (their connections finish normally)
+//!   5. swap the router, start accepting on added ports (on every worker),
+//!      stop accepting on removed ones (every worker's loop for that port
+//!      shares one stop token; their connections finish normally)
 //! ```
 //!
 //! Requests and tunnels hold the router snapshot they started with, so a
@@ -20,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use anyhow::{bail, Context as _};
-use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -37,11 +38,14 @@ pub(super) struct Listeners {
 
 #[derive(Debug)]
 struct Inner {
-    /// Whether `Server::run` has started the accept loops.
-    started: bool,
+    /// The worker runtimes, once `Server::run` has started the accept loops
+    /// (empty before): each listener gets one accept loop on each.
+    workers: Vec<Handle>,
+    /// Sockets bound per listener: one per worker.
+    per_port: usize,
     /// One entry per configured port, in plan order.
     entries: Vec<Entry>,
-    /// Accept loops started so far, awaited on shutdown.
+    /// Accept loops started so far (per port, one per worker), awaited on shutdown.
     loops: Vec<JoinHandle<()>>,
     /// The options the server runs with (those only read at start-up).
     options: Options,
@@ -54,24 +58,27 @@ struct Entry {
     addr: Option<SocketAddr>,
     /// Stops this accept loop only.
     stop: CancellationToken,
-    /// The socket until `run` starts its accept loop.
-    pending: Option<TcpListener>,
+    /// The sockets (one per worker) until `run` starts their accept loops.
+    pending: Option<Vec<std::net::TcpListener>>,
 }
 
 impl Listeners {
-    /// Binds every listener of `specs`; fails on the first that cannot bind.
+    /// Binds every listener of `specs`, `per_port` sockets each (one per
+    /// worker); fails on the first that cannot bind.
     pub(super) fn bind(
         specs: Vec<ListenerSpec>,
+        per_port: usize,
         options: Options,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Listeners> {
         let mut entries = Vec::with_capacity(specs.len());
         for spec in specs {
-            entries.push(Entry::bind(spec, shutdown)?);
+            entries.push(Entry::bind(spec, per_port, shutdown)?);
         }
         Ok(Listeners {
             inner: Mutex::new(Inner {
-                started: false,
+                workers: Vec::new(),
+                per_port,
                 entries,
                 loops: Vec::new(),
                 options,
@@ -88,16 +95,14 @@ impl Listeners {
         self.lock().entries.iter().filter_map(|e| e.addr).collect()
     }
 
-    /// Starts the accept loop of every listener bound so far; later reloads
-    /// start theirs at once.
-    pub(super) fn start(&self, shared: &Arc<Shared>) {
+    /// Starts the accept loops of every listener bound so far, one on each
+    /// worker runtime of `workers`; later reloads start theirs at once.
+    pub(super) fn start(&self, shared: &Arc<Shared>, workers: &[Handle]) {
         let mut inner = self.lock();
-        inner.started = true;
+        inner.workers = workers.to_vec();
         let mut loops = Vec::new();
         for entry in &mut inner.entries {
-            if let Some(handle) = entry.start(shared) {
-                loops.push(handle);
-            }
+            loops.extend(entry.start(shared, workers));
         }
         inner.loops.extend(loops);
     }
@@ -106,7 +111,7 @@ impl Listeners {
     /// admin `/health`): false before `run` and once shutdown has begun.
     pub(super) fn all_serving(&self) -> bool {
         let inner = self.lock();
-        inner.started
+        !inner.workers.is_empty()
             && inner
                 .entries
                 .iter()
@@ -121,30 +126,47 @@ impl Listeners {
 }
 
 impl Entry {
-    fn bind(spec: ListenerSpec, shutdown: &CancellationToken) -> anyhow::Result<Entry> {
-        let socket = listener::bind(&spec).with_context(|| {
+    fn bind(
+        spec: ListenerSpec,
+        count: usize,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Entry> {
+        let sockets = listener::bind(&spec, count).with_context(|| {
             format!("cannot listen on {}", SocketAddr::new(spec.bind, spec.port))
         })?;
         Ok(Entry {
-            addr: socket.local_addr().ok(),
+            addr: sockets.first().and_then(|s| s.local_addr().ok()),
             spec,
             stop: shutdown.child_token(),
-            pending: Some(socket),
+            pending: Some(sockets),
         })
     }
 
-    /// Spawns the accept loop if the socket has not been handed to one yet.
-    fn start(&mut self, shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
-        let socket = self.pending.take()?;
-        if let Some(addr) = self.addr {
-            tracing::info!(%addr, tls = self.spec.scheme == Scheme::Https, "listening");
+    /// Spawns one accept loop per worker, each on its own socket, if the
+    /// sockets have not been handed out yet.
+    fn start(&mut self, shared: &Arc<Shared>, workers: &[Handle]) -> Vec<JoinHandle<()>> {
+        if workers.is_empty() {
+            return Vec::new();
         }
-        Some(tokio::spawn(listener::accept_loop(
-            socket,
-            self.spec.clone(),
-            self.stop.clone(),
-            shared.clone(),
-        )))
+        let Some(sockets) = self.pending.take() else {
+            return Vec::new();
+        };
+        if let Some(addr) = self.addr {
+            tracing::info!(%addr, tls = self.spec.scheme == Scheme::Https, workers = workers.len(), "listening");
+        }
+        // Bound with one socket per worker, so the two lists have one length.
+        sockets
+            .into_iter()
+            .zip(workers)
+            .map(|(socket, worker)| {
+                worker.spawn(listener::accept_loop(
+                    socket,
+                    self.spec.clone(),
+                    self.stop.clone(),
+                    shared.clone(),
+                ))
+            })
+            .collect()
     }
 }
 
@@ -245,7 +267,7 @@ impl ReloadHandle {
         let mut added = Vec::new();
         for spec in &specs {
             if !inner.entries.iter().any(|e| e.spec.port == spec.port) {
-                added.push(Entry::bind(spec.clone(), shutdown)?);
+                added.push(Entry::bind(spec.clone(), inner.per_port, shutdown)?);
             }
         }
 
@@ -274,12 +296,11 @@ impl ReloadHandle {
         });
         let listeners_kept = inner.entries.len();
         let listeners_added = added.iter().filter_map(|e| e.addr).collect();
-        let started = inner.started;
+        let workers = inner.workers.clone();
         let mut loops = Vec::new();
         for mut entry in added {
-            if started {
-                loops.extend(entry.start(&self.shared));
-            }
+            // Before `run` there are no workers yet; `start` spawns them later.
+            loops.extend(entry.start(&self.shared, &workers));
             inner.entries.push(entry);
         }
         inner.loops.retain(|l| !l.is_finished());
