@@ -27,3 +27,4 @@ mod streaming;
 mod upstreams;
 mod uvicorn;
 mod websocket;
+mod workers;
