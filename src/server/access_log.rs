@@ -3,6 +3,11 @@
 //! Logging at the end rather than when headers are ready gives the real
 //! duration and byte count of streamed responses (SSE, downloads). The line is
 //! emitted from `Drop`, so a response the client abandons is logged too.
+//!
+//! When the `access` target is off (`--log-level warn` or quieter) nothing is
+//! gathered or formatted: [`enabled`] is checked once per request. When it is
+//! on, the line is formatted into the log layer's reused per-thread buffer
+//! and queued without allocating (see `logging::batch`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,6 +21,12 @@ use http_body::{Body as _, Frame, SizeHint};
 use super::connection::InFlight;
 use crate::body::{Body, BodyError};
 use crate::proxy::ClientInfo;
+
+/// Whether access-log lines are written at all. A cached per-callsite answer
+/// (the log filter is static), so asking once per request costs a load.
+pub(super) fn enabled() -> bool {
+    tracing::enabled!(target: "access", tracing::Level::INFO)
+}
 
 /// The facts of one request, gathered before it is handled.
 #[derive(Debug)]
@@ -43,13 +54,14 @@ pub(super) struct LoggedBody {
     inner: Body,
     bytes: u64,
     finished: bool,
-    log: RequestLog,
+    /// `None` when access logging is off.
+    log: Option<RequestLog>,
     _in_flight: InFlight,
 }
 
 impl LoggedBody {
-    /// Wraps `inner`; the log line is written when it ends or is dropped.
-    pub(super) fn new(inner: Body, log: RequestLog, in_flight: InFlight) -> Self {
+    /// Wraps `inner`; the log line (if any) is written when it ends or is dropped.
+    pub(super) fn new(inner: Body, log: Option<RequestLog>, in_flight: InFlight) -> Self {
         LoggedBody {
             inner,
             bytes: 0,
@@ -93,7 +105,7 @@ impl http_body::Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        let log = &self.log;
+        let Some(log) = &self.log else { return };
         let finished = self.finished || self.inner.is_end_stream();
         tracing::info!(
             target: "access",

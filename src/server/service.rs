@@ -24,7 +24,7 @@ use std::time::Instant;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
-use super::access_log::{LoggedBody, RequestLog};
+use super::access_log::{self, LoggedBody, RequestLog};
 use super::answers::{not_found, redirect, redirect_to_https, respond, too_many_requests};
 use super::connection::{Accepted, ConnContext, InFlight};
 use super::malformed::refuse_malformed;
@@ -43,8 +43,9 @@ type Phase<T> = ControlFlow<Response<Body>, T>;
 /// log keeps it (the request itself moves into the handler).
 #[derive(Debug)]
 struct Facts {
-    /// When the request head was received.
-    start: Instant,
+    /// When the request head was received; `None` when access logging is
+    /// off (nothing else needs it).
+    start: Option<Instant>,
     /// The peer, and the client behind it when the peer is a trusted proxy.
     client: ClientInfo,
     method: Method,
@@ -138,7 +139,7 @@ impl Facts {
                 router.is_trusted_proxy(ip)
             });
         Facts {
-            start: Instant::now(),
+            start: access_log::enabled().then(Instant::now),
             client,
             method: req.method().clone(),
             uri: req.uri().clone(),
@@ -292,15 +293,15 @@ fn log(outcome: Outcome<'_>, facts: Facts, in_flight: InFlight) -> Response<Logg
     if facts.method == Method::HEAD {
         body = without_content(&mut parts.headers, body);
     }
-    let log = RequestLog {
-        start: facts.start,
+    let log = facts.start.map(|start| RequestLog {
+        start,
         client: facts.client,
         method: facts.method,
         host: facts.host,
         uri: facts.uri,
         status: parts.status,
         upstream: outcome.upstream,
-    };
+    });
     Response::from_parts(parts, LoggedBody::new(body, log, in_flight))
 }
 

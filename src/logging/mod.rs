@@ -1,7 +1,12 @@
-//! Log output: human-readable text or one JSON object per line, on stderr.
+//! Log output: human-readable text or one JSON object per line, on stderr,
+//! written by a thread of its own (see `batch`) so no worker waits for I/O.
+
+mod batch;
 
 use std::io::IsTerminal as _;
 use std::str::FromStr;
+
+use anyhow::Context as _;
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -34,17 +39,13 @@ impl FromStr for LogFormat {
 /// Keeps the log writer thread alive; dropping it flushes what is queued.
 /// Hold it until the process exits.
 #[must_use = "logs stop when the guard is dropped"]
-pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+pub struct LogGuard(#[allow(dead_code)] batch::WriterThread);
 
 impl std::fmt::Debug for LogGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LogGuard")
     }
 }
-
-/// Lines queued for the writer thread before new ones are dropped (never
-/// blocking a worker). About 4 MiB at worst with 256-byte lines.
-const QUEUED_LINES: usize = 16 * 1024;
 
 /// Installs the global subscriber. `level` is `error`, `warn`, `info`, `debug`
 /// or `trace`; dependencies log one level quieter than bellhop itself, except
@@ -60,11 +61,8 @@ pub fn init(level: LevelFilter, format: LogFormat) -> anyhow::Result<LogGuard> {
         .with_target("bellhop", level)
         .with_target("access", level);
     let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(QUEUED_LINES)
-        .lossy(true)
-        .thread_name("bellhop-log")
-        .finish(std::io::stderr());
+    let (writer, guard) =
+        batch::start(std::io::stderr()).context("cannot start the log writer thread")?;
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Text => registry
