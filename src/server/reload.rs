@@ -278,13 +278,7 @@ impl ReloadHandle {
 
         // 5. Commit: routes first, so added ports find theirs.
         self.shared.router.store(Arc::new(router));
-        let restart_only = restart_only_changes(&inner.options, &config.options);
-        if !restart_only.is_empty() {
-            tracing::warn!(
-                options = %restart_only.join(", "),
-                "these options only take effect on restart"
-            );
-        }
+        warn_restart_only(&inner.options, &config.options);
         let mut removed = Vec::new();
         inner.entries.retain(|e| {
             let keep = specs.iter().any(|s| s.port == e.spec.port);
@@ -327,6 +321,17 @@ fn describe(spec: &ListenerSpec) -> String {
         },
         spec.bind
     )
+}
+
+/// Says which changed options a reload cannot apply (the rest of it applies).
+fn warn_restart_only(old: &Options, new: &Options) {
+    let restart_only = restart_only_changes(old, new);
+    if !restart_only.is_empty() {
+        tracing::warn!(
+            options = %restart_only.join(", "),
+            "these options only take effect on restart"
+        );
+    }
 }
 
 /// Options the server reads once at start-up that differ in `new`.
