@@ -11,7 +11,7 @@ use miette::SourceSpan;
 use super::directives::PROXY_SETTINGS;
 use super::error::{Problem, Problems};
 use super::model::{defaults, Options};
-use super::reader::{list, Directive, Seen};
+use super::reader::{list, Directive, Seen, Value};
 use super::site::SITE_DIRECTIVES;
 use super::suggest::did_you_mean;
 use super::values::{self, DURATION_HELP};
@@ -111,9 +111,9 @@ fn unknown_option(d: &Directive<'_>) -> Problem {
     }
 }
 
-/// Reads one option into `o`.
-fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
-    let usage = match d.name() {
+/// An example of each option, for "expected …" messages.
+fn usage(name: &str) -> &'static str {
+    match name {
         "email" => "email \"ops@example.com\"",
         "acme-ca" => "acme-ca \"staging\"",
         "acme-ca-root" => "acme-ca-root \"/etc/bellhop/pebble.pem\"",
@@ -127,9 +127,14 @@ fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
         "client-header-timeout" => "client-header-timeout \"30s\"",
         "workers" => "workers 2",
         // The caller only passes names from OPTION_NAMES; a test checks that each
-        // of them has an arm below.
+        // of them has an arm in `option`.
         _ => "",
-    };
+    }
+}
+
+/// Reads one option into `o`.
+fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
+    let usage = usage(d.name());
     let max = if d.name() == "trusted-proxies" {
         usize::MAX
     } else {
@@ -166,35 +171,11 @@ fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
                 o.state_dir = p;
             }
         }
-        "http-port" | "https-port" => {
-            let Some(n) = arg.integer("a port number", usage, problems) else {
-                return;
-            };
-            let port = u16::try_from(n).map_err(|_| values::Invalid {
-                message: format!("port {n} is out of range"),
-                help: Some("ports are whole numbers from 0 to 65535 (0 picks a free port)".into()),
-            });
-            if let Some(port) = arg.check(port, "port", problems) {
-                if d.name() == "http-port" {
-                    o.http_port = port;
-                } else {
-                    o.https_port = port;
-                }
-            }
-        }
+        "http-port" => o.http_port = listen_port(arg, usage, problems).unwrap_or(o.http_port),
+        "https-port" => o.https_port = listen_port(arg, usage, problems).unwrap_or(o.https_port),
         "admin" => {
-            // A bare port is a convenience for the usual local-only address.
-            let addr = match arg.value.as_integer() {
-                Some(n) => arg.check(
-                    values::port(&n.to_string())
-                        .map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p)),
-                    "port",
-                    problems,
-                ),
-                None => arg.parse_string("an address", usage, values::admin_address, problems),
-            };
-            if addr.is_some() {
-                o.admin = addr;
+            if let Some(addr) = admin(arg, usage, problems) {
+                o.admin = Some(addr);
             }
         }
         "trusted-proxies" => {
@@ -210,19 +191,7 @@ fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
             }
         }
         "client-header-timeout" => {
-            let positive = |s: &str| {
-                values::duration(s).and_then(|t| {
-                    if t.is_zero() {
-                        Err(values::Invalid {
-                            message: "the timeout must be longer than zero".into(),
-                            help: Some(DURATION_HELP.into()),
-                        })
-                    } else {
-                        Ok(t)
-                    }
-                })
-            };
-            if let Some(t) = arg.parse_string("a duration", usage, positive, problems) {
+            if let Some(t) = arg.parse_string("a duration", usage, positive_duration, problems) {
                 o.client_header_timeout = t;
             }
         }
@@ -235,6 +204,44 @@ fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
         }
         _ => {}
     }
+}
+
+/// `http-port` / `https-port`: a number from 0 to 65535.
+fn listen_port(arg: &Value<'_>, usage: &str, problems: &mut Problems) -> Option<u16> {
+    let n = arg.integer("a port number", usage, problems)?;
+    let port = u16::try_from(n).map_err(|_| values::Invalid {
+        message: format!("port {n} is out of range"),
+        help: Some("ports are whole numbers from 0 to 65535 (0 picks a free port)".into()),
+    });
+    arg.check(port, "port", problems)
+}
+
+/// `admin "127.0.0.1:2019"`, or a bare port as a convenience for the usual
+/// local-only address.
+fn admin(arg: &Value<'_>, usage: &str, problems: &mut Problems) -> Option<SocketAddr> {
+    match arg.value.as_integer() {
+        Some(n) => arg.check(
+            values::port(&n.to_string())
+                .map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p)),
+            "port",
+            problems,
+        ),
+        None => arg.parse_string("an address", usage, values::admin_address, problems),
+    }
+}
+
+/// A duration longer than zero (a zero timeout would refuse every client).
+fn positive_duration(s: &str) -> Result<std::time::Duration, values::Invalid> {
+    values::duration(s).and_then(|t| {
+        if t.is_zero() {
+            Err(values::Invalid {
+                message: "the timeout must be longer than zero".into(),
+                help: Some(DURATION_HELP.into()),
+            })
+        } else {
+            Ok(t)
+        }
+    })
 }
 
 /// A `workers` count: at least one thread, at most [`defaults::MAX_WORKERS`].

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::parse_ok;
 use crate::config::directives::HSTS_DEFAULT;
 use crate::config::{
-    defaults, AcmeChallenge, Config, Encoding, Handler, HostPattern, IpNet, Options, PathPattern,
+    defaults, AcmeChallenge, Encoding, Handler, HostPattern, IpNet, Options, PathPattern,
     ProxyConfig, RateLimit, Route, Scheme, Site, SiteAddress, TlsMode, Upstream,
 };
 
@@ -69,7 +69,7 @@ fn https(name: &str) -> SiteAddress {
     }
 }
 
-fn proxy(upstreams: Vec<Upstream>) -> Handler {
+pub(super) fn proxy(upstreams: Vec<Upstream>) -> Handler {
     Handler::Proxy(ProxyConfig::new(upstreams))
 }
 
@@ -117,14 +117,6 @@ fn design_example_options() {
     assert_eq!(o.client_header_timeout, defaults::CLIENT_HEADER_TIMEOUT);
     assert_eq!(o.workers, None);
     assert_eq!(config.sites.len(), 6);
-}
-
-#[test]
-fn acme_profile_option() {
-    let config = parse_ok("options { profile \"shortlived\" }\napp.example.com { proxy 8000 }\n");
-    assert_eq!(config.options.acme_profile.as_deref(), Some("shortlived"));
-    let config = parse_ok("app.example.com { proxy 8000 }\n");
-    assert_eq!(config.options.acme_profile, None);
 }
 
 #[test]
@@ -268,50 +260,6 @@ fn one_line_config() {
 fn proxyfile_example_parses() {
     let config = parse_ok(PROXYFILE_EXAMPLE);
     assert!(!config.sites.is_empty());
-}
-
-#[test]
-fn options_alternatives() {
-    let config = parse_ok(
-        r#"
-        options {
-            acme-ca "staging"
-            http-port 0
-            https-port 0
-            admin 2019
-            trusted-proxies "10.0.0.0/8" "192.168.1.7" "fd00::/8"
-            grace-period "1m30s"
-            client-header-timeout "500ms"
-            workers 3
-        }
-        a.example.com { proxy 1 }
-        "#,
-    );
-    let o = config.options;
-    assert_eq!(o.acme_ca, defaults::ACME_CA_STAGING);
-    assert_eq!((o.http_port, o.https_port), (0, 0));
-    assert_eq!(o.admin, Some(SocketAddr::from(([127, 0, 0, 1], 2019))));
-    assert_eq!(
-        o.trusted_proxies
-            .iter()
-            .map(|n| n.prefix)
-            .collect::<Vec<_>>(),
-        vec![8, 32, 8]
-    );
-    assert_eq!(o.grace_period, Duration::from_secs(90));
-    assert_eq!(o.client_header_timeout, Duration::from_millis(500));
-    assert_eq!(o.workers.map(usize::from), Some(3));
-
-    let o = parse_ok(
-        "options { acme-ca \"production\"; admin \"[::1]:2020\" }\na.example.com { proxy 1 }",
-    )
-    .options;
-    assert_eq!(o.acme_ca, defaults::ACME_CA);
-    assert_eq!(o.admin, Some("[::1]:2020".parse().unwrap()));
-    assert_eq!(
-        parse_ok("options {}\na.example.com { proxy 1 }").options,
-        Options::default()
-    );
 }
 
 #[test]
@@ -587,92 +535,4 @@ fn semicolons_and_comments_are_layout_only() {
         "// a comment\nlocalhost {\n    /* inline */ tls internal\n    /-rate-limit \"1/s\"\n    proxy 8000 // trailing\n}\n",
     );
     assert_eq!(a, b);
-}
-
-#[test]
-fn load_resolves_relative_paths_next_to_the_file() {
-    let dir = std::env::temp_dir().join(format!("bellhop-config-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("Proxyfile");
-    std::fs::write(
-        &file,
-        r#"
-        options { state-dir "state"; acme-ca-root "/abs/root.pem" }
-        a.example.com {
-            tls "certs/a.pem" "/etc/ssl/a.key"
-            route "/static/*" { files "public" }
-            proxy "unix:run/app.sock"
-        }
-        "#,
-    )
-    .unwrap();
-    let config: Config = crate::config::load(&file).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(config.options.state_dir, dir.join("state"));
-    assert_eq!(
-        config.options.acme_ca_root,
-        Some(PathBuf::from("/abs/root.pem"))
-    );
-    let site = &config.sites[0];
-    assert_eq!(
-        site.tls,
-        TlsMode::Files {
-            cert: dir.join("certs/a.pem"),
-            key: "/etc/ssl/a.key".into()
-        }
-    );
-    assert_eq!(
-        site.routes[0].handler,
-        Handler::Files {
-            root: dir.join("public")
-        }
-    );
-    assert_eq!(
-        site.routes[1].handler,
-        proxy(vec![Upstream::Unix {
-            path: dir.join("run/app.sock")
-        }])
-    );
-}
-
-#[test]
-fn load_names_an_unreadable_path() {
-    let missing = std::env::temp_dir().join("bellhop-no-such-dir/Proxyfile");
-    let err = crate::config::load(&missing).unwrap_err();
-    let report = err.render();
-    assert!(report.contains(&missing.display().to_string()), "{report}");
-    assert!(report.contains("help:"), "{report}");
-}
-
-#[test]
-fn every_option_name_sets_something() {
-    use crate::config::options::OPTION_NAMES;
-    // A non-default value for each option; a new option without one fails here,
-    // and one whose parser arm is missing leaves Options at its default.
-    let sample = |name: &str| match name {
-        "email" => "\"ops@example.com\"",
-        "acme-ca" => "\"staging\"",
-        "acme-ca-root" => "\"/root.pem\"",
-        "profile" => "\"shortlived\"",
-        "state-dir" => "\"/tmp/state\"",
-        "http-port" => "8080",
-        "https-port" => "8443",
-        "admin" => "2019",
-        "trusted-proxies" => "\"10.0.0.0/8\"",
-        "grace-period" => "\"1s\"",
-        "client-header-timeout" => "\"1s\"",
-        "workers" => "2",
-        other => panic!("add a sample value for option `{other}` to this test"),
-    };
-    for name in OPTION_NAMES {
-        let src = format!(
-            "options {{ {name} {} }}\na.example.com {{ proxy 1 }}",
-            sample(name)
-        );
-        assert_ne!(
-            parse_ok(&src).options,
-            Options::default(),
-            "{name} was not applied"
-        );
-    }
 }

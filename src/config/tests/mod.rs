@@ -5,7 +5,9 @@ mod docs;
 mod errors;
 mod fmt;
 mod forms;
+mod load;
 mod model;
+mod options;
 mod robust;
 mod values;
 

@@ -1,0 +1,92 @@
+//! The `options` block: every option's forms and that each one takes effect.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::parse_ok;
+use crate::config::{defaults, Options};
+
+#[test]
+fn acme_profile_option() {
+    let config = parse_ok("options { profile \"shortlived\" }\napp.example.com { proxy 8000 }\n");
+    assert_eq!(config.options.acme_profile.as_deref(), Some("shortlived"));
+    let config = parse_ok("app.example.com { proxy 8000 }\n");
+    assert_eq!(config.options.acme_profile, None);
+}
+
+#[test]
+fn options_alternatives() {
+    let config = parse_ok(
+        r#"
+        options {
+            acme-ca "staging"
+            http-port 0
+            https-port 0
+            admin 2019
+            trusted-proxies "10.0.0.0/8" "192.168.1.7" "fd00::/8"
+            grace-period "1m30s"
+            client-header-timeout "500ms"
+            workers 3
+        }
+        a.example.com { proxy 1 }
+        "#,
+    );
+    let o = config.options;
+    assert_eq!(o.acme_ca, defaults::ACME_CA_STAGING);
+    assert_eq!((o.http_port, o.https_port), (0, 0));
+    assert_eq!(o.admin, Some(SocketAddr::from(([127, 0, 0, 1], 2019))));
+    assert_eq!(
+        o.trusted_proxies
+            .iter()
+            .map(|n| n.prefix)
+            .collect::<Vec<_>>(),
+        vec![8, 32, 8]
+    );
+    assert_eq!(o.grace_period, Duration::from_secs(90));
+    assert_eq!(o.client_header_timeout, Duration::from_millis(500));
+    assert_eq!(o.workers.map(usize::from), Some(3));
+
+    let o = parse_ok(
+        "options { acme-ca \"production\"; admin \"[::1]:2020\" }\na.example.com { proxy 1 }",
+    )
+    .options;
+    assert_eq!(o.acme_ca, defaults::ACME_CA);
+    assert_eq!(o.admin, Some("[::1]:2020".parse().unwrap()));
+    assert_eq!(
+        parse_ok("options {}\na.example.com { proxy 1 }").options,
+        Options::default()
+    );
+}
+
+#[test]
+fn every_option_name_sets_something() {
+    use crate::config::options::OPTION_NAMES;
+    // A non-default value for each option; a new option without one fails here,
+    // and one whose parser arm is missing leaves Options at its default.
+    let sample = |name: &str| match name {
+        "email" => "\"ops@example.com\"",
+        "acme-ca" => "\"staging\"",
+        "acme-ca-root" => "\"/root.pem\"",
+        "profile" => "\"shortlived\"",
+        "state-dir" => "\"/tmp/state\"",
+        "http-port" => "8080",
+        "https-port" => "8443",
+        "admin" => "2019",
+        "trusted-proxies" => "\"10.0.0.0/8\"",
+        "grace-period" => "\"1s\"",
+        "client-header-timeout" => "\"1s\"",
+        "workers" => "2",
+        other => panic!("add a sample value for option `{other}` to this test"),
+    };
+    for name in OPTION_NAMES {
+        let src = format!(
+            "options {{ {name} {} }}\na.example.com {{ proxy 1 }}",
+            sample(name)
+        );
+        assert_ne!(
+            parse_ok(&src).options,
+            Options::default(),
+            "{name} was not applied"
+        );
+    }
+}
