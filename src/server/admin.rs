@@ -16,10 +16,10 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::connection::drive_http1;
 use super::reload::Listeners;
 use super::Shared;
 use crate::body::{text_response, Body};
@@ -65,16 +65,7 @@ pub(super) async fn serve(
                 let response = answer(&req, &shared, &listeners);
                 async move { Ok::<_, Infallible>(response) }
             });
-            let conn = shared.http1.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                result = conn.as_mut() => result,
-                () = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
+            if let Err(e) = drive_http1(&shared, stream, svc, &stop).await {
                 tracing::debug!(%peer, error = %e, "admin connection ended with an error");
             }
         });

@@ -123,22 +123,40 @@ pub(super) async fn serve_http1<I>(
 {
     let peer = accepted.peer;
     let svc = requests(ConnContext::new(shared.clone(), accepted));
+    if let Err(e) = drive_http1(&shared, stream, svc, &stop).await {
+        // Clients that vanish or send garbage end here; hyper already answered
+        // what deserved an answer (400, 431, 408).
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Drives one HTTP/1.1 connection with `svc` (and the server's HTTP/1.1
+/// settings) until it closes; on `stop` it finishes the request in progress,
+/// then closes. Shared by the site listeners and the admin listener.
+pub(super) async fn drive_http1<I, S, B>(
+    shared: &Shared,
+    stream: I,
+    svc: S,
+    stop: &CancellationToken,
+) -> hyper::Result<()>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let conn = shared
         .http1
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
     tokio::pin!(conn);
-    let result = tokio::select! {
+    tokio::select! {
         result = conn.as_mut() => result,
         () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
-    };
-    if let Err(e) = result {
-        // Clients that vanish or send garbage end here; hyper already answered
-        // what deserved an answer (400, 431, 408).
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 
