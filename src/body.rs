@@ -15,13 +15,17 @@ use hyper::body::Incoming;
 
 use crate::encode::EncodedBody;
 use crate::files::FileBody;
+use crate::proxy::UpstreamBody;
 
 /// A request or response body: streamed from a peer, a fixed buffer, a file, or
 /// one of those compressed.
 #[derive(Debug)]
 pub(crate) enum Body {
-    /// Streamed from the client or the upstream, frame by frame.
+    /// Streamed from the client, frame by frame.
     Stream(Incoming),
+    /// Streamed from an upstream, frame by frame; it also drives the upstream
+    /// connection and returns it to the pool at the end.
+    Upstream(UpstreamBody),
     /// A complete body bellhop produced itself; `None` once it has been sent.
     Full(Option<Bytes>),
     /// A static file (or a range of it), read chunk by chunk.
@@ -77,6 +81,9 @@ impl http_body::Body for Body {
             Body::Stream(incoming) => Pin::new(incoming)
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(BodyError::from))),
+            Body::Upstream(upstream) => Pin::new(upstream)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(BodyError::from))),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Body::File(file) => file
                 .poll_chunk(cx)
@@ -90,6 +97,7 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Stream(incoming) => incoming.is_end_stream(),
+            Body::Upstream(upstream) => upstream.is_end_stream(),
             Body::Full(bytes) => bytes.is_none(),
             Body::File(file) => file.is_end_stream(),
             Body::Encoded(encoded) => encoded.is_end_stream(),
@@ -99,6 +107,7 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Stream(incoming) => incoming.size_hint(),
+            Body::Upstream(upstream) => upstream.size_hint(),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::File(file) => SizeHint::with_exact(file.remaining()),
             // The compressed length is known only at the end.

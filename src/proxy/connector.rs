@@ -1,67 +1,32 @@
 //! Opens transport connections to one upstream, TCP or unix socket.
 //!
-//! hyper-util's pooled client asks a connector for a stream per new connection.
-//! Each upstream gets its own connector that ignores the request URI and dials
-//! its configured target, so `unix:` upstreams and `host:port` ones share all the
-//! pooling, keep-alive and upgrade machinery.
+//! The upstream pool asks for a stream per new connection; `unix:` upstreams
+//! and `host:port` ones then share the same HTTP/1.1 connection, pooling and
+//! upgrade code. The stream type implements tokio's I/O traits so that an
+//! upgraded connection can be spliced without hyper's boxed `Upgraded`.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::Upstream;
 
-/// Dials one upstream with a connect timeout.
-#[derive(Debug, Clone)]
-pub(super) struct UpstreamConnector {
-    target: Arc<Upstream>,
-    connect_timeout: Duration,
-}
-
-impl UpstreamConnector {
-    /// A connector for `target` that gives up after `connect_timeout`.
-    pub(super) fn new(target: Arc<Upstream>, connect_timeout: Duration) -> Self {
-        UpstreamConnector {
-            target,
-            connect_timeout,
-        }
+/// Dials `target`, giving up after `limit`.
+pub(super) async fn connect(target: &Upstream, limit: Duration) -> io::Result<UpstreamStream> {
+    match tokio::time::timeout(limit, dial(target)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connect timed out after {limit:?}"),
+        )),
     }
 }
 
-impl tower_service::Service<Uri> for UpstreamConnector {
-    type Response = UpstreamStream;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<UpstreamStream>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: Uri) -> Self::Future {
-        let target = self.target.clone();
-        let limit = self.connect_timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(limit, connect(&target)).await {
-                Ok(result) => result,
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connect timed out after {limit:?}"),
-                )),
-            }
-        })
-    }
-}
-
-async fn connect(target: &Upstream) -> io::Result<UpstreamStream> {
+async fn dial(target: &Upstream) -> io::Result<UpstreamStream> {
     match target {
         Upstream::Tcp { host, port } => {
             // `localhost` resolves to ::1 and 127.0.0.1; uvicorn listens on the
@@ -71,7 +36,7 @@ async fn connect(target: &Upstream) -> io::Result<UpstreamStream> {
                 match TcpStream::connect(addr).await {
                     Ok(stream) => {
                         stream.set_nodelay(true)?;
-                        return Ok(UpstreamStream::Tcp(TokioIo::new(stream)));
+                        return Ok(UpstreamStream::Tcp(stream));
                     }
                     Err(e) => last_error = Some(e),
                 }
@@ -80,9 +45,7 @@ async fn connect(target: &Upstream) -> io::Result<UpstreamStream> {
                 io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address")
             }))
         }
-        Upstream::Unix { path } => Ok(UpstreamStream::Unix(TokioIo::new(
-            UnixStream::connect(path).await?,
-        ))),
+        Upstream::Unix { path } => Ok(UpstreamStream::Unix(UnixStream::connect(path).await?)),
     }
 }
 
@@ -90,22 +53,16 @@ async fn connect(target: &Upstream) -> io::Result<UpstreamStream> {
 #[derive(Debug)]
 pub(super) enum UpstreamStream {
     /// A TCP connection (TCP_NODELAY set).
-    Tcp(TokioIo<TcpStream>),
+    Tcp(TcpStream),
     /// A unix-domain socket connection.
-    Unix(TokioIo<UnixStream>),
+    Unix(UnixStream),
 }
 
-impl Connection for UpstreamStream {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-impl Read for UpstreamStream {
+impl AsyncRead for UpstreamStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
+        buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
@@ -114,7 +71,7 @@ impl Read for UpstreamStream {
     }
 }
 
-impl Write for UpstreamStream {
+impl AsyncWrite for UpstreamStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,14 +1,20 @@
 //! The `proxy` handler: forward a request to an upstream and stream the answer back.
 //!
 //! ```text
-//! request ─► rewrite headers ─► pick upstream ─► pooled client (retry once on a
-//!         dead keep-alive connection) ─► response headers or 502/504
+//! request ─► rewrite headers ─► pick upstream ─► this thread's idle connection
+//!         or a new one (retry once on a dead keep-alive connection), driven by
+//!         this task ─► response headers or 502/504
+//!         ─► body: streams from the upstream, connection back to the pool at its end
 //!         ─► 101: hand back a tunnel that splices both upgraded streams
 //! ```
 
+mod body;
 mod client;
+mod conn;
 mod connector;
 pub(crate) mod headers;
+mod pool;
+mod send;
 pub(crate) mod splice;
 mod tunnel;
 mod upstream;
@@ -17,21 +23,25 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::body::{text_response, Body};
 use crate::config::ProxyConfig;
+pub(crate) use body::UpstreamBody;
 pub(crate) use client::ClientInfo;
+use conn::UpstreamConn;
+use send::{SendError, SendSettings};
 pub(crate) use tunnel::Tunnel;
-use upstream::UpstreamPool;
+use upstream::UpstreamTarget;
 
 /// A configured `proxy` directive, ready to forward requests.
 #[derive(Debug)]
 pub(crate) struct Proxy {
-    upstreams: Vec<UpstreamPool>,
+    upstreams: Vec<UpstreamTarget>,
     next: AtomicUsize,
-    header_timeout: Duration,
+    settings: SendSettings,
+    /// Idle timeout of upgraded (WebSocket) tunnels.
     idle_timeout: Duration,
 }
 
@@ -49,16 +59,21 @@ pub(crate) struct Forwarded {
 }
 
 impl Proxy {
-    /// Builds connection pools for every upstream of `config`.
+    /// Names every upstream of `config`; connections are opened on demand
+    /// and pooled per thread, shared with any other proxy to the same target.
     pub(crate) fn new(config: &ProxyConfig) -> Self {
         Proxy {
             upstreams: config
                 .upstreams
                 .iter()
-                .map(|u| UpstreamPool::new(u.clone(), config))
+                .map(|u| UpstreamTarget::new(u.clone()))
                 .collect(),
             next: AtomicUsize::new(0),
-            header_timeout: config.header_timeout,
+            settings: SendSettings {
+                header_timeout: config.header_timeout,
+                connect_timeout: config.connect_timeout,
+                idle_timeout: config.pool_idle_timeout,
+            },
             idle_timeout: config.idle_timeout,
         }
     }
@@ -72,115 +87,74 @@ impl Proxy {
         client: &ClientInfo,
         host: Option<HeaderValue>,
     ) -> Forwarded {
-        let pool = self.pick();
-        let (response, tunnel) = match self.exchange(pool, req, client, host.as_ref()).await {
+        let upstream = self.pick();
+        let (response, tunnel) = match self.exchange(upstream, req, client, host.as_ref()).await {
             Ok(answer) => answer,
-            Err(failure) => (self.failure_response(&pool.label, failure), None),
+            Err(failure) => (self.failure_response(&upstream.label, failure), None),
         };
         Forwarded {
             response,
-            upstream: pool.label.clone(),
+            upstream: upstream.label.clone(),
             tunnel,
         }
     }
 
-    /// One request/response exchange with `pool`'s upstream; on a `101` the
+    /// One request/response exchange with `upstream`; on a `101` the
     /// upgraded streams come back as a [`Tunnel`].
     async fn exchange(
         &self,
-        pool: &UpstreamPool,
+        upstream: &UpstreamTarget,
         mut req: Request<Incoming>,
         client: &ClientInfo,
         host: Option<&HeaderValue>,
-    ) -> Result<(Response<Body>, Option<Tunnel>), ForwardError> {
+    ) -> Result<(Response<Body>, Option<Tunnel>), SendError> {
         let upgrade =
             req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        upstream_head(&mut parts, pool, client, host, upgrade).map_err(ForwardError::Target)?;
-        let response = self
-            .send_with_retry(pool, parts, body)
-            .await
-            .map_err(ForwardError::Send)?;
-        Ok(self.client_response(response, client_upgrade, &pool.label))
-    }
-
-    /// Sends through the pool. A request without a body on an idempotent
-    /// method is replayed once on a fresh connection if the pooled one turns
-    /// out to have been closed by the backend (not for connect errors: a fresh
-    /// connection would fail the same way).
-    async fn send_with_retry(
-        &self,
-        pool: &UpstreamPool,
-        parts: http::request::Parts,
-        body: Incoming,
-    ) -> Result<Response<Incoming>, SendError> {
-        let replay =
-            (is_idempotent(&parts.method) && http_body::Body::is_end_stream(&body)).then(|| {
-                (
-                    parts.method.clone(),
-                    parts.uri.clone(),
-                    parts.headers.clone(),
-                )
-            });
+        upstream_head(&mut parts, upstream, client, host, upgrade);
         let request = Request::from_parts(parts, Body::from(body));
-        match (self.send(&pool.pooled, request).await, replay) {
-            (Err(SendError::Failed(e)), Some((method, uri, headers))) if !e.is_connect() => {
-                tracing::debug!(upstream = %pool.label, error = %error_chain(&e), "retrying on a fresh connection");
-                let mut retry = Request::new(Body::empty());
-                *retry.method_mut() = method;
-                *retry.uri_mut() = uri;
-                *retry.headers_mut() = headers;
-                self.send(&pool.fresh, retry).await
-            }
-            (result, _) => result,
-        }
+        let (response, conn) = send::send(upstream, self.settings, request).await?;
+        Ok(self.client_response(response, conn, client_upgrade, &upstream.label))
     }
 
-    /// The upstream's response as the client gets it. On `101 Switching
-    /// Protocols` to an upgrade request the body is empty and both upgraded
-    /// streams become the tunnel.
+    /// The upstream's response as the client gets it; its body keeps driving
+    /// `conn`. On `101 Switching Protocols` to an upgrade request the body is
+    /// empty and the client's upgrade and `conn` become the tunnel.
     fn client_response(
         &self,
         response: Response<Incoming>,
+        conn: Box<UpstreamConn>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         label: &Arc<str>,
     ) -> (Response<Body>, Option<Tunnel>) {
         let (mut parts, body) = response.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         headers::rewrite_response(&mut parts.headers, switching);
-        let mut response = Response::from_parts(parts, Body::from(body));
-        let tunnel = match client_upgrade {
+        match client_upgrade {
             Some(client_upgrade) if switching => {
-                let upstream_upgrade = hyper::upgrade::on(&mut response);
-                *response.body_mut() = Body::empty();
-                Some(Tunnel::new(
-                    client_upgrade,
-                    upstream_upgrade,
-                    self.idle_timeout,
-                    label.clone(),
-                ))
+                let tunnel = Tunnel::new(client_upgrade, conn, self.idle_timeout, label.clone());
+                (Response::from_parts(parts, Body::empty()), Some(tunnel))
             }
-            _ => None,
-        };
-        (response, tunnel)
+            _ => {
+                let body = Body::Upstream(UpstreamBody::new(body, conn));
+                (Response::from_parts(parts, body), None)
+            }
+        }
     }
 
     /// The page for a client whose request got no upstream response. The
     /// details stay in the log: clients learn nothing about the backend.
-    fn failure_response(&self, label: &str, failure: ForwardError) -> Response<Body> {
+    fn failure_response(&self, label: &str, failure: SendError) -> Response<Body> {
         match failure {
-            ForwardError::Target(e) => {
-                text_response(StatusCode::BAD_REQUEST, &format!("bad request target: {e}"))
-            }
-            ForwardError::Send(error) if error.is_client_gone() => {
+            error if error.is_client_gone() => {
                 // The client's own request body broke (it hung up mid-upload):
                 // not the upstream's fault. 499 is nginx's status for this.
                 tracing::debug!(upstream = %label, "client went away while sending its request body");
                 text_response(CLIENT_CLOSED_REQUEST, "request body incomplete")
             }
-            ForwardError::Send(error) => {
-                let (status, text) = error.describe(self.header_timeout);
+            error => {
+                let (status, text) = error.describe(self.settings.header_timeout);
                 tracing::warn!(upstream = %label, status = status.as_u16(), error = %text, "upstream failed");
                 text_response(status, "the upstream did not answer")
             }
@@ -188,38 +162,10 @@ impl Proxy {
     }
 
     /// Round robin over the upstreams.
-    fn pick(&self) -> &UpstreamPool {
+    fn pick(&self) -> &UpstreamTarget {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len().max(1);
         &self.upstreams[i]
     }
-
-    async fn send(
-        &self,
-        client: &upstream::UpstreamClient,
-        request: Request<Body>,
-    ) -> Result<Response<Incoming>, SendError> {
-        match tokio::time::timeout(self.header_timeout, client.request(request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(SendError::Failed(e)),
-            Err(_) => Err(SendError::HeaderTimeout),
-        }
-    }
-}
-
-/// Why forwarding produced no upstream response.
-enum ForwardError {
-    /// The request target cannot be made into an upstream URI.
-    Target(http::uri::InvalidUriParts),
-    /// Sending failed or timed out.
-    Send(SendError),
-}
-
-/// Why no upstream response came back.
-enum SendError {
-    /// Connecting or exchanging the request failed.
-    Failed(hyper_util::client::legacy::Error),
-    /// The upstream took longer than `header-timeout` to send response headers.
-    HeaderTimeout,
 }
 
 /// nginx's "client closed request", for the access log of aborted uploads.
@@ -228,103 +174,36 @@ const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
     Err(_) => StatusCode::BAD_REQUEST,
 };
 
-impl SendError {
-    /// Whether the failure came from the client's request body stream rather
-    /// than from the upstream. hyper reports a failing request body as a
-    /// "user" error; bellhop builds every other part of the request itself, so
-    /// a user error here means the client's upload broke.
-    fn is_client_gone(&self) -> bool {
-        let SendError::Failed(e) = self else {
-            return false;
-        };
-        let mut source = std::error::Error::source(e);
-        while let Some(cause) = source {
-            if cause
-                .downcast_ref::<hyper::Error>()
-                .is_some_and(hyper::Error::is_user)
-            {
-                return true;
-            }
-            source = cause.source();
-        }
-        false
-    }
-
-    /// The status for the client and a one-line reason for the log and page.
-    fn describe(&self, header_timeout: Duration) -> (StatusCode, String) {
-        match self {
-            SendError::HeaderTimeout => (
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("upstream sent no response headers within {header_timeout:?}"),
-            ),
-            SendError::Failed(e) if e.is_connect() => (
-                StatusCode::BAD_GATEWAY,
-                format!("cannot connect to upstream: {}", error_chain(e)),
-            ),
-            SendError::Failed(e) => (
-                StatusCode::BAD_GATEWAY,
-                format!("upstream connection failed: {}", error_chain(e)),
-            ),
-        }
-    }
-}
-
-/// The innermost cause is the useful part ("Connection refused"), the outer
-/// layers only say "client error (Connect)".
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
-
-/// Rewrites the client's request head for `pool`'s upstream: headers
-/// (hop-by-hop out, `X-Forwarded-*` in), Host, an absolute URI, and HTTP/1.1
-/// whatever the client spoke (h2 requests would otherwise be refused by the h1
-/// pool).
+/// Rewrites the client's request head for `upstream` in place: headers
+/// (hop-by-hop out, `X-Forwarded-*` in), Host, an origin-form target, and
+/// HTTP/1.1 whatever the client spoke (the upstream connection is HTTP/1.1).
 fn upstream_head(
     parts: &mut http::request::Parts,
-    pool: &UpstreamPool,
+    upstream: &UpstreamTarget,
     client: &ClientInfo,
     host: Option<&HeaderValue>,
     upgrade: bool,
-) -> Result<(), http::uri::InvalidUriParts> {
+) {
     headers::rewrite_request(&mut parts.headers, client, host, upgrade);
     if !parts.headers.contains_key(header::HOST) {
-        if let Ok(value) = HeaderValue::from_str(pool.authority.as_str()) {
+        if let Ok(value) = HeaderValue::from_str(upstream.authority.as_str()) {
             parts.headers.insert(header::HOST, value);
         }
     }
-    parts.uri = upstream_uri(&pool.authority, &parts.uri)?;
+    if parts.uri.authority().is_some() {
+        parts.uri = origin_form(&parts.uri);
+    }
     parts.version = Version::HTTP_11;
-    Ok(())
 }
 
-/// `http://{upstream}{path?query}`: hyper's client needs an absolute URI. The
-/// parts are reference-counted, so this copies no bytes.
-fn upstream_uri(
-    authority: &http::uri::Authority,
-    original: &Uri,
-) -> Result<Uri, http::uri::InvalidUriParts> {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(http::uri::Scheme::HTTP);
-    parts.authority = Some(authority.clone());
-    parts.path_and_query = Some(
+/// `/path?query` of an absolute or h2 request target: the connection sends
+/// the target as given, and an origin server expects origin-form. The path is
+/// reference-counted, so this copies no bytes.
+fn origin_form(original: &Uri) -> Uri {
+    Uri::from(
         original
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
-    Uri::from_parts(parts)
+    )
 }

@@ -11,12 +11,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::splice::splice;
+use super::conn::UpstreamConn;
+use super::splice::{splice, Copied};
 
 /// Both halves of a `101 Switching Protocols`, waiting to be spliced.
 ///
@@ -27,7 +30,9 @@ use super::splice::splice;
 #[must_use = "a tunnel carries nothing until it runs"]
 pub(crate) struct Tunnel {
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    /// The upstream connection that answered 101; it gives up its stream
+    /// once driven past the 101.
+    upstream: Box<UpstreamConn>,
     idle: Duration,
     /// The upstream's label, for the log lines.
     label: Arc<str>,
@@ -36,7 +41,7 @@ pub(crate) struct Tunnel {
 impl Tunnel {
     pub(super) fn new(
         client: OnUpgrade,
-        upstream: OnUpgrade,
+        upstream: Box<UpstreamConn>,
         idle: Duration,
         label: Arc<str>,
     ) -> Tunnel {
@@ -97,24 +102,30 @@ pub(crate) enum TunnelEnd {
 /// Waits for both upgrades, then copies bytes both ways until the tunnel ends.
 async fn splice_until_end(
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    upstream: Box<UpstreamConn>,
     idle: Duration,
     shutdown: CancellationToken,
 ) -> TunnelEnd {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
+    let client = async { client.await.map_err(io::Error::other) };
+    let (client, (mut upstream, early)) = match tokio::try_join!(client, upstream.into_upgraded()) {
         Ok(pair) => pair,
-        Err(e) => return TunnelEnd::Error(io::Error::other(e)),
+        Err(e) => return TunnelEnd::Error(e),
     };
     let started = Instant::now();
     // Milliseconds since `started` of the last read that moved a byte; the
     // splice and the idle watchdog run in one task, a relaxed atomic suffices.
     let activity = AtomicU64::new(0);
     let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    let copy = splice(&mut client, &mut upstream, || {
-        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        activity.store(ms, Ordering::Relaxed);
-    });
+    let copy = async {
+        let early = send_early(&mut client, early).await?;
+        let mut copied = splice(&mut client, &mut upstream, || {
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            activity.store(ms, Ordering::Relaxed);
+        })
+        .await?;
+        copied.b_to_a += early;
+        Ok::<Copied, io::Error>(copied)
+    };
     tokio::select! {
         result = copy => match result {
             Ok(copied) => TunnelEnd::Closed { sent: copied.a_to_b, received: copied.b_to_a },
@@ -123,6 +134,16 @@ async fn splice_until_end(
         () = idle_expired(started, &activity, idle) => TunnelEnd::Idle,
         () = shutdown.cancelled() => TunnelEnd::Shutdown,
     }
+}
+
+/// Writes what the upstream sent right behind its 101 (hyper had already read
+/// it) to the client before the splice starts; returns its length.
+async fn send_early(client: &mut (impl AsyncWrite + Unpin), early: Bytes) -> io::Result<u64> {
+    if early.is_empty() {
+        return Ok(0);
+    }
+    client.write_all(&early).await?;
+    Ok(early.len() as u64)
 }
 
 /// Resolves once no read has seen a byte for `idle`.

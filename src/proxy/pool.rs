@@ -1,0 +1,181 @@
+//! Idle upstream connections: one pool per thread, no lock.
+//!
+//! A request checks a connection out of its own thread's pool and the response
+//! body checks it back in when the exchange is over. With one runtime per core
+//! a connection then never leaves its thread. On a work-stealing runtime a task
+//! may check out on one thread and check in on another: that is still correct
+//! (the socket is registered with the runtime, not the thread), it only loses
+//! locality.
+//!
+//! Lanes are keyed by the upstream target, not by the `Proxy` that used them,
+//! so a reload that keeps an upstream keeps its warm connections.
+//!
+//! Idle connections close after their `pool-idle-timeout` (kept below the
+//! backend's, so bellhop rather than the backend ends them). Expired ones are
+//! dropped whenever the thread's pool is touched, and on a single-threaded
+//! runtime a background task per thread also closes them on time when traffic
+//! stops. On a work-stealing runtime that task cannot be tied to the thread,
+//! so there they close on the thread's next request.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::time::Instant;
+
+use super::conn::{Home, UpstreamConn};
+use crate::config::Upstream;
+
+/// Names an upstream target for the pools. Equal targets get equal keys for
+/// the life of the process, across reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PoolKey(usize);
+
+/// Every target seen so far; a key is its index. Touched when a config is
+/// loaded, never on the request path.
+static TARGETS: Mutex<Vec<Upstream>> = Mutex::new(Vec::new());
+
+impl PoolKey {
+    /// The key of `target`.
+    pub(super) fn of(target: &Upstream) -> PoolKey {
+        let mut targets = TARGETS.lock().unwrap_or_else(PoisonError::into_inner);
+        match targets.iter().position(|t| t == target) {
+            Some(i) => PoolKey(i),
+            None => {
+                targets.push(target.clone());
+                PoolKey(targets.len() - 1)
+            }
+        }
+    }
+}
+
+/// A connection waiting in the pool.
+struct Idle {
+    conn: Box<UpstreamConn>,
+    since: Instant,
+    expires: Instant,
+}
+
+/// The idle connections of one upstream, oldest first.
+struct Lane {
+    key: PoolKey,
+    idle: VecDeque<Idle>,
+}
+
+/// This thread's pool.
+struct ThreadPool {
+    lanes: Vec<Lane>,
+    /// A reaper task is running for this thread.
+    reaper: bool,
+}
+
+thread_local! {
+    static POOL: RefCell<ThreadPool> = const {
+        RefCell::new(ThreadPool { lanes: Vec::new(), reaper: false })
+    };
+}
+
+/// Takes the most recently used live connection to `key`'s upstream, closing
+/// any expired or dead ones met on the way.
+pub(super) fn checkout(key: PoolKey) -> Option<Box<UpstreamConn>> {
+    POOL.try_with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let lane = pool.lanes.iter_mut().find(|lane| lane.key == key)?;
+        let now = Instant::now();
+        while let Some(mut idle) = lane.idle.pop_back() {
+            if idle.expires > now && idle.conn.is_reusable() {
+                idle.conn.idled = now.saturating_duration_since(idle.since);
+                return Some(idle.conn);
+            }
+        }
+        None
+    })
+    .ok()
+    .flatten()
+}
+
+/// Puts a connection whose exchange is over back into this thread's pool.
+pub(super) fn checkin(conn: Box<UpstreamConn>, home: Home) {
+    let _ = POOL.try_with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let now = Instant::now();
+        pool.close_expired(now);
+        let lane = match pool.lanes.iter().position(|lane| lane.key == home.key) {
+            Some(i) => &mut pool.lanes[i],
+            None => {
+                pool.lanes.push(Lane {
+                    key: home.key,
+                    idle: VecDeque::new(),
+                });
+                let last = pool.lanes.len() - 1;
+                &mut pool.lanes[last]
+            }
+        };
+        lane.idle.push_back(Idle {
+            conn,
+            since: now,
+            expires: now + home.idle_timeout,
+        });
+        pool.start_reaper();
+    });
+}
+
+impl ThreadPool {
+    /// Closes the expired connections at the front of each lane. Lanes are in
+    /// check-in order, so this is exact unless proxies with different idle
+    /// timeouts share an upstream; the reaper sweeps whole lanes.
+    fn close_expired(&mut self, now: Instant) {
+        for lane in &mut self.lanes {
+            while lane.idle.front().is_some_and(|idle| idle.expires <= now) {
+                lane.idle.pop_front();
+            }
+        }
+    }
+
+    /// The earliest expiry of any idle connection.
+    fn next_expiry(&self) -> Option<Instant> {
+        self.lanes
+            .iter()
+            .flat_map(|lane| lane.idle.iter().map(|idle| idle.expires))
+            .min()
+    }
+
+    /// Spawns this thread's reaper, if the runtime keeps it on this thread.
+    fn start_reaper(&mut self) {
+        let single_threaded = Handle::try_current()
+            .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::CurrentThread);
+        if self.reaper || !single_threaded {
+            return;
+        }
+        self.reaper = true;
+        tokio::spawn(reap());
+    }
+}
+
+/// Closes idle connections as they expire until the pool is empty.
+async fn reap() {
+    /// Lets the next check-in start a reaper again, also when the runtime
+    /// drops this task.
+    struct Running;
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = POOL.try_with(|pool| pool.borrow_mut().reaper = false);
+        }
+    }
+    let _running = Running;
+    loop {
+        let next = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            let now = Instant::now();
+            for lane in &mut pool.lanes {
+                lane.idle.retain(|idle| idle.expires > now);
+            }
+            pool.next_expiry()
+        });
+        match next {
+            Ok(Some(at)) => tokio::time::sleep_until(at).await,
+            _ => return,
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Getting a response head from an upstream: a pooled connection or a new
+//! one, the header timeout, and the one retry after a stale connection.
+//!
+//! uvicorn (and most backends) close an idle keep-alive connection after a
+//! few seconds; a request that meets such a connection fails through no fault
+//! of the backend. It is retried once on a new connection when that is safe:
+//! - the connection was found dead before the request was written (hyper
+//!   hands the request back): any request, nothing reached the backend;
+//! - the connection died after the request was written but before any
+//!   response byte, the request is idempotent and has no body, and the
+//!   connection had been idle long enough for the backend's idle timer to be
+//!   the likely cause ([`REPLAY_AFTER_IDLE`]). Only then is the request head
+//!   copied before sending, so a busy connection (a benchmark's, a busy
+//!   site's) never pays for the copy, and a backend that fails requests on
+//!   busy connections gets a 502 instead of a second request.
+//!
+//! A new connection that fails is not retried: another would fail the same way.
+
+use std::time::Duration;
+
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body::Body as _;
+use hyper::body::Incoming;
+
+use super::conn::{Home, OpenError, UpstreamConn};
+use super::pool;
+use super::upstream::UpstreamTarget;
+use crate::body::Body;
+
+/// A pooled connection idle for at least this long may have met the backend's
+/// keep-alive timer (uvicorn 5 s, Node 5 s, gunicorn 2 s); below it, a dead
+/// connection means a failing backend, not a stale connection.
+const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(50);
+
+/// Timeouts and pool settings for reaching one `proxy` directive's upstreams.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SendSettings {
+    /// `header-timeout`: request sent to response head received, per attempt.
+    pub header_timeout: Duration,
+    /// `connect-timeout`.
+    pub connect_timeout: Duration,
+    /// `pool-idle-timeout`.
+    pub idle_timeout: Duration,
+}
+
+/// Sends `request` to `upstream` and returns the response head with the
+/// connection it arrived on (the caller streams the body from it).
+pub(super) async fn send(
+    upstream: &UpstreamTarget,
+    settings: SendSettings,
+    request: Request<Body>,
+) -> Result<(Response<Incoming>, Box<UpstreamConn>), SendError> {
+    let home = Home {
+        key: upstream.key,
+        idle_timeout: settings.idle_timeout,
+    };
+    let Some(mut conn) = pool::checkout(upstream.key) else {
+        return send_fresh(upstream, settings, request, Some(home)).await;
+    };
+    conn.home = Some(home);
+    let replay = (conn.idled >= REPLAY_AFTER_IDLE)
+        .then(|| Replay::of(&request))
+        .flatten();
+    let mut failed =
+        match tokio::time::timeout(settings.header_timeout, conn.request(request)).await {
+            Err(_) => return Err(SendError::HeaderTimeout),
+            Ok(Ok(response)) => return Ok((response, conn)),
+            Ok(Err(failed)) => failed,
+        };
+    drop(conn);
+    if let Some(unsent) = failed.take_message() {
+        tracing::debug!(upstream = %upstream.label, error = %error_chain(failed.error()), "pooled connection closed, sending on a new one");
+        return send_fresh(upstream, settings, unsent, Some(home)).await;
+    }
+    let error = failed.into_error();
+    match replay {
+        Some(replay) if !error.is_user() => {
+            tracing::debug!(upstream = %upstream.label, error = %error_chain(&error), "retrying on a fresh connection");
+            // The replacement serves this request only, as before the pool
+            // was rewritten: tests count the connections this costs.
+            send_fresh(upstream, settings, replay.into_request(), None).await
+        }
+        _ => Err(SendError::Failed(error)),
+    }
+}
+
+/// Sends `request` on a new connection, which returns to the pool at `home`
+/// after the exchange (or is closed, without one).
+async fn send_fresh(
+    upstream: &UpstreamTarget,
+    settings: SendSettings,
+    request: Request<Body>,
+    home: Option<Home>,
+) -> Result<(Response<Incoming>, Box<UpstreamConn>), SendError> {
+    let attempt = async {
+        let mut conn = UpstreamConn::open(&upstream.target, settings.connect_timeout, home)
+            .await
+            .map_err(SendError::Open)?;
+        match conn.request(request).await {
+            Ok(response) => Ok((response, conn)),
+            Err(failed) => Err(SendError::Failed(failed.into_error())),
+        }
+    };
+    match tokio::time::timeout(settings.header_timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(SendError::HeaderTimeout),
+    }
+}
+
+/// A copy of a bodiless idempotent request head, to send it again.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    /// `None` for requests that must not be sent twice.
+    fn of(request: &Request<Body>) -> Option<Replay> {
+        (is_idempotent(request.method()) && request.body().is_end_stream()).then(|| Replay {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            headers: request.headers().clone(),
+        })
+    }
+
+    fn into_request(self) -> Request<Body> {
+        let mut request = Request::new(Body::empty());
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.headers_mut() = self.headers;
+        request
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Why no upstream response came back.
+#[derive(Debug)]
+pub(super) enum SendError {
+    /// No connection could be set up.
+    Open(OpenError),
+    /// The exchange failed.
+    Failed(hyper::Error),
+    /// The upstream took longer than `header-timeout` to send response headers.
+    HeaderTimeout,
+}
+
+impl SendError {
+    /// Whether the failure came from the client's request body stream rather
+    /// than from the upstream. hyper reports a failing request body as a
+    /// "user" error; bellhop builds every other part of the request itself, so
+    /// a user error here means the client's upload broke.
+    pub(super) fn is_client_gone(&self) -> bool {
+        matches!(self, SendError::Failed(e) if e.is_user())
+    }
+
+    /// The status for the client and a one-line reason for the log and page.
+    pub(super) fn describe(&self, header_timeout: Duration) -> (http::StatusCode, String) {
+        use http::StatusCode;
+        match self {
+            SendError::HeaderTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("upstream sent no response headers within {header_timeout:?}"),
+            ),
+            SendError::Open(OpenError::Connect(e)) => (
+                StatusCode::BAD_GATEWAY,
+                format!("cannot connect to upstream: {}", error_chain(e)),
+            ),
+            SendError::Open(OpenError::Handshake(e)) | SendError::Failed(e) => (
+                StatusCode::BAD_GATEWAY,
+                format!("upstream connection failed: {}", error_chain(e)),
+            ),
+        }
+    }
+}
+
+/// The innermost cause is the useful part ("Connection refused"), the outer
+/// layers only say what was being done.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
