@@ -23,7 +23,8 @@ pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forw
 
 /// Headers that only concern one hop, removed in both directions.
 /// `Connection` and `Upgrade` are put back by the caller on upgrade requests.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// A `static`, not a `const`: a const array is built and dropped at every use.
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
