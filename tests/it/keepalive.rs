@@ -120,3 +120,53 @@ async fn get_on_a_pooled_connection_the_backend_closed_is_retried() {
     })
     .await
 }
+
+/// An idle pooled connection is closed by bellhop once `pool-idle-timeout` has
+/// passed, with no further traffic to trigger it: the backend sees EOF. (The
+/// in-process server runs on the test's single-threaded runtime, where each
+/// thread's pool has its own reaper.)
+#[tokio::test]
+async fn idle_pooled_connection_is_closed_after_the_pool_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    bounded(secs(10), "test", async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend = listener.local_addr().unwrap();
+        let upstream = crate::support::config::proxy_with(vec![tcp(backend)], |p| {
+            p.pool_idle_timeout = millis(300);
+        });
+        let server = TestServer::start(
+            ConfigBuilder::new()
+                .site(site("127.0.0.1").handle(upstream))
+                .build(),
+        )
+        .await;
+        let host = server.addr().to_string();
+        let closed = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut buf).await.unwrap();
+                assert!(n > 0, "bellhop closed before sending its request");
+                head.extend_from_slice(&buf[..n]);
+            }
+            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            let answered = tokio::time::Instant::now();
+            // Nothing more is sent; the next read ends when bellhop closes.
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            (n, answered.elapsed())
+        });
+        let mut client = h1(server.addr(), None).await;
+        let resp = client
+            .send_request(req("GET", &host, "/").body(empty()).unwrap())
+            .await
+            .expect("client request");
+        assert_eq!(collect(resp).await.status, 200);
+        let (n, idle) = closed.await.expect("backend task");
+        assert_eq!(n, 0, "bellhop sent more bytes instead of closing");
+        assert!(idle >= millis(250), "closed after only {idle:?}");
+    })
+    .await
+}
