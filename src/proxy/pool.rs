@@ -66,13 +66,26 @@ struct Lane {
 /// This thread's pool.
 struct ThreadPool {
     lanes: Vec<Lane>,
-    /// A reaper task is running for this thread.
-    reaper: bool,
+    reaper: Reaper,
+}
+
+/// Whether this thread has a reaper task. The runtime flavor is looked up
+/// once per thread, not on every check-in (it clones the runtime handle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reaper {
+    /// Not known yet whether this thread's runtime keeps tasks on it.
+    Unknown,
+    /// A work-stealing runtime: expired connections close on check-in only.
+    Unavailable,
+    /// Single-threaded runtime, no reaper running (the pool was empty).
+    Stopped,
+    /// The reaper task is running.
+    Running,
 }
 
 thread_local! {
     static POOL: RefCell<ThreadPool> = const {
-        RefCell::new(ThreadPool { lanes: Vec::new(), reaper: false })
+        RefCell::new(ThreadPool { lanes: Vec::new(), reaper: Reaper::Unknown })
     };
 }
 
@@ -143,13 +156,19 @@ impl ThreadPool {
 
     /// Spawns this thread's reaper, if the runtime keeps it on this thread.
     fn start_reaper(&mut self) {
-        let single_threaded = Handle::try_current()
-            .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::CurrentThread);
-        if self.reaper || !single_threaded {
-            return;
+        if self.reaper == Reaper::Unknown {
+            let single_threaded = Handle::try_current()
+                .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::CurrentThread);
+            self.reaper = if single_threaded {
+                Reaper::Stopped
+            } else {
+                Reaper::Unavailable
+            };
         }
-        self.reaper = true;
-        tokio::spawn(reap());
+        if self.reaper == Reaper::Stopped {
+            self.reaper = Reaper::Running;
+            tokio::spawn(reap());
+        }
     }
 }
 
@@ -160,7 +179,7 @@ async fn reap() {
     struct Running;
     impl Drop for Running {
         fn drop(&mut self) {
-            let _ = POOL.try_with(|pool| pool.borrow_mut().reaper = false);
+            let _ = POOL.try_with(|pool| pool.borrow_mut().reaper = Reaper::Stopped);
         }
     }
     let _running = Running;
