@@ -100,7 +100,16 @@ async fn several_upstreams_share_the_load() {
 async fn upstream_connections_are_pooled_and_reused() {
     bounded(secs(20), "test", async {
         let echo = Echo::start("pool").await;
-        let server = one_site(tcp(echo.addr())).await;
+        // Idle upstream connections are pooled per worker thread, and each
+        // client connection lands on any worker: with one worker the count
+        // of upstream connections is exact.
+        let server = TestServer::start(
+            ConfigBuilder::new()
+                .options(|o| o.workers = std::num::NonZeroUsize::new(1))
+                .site(site("127.0.0.1").proxy(tcp(echo.addr())))
+                .build(),
+        )
+        .await;
         let host = server.addr().to_string();
         // Sequential requests, each on its own client connection.
         for i in 0..10 {
