@@ -108,6 +108,9 @@ pub(crate) enum RouterError {
     /// A status code outside 100..=999.
     #[error("invalid status code {0}")]
     Status(u16),
+    /// A `proxy` without any upstream.
+    #[error("`proxy` needs at least one upstream")]
+    NoUpstream,
 }
 
 impl Router {
@@ -236,7 +239,9 @@ impl SiteRoutes {
 impl Action {
     fn new(handler: &Handler) -> Result<Action, RouterError> {
         Ok(match handler {
-            Handler::Proxy(config) => Action::Proxy(Proxy::new(config)),
+            Handler::Proxy(config) => {
+                Action::Proxy(Proxy::new(config).ok_or(RouterError::NoUpstream)?)
+            }
             Handler::Redirect { to, code } => Action::Redirect {
                 to: to.as_str().into(),
                 code: StatusCode::from_u16(*code).map_err(|_| RouterError::Status(*code))?,

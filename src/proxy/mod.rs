@@ -38,6 +38,7 @@ use upstream::UpstreamTarget;
 /// A configured `proxy` directive, ready to forward requests.
 #[derive(Debug)]
 pub(crate) struct Proxy {
+    /// Never empty: [`Proxy::new`] refuses a config without upstreams.
     upstreams: Vec<UpstreamTarget>,
     next: AtomicUsize,
     settings: SendSettings,
@@ -61,8 +62,13 @@ pub(crate) struct Forwarded {
 impl Proxy {
     /// Names every upstream of `config`; connections are opened on demand
     /// and pooled per thread, shared with any other proxy to the same target.
-    pub(crate) fn new(config: &ProxyConfig) -> Self {
-        Proxy {
+    /// `None` when `config` names no upstream (the parser never builds one,
+    /// but the type allows it), so round robin always has a target.
+    pub(crate) fn new(config: &ProxyConfig) -> Option<Self> {
+        if config.upstreams.is_empty() {
+            return None;
+        }
+        Some(Proxy {
             upstreams: config
                 .upstreams
                 .iter()
@@ -75,7 +81,7 @@ impl Proxy {
                 idle_timeout: config.pool_idle_timeout,
             },
             idle_timeout: config.idle_timeout,
-        }
+        })
     }
 
     /// Forwards `req` and returns the upstream's response, or a 502/504 page.
@@ -163,7 +169,7 @@ impl Proxy {
 
     /// Round robin over the upstreams.
     fn pick(&self) -> &UpstreamTarget {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len().max(1);
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len();
         &self.upstreams[i]
     }
 }
@@ -206,4 +212,23 @@ fn origin_form(original: &Uri) -> Uri {
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_without_upstreams_is_refused_not_a_panic_later() {
+        assert!(Proxy::new(&ProxyConfig::new(Vec::new())).is_none());
+        let one = ProxyConfig::new(vec![crate::config::Upstream::Tcp {
+            host: "127.0.0.1".into(),
+            port: 8000,
+        }]);
+        let proxy = Proxy::new(&one).expect("one upstream");
+        // Round robin over one target keeps returning it.
+        for _ in 0..3 {
+            assert_eq!(&*proxy.pick().label, "127.0.0.1:8000");
+        }
+    }
 }
