@@ -76,6 +76,15 @@ async fn admin_addr(bellhop: &Bellhop) -> SocketAddr {
         .unwrap_or_else(|| panic!("no addr= in {line}"))
 }
 
+/// A Proxyfile with the admin listener on an ephemeral loopback port, its state
+/// under `dir`, any `options` lines in `options`, then `sites`.
+fn admin_proxyfile(dir: &TempDir, options: &str, sites: &str) -> String {
+    format!(
+        "options {{\n    admin \"127.0.0.1:0\"\n{options}    state-dir \"{}\"\n}}\n{sites}",
+        dir.path().join("state").display()
+    )
+}
+
 /// The value of the one sample named `name` whose labels include `labels`.
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let matching: Vec<f64> = samples
@@ -98,12 +107,12 @@ async fn metrics_count_requests_by_site_route_and_class_and_health_is_ok() {
         let dir = TempDir::new("admin");
         let file = dir.write(
             "Proxyfile",
-            &format!(
-                "options {{\n    admin \"127.0.0.1:0\"\n    state-dir \"{}\"\n}}\n\
-                 \"http://127.0.0.1:0\" {{\n    \
-                     route \"/limited\" {{\n        rate-limit \"1/m\" burst=1\n        respond \"limited\"\n    }}\n    \
-                     respond \"hello\"\n}}\n",
-                dir.path().join("state").display()
+            &admin_proxyfile(
+                &dir,
+                "",
+                "\"http://127.0.0.1:0\" {\n    \
+                     route \"/limited\" {\n        rate-limit \"1/m\" burst=1\n        respond \"limited\"\n    }\n    \
+                     respond \"hello\"\n}\n",
             ),
         );
         let bellhop = Bellhop::run_config(&file, &[], 1).await;
@@ -171,10 +180,10 @@ async fn reloads_are_counted_by_result() {
     bounded(secs(40), "test", async {
         let dir = TempDir::new("admin-reload");
         let proxyfile = |extra: &str| {
-            format!(
-                "options {{\n    admin \"127.0.0.1:0\"\n    state-dir \"{}\"\n}}\n\
-                 \"http://127.0.0.1:0\" {{\n{extra}    respond \"hello\"\n}}\n",
-                dir.path().join("state").display()
+            admin_proxyfile(
+                &dir,
+                "",
+                &format!("\"http://127.0.0.1:0\" {{\n{extra}    respond \"hello\"\n}}\n"),
             )
         };
         let file = dir.write("Proxyfile", &proxyfile(""));
@@ -213,11 +222,13 @@ async fn open_websockets_follow_upgraded_tunnels() {
         let dir = TempDir::new("admin-ws");
         let file = dir.write(
             "Proxyfile",
-            &format!(
-                "options {{\n    admin \"127.0.0.1:0\"\n    state-dir \"{}\"\n}}\n\
-                 \"http://127.0.0.1:0\" {{\n    proxy \"{}\"\n}}\n",
-                dir.path().join("state").display(),
-                backend.addr
+            &admin_proxyfile(
+                &dir,
+                "",
+                &format!(
+                    "\"http://127.0.0.1:0\" {{\n    proxy \"{}\"\n}}\n",
+                    backend.addr
+                ),
             ),
         );
         let bellhop = Bellhop::run_config(&file, &[], 1).await;
@@ -248,10 +259,10 @@ async fn served_certificates_are_reported_with_their_end_of_validity() {
         let dir = TempDir::new("admin-certs");
         let file = dir.write(
             "Proxyfile",
-            &format!(
-                "options {{\n    admin \"127.0.0.1:0\"\n    http-port 0\n    https-port 0\n    \
-                 state-dir \"{}\"\n}}\nlocalhost {{\n    tls internal\n    respond \"tls\"\n}}\n",
-                dir.path().join("state").display()
+            &admin_proxyfile(
+                &dir,
+                "    http-port 0\n    https-port 0\n",
+                "localhost {\n    tls internal\n    respond \"tls\"\n}\n",
             ),
         );
         // With both ports 0 there is one listener: HTTPS, no redirect port.
