@@ -6,6 +6,7 @@
 #   bench/callgrind-check.sh              # build release, measure, compare
 #   UPDATE=1 bench/callgrind-check.sh     # measure and write the new baseline
 #   BUILD=0 bench/callgrind-check.sh      # use the existing target/release binaries
+#   PEERS="nginx haproxy" bench/callgrind-check.sh   # also measure the peers the same way
 #
 # How: bench-backend runs natively; `bellhop run` (the Proxyfile of bench/run.sh:
 # plain HTTP and HTTPS with a given certificate, logging off) runs under
@@ -17,7 +18,9 @@
 # measured connection (≈ 1/REQUESTS of it) stay out of it or nearly so.
 #
 # Settings (environment): REQUESTS (2000), WARMUP (200), TOLERANCE in % (15),
-# BASELINE (bench/callgrind-baseline.txt), UPDATE=1, BUILD=0, KEEP=1,
+# BASELINE (bench/callgrind-baseline.txt), UPDATE=1, BUILD=0, KEEP=1, PEERS (proxies of
+# bench/proxies.sh, their Debian packages installed; only user-space instructions
+# compare this way: callgrind sees no kernel time),
 # INSTALL=1 (apt-get install the missing valgrind/curl/openssl; never otherwise).
 # Exit codes: 0 within tolerance (or baseline written), 1 a path regressed beyond
 # TOLERANCE, 2 the measurement itself failed, 3 tools missing.
@@ -44,14 +47,22 @@ if [[ ${BUILD:-1} == 1 ]]; then
 fi
 make_cert "$BENCH_TMP"
 start_backend ""
-http=$(free_port); https=$(free_port)
-mkdir -p "$BENCH_TMP/bellhop"
-config_bellhop "$BENCH_TMP/bellhop" "$http" "$https"
-spawn "$BENCH_TMP/bellhop.log" valgrind --tool=callgrind \
-    --callgrind-out-file="$BENCH_TMP/callgrind.out" "${PROXY_CMD[@]}"
-bellhop=$SPAWNED
-WAIT_PID=$bellhop wait_until 120 curl -fsS -o /dev/null "http://127.0.0.1:$http/" ||
-    { cat "$BENCH_TMP/bellhop.log" >&2; die "bellhop did not answer under valgrind"; }
+
+# under_callgrind NAME — starts proxy NAME (config_NAME of bench/proxies.sh) under
+# callgrind on fresh ports; sets PID, HTTP_URL, HTTPS_URL.
+under_callgrind() {
+    local name=$1 dir=$BENCH_TMP/$1 http https
+    http=$(free_port); https=$(free_port)
+    mkdir -p "$dir"
+    "config_$name" "$dir" "$http" "$https"
+    # nginx: the worker is the master itself, so callgrind sees the requests.
+    [[ $name == nginx ]] && PROXY_CMD+=(-g "master_process off;")
+    spawn "$dir/stderr.log" valgrind --tool=callgrind \
+        --callgrind-out-file="$dir/callgrind.out" "${PROXY_CMD[@]}"
+    PID=$SPAWNED HTTP_URL="http://127.0.0.1:$http/" HTTPS_URL="https://127.0.0.1:$https/"
+    WAIT_PID=$PID wait_until 120 curl -fsS -o /dev/null "$HTTP_URL" ||
+        { cat "$dir/stderr.log" >&2; die "$name did not answer under valgrind"; }
+}
 
 # batch N URL CURL_ARGS... — N GETs on one connection; fails unless all got a 2xx.
 batch() {
@@ -61,28 +72,44 @@ batch() {
     (($(grep -c '^2' "$BENCH_TMP/codes") == n)) || die "not every request to $url succeeded"
 }
 
-# ir_per_request PATH URL CURL_ARGS... — sets IR[PATH]: Ir of REQUESTS requests
-# after WARMUP, per request.
+# ir_per_request KEY URL CURL_ARGS... — sets IR[KEY]: Ir of $PID's REQUESTS
+# requests after WARMUP, per request.
 declare -A IR
-DUMPS=0
 ir_per_request() {
-    local path=$1; shift
+    local key=$1; shift
     batch "$WARMUP" "$@"
-    callgrind_control -z "$bellhop" >>"$BENCH_TMP/control.log" 2>&1
+    callgrind_control -z "$PID" >>"$BENCH_TMP/control.log" 2>&1
     batch "$REQUESTS" "$@"
-    callgrind_control -d "$bellhop" >>"$BENCH_TMP/control.log" 2>&1
-    DUMPS=$((DUMPS + 1))
-    local dump=$BENCH_TMP/callgrind.out.$DUMPS
-    [[ -s $dump ]] || die "callgrind wrote no $dump"
-    IR[$path]=$(awk -v n="$REQUESTS" '/^(summary|totals):/ { printf "%d", $2 / n; exit }' "$dump")
+    callgrind_control -d "$PID" >>"$BENCH_TMP/control.log" 2>&1
+    local dump
+    dump=$(ls -t "$BENCH_TMP"/*/callgrind.out.* | head -1)
+    [[ -s $dump ]] || die "callgrind wrote no dump for $key"
+    IR[$key]=$(awk -v n="$REQUESTS" '/^(summary|totals):/ { printf "%d", $2 / n; exit }' "$dump")
 }
 
-ir_per_request h1 "http://127.0.0.1:$http/"
-ir_per_request h2tls "https://127.0.0.1:$https/" --http2 --tlsv1.3 --cacert "$BENCH_TMP/ca.pem"
-stop "$bellhop"
+# measure NAME — IR[NAME.h1] and IR[NAME.h2tls].
+measure() {
+    under_callgrind "$1"
+    ir_per_request "$1.h1" "$HTTP_URL"
+    ir_per_request "$1.h2tls" "$HTTPS_URL" --http2 --tlsv1.3 --cacert "$BENCH_TMP/ca.pem"
+    stop "$PID"
+}
+
+measure bellhop
+IR[h1]=${IR[bellhop.h1]} IR[h2tls]=${IR[bellhop.h2tls]}
 echo "bellhop instructions (Ir, all threads) per proxied request, $REQUESTS requests on one connection:"
 echo "  h1     HTTP/1.1 keep-alive   ${IR[h1]}"
 echo "  h2tls  h2 over TLS 1.3       ${IR[h2tls]}"
+
+# PEERS="nginx haproxy": the same batches through each, for a like-for-like
+# figure of user-space instructions (callgrind sees no kernel time).
+for peer in ${PEERS:-}; do
+    measure "$peer"
+    for path in h1 h2tls; do
+        awk -v p="$peer" -v k="$path" -v o="${IR[$peer.$path]}" -v b="${IR[$path]}" \
+            'BEGIN { printf "  %-6s %-8s %7d Ir/request  (bellhop / %s = %.2f)\n", k, p, o, p, b / o }'
+    done
+done
 
 if [[ ${UPDATE:-} == 1 ]]; then
     {
