@@ -44,6 +44,12 @@ struct NameLabels {
     name: String,
 }
 
+/// Labels of `bellhop_upstream_failures_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: Arc<str>,
+}
+
 /// Labels of `bellhop_reloads_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -70,6 +76,7 @@ pub(crate) struct Metrics {
     certificate_not_after: Family<NameLabels, Gauge>,
     /// The names in `certificate_not_after` (the family cannot list them).
     certificate_names: Mutex<Vec<String>>,
+    upstream_failures: Family<UpstreamLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -125,6 +132,12 @@ impl Metrics {
             "End of validity of the certificate served for a name, in Unix seconds",
             certificate_not_after.clone(),
         );
+        let upstream_failures = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_failures",
+            "Failed connects to an upstream (refused, socket missing, timed out), by upstream",
+            upstream_failures.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -141,6 +154,7 @@ impl Metrics {
             reloads,
             certificate_not_after,
             certificate_names: Mutex::new(Vec::new()),
+            upstream_failures,
         }
     }
 
@@ -160,6 +174,14 @@ impl Metrics {
             by_class,
             rate_limited,
         }
+    }
+
+    /// The failed-connect counter of one upstream, fetched once when the
+    /// router is built so that counting a failure takes no lock.
+    pub(crate) fn upstream_failures(&self, upstream: &Arc<str>) -> Counter {
+        self.upstream_failures.get_or_create_owned(&UpstreamLabels {
+            upstream: upstream.clone(),
+        })
     }
 
     /// Counts an open client connection until the guard is dropped.

@@ -209,7 +209,7 @@ impl SiteRoutes {
             .map(|route| {
                 Ok(RouteEntry {
                     path: route.path.clone(),
-                    action: Action::new(&route.handler)?,
+                    action: Action::new(&route.handler, metrics)?,
                     limiter: route.rate_limit.map(&mut limiter_for),
                     encode: route.encode.clone().into_boxed_slice(),
                     metrics: metrics.route(&site_label, &route.path.to_string().into()),
@@ -237,10 +237,10 @@ impl SiteRoutes {
 }
 
 impl Action {
-    fn new(handler: &Handler) -> Result<Action, RouterError> {
+    fn new(handler: &Handler, metrics: &Metrics) -> Result<Action, RouterError> {
         Ok(match handler {
             Handler::Proxy(config) => {
-                Action::Proxy(Proxy::new(config).ok_or(RouterError::NoUpstream)?)
+                Action::Proxy(Proxy::new(config, metrics).ok_or(RouterError::NoUpstream)?)
             }
             Handler::Redirect { to, code } => Action::Redirect {
                 to: to.as_str().into(),

@@ -15,6 +15,7 @@ use super::model::{defaults, AcmeChallenge, Encoding, Handler, ProxyConfig, Rate
 use super::reader::{list, Directive, Seen, Value};
 use super::suggest::did_you_mean;
 use super::syntax::quoted;
+use super::upstream_wait;
 use super::values::{self, Invalid, DURATION_HELP};
 
 /// Settings allowed in a `proxy { }` block.
@@ -23,6 +24,7 @@ pub(crate) const PROXY_SETTINGS: &[&str] = &[
     "header-timeout",
     "connect-timeout",
     "pool-idle-timeout",
+    "upstream-wait",
 ];
 
 /// `hsts` without a duration: one year, the value browsers' preload lists expect.
@@ -79,6 +81,16 @@ pub(crate) fn proxy(d: &Directive<'_>, problems: &mut Problems) -> Option<Handle
                 "header-timeout" => &mut config.header_timeout,
                 "connect-timeout" => &mut config.connect_timeout,
                 "pool-idle-timeout" => &mut config.pool_idle_timeout,
+                "upstream-wait" => {
+                    match seen
+                        .first(&setting, problems)
+                        .then(|| upstream_wait::parse(&setting, problems))
+                    {
+                        Some(Some(wait)) => config.upstream_wait = wait,
+                        _ => ok = false,
+                    }
+                    continue;
+                }
                 other => {
                     let help = match did_you_mean(other, PROXY_SETTINGS) {
                         Some(s) => format!("did you mean `{s}`?"),
@@ -128,7 +140,11 @@ fn positive_duration(d: &Directive<'_>, problems: &mut Problems) -> Option<Durat
 }
 
 /// A duration value, with a specific hint when it was written as a bare number.
-fn duration_value(arg: &Value<'_>, usage: &str, problems: &mut Problems) -> Option<Duration> {
+pub(super) fn duration_value(
+    arg: &Value<'_>,
+    usage: &str,
+    problems: &mut Problems,
+) -> Option<Duration> {
     if let KdlValue::Integer(n) = arg.value {
         problems.push(
             Problem::new(format!("duration {n} has no unit"))

@@ -27,6 +27,7 @@ mod reader;
 mod site;
 mod suggest;
 mod syntax;
+mod upstream_wait;
 mod validate;
 mod values;
 

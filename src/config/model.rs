@@ -34,6 +34,11 @@ pub mod defaults {
     /// Idle pooled upstream connections are dropped after this long. It must stay
     /// below uvicorn's 5 s keep-alive so we close first and never reuse a dead socket.
     pub const UPSTREAM_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+    /// How long a request waits for an upstream that refuses connections (or
+    /// whose unix socket is missing) before a 502: long enough for
+    /// `systemctl restart` of a uvicorn app, short enough that a backend that
+    /// is really down answers within a few seconds.
+    pub const UPSTREAM_WAIT: Duration = Duration::from_secs(5);
     /// How long SIGTERM waits for in-flight requests before exiting.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
     /// A client must finish sending request headers within this time; it also bounds
@@ -326,6 +331,9 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// Idle pooled connections are closed after this long (`pool-idle-timeout`).
     pub pool_idle_timeout: Duration,
+    /// A refused connect (or a missing unix socket) is retried for this long
+    /// before a 502 (`upstream-wait`); zero answers 502 at once.
+    pub upstream_wait: Duration,
 }
 
 impl ProxyConfig {
@@ -337,6 +345,7 @@ impl ProxyConfig {
             header_timeout: defaults::UPSTREAM_HEADER_TIMEOUT,
             connect_timeout: defaults::UPSTREAM_CONNECT_TIMEOUT,
             pool_idle_timeout: defaults::UPSTREAM_POOL_IDLE_TIMEOUT,
+            upstream_wait: defaults::UPSTREAM_WAIT,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The `proxy` handler: forward a request to an upstream and stream the answer back.
 //!
 //! ```text
-//! request ─► rewrite headers ─► pick upstream ─► this thread's idle connection
-//!         or a new one (retry once on a dead keep-alive connection), driven by
-//!         this task ─► response headers or 502/504
+//! request ─► reach an upstream (round robin, skipping failing ones): this
+//!         thread's idle connection or a new one, waiting up to `upstream-wait`
+//!         for one that is restarting ─► rewrite headers ─► send (retry once on
+//!         a dead keep-alive connection), driven by this task
+//!         ─► response headers or 502/504
 //!         ─► body: streams from the upstream, connection back to the pool at its end
 //!         ─► 101: hand back a tunnel that splices both upgraded streams
 //! ```
@@ -13,7 +15,9 @@ mod client;
 mod conn;
 mod connector;
 pub(crate) mod headers;
+mod health;
 mod pool;
+mod reach;
 mod send;
 pub(crate) mod splice;
 mod tunnel;
@@ -28,9 +32,11 @@ use hyper::body::Incoming;
 
 use crate::body::{text_response, Body};
 use crate::config::ProxyConfig;
+use crate::metrics::Metrics;
 pub(crate) use body::UpstreamBody;
 pub(crate) use client::ClientInfo;
 use conn::UpstreamConn;
+use reach::{reach, Ready, Source};
 use send::{SendError, SendSettings};
 pub(crate) use tunnel::Tunnel;
 use upstream::UpstreamTarget;
@@ -64,7 +70,7 @@ impl Proxy {
     /// and pooled per thread, shared with any other proxy to the same target.
     /// `None` when `config` names no upstream (the parser never builds one,
     /// but the type allows it), so round robin always has a target.
-    pub(crate) fn new(config: &ProxyConfig) -> Option<Self> {
+    pub(crate) fn new(config: &ProxyConfig, metrics: &Metrics) -> Option<Self> {
         if config.upstreams.is_empty() {
             return None;
         }
@@ -72,13 +78,14 @@ impl Proxy {
             upstreams: config
                 .upstreams
                 .iter()
-                .map(|u| UpstreamTarget::new(u.clone()))
+                .map(|u| UpstreamTarget::new(u.clone(), metrics))
                 .collect(),
             next: AtomicUsize::new(0),
             settings: SendSettings {
                 header_timeout: config.header_timeout,
                 connect_timeout: config.connect_timeout,
                 idle_timeout: config.pool_idle_timeout,
+                wait: config.upstream_wait,
             },
             idle_timeout: config.idle_timeout,
         })
@@ -93,8 +100,21 @@ impl Proxy {
         client: &ClientInfo,
         host: Option<HeaderValue>,
     ) -> Forwarded {
-        let upstream = self.pick();
-        let (response, tunnel) = match self.exchange(upstream, req, client, host.as_ref()).await {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let source = Source::PoolOrNew;
+        let (upstream, ready) = match reach(&self.upstreams, start, self.settings, source).await {
+            Ok(reached) => reached,
+            Err(unreached) => {
+                let failure = SendError::Open(unreached.error);
+                return Forwarded {
+                    response: self.failure_response(&unreached.upstream.label, failure),
+                    upstream: unreached.upstream.label.clone(),
+                    tunnel: None,
+                };
+            }
+        };
+        let exchanged = self.exchange(upstream, ready, req, client, host.as_ref());
+        let (response, tunnel) = match exchanged.await {
             Ok(answer) => answer,
             Err(failure) => (self.failure_response(&upstream.label, failure), None),
         };
@@ -110,6 +130,7 @@ impl Proxy {
     async fn exchange(
         &self,
         upstream: &UpstreamTarget,
+        ready: Ready,
         mut req: Request<Incoming>,
         client: &ClientInfo,
         host: Option<&HeaderValue>,
@@ -120,7 +141,7 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         upstream_head(&mut parts, upstream, client, host, upgrade);
         let request = Request::from_parts(parts, Body::from(body));
-        let (response, conn) = send::send(upstream, self.settings, request).await?;
+        let (response, conn) = send::send(upstream, self.settings, ready, request).await?;
         Ok(self.client_response(response, conn, client_upgrade, &upstream.label))
     }
 
@@ -165,12 +186,6 @@ impl Proxy {
                 text_response(status, "the upstream did not answer")
             }
         }
-    }
-
-    /// Round robin over the upstreams.
-    fn pick(&self) -> &UpstreamTarget {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len();
-        &self.upstreams[i]
     }
 }
 
@@ -220,15 +235,13 @@ mod tests {
 
     #[test]
     fn a_proxy_without_upstreams_is_refused_not_a_panic_later() {
-        assert!(Proxy::new(&ProxyConfig::new(Vec::new())).is_none());
+        let metrics = Metrics::new();
+        assert!(Proxy::new(&ProxyConfig::new(Vec::new()), &metrics).is_none());
         let one = ProxyConfig::new(vec![crate::config::Upstream::Tcp {
             host: "127.0.0.1".into(),
             port: 8000,
         }]);
-        let proxy = Proxy::new(&one).expect("one upstream");
-        // Round robin over one target keeps returning it.
-        for _ in 0..3 {
-            assert_eq!(&*proxy.pick().label, "127.0.0.1:8000");
-        }
+        let proxy = Proxy::new(&one, &metrics).expect("one upstream");
+        assert_eq!(&*proxy.upstreams[0].label, "127.0.0.1:8000");
     }
 }

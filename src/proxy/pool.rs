@@ -37,6 +37,12 @@ pub(super) struct PoolKey(usize);
 static TARGETS: Mutex<Vec<Upstream>> = Mutex::new(Vec::new());
 
 impl PoolKey {
+    /// Position of the target among every target seen: a dense index for
+    /// other per-target tables (passive health).
+    pub(super) fn index(self) -> usize {
+        self.0
+    }
+
     /// The key of `target`.
     pub(super) fn of(target: &Upstream) -> PoolKey {
         let mut targets = TARGETS.lock().unwrap_or_else(PoisonError::into_inner);

@@ -1,5 +1,5 @@
-//! Getting a response head from an upstream: a pooled connection or a new
-//! one, the header timeout, and the one retry after a stale connection.
+//! Getting a response head from an upstream over a connection `reach` found:
+//! the header timeout, and the one retry after a stale pooled connection.
 //!
 //! uvicorn (and most backends) close an idle keep-alive connection after a
 //! few seconds; a request that meets such a connection fails through no fault
@@ -23,7 +23,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 
 use super::conn::{Home, OpenError, UpstreamConn};
-use super::pool;
+use super::reach::{reach, Ready, Source};
 use super::upstream::UpstreamTarget;
 use crate::body::Body;
 
@@ -41,23 +41,27 @@ pub(super) struct SendSettings {
     pub connect_timeout: Duration,
     /// `pool-idle-timeout`.
     pub idle_timeout: Duration,
+    /// `upstream-wait`.
+    pub wait: Duration,
 }
 
-/// Sends `request` to `upstream` and returns the response head with the
-/// connection it arrived on (the caller streams the body from it).
+/// Sends `request` on `ready`, a connection to `upstream`, and returns the
+/// response head with the connection it arrived on (the caller streams the
+/// body from it).
 pub(super) async fn send(
     upstream: &UpstreamTarget,
     settings: SendSettings,
+    ready: Ready,
     request: Request<Body>,
 ) -> Result<(Response<Incoming>, Box<UpstreamConn>), SendError> {
-    let home = Home {
+    let mut conn = match ready {
+        Ready::New(conn) => return send_on(conn, settings, request).await,
+        Ready::Pooled(conn) => conn,
+    };
+    conn.home = Some(Home {
         key: upstream.key,
         idle_timeout: settings.idle_timeout,
-    };
-    let Some(mut conn) = pool::checkout(upstream.key) else {
-        return send_fresh(upstream, settings, request, Some(home)).await;
-    };
-    conn.home = Some(home);
+    });
     let replay = (conn.idled >= REPLAY_AFTER_IDLE)
         .then(|| Replay::of(&request))
         .flatten();
@@ -70,7 +74,7 @@ pub(super) async fn send(
     drop(conn);
     if let Some(unsent) = failed.take_message() {
         tracing::debug!(upstream = %upstream.label, error = %error_chain(failed.error()), "pooled connection closed, sending on a new one");
-        return send_fresh(upstream, settings, unsent, Some(home)).await;
+        return send_fresh(upstream, settings, unsent, true).await;
     }
     let error = failed.into_error();
     match replay {
@@ -78,32 +82,38 @@ pub(super) async fn send(
             tracing::debug!(upstream = %upstream.label, error = %error_chain(&error), "retrying on a fresh connection");
             // The replacement serves this request only, as before the pool
             // was rewritten: tests count the connections this costs.
-            send_fresh(upstream, settings, replay.into_request(), None).await
+            send_fresh(upstream, settings, replay.into_request(), false).await
         }
         _ => Err(SendError::Failed(error)),
     }
 }
 
-/// Sends `request` on a new connection, which returns to the pool at `home`
-/// after the exchange (or is closed, without one).
+/// Sends `request` on a new connection to `upstream` (waiting for it if it
+/// is restarting: its pooled connection may have died for that reason),
+/// which returns to the pool after the exchange when `reuse`.
 async fn send_fresh(
     upstream: &UpstreamTarget,
     settings: SendSettings,
     request: Request<Body>,
-    home: Option<Home>,
+    reuse: bool,
 ) -> Result<(Response<Incoming>, Box<UpstreamConn>), SendError> {
-    let attempt = async {
-        let mut conn = UpstreamConn::open(&upstream.target, settings.connect_timeout, home)
-            .await
-            .map_err(SendError::Open)?;
-        match conn.request(request).await {
-            Ok(response) => Ok((response, conn)),
-            Err(failed) => Err(SendError::Failed(failed.into_error())),
-        }
-    };
-    match tokio::time::timeout(settings.header_timeout, attempt).await {
-        Ok(result) => result,
+    let source = Source::New { reuse };
+    match reach(std::slice::from_ref(upstream), 0, settings, source).await {
+        Ok((_, Ready::New(conn) | Ready::Pooled(conn))) => send_on(conn, settings, request).await,
+        Err(unreached) => Err(SendError::Open(unreached.error)),
+    }
+}
+
+/// Sends `request` on a connection nobody has used yet.
+async fn send_on(
+    mut conn: Box<UpstreamConn>,
+    settings: SendSettings,
+    request: Request<Body>,
+) -> Result<(Response<Incoming>, Box<UpstreamConn>), SendError> {
+    match tokio::time::timeout(settings.header_timeout, conn.request(request)).await {
         Err(_) => Err(SendError::HeaderTimeout),
+        Ok(Ok(response)) => Ok((response, conn)),
+        Ok(Err(failed)) => Err(SendError::Failed(failed.into_error())),
     }
 }
 

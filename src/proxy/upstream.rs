@@ -3,9 +3,12 @@
 use std::sync::Arc;
 
 use http::uri::Authority;
+use prometheus_client::metrics::counter::Counter;
 
+use super::health::Health;
 use super::pool::PoolKey;
 use crate::config::Upstream;
+use crate::metrics::Metrics;
 
 /// An upstream target of a `proxy` directive.
 #[derive(Debug)]
@@ -19,20 +22,28 @@ pub(super) struct UpstreamTarget {
     pub authority: Authority,
     /// The lane of the per-thread pools that holds its idle connections.
     pub key: PoolKey,
+    /// Its passive health, shared by every worker and kept across reloads.
+    pub health: Arc<Health>,
+    /// `bellhop_upstream_failures_total{upstream}`.
+    pub failures: Counter,
 }
 
 impl UpstreamTarget {
-    /// Names `target` and finds its pool lane.
-    pub(super) fn new(target: Upstream) -> Self {
+    /// Names `target` and finds its pool lane, health record and counter.
+    pub(super) fn new(target: Upstream, metrics: &Metrics) -> Self {
         let authority = match &target {
             Upstream::Tcp { .. } => target.to_string().parse().ok(),
             Upstream::Unix { .. } => None,
         }
         .unwrap_or_else(|| Authority::from_static("localhost"));
+        let label: Arc<str> = target.to_string().into();
+        let key = PoolKey::of(&target);
         UpstreamTarget {
-            label: target.to_string().into(),
+            failures: metrics.upstream_failures(&label),
+            health: Health::of(key),
+            label,
             authority,
-            key: PoolKey::of(&target),
+            key,
             target,
         }
     }

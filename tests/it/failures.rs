@@ -1,4 +1,5 @@
-//! Upstream failures and bad peers: 502 at once when refused, 504 when headers are
+//! Upstream failures and bad peers: 502 at once when refused and waiting is
+//! off (`upstream-wait "0s"`; waiting itself is `upstream_restart`), 504 when headers are
 //! too slow, the upstream connection dropped when the client goes away, and bad
 //! input answered with an error while the server keeps serving.
 
@@ -21,6 +22,7 @@ async fn front(
     header_timeout: Option<std::time::Duration>,
 ) -> TestServer {
     let handler = proxy_with(vec![tcp(upstream)], |p| {
+        p.upstream_wait = std::time::Duration::ZERO;
         if let Some(t) = header_timeout {
             p.header_timeout = t;
         }
@@ -34,7 +36,7 @@ async fn front(
 }
 
 #[tokio::test]
-async fn refused_upstream_gives_502_at_once() {
+async fn refused_upstream_gives_502_at_once_without_upstream_wait() {
     bounded(secs(20), "test", async {
         // Reserved for the whole test and never listened on: refused every time.
         let nobody = Port::reserve();
@@ -172,10 +174,12 @@ async fn client_gone_mid_upload_drops_the_upstream_connection() {
 }
 
 #[tokio::test]
-async fn missing_unix_socket_gives_502_at_once() {
+async fn missing_unix_socket_gives_502_at_once_without_upstream_wait() {
     bounded(secs(20), "test", async {
         let dir = crate::support::TempDir::new("nosock");
-        let handler = proxy_with(vec![unix(&dir.path().join("absent.sock"))], |_| {});
+        let handler = proxy_with(vec![unix(&dir.path().join("absent.sock"))], |p| {
+            p.upstream_wait = std::time::Duration::ZERO;
+        });
         let server = TestServer::start(
             ConfigBuilder::new()
                 .site(site("127.0.0.1").handle(handler))

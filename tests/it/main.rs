@@ -24,6 +24,7 @@ mod reload;
 mod routing;
 mod shutdown;
 mod streaming;
+mod upstream_restart;
 mod upstreams;
 mod uvicorn;
 mod websocket;

@@ -13,12 +13,12 @@ use crate::support::client::{empty, req, send};
 use crate::support::ws::{connect, next_data};
 use crate::support::{bounded, secs};
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `.venv/bin/uvicorn`, or a failure that says how to create it.
-fn uvicorn_bin() -> PathBuf {
+pub(crate) fn uvicorn_bin() -> PathBuf {
     let bin = repo().join(".venv/bin/uvicorn");
     assert!(
         bin.exists(),
