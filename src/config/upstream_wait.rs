@@ -26,8 +26,8 @@ pub(super) fn parse(d: &Directive<'_>, problems: &mut Problems) -> Option<Durati
     let wait = duration_value(&arg, USAGE, problems)?;
     if wait > MAX_UPSTREAM_WAIT {
         problems.push(
-            Problem::new(format!("`upstream-wait` of {wait:?} is too long"))
-                .at(arg.span, "longer than 60s")
+            Problem::new("`upstream-wait` is longer than the 60s it allows")
+                .at(arg.span, "too long")
                 .help("a waiting request holds its client; a few seconds cover a backend restart, e.g. upstream-wait \"5s\" (\"0s\" answers 502 at once)"),
         );
         return None;

@@ -53,6 +53,7 @@ fn docs_state_the_code_defaults() {
     assert_duration("header-timeout", defaults::UPSTREAM_HEADER_TIMEOUT);
     assert_duration("connect-timeout", defaults::UPSTREAM_CONNECT_TIMEOUT);
     assert_duration("pool-idle-timeout", defaults::UPSTREAM_POOL_IDLE_TIMEOUT);
+    assert_duration("upstream-wait", defaults::UPSTREAM_WAIT);
     assert!(DOC.contains(defaults::ACME_CA_STAGING));
     assert!(DOC.contains(&format!("default `{}`", defaults::REDIRECT_CODE)));
     assert!(DOC.contains("one year (`365d`)"));

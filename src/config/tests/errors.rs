@@ -106,6 +106,8 @@ snapshots! {
     duration_bad_unit: "app.example.com {\n    proxy 8000 {\n        header-timeout \"5x\"\n    }\n}\n";
     duration_without_unit: "app.example.com {\n    proxy 8000 {\n        idle-timeout 30\n    }\n}\n";
     duration_zero_timeout: "app.example.com {\n    proxy 8000 {\n        connect-timeout \"0s\"\n    }\n}\n";
+    upstream_wait_too_long: "app.example.com {\n    proxy 8000 {\n        upstream-wait \"5m\"\n    }\n}\n";
+    upstream_wait_misspelt: "app.example.com {\n    proxy 8000 {\n        upstream_wait \"5s\"\n    }\n}\n";
     cidr_bad_prefix: "options {\n    trusted-proxies \"10.0.0.0/8\" \"192.168.0.0/33\"\n}\napp.example.com { proxy 8000 }\n";
     rate_bad_unit: "app.example.com {\n    rate-limit \"20/d\"\n    proxy 8000\n}\n";
     rate_zero_burst: "app.example.com {\n    rate-limit \"20/s\" burst=0\n    proxy 8000\n}\n";

@@ -536,3 +536,21 @@ fn semicolons_and_comments_are_layout_only() {
     );
     assert_eq!(a, b);
 }
+
+#[test]
+fn upstream_wait_default_value_and_zero() {
+    let wait = |src: &str| match only_handler(src) {
+        Handler::Proxy(p) => p.upstream_wait,
+        other => panic!("expected proxy, got {other:?}"),
+    };
+    assert_eq!(wait("a.example.com { proxy 8000 }"), defaults::UPSTREAM_WAIT);
+    assert_eq!(
+        wait("a.example.com { proxy 8000 { upstream-wait \"2s\" } }"),
+        Duration::from_secs(2)
+    );
+    // Zero is allowed and means "502 at once".
+    assert_eq!(
+        wait("a.example.com { proxy 8000 { upstream-wait \"0s\" } }"),
+        Duration::ZERO
+    );
+}
