@@ -238,6 +238,7 @@ fn one_shot(from: &str, to: &str) -> anyhow::Result<Config> {
                 rate_limit: None,
                 encode: Vec::new(),
             }],
+            bind: None,
         }],
     })
 }

@@ -188,6 +188,7 @@ mod tests {
             tls,
             hsts: None,
             routes: Vec::new(),
+            bind: None,
         }
     }
 

@@ -14,6 +14,7 @@
 //! mistakes as it can; `error` turns them into a [`ConfigError`]. `format` lays a
 //! valid file out canonically, keeping its comments.
 
+mod bind;
 mod directives;
 mod error;
 mod format;
@@ -36,6 +37,7 @@ mod tests;
 
 use std::path::Path;
 
+pub(crate) use bind::{port_uses, Need};
 pub use error::ConfigError;
 pub use hosts::{canonical_ip, normalize_host, wildcard_suffix, HostPattern, IpNet};
 pub use model::*;

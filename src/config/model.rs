@@ -91,6 +91,9 @@ pub struct Options {
     /// (`workers`); `None` means one per CPU the process may run on, resolved
     /// by the server at start-up so the parsed config stays machine-independent.
     pub workers: Option<NonZeroUsize>,
+    /// Local address every site listens on (`bind`), unless a site has its own;
+    /// `None`: where each site's address says.
+    pub bind: Option<IpAddr>,
 }
 
 impl Default for Options {
@@ -108,6 +111,7 @@ impl Default for Options {
             grace_period: defaults::SHUTDOWN_GRACE,
             client_header_timeout: defaults::CLIENT_HEADER_TIMEOUT,
             workers: None,
+            bind: None,
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct Site {
     /// Path routes in order, first match wins. The site-level directives form a
     /// final catch-all route, so every request matches exactly one route.
     pub routes: Vec<Route>,
+    /// Local address this site listens on (`bind`), over the options' one.
+    pub bind: Option<IpAddr>,
 }
 
 /// Which scheme a site address asked for.

@@ -30,6 +30,7 @@ pub(crate) const OPTION_NAMES: &[&str] = &[
     "grace-period",
     "client-header-timeout",
     "workers",
+    "bind",
 ];
 
 /// Parsed options plus where each one was written, for later cross-checks
@@ -126,6 +127,7 @@ fn usage(name: &str) -> &'static str {
         "grace-period" => "grace-period \"10s\"",
         "client-header-timeout" => "client-header-timeout \"30s\"",
         "workers" => "workers 2",
+        "bind" => "bind \"127.0.0.1\"",
         // The caller only passes names from OPTION_NAMES; a test checks that each
         // of them has an arm in `option`.
         _ => "",
@@ -195,6 +197,7 @@ fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
                 o.client_header_timeout = t;
             }
         }
+        "bind" => o.bind = super::bind::parse(d, problems),
         "workers" => {
             if let Some(n) = arg.integer("a number of threads", usage, problems) {
                 if let Some(n) = arg.check(workers(n), "worker count", problems) {

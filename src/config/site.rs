@@ -31,6 +31,7 @@ pub(crate) const SITE_DIRECTIVES: &[&str] = &[
     "tls",
     "hsts",
     "route",
+    "bind",
 ];
 
 /// Every directive allowed in a route block.
@@ -72,6 +73,7 @@ struct Block {
     tls: Option<(TlsMode, SourceSpan)>,
     hsts: Option<(Duration, SourceSpan)>,
     routes: Vec<RouteBlock>,
+    bind: Option<std::net::IpAddr>,
     seen: Seen,
 }
 
@@ -151,6 +153,7 @@ pub(crate) fn site(d: &Directive<'_>, problems: &mut Problems) -> Option<SiteBlo
         tls,
         hsts: block.hsts.map(|(t, _)| t),
         routes: routes?,
+        bind: block.bind,
     };
     let site_block = SiteBlock {
         site,
@@ -215,6 +218,11 @@ fn read_block(
                     block.hsts = directives::hsts(&d, problems).map(|t| (t, d.name_span()));
                 }
             }
+            ("bind", Level::Site) => {
+                if block.seen.first(&d, problems) {
+                    block.bind = super::bind::parse(&d, problems);
+                }
+            }
             ("route", Level::Site) => {
                 if let Some(route) = route(&d, problems) {
                     block.routes.push(route);
@@ -260,7 +268,7 @@ fn misplaced(d: &Directive<'_>, level: Level) -> Problem {
     } else {
         ROUTE_DIRECTIVES
     };
-    if level == Level::Route && matches!(name, "tls" | "hsts") {
+    if level == Level::Route && matches!(name, "tls" | "hsts" | "bind") {
         Problem::new(format!(
             "`{name}` applies to a whole site, not to one route"
         ))

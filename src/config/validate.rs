@@ -19,6 +19,7 @@ pub(crate) fn check(options: &OptionsBlock, sites: &[SiteBlock], problems: &mut 
     duplicate_addresses(options, sites, problems);
     port_protocols(options, sites, problems);
     admin_port(options, sites, problems);
+    super::bind::check(options, sites, problems);
 }
 
 /// Each (scheme, host, port) may appear only once in the whole file.

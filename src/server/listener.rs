@@ -15,77 +15,69 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::{self, Accepted};
 use super::{https, Shared};
-use crate::config::{Config, HostPattern, Scheme};
+use crate::config::{port_uses, Config, Need, Scheme};
 
-/// A socket bellhop listens on.
+/// A port bellhop listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ListenerSpec {
     /// The port as configured (0 = ephemeral); the router's key for this listener.
     pub port: u16,
-    /// Address to bind: a site's IP when every site on the port names the same
-    /// IP, else all interfaces.
-    pub bind: IpAddr,
+    /// Addresses to bind, never empty: the addresses its sites need, or only
+    /// `[::]` (all interfaces) when one of them needs every interface.
+    pub bind: Vec<IpAddr>,
     /// Whether connections start with a TLS handshake.
     pub scheme: Scheme,
 }
 
-/// Listeners needed by `config`, in order of first appearance. The plain HTTP
+/// All interfaces (dual-stack).
+const EVERYWHERE: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+
+/// Listeners needed by `config`, in order of first appearance, each binding
+/// what its sites' addresses say (see `config::port_uses`). The plain HTTP
 /// port is added when an HTTPS site needs its redirect (and ACME HTTP-01).
 pub(super) fn plan(config: &Config) -> Vec<ListenerSpec> {
-    let options = &config.options;
     let mut specs: Vec<ListenerSpec> = Vec::new();
-    let mut add = |port: u16, host: Option<&HostPattern>, scheme: Scheme| {
-        let ip = match host {
-            Some(HostPattern::Ip(ip)) => Some(*ip),
-            _ => None,
+    for u in port_uses(&config.options, config.sites.iter()) {
+        let ip = match u.need {
+            Need::Bind(ip) | Need::Address(ip) => ip,
+            Need::Everywhere => EVERYWHERE,
         };
-        match specs.iter_mut().find(|s| s.port == port) {
-            Some(spec) => {
-                if Some(spec.bind) != ip {
-                    spec.bind = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
-                }
-            }
+        match specs.iter_mut().find(|s| s.port == u.port) {
+            Some(spec) if spec.bind == [EVERYWHERE] || spec.bind.contains(&ip) => {}
+            Some(spec) if ip == EVERYWHERE => spec.bind = vec![EVERYWHERE],
+            Some(spec) => spec.bind.push(ip),
             None => specs.push(ListenerSpec {
-                port,
-                bind: ip.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
-                scheme,
+                port: u.port,
+                bind: vec![ip],
+                scheme: u.scheme,
             }),
         }
-    };
-    for site in &config.sites {
-        for address in &site.addresses {
-            add(
-                address.effective_port(options),
-                Some(&address.host),
-                address.scheme,
-            );
-        }
-    }
-    let needs_http = config
-        .sites
-        .iter()
-        .flat_map(|s| &s.addresses)
-        .any(|a| a.scheme == Scheme::Https && a.effective_port(options) != options.http_port);
-    if needs_http {
-        add(options.http_port, None, Scheme::Http);
     }
     specs
 }
 
-/// Binds `spec` once per worker: `count` sockets on the same address with
-/// `SO_REUSEPORT`, so each worker accepts on its own socket and the kernel
-/// spreads connections over them. For port 0 the first socket picks the port
-/// and the others join it. All-interfaces means dual-stack `[::]`, falling back
-/// to `0.0.0.0` on hosts without IPv6.
+/// Binds `spec` once per worker and address: `count` sockets on each address
+/// with `SO_REUSEPORT`, so each worker accepts on its own socket and the
+/// kernel spreads connections over them; address-major order. For port 0 the
+/// first socket picks the port and the others join it. All-interfaces means
+/// dual-stack `[::]`, falling back to `0.0.0.0` on hosts without IPv6.
 pub(super) fn bind(spec: &ListenerSpec, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
-    let addr = SocketAddr::new(spec.bind, spec.port);
-    match bind_group(addr, count) {
-        Err(e) if spec.bind == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
-            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), spec.port);
-            bind_group(v4, count).map_err(|_| e)
+    let mut sockets: Vec<std::net::TcpListener> = Vec::with_capacity(count * spec.bind.len());
+    let mut port = spec.port;
+    for ip in &spec.bind {
+        let group = match bind_group(SocketAddr::new(*ip, port), count) {
+            Err(e) if *ip == EVERYWHERE => {
+                let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+                bind_group(v4, count).map_err(|_| e)
+            }
+            result => result,
+        }?;
+        if let Some(first) = group.first() {
+            port = first.local_addr()?.port();
         }
-        result => result,
+        sockets.extend(group);
     }
+    Ok(sockets)
 }
 
 /// `count` listening sockets sharing `addr` (its port fixed by the first).
@@ -106,6 +98,10 @@ fn bind_addr(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     // One socket per worker on the same port. Linux only lets sockets of the
     // same user join the group, so no other account can take a share.
     socket.set_reuse_port(true)?;
+    if addr.is_ipv6() && addr.ip() != EVERYWHERE {
+        // `[::1]` next to `127.0.0.1` on one port: v6 only, no v4-mapped overlap.
+        socket.set_only_v6(true)?;
+    }
     // The accept loop runs on a worker's runtime, which needs it non-blocking.
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -173,4 +169,51 @@ fn spawn_connection(
         Scheme::Https => tasks.spawn(https::serve_tls(stream, accepted, shared, stop)),
         Scheme::Http => tasks.spawn(connection::serve_http1(stream, accepted, shared, stop)),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(src: &str) -> Vec<(u16, Vec<IpAddr>)> {
+        let config = crate::config::parse(src, "Proxyfile").expect("valid config");
+        plan(&config)
+            .into_iter()
+            .map(|s| (s.port, s.bind))
+            .collect()
+    }
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn redirect_port_of_a_loopback_https_site_binds_loopback_only() {
+        let plan = plan_of(
+            "options { http-port 8080 }\n\"https://127.0.0.1:8443\" { tls internal; respond \"s\" }\n\"http://127.0.0.1:8080\" { respond \"p\" }\n",
+        );
+        assert_eq!(
+            plan,
+            vec![(8443, ips(&["127.0.0.1"])), (8080, ips(&["127.0.0.1"]))]
+        );
+    }
+
+    #[test]
+    fn a_host_name_site_needs_every_interface_and_bind_narrows_it() {
+        let plan = plan_of("app.example.com { proxy 8000 }\n");
+        assert_eq!(plan, vec![(443, ips(&["::"])), (80, ips(&["::"]))]);
+        let plan = plan_of("options { bind \"127.0.0.1\" }\napp.example.com { proxy 8000 }\n");
+        assert_eq!(
+            plan,
+            vec![(443, ips(&["127.0.0.1"])), (80, ips(&["127.0.0.1"]))]
+        );
+    }
+
+    #[test]
+    fn ip_sites_on_one_port_bind_each_address() {
+        let plan = plan_of(
+            "\"http://127.0.0.1:8080\" { respond \"a\" }\n\"http://127.0.0.2:8080\" { respond \"b\" }\n",
+        );
+        assert_eq!(plan, vec![(8080, ips(&["127.0.0.1", "127.0.0.2"]))]);
+    }
 }

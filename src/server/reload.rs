@@ -131,9 +131,8 @@ impl Entry {
         count: usize,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Entry> {
-        let sockets = listener::bind(&spec, count).with_context(|| {
-            format!("cannot listen on {}", SocketAddr::new(spec.bind, spec.port))
-        })?;
+        let sockets = listener::bind(&spec, count)
+            .with_context(|| format!("cannot listen on {}", addresses(&spec)))?;
         Ok(Entry {
             addr: sockets.first().and_then(|s| s.local_addr().ok()),
             spec,
@@ -151,13 +150,16 @@ impl Entry {
         let Some(sockets) = self.pending.take() else {
             return Vec::new();
         };
-        if let Some(addr) = self.addr {
-            tracing::info!(%addr, tls = self.spec.scheme == Scheme::Https, workers = workers.len(), "listening");
+        // Bound with one socket per worker and address (address-major), so
+        // socket i goes to worker i % workers.
+        for socket in sockets.iter().step_by(workers.len()) {
+            if let Ok(addr) = socket.local_addr() {
+                tracing::info!(%addr, tls = self.spec.scheme == Scheme::Https, workers = workers.len(), "listening");
+            }
         }
-        // Bound with one socket per worker, so the two lists have one length.
         sockets
             .into_iter()
-            .zip(workers)
+            .zip(workers.iter().cycle())
             .map(|(socket, worker)| {
                 worker.spawn(listener::accept_loop(
                     socket,
@@ -319,8 +321,17 @@ fn describe(spec: &ListenerSpec) -> String {
             Scheme::Https => "HTTPS",
             Scheme::Http => "HTTP",
         },
-        spec.bind
+        addresses(spec)
     )
+}
+
+/// `127.0.0.1:8080 and [::1]:8080`: every address a listener binds.
+fn addresses(spec: &ListenerSpec) -> String {
+    spec.bind
+        .iter()
+        .map(|ip| SocketAddr::new(*ip, spec.port).to_string())
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 /// Says which changed options a reload cannot apply (the rest of it applies).

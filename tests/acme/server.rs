@@ -67,6 +67,7 @@ fn site(name: &str, handler: Handler, hsts: Option<Duration>) -> Site {
             rate_limit: None,
             encode: Vec::new(),
         }],
+        bind: None,
     }
 }
 

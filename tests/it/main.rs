@@ -12,6 +12,7 @@ mod support;
 
 mod admin;
 mod attack;
+mod bind;
 mod cli;
 mod encode;
 mod failures;

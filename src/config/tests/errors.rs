@@ -106,6 +106,10 @@ snapshots! {
     duration_bad_unit: "app.example.com {\n    proxy 8000 {\n        header-timeout \"5x\"\n    }\n}\n";
     duration_without_unit: "app.example.com {\n    proxy 8000 {\n        idle-timeout 30\n    }\n}\n";
     duration_zero_timeout: "app.example.com {\n    proxy 8000 {\n        connect-timeout \"0s\"\n    }\n}\n";
+    bind_not_an_ip: "app.example.com {\n    bind \"localhost\"\n    proxy 8000\n}\n";
+    bind_in_a_route: "app.example.com {\n    route \"/api/*\" {\n        bind \"127.0.0.1\"\n        proxy 3000\n    }\n    proxy 8000\n}\n";
+    bind_conflict_on_a_shared_port: "\"http://127.0.0.1:8080\" {\n    bind \"127.0.0.1\"\n    proxy 8000\n}\n\"http://example.com:8080\" { proxy 8001 }\n";
+    bind_conflict_with_redirects: "options { http-port 8080 }\napp.example.com { proxy 8000 }\n\"http://127.0.0.1:8080\" {\n    bind \"127.0.0.1\"\n    respond \"hi\"\n}\n";
     upstream_wait_too_long: "app.example.com {\n    proxy 8000 {\n        upstream-wait \"5m\"\n    }\n}\n";
     upstream_wait_misspelt: "app.example.com {\n    proxy 8000 {\n        upstream_wait \"5s\"\n    }\n}\n";
     cidr_bad_prefix: "options {\n    trusted-proxies \"10.0.0.0/8\" \"192.168.0.0/33\"\n}\napp.example.com { proxy 8000 }\n";

@@ -252,6 +252,7 @@ fn one_line_config() {
             tls: TlsMode::Auto,
             hsts: None,
             routes: vec![route(PathPattern::Any, proxy(vec![tcp("localhost", 8000)]))],
+            bind: None,
         }]
     );
 }
@@ -543,7 +544,10 @@ fn upstream_wait_default_value_and_zero() {
         Handler::Proxy(p) => p.upstream_wait,
         other => panic!("expected proxy, got {other:?}"),
     };
-    assert_eq!(wait("a.example.com { proxy 8000 }"), defaults::UPSTREAM_WAIT);
+    assert_eq!(
+        wait("a.example.com { proxy 8000 }"),
+        defaults::UPSTREAM_WAIT
+    );
     assert_eq!(
         wait("a.example.com { proxy 8000 { upstream-wait \"2s\" } }"),
         Duration::from_secs(2)
@@ -553,4 +557,14 @@ fn upstream_wait_default_value_and_zero() {
         wait("a.example.com { proxy 8000 { upstream-wait \"0s\" } }"),
         Duration::ZERO
     );
+}
+
+#[test]
+fn bind_in_options_and_in_a_site() {
+    let config = parse_ok(
+        "options { bind \"127.0.0.1\" }\na.example.com { proxy 8000 }\n\"http://b.example.com:8081\" { bind \"[::1]\"; proxy 8001 }\n",
+    );
+    assert_eq!(config.options.bind, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(config.sites[0].bind, None);
+    assert_eq!(config.sites[1].bind, Some("::1".parse().unwrap()));
 }

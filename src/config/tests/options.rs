@@ -76,6 +76,7 @@ fn every_option_name_sets_something() {
         "grace-period" => "\"1s\"",
         "client-header-timeout" => "\"1s\"",
         "workers" => "2",
+        "bind" => "\"127.0.0.1\"",
         other => panic!("add a sample value for option `{other}` to this test"),
     };
     for name in OPTION_NAMES {

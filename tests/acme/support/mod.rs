@@ -97,6 +97,7 @@ pub fn config(
                 tls: tls.clone(),
                 hsts: None,
                 routes: Vec::new(),
+                bind: None,
             })
             .collect(),
     }

@@ -178,6 +178,7 @@ impl SiteBuilder {
             tls: self.tls,
             hsts: None,
             routes,
+            bind: None,
         }
     }
 }
