@@ -37,6 +37,7 @@ mod limit;
 mod logging;
 mod metrics;
 mod proxy;
+mod reload_status;
 mod router;
 mod server;
 mod state_file;
@@ -44,6 +45,11 @@ mod tls;
 
 /// Run a config: bind, serve, reload, shut down.
 pub use server::{ReloadHandle, ReloadSummary, Server, ShutdownHandle};
+
+/// How the running process reports each reload's outcome to `bellhop reload`.
+pub use reload_status::{
+    read_reload_status, reload_status_path, ReloadOutcome, ReloadReport, ReloadStatus,
+};
 
 /// Log output of the CLI (format and level).
 pub use logging::{init as init_logging, LogFormat, LogGuard};

@@ -13,6 +13,7 @@ use bellhop::config::{
     self, Config, Handler, Options, PathPattern, ProxyConfig, Route, Site, TlsMode,
 };
 use bellhop::{init_logging, LogFormat};
+use bellhop::{read_reload_status, ReloadOutcome, ReloadStatus};
 use bellhop::{ReloadHandle, Server};
 
 /// Where `bellhop run` looks for its config when `--config` is not given.
@@ -44,8 +45,9 @@ enum Command {
         #[arg(long)]
         pid_file: Option<PathBuf>,
     },
-    /// Check a Proxyfile, then tell the bellhop that runs it to reload it
-    /// (SIGHUP). Its log says whether the reload was applied.
+    /// Check a Proxyfile, tell the bellhop that runs it to reload it (SIGHUP),
+    /// and wait for the outcome: exit 0 when applied, 1 with the reason when
+    /// not (the previous config then keeps serving).
     Reload {
         /// Config file [default: ./Proxyfile, then /etc/bellhop/Proxyfile];
         /// the same file the running bellhop was started with.
@@ -288,9 +290,10 @@ async fn run(
     // the default action (exit) still in place.
     let signals = Signals::new().context("cannot listen for signals")?;
     let pid_file = pid_file.map(PidFile::write).transpose()?;
+    let status = pid_file.as_ref().map(PidFile::status);
     tokio::spawn(async move {
         let signal = signals
-            .wait_for_stop(|| reload_from(path.as_deref(), &reload))
+            .wait_for_stop(|| reload_from(path.as_deref(), &reload, status.as_deref()))
             .await;
         tracing::info!(signal, "shutting down");
         shutdown.shutdown();
@@ -304,8 +307,9 @@ async fn run(
 
 /// SIGHUP: re-reads the Proxyfile the server started with and swaps it in.
 /// On any error the running config keeps serving, and the error is logged in
-/// full (for a config error: file, line, column and the fix).
-async fn reload_from(path: Option<&Path>, reload: &ReloadHandle) {
+/// full (for a config error: file, line, column and the fix). With a pid
+/// file, the outcome also goes to its reload status for `bellhop reload`.
+async fn reload_from(path: Option<&Path>, reload: &ReloadHandle, status: Option<&ReloadStatus>) {
     let Some(path) = path else {
         tracing::warn!(
             "SIGHUP received, but there is no config file to reload (`bellhop proxy`); ignored"
@@ -313,6 +317,7 @@ async fn reload_from(path: Option<&Path>, reload: &ReloadHandle) {
         return;
     };
     tracing::info!(config = %path.display(), "SIGHUP received: reloading");
+    report(status, ReloadStatus::applying);
     let result = match load(path) {
         Ok(config) => reload.reload(config).await,
         Err(e) => {
@@ -321,11 +326,28 @@ async fn reload_from(path: Option<&Path>, reload: &ReloadHandle) {
         }
     };
     match result {
-        Ok(summary) => tracing::info!(config = %path.display(), "reloaded: {summary}"),
-        Err(e) => tracing::error!(
-            config = %path.display(),
-            "reload failed, still serving the previous config:\n{e:#}"
-        ),
+        Ok(summary) => {
+            tracing::info!(config = %path.display(), "reloaded: {summary}");
+            report(status, |s| s.finished(Ok(&summary.to_string())));
+        }
+        Err(e) => {
+            tracing::error!(
+                config = %path.display(),
+                "reload failed, still serving the previous config:\n{e:#}"
+            );
+            report(status, |s| s.finished(Err(&format!("{e:#}"))));
+        }
+    }
+}
+
+/// Writes to the reload status, if there is one; a failure to write is
+/// logged (the reload itself is not affected, but `bellhop reload` will wait
+/// in vain, so say why).
+fn report(status: Option<&ReloadStatus>, write: impl FnOnce(&ReloadStatus) -> std::io::Result<()>) {
+    if let Some(status) = status {
+        if let Err(e) = write(status) {
+            tracing::warn!(error = %e, "cannot write the reload status for `bellhop reload`");
+        }
     }
 }
 
@@ -368,6 +390,8 @@ impl Signals {
 struct PidFile {
     path: PathBuf,
     pid: String,
+    /// The reload status next to it (see `bellhop::ReloadStatus`).
+    status: std::sync::Arc<ReloadStatus>,
 }
 
 impl PidFile {
@@ -379,7 +403,18 @@ impl PidFile {
         std::fs::write(&tmp, format!("{pid}\n"))
             .and_then(|()| std::fs::rename(&tmp, &path))
             .with_context(|| format!("cannot write the pid file {}", path.display()))?;
-        Ok(PidFile { path, pid })
+        let status = ReloadStatus::start(&path).with_context(|| {
+            format!("cannot write the reload status next to {}", path.display())
+        })?;
+        Ok(PidFile {
+            path,
+            pid,
+            status: std::sync::Arc::new(status),
+        })
+    }
+
+    fn status(&self) -> std::sync::Arc<ReloadStatus> {
+        self.status.clone()
     }
 }
 
@@ -388,28 +423,21 @@ impl Drop for PidFile {
         let ours = std::fs::read_to_string(&self.path).is_ok_and(|s| s.trim() == self.pid);
         if ours {
             let _ = std::fs::remove_file(&self.path);
+            self.status.remove();
         }
     }
 }
 
-/// `bellhop reload`: validates the config, then sends SIGHUP to the process
-/// in the pid file. A bad config is reported here and nothing is signalled.
+/// `bellhop reload`: validates the config, sends SIGHUP to the process in the
+/// pid file and waits for its outcome. A bad config is reported here and
+/// nothing is signalled; a config the process cannot apply (a port in use, a
+/// missing certificate file) fails with the process's reason.
 fn reload(config: Option<&Path>, pid_file: &Path) -> ExitCode {
-    let result = (|| -> anyhow::Result<(PathBuf, u32)> {
+    let result = (|| -> anyhow::Result<(PathBuf, u32, Option<String>)> {
         let path = find_config(config)?;
         load(&path)?;
-        let text = std::fs::read_to_string(pid_file).with_context(|| {
-            format!(
-                "cannot read the pid file {} (is bellhop running with --pid-file?)",
-                pid_file.display()
-            )
-        })?;
-        let pid: u32 = text
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&p| p > 1)
-            .with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
+        let pid = read_pid(pid_file)?;
+        let before = read_reload_status(pid_file).context("cannot read the reload status")?;
         let status = std::process::Command::new("kill")
             .args(["-HUP", &pid.to_string()])
             .status()
@@ -420,16 +448,73 @@ fn reload(config: Option<&Path>, pid_file: &Path) -> ExitCode {
                 pid_file.display()
             );
         }
-        Ok((path, pid))
+        let Some(before) = before else {
+            return Ok((path, pid, None));
+        };
+        let summary = wait_for_reload(pid_file, pid, before.generation)
+            .with_context(|| format!("bellhop (pid {pid}) did not apply {}", path.display()))?;
+        Ok((path, pid, Some(summary)))
     })();
     match result {
-        Ok((path, pid)) => {
+        Ok((path, pid, Some(summary))) => {
             println!(
-                "{}: valid; sent SIGHUP to bellhop (pid {pid}); its log says whether the reload was applied",
+                "{}: applied by bellhop (pid {pid}): {summary}",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((path, pid, None)) => {
+            println!(
+                "{}: valid; sent SIGHUP to bellhop (pid {pid}), which keeps no reload status; its log says whether the reload was applied",
                 path.display()
             );
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// The process id in `pid_file`.
+fn read_pid(pid_file: &Path) -> anyhow::Result<u32> {
+    let text = std::fs::read_to_string(pid_file).with_context(|| {
+        format!(
+            "cannot read the pid file {} (is bellhop running with --pid-file?)",
+            pid_file.display()
+        )
+    })?;
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|&p| p > 1)
+        .with_context(|| format!("{} does not hold a process id", pid_file.display()))
+}
+
+/// How long `bellhop reload` waits for the outcome: applying is file reads
+/// and binds, well under a second; the margin is for a loaded machine.
+const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Polls the reload status until a reload later than `generation` has
+/// finished; its summary, or its reason as the error.
+fn wait_for_reload(pid_file: &Path, pid: u32, generation: u64) -> anyhow::Result<String> {
+    let started = std::time::Instant::now();
+    loop {
+        let report = read_reload_status(pid_file).context("cannot read the reload status")?;
+        match report {
+            Some(r) if r.generation > generation => match r.outcome {
+                ReloadOutcome::Applied(summary) => return Ok(summary),
+                ReloadOutcome::Failed(reason) => {
+                    anyhow::bail!("{reason}\n(the previous config is still serving)")
+                }
+                ReloadOutcome::Ready | ReloadOutcome::Applying => {}
+            },
+            _ => {}
+        }
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            anyhow::bail!("the process exited before reporting");
+        }
+        if started.elapsed() > RELOAD_WAIT {
+            anyhow::bail!("no outcome reported within {RELOAD_WAIT:?}; see its log");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

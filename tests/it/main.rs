@@ -22,6 +22,7 @@ mod keepalive;
 mod logging;
 mod malformed;
 mod reload;
+mod reload_result;
 mod routing;
 mod shutdown;
 mod streaming;

@@ -471,7 +471,9 @@ async fn reload_command_validates_then_signals_the_pid_file_process() {
         dir.write("Proxyfile", &proxyfile(b.addr(), ""));
         let (code, stdout, stderr) = run_cli(&reload_args, None);
         assert_eq!(code, 0, "{stderr}");
-        assert!(stdout.contains("sent SIGHUP"), "{stdout}");
+        // The command waits for the outcome: applied, with the summary.
+        assert!(stdout.contains("applied by bellhop"), "{stdout}");
+        assert!(stdout.contains("1 site"), "{stdout}");
         bellhop
             .proc
             .wait_line("the reload success", secs(10), |l| {
