@@ -25,6 +25,8 @@ pub(super) struct Health {
     failures: AtomicU32,
     /// While [`clock`] is below this, the upstream is skipped; 0 = never was.
     cool_until_ms: AtomicU64,
+    /// [`clock`] at the last failed connect; 0 = none.
+    failed_at_ms: AtomicU64,
 }
 
 /// Every target's record, indexed by its pool key: a reload that keeps an
@@ -63,13 +65,23 @@ impl Health {
         streak
     }
 
+    /// Whether a connect failed within `gap` (on any worker). Requests
+    /// waiting for a restarting upstream then skip their own attempt: a
+    /// thousand waiting requests probe it like one, not a thousand times.
+    pub(super) fn failed_within(&self, gap: Duration) -> bool {
+        let at = self.failed_at_ms.load(Ordering::Relaxed);
+        at != 0 && clock().saturating_sub(at) < gap.as_millis() as u64
+    }
+
     /// A connect failed; returns the length of the failure streak. At
     /// [`FAILURES_BEFORE_COOL_DOWN`] (and every time after while it lasts)
     /// the cool-down starts again.
     pub(super) fn failed(&self) -> u32 {
         let streak = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = clock();
+        self.failed_at_ms.store(now, Ordering::Relaxed);
         if streak >= FAILURES_BEFORE_COOL_DOWN {
-            let until = clock() + COOL_DOWN.as_millis() as u64;
+            let until = now + COOL_DOWN.as_millis() as u64;
             self.cool_until_ms.store(until, Ordering::Relaxed);
         }
         streak
@@ -91,7 +103,9 @@ mod tests {
     fn three_failures_start_a_cool_down_and_a_success_ends_it() {
         let health = Health::default();
         assert!(!health.cooling());
+        assert!(!health.failed_within(Duration::from_secs(1)));
         assert_eq!(health.failed(), 1);
+        assert!(health.failed_within(Duration::from_secs(1)));
         assert_eq!(health.failed(), 2);
         assert!(!health.cooling(), "two failures are not a pattern yet");
         assert_eq!(health.failed(), 3);

@@ -13,7 +13,9 @@
 //! A refused connect means nothing was sent, so waiting is safe for any
 //! method; the request holds only its head meanwhile (its body is not read
 //! until a connection exists). Every outcome feeds the upstream's passive
-//! health record (`health`).
+//! health record (`health`), and while waiting a request skips its attempt
+//! when the upstream refused anyone within the last 50 ms, so the probes a
+//! restarting backend sees do not grow with the number of waiting requests.
 
 use std::io;
 use std::time::Duration;
@@ -80,6 +82,18 @@ pub(super) async fn reach<'a>(
                 if let Some(conn) = pool::checkout(upstream.key) {
                     return Ok((upstream, Ready::Pooled(conn)));
                 }
+            }
+            if deadline.is_some() && upstream.health.failed_within(FIRST_PAUSE) {
+                // Waiting, and it refused someone a moment ago: no new probe.
+                restarting = true;
+                if last.is_none() {
+                    let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+                    last = Some(Unreached {
+                        upstream,
+                        error: OpenError::Connect(refused),
+                    });
+                }
+                continue;
             }
             let reuse = matches!(source, Source::PoolOrNew | Source::New { reuse: true });
             match open(upstream, settings, reuse).await {
