@@ -41,6 +41,7 @@ mod reload_status;
 mod router;
 mod server;
 mod state_file;
+mod storage;
 mod tls;
 
 /// Run a config: bind, serve, reload, shut down.

@@ -3,16 +3,19 @@
 //! ```text
 //! <state-dir>/acme/<issuer>/account.json   instant-acme credentials (0600)
 //! ```
+//! The path is also the key in shared storage (`storage "redis://…"`), so
+//! every instance of a cluster orders with the same account.
 //! `<issuer>` is derived from the directory URL ([`issuer_id`]), so switching
 //! between staging and production keeps both accounts (and both sets of certs).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use instant_acme::{Account, AccountCredentials, NewAccount};
 
 use super::client::AcmeHttp;
 use super::AcmeError;
-use crate::state_file::{read_optional, write_atomic, FileError, SECRET_MODE};
+use crate::storage::{Kind, Storage};
 
 /// A file-name-safe id for a CA directory URL:
 /// `https://acme-v02.api.letsencrypt.org/directory` → `acme-v02.api.letsencrypt.org-directory`.
@@ -37,35 +40,90 @@ pub(crate) fn issuer_id(directory_url: &str) -> String {
 
 /// Where the account credentials for a CA live.
 pub fn account_path(state_dir: &Path, directory_url: &str) -> PathBuf {
-    state_dir
-        .join("acme")
-        .join(issuer_id(directory_url))
-        .join("account.json")
+    state_dir.join(account_key(directory_url))
 }
+
+/// The storage key of the account credentials (relative to the state dir).
+fn account_key(directory_url: &str) -> String {
+    format!("acme/{}/account.json", issuer_id(directory_url))
+}
+
+/// How long one instance may take to register the account before another
+/// instance of a cluster may try.
+const REGISTER_LEASE: Duration = Duration::from_secs(60);
 
 /// Restores the stored account for `directory_url`, or registers a new one and
 /// stores its credentials (0600, atomically) before using it.
 ///
 /// Restoring fetches the CA's directory, so it needs the CA to be reachable; the
 /// certificate manager therefore only calls this when it has an order to place.
+///
+/// In a cluster the registration runs under a lease, so instances that start
+/// together register one account, not one each.
 pub(crate) async fn load_or_create(
-    state_dir: &Path,
+    storage: &dyn Storage,
     directory_url: &str,
     email: Option<&str>,
     http: &AcmeHttp,
 ) -> Result<Account, AcmeError> {
-    let path = account_path(state_dir, directory_url);
-    if let Some(bytes) = read_optional(&path)? {
-        let credentials: AccountCredentials =
-            serde_json::from_slice(&bytes).map_err(|e| AcmeError::Credentials {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        return Account::builder_with_http(Box::new(http.clone()))
-            .from_credentials(credentials)
-            .await
-            .map_err(|e| AcmeError::acme(format!("restoring the account at {directory_url}"), e));
+    let key = account_key(directory_url);
+    if let Some(account) = restore(storage, &key, directory_url, http).await? {
+        return Ok(account);
     }
+    let lease_key = format!("{key}.lock");
+    let lease = loop {
+        match storage.lock(&lease_key, REGISTER_LEASE).await? {
+            Some(lease) => break lease,
+            // Another instance is registering: use its account once stored.
+            None => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Some(account) = restore(storage, &key, directory_url, http).await? {
+                    return Ok(account);
+                }
+            }
+        }
+    };
+    let result = match restore(storage, &key, directory_url, http).await {
+        Ok(Some(account)) => Ok(account),
+        Ok(None) => register(storage, &key, directory_url, email, http).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = storage.unlock(&lease).await {
+        tracing::debug!(error = %e, "could not release the account lease; it expires by itself");
+    }
+    result
+}
+
+/// The stored account, if there is one.
+async fn restore(
+    storage: &dyn Storage,
+    key: &str,
+    directory_url: &str,
+    http: &AcmeHttp,
+) -> Result<Option<Account>, AcmeError> {
+    let Some(bytes) = storage.get(key).await? else {
+        return Ok(None);
+    };
+    let credentials: AccountCredentials =
+        serde_json::from_slice(&bytes).map_err(|e| AcmeError::Credentials {
+            path: key.to_string(),
+            reason: e.to_string(),
+        })?;
+    Account::builder_with_http(Box::new(http.clone()))
+        .from_credentials(credentials)
+        .await
+        .map(Some)
+        .map_err(|e| AcmeError::acme(format!("restoring the account at {directory_url}"), e))
+}
+
+/// Registers a new account and stores its credentials before using it.
+async fn register(
+    storage: &dyn Storage,
+    key: &str,
+    directory_url: &str,
+    email: Option<&str>,
+    http: &AcmeHttp,
+) -> Result<Account, AcmeError> {
     let contact = email.map(|e| format!("mailto:{e}"));
     let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
     let new_account = NewAccount {
@@ -80,10 +138,10 @@ pub(crate) async fn load_or_create(
     )
     .map_err(|e| AcmeError::acme(format!("creating an account at {directory_url}"), e))?;
     let json = serde_json::to_vec_pretty(&credentials).map_err(|e| AcmeError::Credentials {
-        path: path.display().to_string(),
+        path: key.to_string(),
         reason: e.to_string(),
     })?;
-    write_atomic(&path, &json, SECRET_MODE)?;
+    storage.put(key, &json, Kind::Secret).await?;
     tracing::info!(
         ca = directory_url,
         id = account.id(),
@@ -95,14 +153,15 @@ pub(crate) async fn load_or_create(
 /// Moves stored credentials aside after the CA said the account does not exist
 /// (a test CA restarted, or the account was deactivated), so the next call to
 /// [`load_or_create`] registers a new one. Kept as `account.json.gone` for forensics.
-pub(crate) fn retire(state_dir: &Path, directory_url: &str) -> Result<(), AcmeError> {
-    let path = account_path(state_dir, directory_url);
-    let aside = path.with_extension("json.gone");
-    match std::fs::rename(&path, &aside) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(FileError::new("moving aside", path, e).into()),
+pub(crate) async fn retire(storage: &dyn Storage, directory_url: &str) -> Result<(), AcmeError> {
+    let key = account_key(directory_url);
+    if let Some(bytes) = storage.get(&key).await? {
+        storage
+            .put(&format!("{key}.gone"), &bytes, Kind::Secret)
+            .await?;
+        storage.delete(&key).await?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use super::issue::{self, Issued, OrderRequest};
 use super::publish::ChallengeResponder;
 use super::AcmeError;
 use crate::config::AcmeChallenge;
+use crate::storage::Storage;
 
 /// ACME settings from the `options` block.
 #[derive(Debug, Clone)]
@@ -52,7 +53,7 @@ const ARI_NO: u8 = 2;
 
 /// An ACME CA: account, orders, challenges and ARI.
 pub(crate) struct Acme {
-    state_dir: PathBuf,
+    storage: Arc<dyn Storage>,
     settings: CaSettings,
     responder: Arc<dyn ChallengeResponder>,
     account: tokio::sync::Mutex<Option<Account>>,
@@ -60,15 +61,15 @@ pub(crate) struct Acme {
 }
 
 impl Acme {
-    /// A CA whose account lives under `state_dir` and whose challenge answers
+    /// A CA whose account lives in `storage` and whose challenge answers
     /// are published through `responder`. Nothing is fetched until first use.
     pub(crate) fn new(
-        state_dir: PathBuf,
+        storage: Arc<dyn Storage>,
         settings: CaSettings,
         responder: Arc<dyn ChallengeResponder>,
     ) -> Self {
         Acme {
-            state_dir,
+            storage,
             settings,
             responder,
             account: tokio::sync::Mutex::new(None),
@@ -171,7 +172,7 @@ impl Acme {
         }
         let http = AcmeHttp::new(self.settings.root.as_deref())?;
         let account = account::load_or_create(
-            &self.state_dir,
+            self.storage.as_ref(),
             &self.settings.directory,
             self.settings.email.as_deref(),
             &http,
@@ -185,6 +186,6 @@ impl Acme {
     async fn forget_account(&self) -> Result<(), AcmeError> {
         let mut slot = self.account.lock().await;
         *slot = None;
-        account::retire(&self.state_dir, &self.settings.directory)
+        account::retire(self.storage.as_ref(), &self.settings.directory).await
     }
 }

@@ -70,6 +70,9 @@ pub(crate) enum AcmeError {
     /// Reading or writing the account credentials failed.
     #[error(transparent)]
     File(#[from] FileError),
+    /// The shared storage (account credentials, a cluster's lease) failed.
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
     /// Generating a key, CSR or challenge certificate failed.
     #[error("{context}: {source}")]
     Rcgen {

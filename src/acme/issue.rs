@@ -168,10 +168,13 @@ async fn authorize(
         let key_auth = handle.key_authorization();
         let published = match challenge {
             AcmeChallenge::TlsAlpn01 => {
-                let cert = challenge_cert(name, key_auth.digest().as_ref())?;
-                Published::tls_alpn01(responder, name, Arc::new(cert))
+                let digest = key_auth.digest();
+                let cert = challenge_cert(name, digest.as_ref())?;
+                Published::tls_alpn01(responder, name, Arc::new(cert), digest.as_ref()).await
             }
-            AcmeChallenge::Http01 => Published::http01(responder, &handle.token, key_auth.as_str()),
+            AcmeChallenge::Http01 => {
+                Published::http01(responder, &handle.token, key_auth.as_str()).await
+            }
         };
         retry_bad_nonce!(handle.set_ready().await)
             .map_err(|e| AcmeError::challenge_ready(name, kind, e))?;

@@ -30,3 +30,4 @@ pub use http01::Http01Tokens;
 pub(crate) use http01::HTTP01_PATH_PREFIX;
 pub(crate) use issue::Issued;
 pub(crate) use publish::ChallengeResponder;
+pub(crate) use tls_alpn01::challenge_cert;

@@ -4,6 +4,11 @@
 //! A failing name backs off on its own schedule (persisted in `status.json`, so
 //! restarts don't hammer the CA) and never affects other names; a still-valid
 //! certificate keeps being served while its renewal fails.
+//!
+//! Each attempt first looks in storage for a newer certificate (in a cluster,
+//! another instance may have obtained it), then orders under a lease on the
+//! name, so one instance of a cluster orders at a time; the others find the
+//! lease taken, wait, and pick the certificate up (`cluster`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -11,11 +16,13 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use super::clock::{fmt_time, sleep_until, unit_random};
+use super::cluster::{Fetched, LEASE_EXTEND, LEASE_WAIT, ORDER_LEASE};
 use super::manager::{CertEvent, Shared};
 use super::schedule::{self, AriWindow, FailureKind, Validity};
 use super::{NameStatus, StoredCert};
 use crate::acme::{AcmeError, Issued};
 use crate::config::AcmeChallenge;
+use crate::storage::Lease;
 
 /// One whole attempt (order, validation, download) may take this long.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -66,10 +73,18 @@ impl AcmeTask {
                 ari_poll_at = self.poll_ari(&mut ari).await;
                 continue;
             }
-            if self.attempt(&mut status).await {
-                unit = unit_random();
-                ari = None;
-                ari_poll_at = SystemTime::now();
+            match self.attempt(&mut status).await {
+                Attempt::Served => {
+                    unit = unit_random();
+                    ari = None;
+                    ari_poll_at = SystemTime::now();
+                }
+                Attempt::Failed => {}
+                Attempt::Busy => {
+                    if !sleep_until(SystemTime::now() + LEASE_WAIT, &self.cancel).await {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -101,23 +116,77 @@ impl AcmeTask {
         }
     }
 
-    /// One attempt; true if a new certificate is now served.
-    async fn attempt(&mut self, status: &mut NameStatus) -> bool {
+    /// One attempt: adopt a newer stored certificate, or order one under the
+    /// name's lease.
+    async fn attempt(&mut self, status: &mut NameStatus) -> Attempt {
+        let served = self.current.as_ref().map(|c| c.info.not_after);
+        match self.shared.fetch_newer(&self.name, served).await {
+            Ok(Some(fetched)) => return self.adopt(fetched),
+            Ok(None) => {}
+            // Redis down: fall through; taking the lease fails the same way
+            // and is retried with backoff.
+            Err(e) => {
+                tracing::debug!(name = %self.name, error = %e, "cannot look for a stored certificate")
+            }
+        }
+        let keys = self.shared.keys(&self.name);
+        let lease = match self.shared.storage.lock(&keys.lease, ORDER_LEASE).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                tracing::debug!(name = %self.name, "another instance is ordering this name; waiting for it");
+                return Attempt::Busy;
+            }
+            Err(e) => {
+                let failure = Failure {
+                    text: format!("shared storage: {e}"),
+                    kind: FailureKind::Other,
+                };
+                self.failed(failure, status).await;
+                return Attempt::Failed;
+            }
+        };
+        let outcome = self.attempt_holding(&lease, status).await;
+        if let Err(e) = self.shared.storage.unlock(&lease).await {
+            tracing::debug!(name = %self.name, error = %e, "could not release the lease; it expires by itself");
+        }
+        outcome
+    }
+
+    /// The part of an attempt made while holding the lease.
+    async fn attempt_holding(&mut self, lease: &Lease, status: &mut NameStatus) -> Attempt {
+        // The previous holder may have finished between our look and our lock.
+        let served = self.current.as_ref().map(|c| c.info.not_after);
+        if let Ok(Some(fetched)) = self.shared.fetch_newer(&self.name, served).await {
+            return self.adopt(fetched);
+        }
+        if self.shared.storage.is_shared() {
+            // Another instance failed recently: its backoff is ours too.
+            let theirs = self.shared.shared_status(&self.name).await;
+            if let Some(next) = theirs.retry_not_before() {
+                if next > SystemTime::now() && theirs.failures >= status.failures {
+                    *status = theirs;
+                    return Attempt::Failed;
+                }
+            }
+        }
         let name = self.name.clone();
         let current = self.current.as_ref().and_then(|c| c.key.cert.first());
         tracing::info!(name = %name, renewal = self.current.is_some(), "obtaining a certificate");
         let started = Instant::now();
         let obtain = self.shared.acme.obtain(&name, &self.challenges, current);
         let result = tokio::select! {
-            _ = self.cancel.cancelled() => return false,
-            result = tokio::time::timeout(ATTEMPT_TIMEOUT, obtain) => result,
-        };
-        let result = match result {
-            Ok(result) => result,
-            Err(_) => Err(AcmeError::Timeout {
+            _ = self.cancel.cancelled() => return Attempt::Failed,
+            () = keep_lease(&self.shared, lease) => Err(AcmeError::Order {
                 name: name.clone(),
-                secs: ATTEMPT_TIMEOUT.as_secs(),
+                reason: "lost the lease on this name to another instance".into(),
             }),
+            result = tokio::time::timeout(ATTEMPT_TIMEOUT, obtain) => match result {
+                Ok(result) => result,
+                Err(_) => Err(AcmeError::Timeout {
+                    name: name.clone(),
+                    secs: ATTEMPT_TIMEOUT.as_secs(),
+                }),
+            },
         };
         let checked = result.map_err(Failure::from).and_then(|issued| {
             let label = self.shared.store.cert_path(&name);
@@ -134,18 +203,29 @@ impl AcmeTask {
         });
         match checked {
             Ok((issued, stored)) => {
-                self.succeeded(issued, stored, started, status);
-                true
+                self.succeeded(issued, stored, started, status).await;
+                Attempt::Served
             }
             Err(failure) => {
-                self.failed(failure, status);
-                false
+                self.failed(failure, status).await;
+                Attempt::Failed
             }
         }
     }
 
+    /// Serves a certificate found in storage.
+    fn adopt(&mut self, fetched: Fetched) -> Attempt {
+        self.shared.adopt(&self.name, &fetched);
+        let _ = self.shared.events.send(CertEvent::Obtained {
+            name: self.name.clone(),
+            not_after: fetched.stored.info.not_after,
+        });
+        self.current = Some(fetched.stored);
+        Attempt::Served
+    }
+
     /// Serves, stores and records a new certificate.
-    fn succeeded(
+    async fn succeeded(
         &mut self,
         issued: Issued,
         stored: StoredCert,
@@ -156,13 +236,9 @@ impl AcmeTask {
         // Serve first: a full disk must not keep a valid certificate off the wire.
         self.shared.resolver.set(name, stored.key.clone());
         self.shared.report_served();
-        if let Err(e) =
-            self.shared
-                .store
-                .save(name, issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())
-        {
-            tracing::error!(name = %name, error = %e, "serving the new certificate, but storing it failed; it will be obtained again after a restart");
-        }
+        self.shared
+            .save_cert(name, issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())
+            .await;
         tracing::info!(name = %name, not_after = %fmt_time(stored.info.not_after), elapsed_ms = started.elapsed().as_millis() as u64, "certificate obtained");
         let _ = self.shared.events.send(CertEvent::Obtained {
             name: name.clone(),
@@ -170,13 +246,11 @@ impl AcmeTask {
         });
         self.current = Some(stored);
         status.succeeded(SystemTime::now());
-        if let Err(e) = self.shared.store.save_status(name, status) {
-            tracing::warn!(name = %name, error = %e, "could not record success");
-        }
+        self.shared.save_status(name, status).await;
     }
 
     /// Schedules the retry, logs and records a failed attempt.
-    fn failed(&self, failure: Failure, status: &mut NameStatus) {
+    async fn failed(&self, failure: Failure, status: &mut NameStatus) {
         let name = &self.name;
         let now = SystemTime::now();
         let next = schedule::next_retry(
@@ -198,14 +272,36 @@ impl AcmeTask {
             "could not obtain a certificate"
         );
         status.failed(failure.text.clone(), now, next);
-        if let Err(e) = self.shared.store.save_status(name, status) {
-            tracing::warn!(name = %name, error = %e, "could not record the failure");
-        }
+        self.shared.save_status(name, status).await;
         let _ = self.shared.events.send(CertEvent::Failed {
             name: name.clone(),
             error: failure.text,
             next_attempt: next,
         });
+    }
+}
+
+/// How an attempt ended.
+enum Attempt {
+    /// A new certificate is served (obtained here or by another instance).
+    Served,
+    /// It failed; the status says when to try again.
+    Failed,
+    /// Another instance holds the lease: look again shortly.
+    Busy,
+}
+
+/// Extends `lease` while an order runs; returns only if the lease was lost
+/// (expired and taken by another instance), which must stop the order. A
+/// storage that cannot be reached says nothing about the lease: keep going.
+async fn keep_lease(shared: &Shared, lease: &Lease) {
+    loop {
+        tokio::time::sleep(LEASE_EXTEND).await;
+        match shared.storage.extend(lease, ORDER_LEASE).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::warn!(error = %e, "could not extend the order lease"),
+        }
     }
 }
 

@@ -11,6 +11,9 @@ use crate::state_file::FileError;
 /// start-up error can be acted on without reading the source.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
+    /// Shared storage could not be opened (bad URL, unreadable key file).
+    #[error("storage: {0}")]
+    Storage(String),
     /// Reading or writing a file (certificate, key, state) failed.
     #[error(transparent)]
     File(#[from] FileError),

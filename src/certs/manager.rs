@@ -16,7 +16,7 @@
 //! [`prepare`]: CertManager::prepare
 //! [`commit`]: CertManager::commit
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::SystemTime;
@@ -26,7 +26,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::acme_task::AcmeTask;
-use super::challenges::Responders;
+use super::challenges::{Responders, SharedChallenges};
 use super::clock::fmt_time;
 use super::internal_task::{leaf_validity, renew_internal};
 use super::plan::{plan, CertSource, Fallback, Plan};
@@ -38,6 +38,7 @@ use crate::acme::{issuer_id, Acme, CaSettings, Http01Tokens};
 use crate::config::{AcmeChallenge, Config};
 use crate::metrics::Metrics;
 use crate::state_file::create_private_dir;
+use crate::storage::{self, Storage};
 use crate::tls::{CertResolver, ChallengeCerts, LeafSigner, OnDemandPort};
 
 /// Something the manager did, for the server's logs, an admin endpoint or tests.
@@ -72,7 +73,18 @@ pub(super) enum Slot {
 /// State shared by the manager handle and its tasks.
 pub(super) struct Shared {
     state_dir: PathBuf,
+    /// The local certificate files: what is served at start-up (in a
+    /// cluster: the cache of what shared storage held).
     pub store: CertStore,
+    /// Where certificates, statuses and leases go: the state directory, or
+    /// the storage shared by a cluster.
+    pub storage: Arc<dyn Storage>,
+    /// This CA's id in storage keys.
+    pub issuer: String,
+    /// ACME names of the current plan (what announcements are followed for).
+    wanted: Mutex<HashSet<String>>,
+    /// Cancelled when the manager stops.
+    pub shutdown: CancellationToken,
     pub resolver: Arc<CertResolver>,
     pub acme: Acme,
     pub events: broadcast::Sender<CertEvent>,
@@ -123,6 +135,8 @@ pub struct CertManager {
     shared: Arc<Shared>,
     running: Mutex<Running>,
     shutdown: CancellationToken,
+    /// Answers to challenges other instances started (cluster only).
+    shared_challenges: Option<Arc<SharedChallenges>>,
 }
 
 impl std::fmt::Debug for CertManager {
@@ -157,15 +171,32 @@ impl CertManager {
             email: options.email.clone(),
             profile: options.acme_profile.clone(),
         };
+        let storage = storage::open(&options.storage, &options.state_dir)
+            .map_err(|e| CertError::Storage(e.to_string()))?;
+        let shared_challenges = storage.is_shared().then(|| {
+            let lookup = Arc::new(SharedChallenges::new(storage.clone()));
+            tls_alpn.set_fallback(lookup.clone());
+            lookup
+        });
         let (events, _) = broadcast::channel(64);
+        let issuer = issuer_id(&settings.directory);
+        let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared {
             state_dir: options.state_dir.clone(),
-            store: CertStore::new(&options.state_dir, &issuer_id(&settings.directory)),
+            store: CertStore::new(&options.state_dir, &issuer),
+            issuer,
             acme: Acme::new(
-                options.state_dir.clone(),
+                storage.clone(),
                 settings,
-                Arc::new(Responders { tokens, tls_alpn }),
+                Arc::new(Responders {
+                    tokens,
+                    tls_alpn,
+                    storage: storage.clone(),
+                }),
             ),
+            storage,
+            wanted: Mutex::new(HashSet::new()),
+            shutdown: shutdown.clone(),
             resolver,
             events,
             internal_ca: Mutex::new(None),
@@ -174,7 +205,8 @@ impl CertManager {
         let manager = CertManager {
             shared,
             running: Mutex::new(Running::default()),
-            shutdown: CancellationToken::new(),
+            shutdown,
+            shared_challenges,
         };
         manager.apply(&plan(config))?;
         Ok(manager)
@@ -187,6 +219,13 @@ impl CertManager {
             return;
         }
         running.started = true;
+        if let Some(changes) = self.shared.storage.changes() {
+            tokio::spawn(super::cluster::follow(
+                self.shared.clone(),
+                changes,
+                self.shutdown.child_token(),
+            ));
+        }
         let names: Vec<String> = running.acme.keys().cloned().collect();
         for name in names {
             self.spawn_worker(&mut running, &name);
@@ -220,6 +259,12 @@ impl CertManager {
     /// The store holding this CA's certificates (paths for docs, tools and tests).
     pub fn store(&self) -> &CertStore {
         &self.shared.store
+    }
+
+    /// Challenge answers other instances published, for the HTTP-01 listener;
+    /// `None` unless the storage is shared.
+    pub(crate) fn shared_challenges(&self) -> Option<&Arc<SharedChallenges>> {
+        self.shared_challenges.as_ref()
     }
 
     /// Stops every background task. Certificates keep being served.
@@ -391,6 +436,12 @@ impl CertManager {
         wanted: Vec<(String, Vec<AcmeChallenge>)>,
         now: SystemTime,
     ) {
+        *self
+            .shared
+            .wanted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            wanted.iter().map(|(n, _)| n.clone()).collect();
         running.acme.retain(|name, worker| {
             let keep = wanted
                 .iter()
@@ -486,6 +537,18 @@ impl Shared {
             })
             .collect();
         metrics.certificates(&served);
+    }
+
+    /// The ACME names of the current plan.
+    pub(super) fn wanted_names(&self) -> Vec<String> {
+        let wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
+        wanted.iter().cloned().collect()
+    }
+
+    /// Whether `name` is one of the current plan's ACME names.
+    pub(super) fn is_wanted(&self, name: &str) -> bool {
+        let wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
+        wanted.contains(name)
     }
 
     /// The internal CA, loaded (or created) on first use and kept.

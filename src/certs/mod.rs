@@ -19,6 +19,7 @@ mod acme_task;
 mod cert_info;
 mod challenges;
 mod clock;
+mod cluster;
 mod error;
 mod files;
 mod internal_ca;
@@ -30,6 +31,7 @@ mod status;
 mod store;
 
 pub(crate) use cert_info::CertInfo;
+pub(crate) use challenges::SharedChallenges;
 pub(crate) use error::CertError;
 pub(crate) use files::load_cert_files;
 pub use internal_ca::InternalCa;

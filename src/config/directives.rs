@@ -291,7 +291,7 @@ pub(crate) fn non_empty_path(s: &str) -> Result<PathBuf, Invalid> {
 /// `rate-limit "20/s" burst=40`, or `rate-limit off` (returns `Some(None)`).
 pub(crate) fn rate_limit(d: &Directive<'_>, problems: &mut Problems) -> Option<Option<RateLimit>> {
     const USAGE: &str = "rate-limit \"20/s\" burst=40";
-    d.check_props(&["burst"], None, problems);
+    d.check_props(&["burst", "shared"], None, problems);
     d.check_no_children(problems);
     if !d.check_arg_count(1, 1, USAGE, problems) {
         return None;
@@ -338,7 +338,31 @@ pub(crate) fn rate_limit(d: &Directive<'_>, problems: &mut Problems) -> Option<O
             }
         }
     };
-    Some(Some(RateLimit { per_second, burst }))
+    let shared = shared_prop(d, problems)?;
+    Some(Some(RateLimit {
+        per_second,
+        burst,
+        shared,
+    }))
+}
+
+/// `shared=#true` on `rate-limit`: a KDL boolean (a quoted "true" is a
+/// mistake worth pointing at, since `#true` is easy to forget).
+fn shared_prop(d: &Directive<'_>, problems: &mut Problems) -> Option<bool> {
+    let Some(v) = d.prop("shared") else {
+        return Some(false);
+    };
+    match v.value.as_bool() {
+        Some(b) => Some(b),
+        None => {
+            problems.push(
+                Problem::new("`shared` is #true or #false")
+                    .at(v.span, "not a boolean")
+                    .help("write shared=#true (KDL booleans start with #)"),
+            );
+            None
+        }
+    }
 }
 
 /// `encode zstd gzip`, or `encode off` (an empty list).

@@ -26,6 +26,7 @@ mod parse;
 mod paths;
 mod reader;
 mod site;
+mod storage;
 mod suggest;
 mod syntax;
 mod upstream_wait;
@@ -41,6 +42,7 @@ pub(crate) use bind::{port_uses, Need};
 pub use error::ConfigError;
 pub use hosts::{canonical_ip, normalize_host, wildcard_suffix, HostPattern, IpNet};
 pub use model::*;
+pub(crate) use storage::redact as redact_url;
 pub use values::{parse_duration, parse_site_address, parse_upstream};
 
 use error::{Problem, Problems};

@@ -94,6 +94,40 @@ pub struct Options {
     /// Local address every site listens on (`bind`), unless a site has its own;
     /// `None`: where each site's address says.
     pub bind: Option<IpAddr>,
+    /// Where what instances must agree on is kept (`storage`); the state
+    /// directory unless a Redis URL is given.
+    pub storage: Storage,
+}
+
+/// `storage`: the state directory alone, or Redis shared by several instances
+/// (with the state directory as each instance's local cache).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// Everything in `state-dir` (the default).
+    #[default]
+    Dir,
+    /// `storage "redis://…"`.
+    Redis(StorageRedis),
+}
+
+/// A Redis server shared by the instances of a cluster.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StorageRedis {
+    /// `redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS).
+    pub url: String,
+    /// 32 bytes that encrypt private keys kept in Redis (`key-file`); without
+    /// it they are stored in clear, a documented trust decision.
+    pub key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for StorageRedis {
+    /// Never prints the password in the URL.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageRedis")
+            .field("url", &super::storage::redact(&self.url))
+            .field("key_file", &self.key_file)
+            .finish()
+    }
 }
 
 impl Default for Options {
@@ -112,6 +146,7 @@ impl Default for Options {
             client_header_timeout: defaults::CLIENT_HEADER_TIMEOUT,
             workers: None,
             bind: None,
+            storage: Storage::Dir,
         }
     }
 }
@@ -390,4 +425,6 @@ pub struct RateLimit {
     pub per_second: f64,
     /// Bucket size; defaults to one second's worth (at least 1).
     pub burst: u32,
+    /// Counted across instances in the shared storage (`shared=#true`).
+    pub shared: bool,
 }

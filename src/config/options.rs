@@ -31,6 +31,7 @@ pub(crate) const OPTION_NAMES: &[&str] = &[
     "client-header-timeout",
     "workers",
     "bind",
+    "storage",
 ];
 
 /// Parsed options plus where each one was written, for later cross-checks
@@ -69,6 +70,10 @@ pub(crate) fn options(node: &KdlNode, src: &str, problems: &mut Problems) -> Opt
             continue;
         }
         if !out.seen.first(&d, problems) {
+            continue;
+        }
+        if d.name() == "storage" {
+            super::storage::storage(&d, &mut out.options.storage, problems);
             continue;
         }
         d.check_props(&[], None, problems);
@@ -128,6 +133,7 @@ fn usage(name: &str) -> &'static str {
         "client-header-timeout" => "client-header-timeout \"30s\"",
         "workers" => "workers 2",
         "bind" => "bind \"127.0.0.1\"",
+        "storage" => "storage \"redis://127.0.0.1:6379/0\"",
         // The caller only passes names from OPTION_NAMES; a test checks that each
         // of them has an arm in `option`.
         _ => "",

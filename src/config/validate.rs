@@ -20,6 +20,7 @@ pub(crate) fn check(options: &OptionsBlock, sites: &[SiteBlock], problems: &mut 
     port_protocols(options, sites, problems);
     admin_port(options, sites, problems);
     super::bind::check(options, sites, problems);
+    super::storage::check_shared_limits(options, sites, problems);
 }
 
 /// Each (scheme, host, port) may appear only once in the whole file.

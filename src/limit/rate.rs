@@ -119,7 +119,11 @@ mod tests {
     use super::*;
 
     fn limiter(per_second: f64, burst: u32) -> RateLimiter {
-        RateLimiter::new(RateLimit { per_second, burst })
+        RateLimiter::new(RateLimit {
+            per_second,
+            burst,
+            shared: false,
+        })
     }
 
     #[test]

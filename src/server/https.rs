@@ -16,7 +16,7 @@ use super::connection::{self, Accepted};
 use super::Shared;
 use crate::acme::{Http01Tokens, HTTP01_PATH_PREFIX};
 use crate::body::Body;
-use crate::certs::CertManager;
+use crate::certs::{CertManager, SharedChallenges};
 use crate::config::{Config, Scheme};
 use crate::metrics::Metrics;
 use crate::tls::{Alpn, CertResolver, ChallengeCerts, TlsTerminator};
@@ -27,6 +27,8 @@ pub(super) struct Https {
     terminator: TlsTerminator,
     tokens: Arc<Http01Tokens>,
     certs: CertManager,
+    /// HTTP-01 answers other instances of a cluster published.
+    shared_challenges: Option<Arc<SharedChallenges>>,
 }
 
 impl Https {
@@ -50,10 +52,12 @@ impl Https {
         let certs = CertManager::new(config, resolver, challenges, tokens.clone())
             .context("cannot prepare certificates")?;
         certs.report_to(metrics.clone());
+        let shared_challenges = certs.shared_challenges().cloned();
         Ok(Some(Https {
             terminator,
             tokens,
             certs,
+            shared_challenges,
         }))
     }
 
@@ -84,14 +88,31 @@ impl Https {
     /// `/.well-known/acme-challenge/` paths stay with the site, see
     /// [`is_http01_path`]).
     pub(super) fn http01_response(&self, path: &str) -> Option<Response<Body>> {
-        let key_authorization = self.tokens.answer_for_path(path)?;
-        let mut response = Response::new(Body::full(key_authorization));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        Some(response)
+        self.tokens.answer_for_path(path).map(http01_answer)
     }
+
+    /// The answer to an HTTP-01 request this instance has no token for, from
+    /// the answers other instances of a cluster published: one storage
+    /// lookup, only for challenge paths the local table misses, only in a
+    /// cluster.
+    pub(super) async fn shared_http01_response(&self, path: &str) -> Option<Response<Body>> {
+        let shared = self.shared_challenges.as_ref()?;
+        let token = path.strip_prefix(HTTP01_PATH_PREFIX)?;
+        if self.tokens.key_authorization(token).is_some() {
+            return None;
+        }
+        shared.http01(token).await.map(http01_answer)
+    }
+}
+
+/// An HTTP-01 answer: the key authorization as the body.
+fn http01_answer(key_authorization: String) -> Response<Body> {
+    let mut response = Response::new(Body::full(key_authorization));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
 }
 
 /// Whether a plain-HTTP request path belongs to ACME HTTP-01. Such requests are

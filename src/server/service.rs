@@ -94,6 +94,9 @@ async fn dispatch<'r>(
     router: &'r Router,
     conn: &ConnContext,
 ) -> Outcome<'r> {
+    if let Some(answer) = shared_challenge(&req, conn).await {
+        return Outcome::local(answer, router.unrouted());
+    }
     let (site, route) = match locate(&req, facts, router, conn) {
         Continue(found) => found,
         Break(answer) => return Outcome::local(answer, router.unrouted()),
@@ -166,6 +169,16 @@ fn challenge<B>(req: &Request<B>, conn: &ConnContext) -> Phase<()> {
             .map_or(Continue(()), Break),
         None => Continue(()),
     }
+}
+
+/// ACME HTTP-01 for a challenge another instance of a cluster started: only
+/// plain-HTTP challenge paths reach the (async) shared lookup.
+async fn shared_challenge<B>(req: &Request<B>, conn: &ConnContext) -> Option<Response<Body>> {
+    if conn.accepted.scheme != Scheme::Http || !super::https::is_http01_path(req.uri().path()) {
+        return None;
+    }
+    let https = conn.shared.https.as_ref()?;
+    https.shared_http01_response(req.uri().path()).await
 }
 
 /// The site for the listener's port and the request's Host. A plain-HTTP

@@ -21,5 +21,6 @@ mod terminator;
 pub use error::TlsError;
 pub(crate) use leaf_signer::LeafSigner;
 pub(crate) use on_demand::OnDemandPort;
+pub(crate) use resolver::ChallengeFallback;
 pub use resolver::{CertResolver, ChallengeCerts};
 pub use terminator::{Alpn, TlsTerminator};

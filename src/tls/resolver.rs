@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -161,6 +161,17 @@ impl ResolvesServerCert for CertResolver {
 #[derive(Default)]
 pub struct ChallengeCerts {
     certs: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+    /// Where to look when a validation arrives for a challenge this instance
+    /// did not start (another instance of a cluster did).
+    fallback: OnceLock<Arc<dyn ChallengeFallback>>,
+}
+
+/// Challenge certificates published elsewhere (shared storage), looked up
+/// during an `acme-tls/1` handshake that the local table cannot answer.
+/// Defined here so the handshake path does not depend on who provides them.
+pub(crate) trait ChallengeFallback: Send + Sync {
+    /// A challenge certificate for `name`, if one is being validated.
+    fn tls_alpn01(&self, name: &str) -> crate::storage::BoxFuture<'_, Option<Arc<CertifiedKey>>>;
 }
 
 impl ChallengeCerts {
@@ -182,6 +193,21 @@ impl ChallengeCerts {
     /// The challenge certificate for `name`, if a validation is in progress.
     pub fn get(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         self.lock().get(&*normalize_host(name)).cloned()
+    }
+
+    /// Looks misses up in `fallback` from now on (set once, at start-up).
+    pub(crate) fn set_fallback(&self, fallback: Arc<dyn ChallengeFallback>) {
+        let _ = self.fallback.set(fallback);
+    }
+
+    /// The certificate for `name` from the fallback, when this instance has
+    /// none: `None` without a fallback, so a single instance never waits.
+    pub(crate) async fn remote(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        if self.get(name).is_some() {
+            return None;
+        }
+        let fallback = self.fallback.get()?;
+        fallback.tls_alpn01(&normalize_host(name)).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CertifiedKey>>> {

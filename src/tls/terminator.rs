@@ -157,8 +157,16 @@ impl TlsTerminator {
             .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
         if wants_acme {
             let name = hello.server_name().map(str::to_owned);
+            // A challenge another instance of a cluster started.
+            let config = match &name {
+                Some(n) => match self.challenges.remote(n).await {
+                    Some(cert) => with_fixed(&self.acme, cert),
+                    None => self.acme.clone(),
+                },
+                None => self.acme.clone(),
+            };
             let mut stream = start
-                .into_stream(self.acme.clone())
+                .into_stream(config)
                 .await
                 .map_err(TlsError::Handshake)?;
             tracing::debug!(name = ?name, "answered a TLS-ALPN-01 validation");
@@ -189,10 +197,15 @@ impl TlsTerminator {
     /// including the session cache and ticket keys, is shared with the main
     /// config, so resumption works as usual.
     fn main_with(&self, cert: Arc<CertifiedKey>) -> Arc<ServerConfig> {
-        let mut config = ServerConfig::clone(&self.main);
-        config.cert_resolver = Arc::new(Fixed(cert));
-        Arc::new(config)
+        with_fixed(&self.main, cert)
     }
+}
+
+/// `config` serving `cert` whatever the SNI.
+fn with_fixed(config: &ServerConfig, cert: Arc<CertifiedKey>) -> Arc<ServerConfig> {
+    let mut config = config.clone();
+    config.cert_resolver = Arc::new(Fixed(cert));
+    Arc::new(config)
 }
 
 /// Always the same certificate: an on-demand leaf chosen before the handshake.

@@ -130,6 +130,7 @@ fn design_example_app_site() {
     assert_eq!(app.tls, TlsMode::Auto);
     assert_eq!(app.hsts, None);
     let limit = Some(RateLimit {
+        shared: false,
         per_second: 20.0,
         burst: 40,
     });
@@ -321,10 +322,12 @@ fn routes_first_match_and_inheritance() {
         }"#,
     );
     let site_limit = Some(RateLimit {
+        shared: false,
         per_second: 10.0,
         burst: 10,
     });
     let api_limit = Some(RateLimit {
+        shared: false,
         per_second: 100.0 / 60.0,
         burst: 5,
     });

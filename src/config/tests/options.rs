@@ -77,6 +77,7 @@ fn every_option_name_sets_something() {
         "client-header-timeout" => "\"1s\"",
         "workers" => "2",
         "bind" => "\"127.0.0.1\"",
+        "storage" => "\"redis://127.0.0.1:6379/0\"",
         other => panic!("add a sample value for option `{other}` to this test"),
     };
     for name in OPTION_NAMES {
@@ -90,4 +91,46 @@ fn every_option_name_sets_something() {
             "{name} was not applied"
         );
     }
+}
+
+#[test]
+fn storage_forms() {
+    use crate::config::{Storage, StorageRedis};
+    let o = parse_ok(
+        "options { storage \"redis://:pw@127.0.0.1:6379/0\" key-file=\"/etc/bellhop/storage.key\" }\na.example.com { proxy 1; rate-limit \"5/s\" shared=#true }",
+    );
+    assert_eq!(
+        o.options.storage,
+        Storage::Redis(StorageRedis {
+            url: "redis://:pw@127.0.0.1:6379/0".into(),
+            key_file: Some("/etc/bellhop/storage.key".into()),
+        })
+    );
+    assert!(!format!("{:?}", o.options.storage).contains("pw"));
+    assert!(o.sites[0].routes[0].rate_limit.is_some_and(|l| l.shared));
+    let o = parse_ok("options { storage \"dir\" }\na.example.com { proxy 1 }");
+    assert_eq!(o.options.storage, Storage::Dir);
+}
+
+#[test]
+fn storage_errors_point_at_the_value() {
+    use super::parse_err;
+    let err = parse_err("options { storage \"http://x\" }\na.example.com { proxy 1 }");
+    assert!(err.to_string().contains("not a storage URL"), "{err}");
+    let err =
+        parse_err("options { storage \"redis://h\" keyfile=\"/k\" }\na.example.com { proxy 1 }");
+    assert!(
+        err.render().contains("did you mean `key-file`"),
+        "{}",
+        err.render()
+    );
+    let err = parse_err("options { storage \"dir\" key-file=\"/k\" }\na.example.com { proxy 1 }");
+    assert!(err.to_string().contains("key-file"), "{err}");
+    // A shared limit without shared storage would silently be per instance.
+    let err = parse_err("a.example.com { proxy 1; rate-limit \"5/s\" shared=#true }");
+    assert!(err.to_string().contains("needs shared storage"), "{err}");
+    let err = parse_err("options { storage \"redis://h\" }\na.example.com { proxy 1; rate-limit \"5/s\" shared=\"true\" }");
+    assert!(err.render().contains("shared=#true"), "{}", err.render());
+    let line = err.render();
+    assert!(line.contains("2:"), "names the line: {line}");
 }
