@@ -15,9 +15,10 @@ use crate::config::{
     wildcard_suffix, Config, Encoding, Handler, HostPattern, IpNet, PathPattern, RateLimit, Scheme,
 };
 use crate::files::Files;
-use crate::limit::RateLimiter;
+use crate::limit::Limiter;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::proxy::Proxy;
+use crate::storage::RedisLimits;
 
 /// Everything the request path needs from the config.
 #[derive(Debug)]
@@ -61,7 +62,7 @@ pub(crate) struct SiteRoutes {
 struct RouteEntry {
     path: PathPattern,
     action: Action,
-    limiter: Option<Arc<RateLimiter>>,
+    limiter: Option<Arc<Limiter>>,
     encode: Box<[Encoding]>,
     metrics: RouteMetrics,
 }
@@ -72,7 +73,7 @@ pub(crate) struct Routed<'a> {
     /// What answers the request.
     pub action: &'a Action,
     /// The per-client rate limit that applies, if any.
-    pub limiter: Option<&'a RateLimiter>,
+    pub limiter: Option<&'a Limiter>,
     /// Response compressions in preference order; empty for none.
     pub encode: &'a [Encoding],
     /// The route's request counters.
@@ -111,6 +112,9 @@ pub(crate) enum RouterError {
     /// A `proxy` without any upstream.
     #[error("`proxy` needs at least one upstream")]
     NoUpstream,
+    /// The Redis of `shared=#true` rate limits cannot be used.
+    #[error("shared rate limits: {0}")]
+    Storage(String),
 }
 
 impl Router {
@@ -118,9 +122,10 @@ impl Router {
     /// fetches each route's counters from `metrics`.
     pub(crate) fn new(config: &Config, metrics: &Metrics) -> Result<Router, RouterError> {
         let options = &config.options;
+        let remote = shared_limits(config)?;
         let mut ports: HashMap<u16, PortRoutes> = HashMap::new();
         for site in &config.sites {
-            let routes = Arc::new(SiteRoutes::new(site, metrics)?);
+            let routes = Arc::new(SiteRoutes::new(site, metrics, remote.as_ref())?);
             for address in &site.addresses {
                 let port = address.effective_port(options);
                 let tls = address.scheme == Scheme::Https;
@@ -161,6 +166,25 @@ impl Router {
     }
 }
 
+/// The Redis connection for `shared=#true` rate limits, when any route has
+/// one: one per router (so per reload), connected on first use.
+fn shared_limits(config: &Config) -> Result<Option<Arc<RedisLimits>>, RouterError> {
+    let crate::config::Storage::Redis(redis) = &config.options.storage else {
+        return Ok(None);
+    };
+    let any_shared = config
+        .sites
+        .iter()
+        .flat_map(|s| &s.routes)
+        .any(|r| r.rate_limit.is_some_and(|l| l.shared));
+    if !any_shared {
+        return Ok(None);
+    }
+    RedisLimits::new(redis)
+        .map(|r| Some(Arc::new(r)))
+        .map_err(|e| RouterError::Storage(e.to_string()))
+}
+
 impl PortRoutes {
     fn new() -> Self {
         PortRoutes {
@@ -185,21 +209,31 @@ impl PortRoutes {
 }
 
 impl SiteRoutes {
-    fn new(site: &crate::config::Site, metrics: &Metrics) -> Result<SiteRoutes, RouterError> {
+    fn new(
+        site: &crate::config::Site,
+        metrics: &Metrics,
+        remote: Option<&Arc<RedisLimits>>,
+    ) -> Result<SiteRoutes, RouterError> {
         // Metrics name a site by its first address, as the Proxyfile does.
         let site_label: Arc<str> = site
             .addresses
             .first()
             .map_or_else(String::new, ToString::to_string)
             .into();
+        // Shared buckets are named by the site's host, not its address: the
+        // instances of a cluster may listen on different ports.
+        let bucket = site
+            .addresses
+            .first()
+            .map_or_else(String::new, |a| format!("{:?}", a.host));
         // Routes that inherit the site's limit share its buckets: a client gets
         // "20/s" for the site, not 20/s per route.
-        let mut limiters: Vec<(RateLimit, Arc<RateLimiter>)> = Vec::new();
+        let mut limiters: Vec<(RateLimit, Arc<Limiter>)> = Vec::new();
         let mut limiter_for = |limit: RateLimit| {
             if let Some((_, limiter)) = limiters.iter().find(|(l, _)| *l == limit) {
                 return limiter.clone();
             }
-            let limiter = Arc::new(RateLimiter::new(limit));
+            let limiter = Arc::new(Limiter::new(limit, &bucket, remote));
             limiters.push((limit, limiter.clone()));
             limiter
         };

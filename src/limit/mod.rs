@@ -2,5 +2,7 @@
 //! Every structure here is bounded in memory whatever the clients do.
 
 mod rate;
+mod shared;
 
-pub(crate) use rate::{ClientKey, RateLimiter};
+pub(crate) use rate::ClientKey;
+pub(crate) use shared::Limiter;

@@ -129,7 +129,7 @@ async fn serve<'r>(
     facts: &Facts,
     conn: &ConnContext,
 ) -> Phase<Outcome<'r>> {
-    admit(&route, &facts.client)?;
+    admit(&route, &facts.client).await?;
     let filters = Filters::new(&req, &route, site, conn.accepted.scheme);
     let outcome = handle_action(req, &route, facts, conn).await;
     Continue(filters.apply(outcome, &facts.method))
@@ -214,11 +214,15 @@ fn route<'s>(site: &'s SiteRoutes, uri: &Uri) -> Phase<Routed<'s>> {
 
 /// Whether the client may have this request served: the route's rate limit,
 /// keyed by the resolved client (not a trusted proxy in front of it).
-fn admit(route: &Routed<'_>, client: &ClientInfo) -> Phase<()> {
+/// A `shared=#true` limit asks Redis (one round trip); every other check is local.
+async fn admit(route: &Routed<'_>, client: &ClientInfo) -> Phase<()> {
     let Some(limiter) = route.limiter else {
         return Continue(());
     };
-    match limiter.check(ClientKey::from(client.ip), Instant::now()) {
+    match limiter
+        .check(ClientKey::from(client.ip), Instant::now())
+        .await
+    {
         Ok(()) => Continue(()),
         Err(wait) => {
             route.metrics.rate_limited();

@@ -39,6 +39,22 @@ impl DirStorage {
         read_optional(&self.path(key))
     }
 
+    /// Reads `key` with the kind its file mode records (0600: a secret).
+    pub(crate) fn read_with_kind(&self, key: &str) -> Result<Option<(Vec<u8>, Kind)>, FileError> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.path(key);
+        let Some(value) = read_optional(&path)? else {
+            return Ok(None);
+        };
+        let secret = std::fs::metadata(&path)
+            .map(|m| m.permissions().mode() & 0o077 == 0)
+            .unwrap_or(true);
+        Ok(Some((
+            value,
+            if secret { Kind::Secret } else { Kind::Public },
+        )))
+    }
+
     /// Writes `key` (sync); ephemeral values are not kept on disk.
     pub(crate) fn write(&self, key: &str, value: &[u8], kind: Kind) -> Result<(), FileError> {
         let mode = match kind {

@@ -31,6 +31,9 @@ pub(crate) const PREFIX: &str = "bellhop:";
 pub(crate) const CHANNEL: &str = "bellhop:changed";
 /// Longest wait for one Redis operation, connecting included.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for a shared rate-limit decision: it holds up a request, and
+/// past this the local fallback decides.
+const LIMIT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Wait between attempts to re-subscribe after the channel dropped.
 const RESUBSCRIBE: Duration = Duration::from_secs(2);
 
@@ -45,6 +48,8 @@ pub(crate) struct RedisLink {
     client: Client,
     runtime: Option<Handle>,
     conn: Mutex<Option<ConnectionManager>>,
+    /// Bound on each operation (connecting included).
+    timeout: Duration,
     /// The URL without its password, for logs.
     pub shown: String,
 }
@@ -58,8 +63,9 @@ impl std::fmt::Debug for RedisLink {
 }
 
 impl RedisLink {
-    /// A link to `url`; nothing is connected yet.
-    pub(crate) fn new(url: &str) -> Result<Self, StorageError> {
+    /// A link to `url` whose operations give up after `timeout`; nothing is
+    /// connected yet.
+    pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, StorageError> {
         let shown = redact_url(url);
         let client =
             Client::open(url).map_err(|e| StorageError::Config(format!("storage {shown}: {e}")))?;
@@ -67,6 +73,7 @@ impl RedisLink {
             client,
             runtime: Handle::try_current().ok(),
             conn: Mutex::new(None),
+            timeout,
             shown,
         })
     }
@@ -79,8 +86,8 @@ impl RedisLink {
         }
         let client = self.client.clone();
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(OP_TIMEOUT))
-            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
         let connect = async move { client.get_connection_manager_with_config(config).await };
@@ -88,12 +95,12 @@ impl RedisLink {
         // background runtime, so no worker's shutdown takes it down.
         let made = match &self.runtime {
             Some(runtime) => runtime
-                .spawn(tokio::time::timeout(OP_TIMEOUT, connect))
+                .spawn(tokio::time::timeout(self.timeout, connect))
                 .await
                 .map_err(|e| StorageError::Config(format!("connecting to redis: {e}")))?,
-            None => tokio::time::timeout(OP_TIMEOUT, connect).await,
+            None => tokio::time::timeout(self.timeout, connect).await,
         };
-        let conn = made.map_err(|_| StorageError::Timeout(OP_TIMEOUT))??;
+        let conn = made.map_err(|_| StorageError::Timeout(self.timeout))??;
         tracing::info!(redis = %self.shown, "connected to shared storage");
         *slot = Some(conn.clone());
         Ok(conn)
@@ -105,9 +112,9 @@ impl RedisLink {
         cmd: &redis::Cmd,
     ) -> Result<T, StorageError> {
         let mut conn = self.conn().await?;
-        match tokio::time::timeout(OP_TIMEOUT, cmd.query_async(&mut conn)).await {
+        match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(StorageError::Timeout(OP_TIMEOUT)),
+            Err(_) => Err(StorageError::Timeout(self.timeout)),
         }
     }
 
@@ -117,9 +124,9 @@ impl RedisLink {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StorageError> {
         let mut conn = self.conn().await?;
-        match tokio::time::timeout(OP_TIMEOUT, invocation.invoke_async(&mut conn)).await {
+        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(StorageError::Timeout(OP_TIMEOUT)),
+            Err(_) => Err(StorageError::Timeout(self.timeout)),
         }
     }
 }
@@ -144,7 +151,7 @@ impl RedisStorage {
             .as_deref()
             .map(Sealer::from_file)
             .transpose()?;
-        let link = RedisLink::new(&config.url)?;
+        let link = RedisLink::new(&config.url, OP_TIMEOUT)?;
         if sealer.is_none() {
             tracing::info!(redis = %link.shown, "no key-file: private keys are stored in Redis unencrypted (see docs/cluster.md)");
         }
@@ -155,6 +162,28 @@ impl RedisStorage {
             extend: Script::new(EXTEND),
             unlock: Script::new(UNLOCK),
         })
+    }
+
+    /// The local copy of a value Redis does not have, written back to Redis
+    /// (with the kind its file mode records). Without a local copy: `None`.
+    async fn reseed(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some((value, kind)) = self.local.read_with_kind(key)? else {
+            return Ok(None);
+        };
+        let stored = match (&self.sealer, kind) {
+            (Some(sealer), Kind::Secret) => sealer.seal(key, &value)?,
+            _ => value.clone(),
+        };
+        let cmd = redis::cmd("SET")
+            .arg(format!("{PREFIX}{key}"))
+            .arg(stored)
+            .arg("NX")
+            .clone();
+        match self.link.query::<Option<String>>(&cmd).await {
+            Ok(_) => tracing::info!(key, "put the local copy back into shared storage"),
+            Err(e) => tracing::debug!(key, error = %e, "could not put the local copy back"),
+        }
+        Ok(Some(value))
     }
 
     fn opened(&self, key: &str, value: Vec<u8>) -> Result<Vec<u8>, StorageError> {
@@ -170,13 +199,15 @@ impl RedisStorage {
 
 impl Storage for RedisStorage {
     /// Redis first; when it cannot be reached, the local cache (logged), so an
-    /// instance keeps what it had while Redis is away.
+    /// instance keeps what it had while Redis is away. A value Redis lost (it
+    /// restarted without persistence) but this instance still has is put back,
+    /// so the cluster keeps its account and certificates.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StorageError>> {
         Box::pin(async move {
             let cmd = redis::cmd("GET").arg(format!("{PREFIX}{key}")).clone();
             match self.link.query::<Option<Vec<u8>>>(&cmd).await {
                 Ok(Some(value)) => Ok(Some(self.opened(key, value)?)),
-                Ok(None) => Ok(None),
+                Ok(None) => self.reseed(key).await,
                 Err(e) => {
                     tracing::warn!(redis = %self.link.shown, key, error = %e, "shared storage unreachable; using the local copy");
                     Ok(self.local.read(key)?)
@@ -208,10 +239,13 @@ impl Storage for RedisStorage {
         })
     }
 
+    /// Removes the value from Redis and from the local cache (which would
+    /// otherwise put it back, see `get`).
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             let cmd = redis::cmd("DEL").arg(format!("{PREFIX}{key}")).clone();
-            self.link.query::<()>(&cmd).await
+            self.link.query::<()>(&cmd).await?;
+            self.local.delete(key).await
         })
     }
 
@@ -386,7 +420,7 @@ impl RedisLimits {
     /// Shared buckets in the Redis at `config.url` (connected on first use).
     pub(crate) fn new(config: &StorageRedis) -> Result<Self, StorageError> {
         Ok(RedisLimits {
-            link: RedisLink::new(&config.url)?,
+            link: RedisLink::new(&config.url, LIMIT_TIMEOUT)?,
             take: Script::new(TAKE),
         })
     }

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod cluster;
 mod issuance;
 mod on_demand;
 mod renewal;

@@ -6,6 +6,7 @@ pub mod net;
 pub mod pebble;
 #[path = "../../common/ports.rs"]
 pub mod ports;
+pub mod redis;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -206,6 +206,15 @@ impl Pebble {
         Arc::new(roots)
     }
 
+    /// How many orders Pebble has accepted so far (its "Added order" log lines).
+    pub fn order_count(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("pebble.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("Added order"))
+            .count()
+    }
+
     /// Both processes' output, for assertion messages.
     pub fn logs(&self) -> String {
         ["challtestsrv", "pebble"]
