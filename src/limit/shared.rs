@@ -9,7 +9,7 @@
 //! dead Redis costs one failed call per interval, not one per request, and
 //! it is logged at most once per [`LOG_EVERY`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,7 @@ impl Limiter {
                 limit,
                 epoch: Instant::now(),
                 local_until_ms: AtomicU64::new(0),
+                probing: AtomicBool::new(false),
                 logged_ms: AtomicU64::new(0),
             }),
             None => Limiter::Local(RateLimiter::new(limit)),
@@ -67,8 +68,11 @@ pub(crate) struct SharedLimiter {
     limit: RateLimit,
     /// Times below are milliseconds since this instant.
     epoch: Instant,
-    /// Count locally until then (Redis failed recently).
+    /// Count locally until then (Redis failed recently); 0 while Redis answers.
     local_until_ms: AtomicU64,
+    /// Set while one request checks whether Redis is back, so the others keep
+    /// counting locally instead of queueing behind a reconnect.
+    probing: AtomicBool,
     /// When the fallback was last logged.
     logged_ms: AtomicU64,
 }
@@ -76,9 +80,25 @@ pub(crate) struct SharedLimiter {
 impl SharedLimiter {
     async fn check(&self, client: ClientKey, now: Instant) -> Result<(), Duration> {
         let now_ms = self.millis(now);
-        if now_ms < self.local_until_ms.load(Ordering::Relaxed) {
+        let local_until = self.local_until_ms.load(Ordering::Relaxed);
+        let probe = local_until != 0;
+        if probe && (now_ms < local_until || self.probing.swap(true, Ordering::AcqRel)) {
             return self.local.check(client, now);
         }
+        let result = self.remote_check(client, now, now_ms).await;
+        if probe {
+            self.probing.store(false, Ordering::Release);
+        }
+        result
+    }
+
+    /// Asks Redis; on failure counts locally and starts the fallback interval.
+    async fn remote_check(
+        &self,
+        client: ClientKey,
+        now: Instant,
+        now_ms: u64,
+    ) -> Result<(), Duration> {
         let bucket = match client {
             ClientKey::V4(ip) => format!("{}|4:{ip:08x}", self.bucket),
             ClientKey::V6(net) => format!("{}|6:{net:016x}", self.bucket),
@@ -88,11 +108,15 @@ impl SharedLimiter {
             .take(&bucket, self.limit.per_second, self.limit.burst)
             .await
         {
-            Ok(None) => Ok(()),
-            Ok(Some(wait)) => Err(wait),
+            Ok(decision) => {
+                self.local_until_ms.store(0, Ordering::Relaxed);
+                decision.map_or(Ok(()), Err)
+            }
             Err(e) => {
-                self.local_until_ms
-                    .store(now_ms + RETRY_AFTER.as_millis() as u64, Ordering::Relaxed);
+                self.local_until_ms.store(
+                    now_ms.max(1) + RETRY_AFTER.as_millis() as u64,
+                    Ordering::Relaxed,
+                );
                 let logged = self.logged_ms.load(Ordering::Relaxed);
                 let first = logged == 0;
                 if (first || now_ms >= logged + LOG_EVERY.as_millis() as u64)

@@ -365,5 +365,6 @@ fn restart_only_changes(old: &Options, new: &Options) -> Vec<&'static str> {
         old.client_header_timeout != new.client_header_timeout,
     );
     check("workers", old.workers != new.workers);
+    check("storage", old.storage != new.storage);
     changed
 }

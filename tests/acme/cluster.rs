@@ -53,10 +53,10 @@ async fn start(config: Config, state: TempDir) -> Instance {
     }
 }
 
-fn storage(redis: &Redis) -> Storage {
+fn storage(redis: &Redis, key_file: Option<&std::path::Path>) -> Storage {
     Storage::Redis(StorageRedis {
         url: redis.url(),
-        key_file: None,
+        key_file: key_file.map(std::path::Path::to_path_buf),
     })
 }
 
@@ -124,6 +124,10 @@ async fn three_instances_order_once_and_all_serve() {
     let pebble = Pebble::start(pebble_options).await;
     let roots = pebble.issuing_roots().await;
     let name = "cluster.test";
+    // Private keys are sealed with a key only the instances have.
+    let secrets = TempDir::new("cluster-key");
+    let key_file = secrets.path().join("storage.key");
+    std::fs::write(&key_file, [0x42u8; 32]).unwrap();
 
     let mut instances = Vec::new();
     for (i, port) in https.iter().enumerate() {
@@ -136,7 +140,7 @@ async fn three_instances_order_once_and_all_serve() {
                 http_port: http.number(),
                 https_port: port.number(),
                 workers: std::num::NonZeroUsize::new(1),
-                storage: storage(&redis),
+                storage: storage(&redis, Some(&key_file)),
                 ..Options::default()
             },
             sites: vec![Site {
@@ -177,9 +181,24 @@ async fn three_instances_order_once_and_all_serve() {
         );
     }
 
+    // Redis holds the key sealed, the chain in clear.
+    let mut conn = redis.client().await;
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("bellhop:certs/*/{name}/key.pem"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let sealed: Vec<u8> = ::redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(sealed.starts_with(b"bellhop-sealed-v1:"));
+    assert!(!String::from_utf8_lossy(&sealed).contains("PRIVATE KEY"));
+
     // A challenge another instance started is answered by whichever instance
     // the validator reaches: HTTP-01 on the shared port, TLS-ALPN-01 on each.
-    let mut conn = redis.client().await;
     let token = "Zm9yZWlnbi10b2tlbi1mb3ItdGhlLWNsdXN0ZXItdGVzdA";
     let _: () = ::redis::cmd("SET")
         .arg(format!("bellhop:challenges/http-01/{token}"))
@@ -276,7 +295,7 @@ async fn shared_rate_limit_counts_a_client_once_across_instances() {
                 http_port: unused.0.number(),
                 https_port: unused.1.number(),
                 workers: std::num::NonZeroUsize::new(2),
-                storage: storage(&redis),
+                storage: storage(&redis, None),
                 ..Options::default()
             },
             sites: vec![Site {

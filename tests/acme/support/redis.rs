@@ -100,7 +100,7 @@ async fn ping(addr: SocketAddr) -> bool {
         return false;
     }
     let mut buf = [0u8; 7];
-    matches!(tcp.read_exact(&mut buf).await, Ok(_) if &buf == b"+PONG\r\n")
+    tcp.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n"
 }
 
 impl Drop for Redis {
