@@ -30,7 +30,6 @@ use crate::support::{logs, TempDir};
 /// A running instance; shut down on drop.
 struct Instance {
     shutdown: ShutdownHandle,
-    _state: TempDir,
 }
 
 impl Drop for Instance {
@@ -39,7 +38,7 @@ impl Drop for Instance {
     }
 }
 
-async fn start(config: Config, state: TempDir) -> Instance {
+async fn start(config: Config) -> Instance {
     let server = Server::bind(config).await.expect("Server::bind");
     let shutdown = server.shutdown_handle();
     tokio::spawn(async move {
@@ -47,10 +46,7 @@ async fn start(config: Config, state: TempDir) -> Instance {
             panic!("server failed: {e:#}");
         }
     });
-    Instance {
-        shutdown,
-        _state: state,
-    }
+    Instance { shutdown }
 }
 
 fn storage(redis: &Redis, key_file: Option<&std::path::Path>) -> Storage {
@@ -117,7 +113,8 @@ async fn three_instances_order_once_and_all_serve() {
     let _log = logs::capture();
     let mut redis = Redis::start().await;
     let http = Port::reserve();
-    let https: Vec<Port> = (0..3).map(|_| Port::reserve()).collect();
+    // Three instances, and a fourth HTTPS port for a restart without Redis.
+    let https: Vec<Port> = (0..4).map(|_| Port::reserve()).collect();
     // Certificates shorter than 10 days renew at half their lifetime: ~8 s.
     let mut pebble_options = PebbleOptions::new(http.number(), https[0].number());
     pebble_options.validity_secs = Some(16);
@@ -129,36 +126,37 @@ async fn three_instances_order_once_and_all_serve() {
     let key_file = secrets.path().join("storage.key");
     std::fs::write(&key_file, [0x42u8; 32]).unwrap();
 
-    let mut instances = Vec::new();
-    for (i, port) in https.iter().enumerate() {
-        let state = TempDir::new("cluster");
-        let config = Config {
-            options: Options {
-                acme_ca: pebble.directory_url.clone(),
-                acme_ca_root: Some(pebble.api_root_path.clone()),
-                state_dir: state.path().to_path_buf(),
-                http_port: http.number(),
-                https_port: port.number(),
-                workers: std::num::NonZeroUsize::new(1),
-                storage: storage(&redis, Some(&key_file)),
-                ..Options::default()
-            },
-            sites: vec![Site {
-                addresses: vec![SiteAddress {
-                    scheme: Scheme::Https,
-                    host: HostPattern::Name(name.into()),
-                    port: None,
-                }],
-                tls: TlsMode::Acme {
-                    challenge: AcmeChallenge::Http01,
-                },
-                hsts: None,
-                routes: vec![route(&format!("instance {i}"), None)],
+    let shared = storage(&redis, Some(&key_file));
+    let cluster_config = |state: &TempDir, port: &Port, i: usize| Config {
+        options: Options {
+            acme_ca: pebble.directory_url.clone(),
+            acme_ca_root: Some(pebble.api_root_path.clone()),
+            state_dir: state.path().to_path_buf(),
+            http_port: http.number(),
+            https_port: port.number(),
+            workers: std::num::NonZeroUsize::new(1),
+            storage: shared.clone(),
+            ..Options::default()
+        },
+        sites: vec![Site {
+            addresses: vec![SiteAddress {
+                scheme: Scheme::Https,
+                host: HostPattern::Name(name.into()),
+                port: None,
             }],
-        };
-        instances.push(start(config, state).await);
+            tls: TlsMode::Acme {
+                challenge: AcmeChallenge::Http01,
+            },
+            hsts: None,
+            routes: vec![route(&format!("instance {i}"), None)],
+        }],
+    };
+    let states: Vec<TempDir> = (0..3).map(|_| TempDir::new("cluster")).collect();
+    let mut instances = Vec::new();
+    for (i, state) in states.iter().enumerate() {
+        instances.push(start(cluster_config(state, &https[i], i)).await);
     }
-    let addrs: Vec<SocketAddr> = https
+    let addrs: Vec<SocketAddr> = https[..3]
         .iter()
         .map(|p| SocketAddr::from(([127, 0, 0, 1], p.number())))
         .collect();
@@ -233,13 +231,13 @@ async fn three_instances_order_once_and_all_serve() {
 
     // Renewal by one instance is picked up by the others.
     let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
+    let renewed_leaf = loop {
         let mut renewed = Vec::new();
         for addr in &addrs {
             renewed.push(served_leaf(*addr, name, &roots, &pebble).await);
         }
         if renewed.iter().all(|l| *l != leaves[0] && *l == renewed[0]) {
-            break;
+            break renewed.swap_remove(0);
         }
         assert!(
             Instant::now() < deadline,
@@ -248,7 +246,7 @@ async fn three_instances_order_once_and_all_serve() {
             pebble.logs()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     assert_eq!(
         pebble.order_count(),
         2,
@@ -271,7 +269,15 @@ async fn three_instances_order_once_and_all_serve() {
             .expect("GET after restart");
         assert_eq!(status, 200);
     }
+
+    // Started while Redis is down: an instance serves the last certificate it
+    // saw, from its state directory.
+    redis.kill();
     drop(instances);
+    let restarted = start(cluster_config(&states[1], &https[3], 1)).await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], https[3].number()));
+    assert_eq!(served_leaf(addr, name, &roots, &pebble).await, renewed_leaf);
+    drop(restarted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,6 +293,7 @@ async fn shared_rate_limit_counts_a_client_once_across_instances() {
         shared: true,
     };
     let mut instances = Vec::new();
+    let mut states = Vec::new();
     for port in &ports {
         let state = TempDir::new("cluster-rl");
         let config = Config {
@@ -309,7 +316,8 @@ async fn shared_rate_limit_counts_a_client_once_across_instances() {
                 routes: vec![route("ok", Some(limit))],
             }],
         };
-        instances.push(start(config, state).await);
+        instances.push(start(config).await);
+        states.push(state);
     }
     let addrs: Vec<SocketAddr> = ports
         .iter()
