@@ -439,3 +439,28 @@ impl RedisLimits {
         Ok((allowed != 1).then(|| Duration::from_millis(wait.max(1) as u64)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rediss://` builds its TLS client from the one ring provider: a server
+    /// that accepts and hangs up gives an error, not a panic about providers.
+    #[tokio::test]
+    async fn rediss_fails_cleanly_without_a_tls_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                drop(tcp);
+            }
+        });
+        let link = RedisLink::new(
+            &format!("rediss://:pw@127.0.0.1:{port}/0"),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        assert!(!link.shown.contains("pw"));
+        assert!(link.conn().await.is_err());
+    }
+}
