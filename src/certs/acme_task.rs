@@ -137,11 +137,7 @@ impl AcmeTask {
                 return Attempt::Busy;
             }
             Err(e) => {
-                let failure = Failure {
-                    text: format!("shared storage: {e}"),
-                    kind: FailureKind::Other,
-                };
-                self.failed(failure, status).await;
+                self.failed(Failure::storage(&e), status).await;
                 return Attempt::Failed;
             }
         };
@@ -155,9 +151,16 @@ impl AcmeTask {
     /// The part of an attempt made while holding the lease.
     async fn attempt_holding(&mut self, lease: &Lease, status: &mut NameStatus) -> Attempt {
         // The previous holder may have finished between our look and our lock.
+        // A stored value this instance cannot read (say, sealed with another
+        // key-file) must not lead to a duplicate order: that is a failure.
         let served = self.current.as_ref().map(|c| c.info.not_after);
-        if let Ok(Some(fetched)) = self.shared.fetch_newer(&self.name, served).await {
-            return self.adopt(fetched);
+        match self.shared.fetch_newer(&self.name, served).await {
+            Ok(Some(fetched)) => return self.adopt(fetched),
+            Ok(None) => {}
+            Err(e) => {
+                self.failed(Failure::storage(&e), status).await;
+                return Attempt::Failed;
+            }
         }
         if self.shared.storage.is_shared() {
             // Another instance failed recently: its backoff is ours too.
@@ -169,6 +172,11 @@ impl AcmeTask {
                 }
             }
         }
+        self.order(lease, status).await
+    }
+
+    /// Orders a certificate while the lease is held (and kept extended).
+    async fn order(&mut self, lease: &Lease, status: &mut NameStatus) -> Attempt {
         let name = self.name.clone();
         let current = self.current.as_ref().and_then(|c| c.key.cert.first());
         tracing::info!(name = %name, renewal = self.current.is_some(), "obtaining a certificate");
@@ -309,6 +317,16 @@ async fn keep_lease(shared: &Shared, lease: &Lease) {
 struct Failure {
     text: String,
     kind: FailureKind,
+}
+
+impl Failure {
+    /// Shared storage failed: ordinary backoff.
+    fn storage(error: &crate::storage::StorageError) -> Self {
+        Failure {
+            text: format!("shared storage: {error}"),
+            kind: FailureKind::Other,
+        }
+    }
 }
 
 impl From<AcmeError> for Failure {
