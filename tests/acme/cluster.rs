@@ -149,6 +149,7 @@ async fn three_instances_order_once_and_all_serve() {
             },
             hsts: None,
             routes: vec![route(&format!("instance {i}"), None)],
+            bind: None,
         }],
     };
     let states: Vec<TempDir> = (0..3).map(|_| TempDir::new("cluster")).collect();
@@ -314,6 +315,7 @@ async fn shared_rate_limit_counts_a_client_once_across_instances() {
                 tls: TlsMode::Auto,
                 hsts: None,
                 routes: vec![route("ok", Some(limit))],
+                bind: None,
             }],
         };
         instances.push(start(config).await);
