@@ -239,6 +239,7 @@ fn one_shot(from: &str, to: &str) -> anyhow::Result<Config> {
                 handler: Handler::Proxy(ProxyConfig::new(vec![upstream])),
                 rate_limit: None,
                 encode: Vec::new(),
+                max_body: config::defaults::MAX_BODY,
             }],
             bind: None,
         }],

@@ -20,6 +20,7 @@ mod error;
 mod format;
 mod hosts;
 mod lexer;
+mod limits;
 mod model;
 mod options;
 mod parse;

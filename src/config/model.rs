@@ -51,6 +51,20 @@ pub mod defaults {
     pub const MAX_WORKERS: usize = 1024;
     /// Status code for `redirect` when none is given.
     pub const REDIRECT_CODE: u16 = 308;
+    /// `max-connections-per-ip`: enough for a household or office behind one
+    /// NAT address (a browser opens about 6 per site, HTTP/2 one), far below
+    /// what one host could use to exhaust the global cap.
+    pub const MAX_CONNECTIONS_PER_IP: usize = 256;
+    /// `client-body-timeout`: the longest pause allowed while a request body
+    /// is being received, like nginx's `client_body_timeout` (60 s there).
+    pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `client-write-timeout`: how long a response write may stay blocked by
+    /// a client that does not read, like nginx's `send_timeout` (60 s there).
+    pub const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `max-body`: 100 MB (decimal). nginx's default is 1 MB, which breaks
+    /// ordinary photo uploads; Caddy has none. Bodies are streamed, so this
+    /// protects the backend and the disk behind it, not bellhop's memory.
+    pub const MAX_BODY: u64 = 100_000_000;
 }
 
 /// The whole Proxyfile.
@@ -97,6 +111,18 @@ pub struct Options {
     /// Where what instances must agree on is kept (`storage`); the state
     /// directory unless a Redis URL is given.
     pub storage: Storage,
+    /// Client connections open at once, over every listener and worker
+    /// (`max-connections`); `None` means derived from the open-file limit at
+    /// start-up (see `server::caps`), so the parsed config stays machine-independent.
+    pub max_connections: Option<usize>,
+    /// Client connections open at once from one IP address (`max-connections-per-ip`).
+    pub max_connections_per_ip: usize,
+    /// Longest pause while a request body arrives before the request is cut
+    /// with 408 (`client-body-timeout`).
+    pub client_body_timeout: Duration,
+    /// Longest time a response write may stay blocked by a client that does
+    /// not read before the connection is closed (`client-write-timeout`).
+    pub client_write_timeout: Duration,
 }
 
 /// `storage`: the state directory alone, or Redis shared by several instances
@@ -147,6 +173,10 @@ impl Default for Options {
             workers: None,
             bind: None,
             storage: Storage::Dir,
+            max_connections: None,
+            max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
+            client_body_timeout: defaults::CLIENT_BODY_TIMEOUT,
+            client_write_timeout: defaults::CLIENT_WRITE_TIMEOUT,
         }
     }
 }
@@ -272,6 +302,9 @@ pub struct Route {
     /// Response compressions in preference order (`encode zstd gzip`), inherited
     /// from the site when unset; empty means responses pass through as they are.
     pub encode: Vec<Encoding>,
+    /// Largest request body in bytes (`max-body`), inherited from the site
+    /// when unset; larger gets 413.
+    pub max_body: u64,
 }
 
 /// A content coding bellhop may apply to responses (`encode`).

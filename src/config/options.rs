@@ -10,6 +10,7 @@ use miette::SourceSpan;
 
 use super::directives::PROXY_SETTINGS;
 use super::error::{Problem, Problems};
+use super::limits::{self, LIMIT_OPTIONS};
 use super::model::{defaults, Options};
 use super::reader::{list, Directive, Seen, Value};
 use super::site::SITE_DIRECTIVES;
@@ -32,6 +33,10 @@ pub(crate) const OPTION_NAMES: &[&str] = &[
     "workers",
     "bind",
     "storage",
+    "max-connections",
+    "max-connections-per-ip",
+    "client-body-timeout",
+    "client-write-timeout",
 ];
 
 /// Parsed options plus where each one was written, for later cross-checks
@@ -134,6 +139,7 @@ fn usage(name: &str) -> &'static str {
         "workers" => "workers 2",
         "bind" => "bind \"127.0.0.1\"",
         "storage" => "storage \"redis://127.0.0.1:6379/0\"",
+        name if LIMIT_OPTIONS.contains(&name) => limits::usage(name),
         // The caller only passes names from OPTION_NAMES; a test checks that each
         // of them has an arm in `option`.
         _ => "",
@@ -211,6 +217,7 @@ fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
                 }
             }
         }
+        name if LIMIT_OPTIONS.contains(&name) => limits::option(name, arg, o, problems),
         _ => {}
     }
 }

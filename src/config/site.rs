@@ -13,7 +13,8 @@ use miette::SourceSpan;
 use super::directives::{self, PROXY_SETTINGS};
 use super::error::{Problem, Problems};
 use super::hosts::HostPattern;
-use super::model::{Encoding, Handler, PathPattern, RateLimit, Route, Scheme, Site, TlsMode};
+use super::limits;
+use super::model::{defaults, Encoding, Handler, PathPattern, RateLimit, Route, Scheme, Site, TlsMode};
 use super::options::OPTION_NAMES;
 use super::reader::{list, Directive, Seen};
 use super::suggest::did_you_mean;
@@ -28,6 +29,7 @@ pub(crate) const SITE_DIRECTIVES: &[&str] = &[
     "files",
     "rate-limit",
     "encode",
+    "max-body",
     "tls",
     "hsts",
     "route",
@@ -42,6 +44,7 @@ const ROUTE_DIRECTIVES: &[&str] = &[
     "files",
     "rate-limit",
     "encode",
+    "max-body",
 ];
 
 /// What a site answers when it has routes but no site-level handler.
@@ -70,6 +73,7 @@ struct Block {
     /// `Some(None)` is `rate-limit off`.
     rate_limit: Option<Option<RateLimit>>,
     encode: Option<Vec<Encoding>>,
+    max_body: Option<u64>,
     tls: Option<(TlsMode, SourceSpan)>,
     hsts: Option<(Duration, SourceSpan)>,
     routes: Vec<RouteBlock>,
@@ -208,6 +212,11 @@ fn read_block(
                     block.encode = directives::encode(&d, problems);
                 }
             }
+            ("max-body", _) => {
+                if block.seen.first(&d, problems) {
+                    block.max_body = limits::max_body(&d, problems);
+                }
+            }
             ("tls", Level::Site) => {
                 if block.seen.first(&d, problems) {
                     block.tls = directives::tls(&d, problems).map(|t| (t, d.name_span()));
@@ -337,6 +346,7 @@ fn routes(
 ) -> Option<Vec<Route>> {
     let site_rate = block.rate_limit.unwrap_or(None);
     let site_encode = block.encode.clone().unwrap_or_default();
+    let site_max_body = block.max_body.unwrap_or(defaults::MAX_BODY);
     let mut out: Vec<Route> = Vec::new();
     let mut spans: Vec<SourceSpan> = Vec::new();
     let mut ok = true;
@@ -378,6 +388,7 @@ fn routes(
                     .encode
                     .clone()
                     .unwrap_or_else(|| site_encode.clone()),
+                max_body: route.block.max_body.unwrap_or(site_max_body),
             });
             spans.push(*span);
         }
@@ -404,6 +415,7 @@ fn routes(
         handler: catch_all,
         rate_limit: site_rate,
         encode: site_encode,
+        max_body: site_max_body,
     });
     ok.then_some(out)
 }

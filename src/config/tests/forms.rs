@@ -79,6 +79,7 @@ fn route(path: PathPattern, handler: Handler) -> Route {
         handler,
         rate_limit: None,
         encode: Vec::new(),
+        max_body: crate::config::defaults::MAX_BODY,
     }
 }
 

@@ -5,6 +5,7 @@ mod docs;
 mod errors;
 mod fmt;
 mod forms;
+mod limits;
 mod load;
 mod model;
 mod options;

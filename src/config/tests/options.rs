@@ -78,6 +78,10 @@ fn every_option_name_sets_something() {
         "workers" => "2",
         "bind" => "\"127.0.0.1\"",
         "storage" => "\"redis://127.0.0.1:6379/0\"",
+        "max-connections" => "100",
+        "max-connections-per-ip" => "8",
+        "client-body-timeout" => "\"1s\"",
+        "client-write-timeout" => "\"1s\"",
         other => panic!("add a sample value for option `{other}` to this test"),
     };
     for name in OPTION_NAMES {
