@@ -1,7 +1,8 @@
 //! The one body type that flows through bellhop in both directions.
 //!
 //! An enum instead of a boxed trait object: a proxied body is passed through as
-//! hyper's own [`Incoming`] stream (no copy, no buffering, backpressure intact), a
+//! hyper's own `Incoming` stream (no copy, no buffering, backpressure intact;
+//! a client's held to its limits by [`ClientBody`]), a
 //! body bellhop writes itself is a single `Bytes`, and a static file is read in
 //! chunks as the client takes them. Only a compressed body is boxed: it wraps
 //! another body plus the compressor's state.
@@ -11,18 +12,19 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::encode::EncodedBody;
 use crate::files::FileBody;
+use crate::limit::{ClientBody, ClientBodyError};
 use crate::proxy::UpstreamBody;
 
 /// A request or response body: streamed from a peer, a fixed buffer, a file, or
 /// one of those compressed.
 #[derive(Debug)]
 pub(crate) enum Body {
-    /// Streamed from the client, frame by frame.
-    Stream(Incoming),
+    /// Streamed from the client, frame by frame, within `max-body` and
+    /// `client-body-timeout`.
+    Client(ClientBody),
     /// Streamed from an upstream, frame by frame; it also drives the upstream
     /// connection and returns it to the pool at the end.
     Upstream(UpstreamBody),
@@ -44,6 +46,9 @@ pub(crate) enum BodyError {
     /// Reading a file or compressing failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The client's request body broke a limit, was malformed or ended early.
+    #[error(transparent)]
+    Client(#[from] ClientBodyError),
 }
 
 impl Body {
@@ -63,12 +68,6 @@ impl Body {
     }
 }
 
-impl From<Incoming> for Body {
-    fn from(incoming: Incoming) -> Self {
-        Body::Stream(incoming)
-    }
-}
-
 impl http_body::Body for Body {
     type Data = Bytes;
     type Error = BodyError;
@@ -78,7 +77,7 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            Body::Stream(incoming) => Pin::new(incoming)
+            Body::Client(client) => Pin::new(client)
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(BodyError::from))),
             Body::Upstream(upstream) => Pin::new(upstream)
@@ -96,7 +95,7 @@ impl http_body::Body for Body {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Body::Stream(incoming) => incoming.is_end_stream(),
+            Body::Client(client) => client.is_end_stream(),
             Body::Upstream(upstream) => upstream.is_end_stream(),
             Body::Full(bytes) => bytes.is_none(),
             Body::File(file) => file.is_end_stream(),
@@ -106,7 +105,7 @@ impl http_body::Body for Body {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Body::Stream(incoming) => incoming.size_hint(),
+            Body::Client(client) => client.size_hint(),
             Body::Upstream(upstream) => upstream.size_hint(),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::File(file) => SizeHint::with_exact(file.remaining()),

@@ -21,6 +21,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::limit::RefusedCounters;
+
 /// Labels of `bellhop_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -56,6 +58,12 @@ struct OutcomeLabels {
     result: &'static str,
 }
 
+/// Labels of `bellhop_refused_connections_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// Labels of `bellhop_build_info`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -74,6 +82,7 @@ pub(crate) struct Metrics {
     open_websockets: Gauge,
     reloads: Family<OutcomeLabels, Counter>,
     certificate_not_after: Family<NameLabels, Gauge>,
+    refused_connections: Family<ReasonLabels, Counter>,
     /// The names in `certificate_not_after` (the family cannot list them).
     certificate_names: Mutex<Vec<String>>,
     upstream_failures: Family<UpstreamLabels, Counter>,
@@ -138,6 +147,12 @@ impl Metrics {
             "Failed connects to an upstream (refused, socket missing, timed out), by upstream",
             upstream_failures.clone(),
         );
+        let refused_connections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "refused_connections",
+            "Connections closed at accept by a cap (max-connections or per-ip)",
+            refused_connections.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -153,8 +168,22 @@ impl Metrics {
             open_websockets,
             reloads,
             certificate_not_after,
+            refused_connections,
             certificate_names: Mutex::new(Vec::new()),
             upstream_failures,
+        }
+    }
+
+    /// The counters of connections refused at accept, one per reason; both
+    /// series exist from the start, at zero.
+    pub(crate) fn refused_connections(&self) -> RefusedCounters {
+        let counter = |reason| {
+            self.refused_connections
+                .get_or_create_owned(&ReasonLabels { reason })
+        };
+        RefusedCounters {
+            max_connections: counter("max-connections"),
+            per_ip: counter("per-ip"),
         }
     }
 

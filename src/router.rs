@@ -65,6 +65,7 @@ struct RouteEntry {
     limiter: Option<Arc<Limiter>>,
     encode: Box<[Encoding]>,
     metrics: RouteMetrics,
+    max_body: u64,
 }
 
 /// The route chosen for a request.
@@ -78,6 +79,8 @@ pub(crate) struct Routed<'a> {
     pub encode: &'a [Encoding],
     /// The route's request counters.
     pub metrics: &'a RouteMetrics,
+    /// Largest request body accepted, in bytes (`max-body`).
+    pub max_body: u64,
 }
 
 /// What answers a request once its route is known.
@@ -247,6 +250,7 @@ impl SiteRoutes {
                     limiter: route.rate_limit.map(&mut limiter_for),
                     encode: route.encode.clone().into_boxed_slice(),
                     metrics: metrics.route(&site_label, &route.path.to_string().into()),
+                    max_body: route.max_body,
                 })
             })
             .collect::<Result<Vec<_>, RouterError>>()?;
@@ -266,6 +270,7 @@ impl SiteRoutes {
                 limiter: r.limiter.as_deref(),
                 encode: &r.encode,
                 metrics: &r.metrics,
+                max_body: r.max_body,
             })
     }
 }

@@ -1,8 +1,12 @@
 //! Limits that protect the backends and bellhop itself from abusive clients.
 //! Every structure here is bounded in memory whatever the clients do.
 
+mod body;
+mod conns;
 mod rate;
 mod shared;
 
+pub(crate) use body::{BodyLimits, ClientBody, ClientBodyError};
+pub(crate) use conns::{ConnCaps, ConnPermit, RefusedCounters};
 pub(crate) use rate::ClientKey;
 pub(crate) use shared::Limiter;

@@ -33,6 +33,7 @@ use hyper::body::Incoming;
 use crate::body::{text_response, Body};
 use crate::config::ProxyConfig;
 use crate::metrics::Metrics;
+use crate::limit::{ClientBody, ClientBodyError};
 pub(crate) use body::UpstreamBody;
 pub(crate) use client::ClientInfo;
 use conn::UpstreamConn;
@@ -96,10 +97,11 @@ impl Proxy {
     /// `host` is the host the client asked for; it becomes the upstream's Host.
     pub(crate) async fn forward(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         client: &ClientInfo,
         host: Option<HeaderValue>,
     ) -> Forwarded {
+        let version = req.version();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let source = Source::PoolOrNew;
         let (upstream, ready) = match reach(&self.upstreams, start, self.settings, source).await {
@@ -107,7 +109,7 @@ impl Proxy {
             Err(unreached) => {
                 let failure = SendError::Open(unreached.error);
                 return Forwarded {
-                    response: self.failure_response(&unreached.upstream.label, failure),
+                    response: self.failure_response(&unreached.upstream.label, failure, version),
                     upstream: unreached.upstream.label.clone(),
                     tunnel: None,
                 };
@@ -116,7 +118,7 @@ impl Proxy {
         let exchanged = self.exchange(upstream, ready, req, client, host.as_ref());
         let (response, tunnel) = match exchanged.await {
             Ok(answer) => answer,
-            Err(failure) => (self.failure_response(&upstream.label, failure), None),
+            Err(failure) => (self.failure_response(&upstream.label, failure, version), None),
         };
         Forwarded {
             response,
@@ -131,7 +133,7 @@ impl Proxy {
         &self,
         upstream: &UpstreamTarget,
         ready: Ready,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         client: &ClientInfo,
         host: Option<&HeaderValue>,
     ) -> Result<(Response<Body>, Option<Tunnel>), SendError> {
@@ -140,7 +142,7 @@ impl Proxy {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         upstream_head(&mut parts, upstream, client, host, upgrade);
-        let request = Request::from_parts(parts, Body::from(body));
+        let request = Request::from_parts(parts, Body::Client(body));
         let (response, conn) = send::send(upstream, self.settings, ready, request).await?;
         Ok(self.client_response(response, conn, client_upgrade, &upstream.label))
     }
@@ -172,28 +174,44 @@ impl Proxy {
 
     /// The page for a client whose request got no upstream response. The
     /// details stay in the log: clients learn nothing about the backend.
-    fn failure_response(&self, label: &str, failure: SendError) -> Response<Body> {
-        match failure {
-            error if error.is_client_gone() => {
-                // The client's own request body broke (it hung up mid-upload):
-                // not the upstream's fault. 499 is nginx's status for this.
-                tracing::debug!(upstream = %label, "client went away while sending its request body");
-                text_response(CLIENT_CLOSED_REQUEST, "request body incomplete")
-            }
-            error => {
-                let (status, text) = error.describe(self.settings.header_timeout);
-                tracing::warn!(upstream = %label, status = status.as_u16(), error = %text, "upstream failed");
-                text_response(status, "the upstream did not answer")
+    ///
+    /// When the client's own request body is what failed (too large, stalled,
+    /// malformed, or the client left), the upstream is not to blame: the
+    /// status is the body's (413, 408, 400), already logged with its reason
+    /// by the body itself, and the connection closes since the rest of the
+    /// body was never read.
+    fn failure_response(
+        &self,
+        label: &str,
+        failure: SendError,
+        version: Version,
+    ) -> Response<Body> {
+        if let SendError::Failed(error) = &failure {
+            if let Some(body_error) = ClientBodyError::find(error) {
+                let (wire, logged) = body_error.status();
+                let mut response = text_response(wire, "request body refused");
+                if version < Version::HTTP_2 {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                if logged != wire {
+                    response.extensions_mut().insert(LogStatus(logged));
+                }
+                return response;
             }
         }
+        let (status, text) = failure.describe(self.settings.header_timeout);
+        tracing::warn!(upstream = %label, status = status.as_u16(), error = %text, "upstream failed");
+        text_response(status, "the upstream did not answer")
     }
 }
 
-/// nginx's "client closed request", for the access log of aborted uploads.
-const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
-    Ok(status) => status,
-    Err(_) => StatusCode::BAD_REQUEST,
-};
+/// A response extension: the status to log and count when it differs from
+/// the one on the wire (499 for a client that left mid-body, which is never
+/// sent).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogStatus(pub(crate) StatusCode);
 
 /// Rewrites the client's request head for `upstream` in place: headers
 /// (hop-by-hop out, `X-Forwarded-*` in), Host, an origin-form target, and

@@ -162,14 +162,6 @@ pub(super) enum SendError {
 }
 
 impl SendError {
-    /// Whether the failure came from the client's request body stream rather
-    /// than from the upstream. hyper reports a failing request body as a
-    /// "user" error; bellhop builds every other part of the request itself, so
-    /// a user error here means the client's upload broke.
-    pub(super) fn is_client_gone(&self) -> bool {
-        matches!(self, SendError::Failed(e) if e.is_user())
-    }
-
     /// The status for the client and a one-line reason for the log and page.
     pub(super) fn describe(&self, header_timeout: Duration) -> (http::StatusCode, String) {
         use http::StatusCode;

@@ -1,10 +1,10 @@
 //! The answers bellhop writes itself: the phases' early answers (404, 308 to
-//! HTTPS, 429) and the `respond` and `redirect` handlers.
+//! HTTPS, 429, 413) and the `respond` and `redirect` handlers.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode, Uri};
+use http::{header, HeaderValue, Response, StatusCode, Uri, Version};
 
 use crate::body::{text_response, Body};
 
@@ -27,6 +27,22 @@ pub(super) fn too_many_requests(wait: Duration) -> Response<Body> {
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
+}
+
+/// 413 for a body declared larger than `max-body`, before any of it is read.
+/// HTTP/1.1 closes the connection after it: the unread body would otherwise
+/// be taken for the next request.
+pub(super) fn body_too_large(version: Version) -> Response<Body> {
+    let mut response = text_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the request body is larger than this site accepts",
+    );
+    if version < Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 

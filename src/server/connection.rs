@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +17,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::access_log::LoggedBody;
+use super::write_deadline::WriteDeadline;
 use super::{service, Shared};
 use crate::config::Scheme;
+use crate::limit::ConnPermit;
 use crate::metrics::OpenGuard;
 
 /// One accepted connection as the accept loop saw it: built once there and
@@ -34,7 +36,9 @@ pub(super) struct Accepted {
     pub scheme: Scheme,
 }
 
-/// What every request on one connection shares.
+/// What every request on one connection shares. An upgraded tunnel keeps
+/// it too: the socket, and so its place under the connection caps, lives on
+/// in the tunnel.
 #[derive(Debug)]
 pub(super) struct ConnContext {
     /// State shared by the whole server.
@@ -46,12 +50,17 @@ pub(super) struct ConnContext {
     /// When the last response finished, in ms since `opened`.
     last_done_ms: AtomicU64,
     opened: Instant,
+    /// Set when the connection became a tunnel (WebSocket): the write
+    /// deadline then gives way to the tunnel's idle timeout.
+    upgraded: AtomicBool,
     /// Keeps `bellhop_open_connections` counting this connection.
     _open: OpenGuard,
+    /// This connection's place under `max-connections` and per-IP caps.
+    _permit: ConnPermit,
 }
 
 impl ConnContext {
-    fn new(shared: Arc<Shared>, accepted: Accepted) -> Arc<Self> {
+    fn new(shared: Arc<Shared>, accepted: Accepted, permit: ConnPermit) -> Arc<Self> {
         Arc::new(ConnContext {
             _open: shared.metrics.connection_opened(),
             shared,
@@ -59,7 +68,24 @@ impl ConnContext {
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
             opened: Instant::now(),
+            upgraded: AtomicBool::new(false),
+            _permit: permit,
         })
+    }
+
+    /// Marks the connection as handed to a tunnel.
+    pub(super) fn set_upgraded(&self) {
+        self.upgraded.store(true, Ordering::Release);
+    }
+
+    /// Whether the connection was handed to a tunnel.
+    pub(super) fn is_upgraded(&self) -> bool {
+        self.upgraded.load(Ordering::Acquire)
+    }
+
+    /// The client's stream with `client-write-timeout` applied.
+    fn guard<I>(self: &Arc<Self>, stream: I) -> WriteDeadline<I> {
+        WriteDeadline::new(stream, self.shared.client_write_timeout, self.clone())
     }
 
     /// When the connection became idle, or `None` while requests are in flight.
@@ -116,13 +142,16 @@ fn requests(
 pub(super) async fn serve_http1<I>(
     stream: I,
     accepted: Accepted,
+    permit: ConnPermit,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = accepted.peer;
-    let svc = requests(ConnContext::new(shared.clone(), accepted));
+    let context = ConnContext::new(shared.clone(), accepted, permit);
+    let stream = context.guard(stream);
+    let svc = requests(context);
     if let Err(e) = drive_http1(&shared, stream, svc, &stop).await {
         // Clients that vanish or send garbage end here; hyper already answered
         // what deserved an answer (400, 431, 408).
@@ -171,13 +200,15 @@ where
 pub(super) async fn serve_h2<I>(
     stream: I,
     accepted: Accepted,
+    permit: ConnPermit,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (peer, idle) = (accepted.peer, shared.idle_timeout);
-    let context = ConnContext::new(shared.clone(), accepted);
+    let context = ConnContext::new(shared.clone(), accepted, permit);
+    let stream = context.guard(stream);
     let watched = context.clone();
     let svc = requests(context);
     let conn = shared.http2.serve_connection(TokioIo::new(stream), svc);

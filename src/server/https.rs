@@ -18,6 +18,7 @@ use crate::acme::{Http01Tokens, HTTP01_PATH_PREFIX};
 use crate::body::Body;
 use crate::certs::{CertManager, SharedChallenges};
 use crate::config::{Config, Scheme};
+use crate::limit::ConnPermit;
 use crate::metrics::Metrics;
 use crate::tls::{Alpn, CertResolver, ChallengeCerts, TlsTerminator};
 
@@ -128,6 +129,7 @@ pub(super) fn is_http01_path(path: &str) -> bool {
 pub(super) async fn serve_tls(
     stream: TcpStream,
     accepted: Accepted,
+    permit: ConnPermit,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
@@ -141,10 +143,10 @@ pub(super) async fn serve_tls(
     };
     match handshake {
         Ok(Some((tls, Alpn::H2))) => {
-            connection::serve_h2(tls, accepted, shared.clone(), stop).await
+            connection::serve_h2(tls, accepted, permit, shared.clone(), stop).await
         }
         Ok(Some((tls, Alpn::Http1))) => {
-            connection::serve_http1(tls, accepted, shared.clone(), stop).await
+            connection::serve_http1(tls, accepted, permit, shared.clone(), stop).await
         }
         Ok(None) => {}
         Err(e) => tracing::debug!(peer = %accepted.peer, error = %e, "TLS handshake failed"),

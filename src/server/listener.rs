@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::connection::{self, Accepted};
 use super::{https, Shared};
 use crate::config::{port_uses, Config, Need, Scheme};
+use crate::limit::ConnPermit;
 
 /// A port bellhop listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +137,12 @@ pub(super) async fn accept_loop(
             Ok((stream, mut peer)) => {
                 // Dual-stack sockets report IPv4 clients as ::ffff:a.b.c.d.
                 peer.set_ip(crate::config::canonical_ip(peer.ip()));
+                // Over a cap: closed at once, before any TLS or HTTP work
+                // (the caps count and log the refusal).
+                let Ok(permit) = shared.caps.admit(peer.ip()) else {
+                    drop(stream);
+                    continue;
+                };
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }
@@ -144,7 +151,7 @@ pub(super) async fn accept_loop(
                     port: spec.port,
                     scheme: spec.scheme,
                 };
-                spawn_connection(stream, accepted, &shared, &stop);
+                spawn_connection(stream, accepted, permit, &shared, &stop);
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: the socket is fine, the process is
@@ -160,14 +167,17 @@ pub(super) async fn accept_loop(
 fn spawn_connection(
     stream: TcpStream,
     accepted: Accepted,
+    permit: ConnPermit,
     shared: &Arc<Shared>,
     stop: &CancellationToken,
 ) {
     let tasks = &shared.background.tasks;
     let (shared, stop) = (shared.clone(), stop.clone());
     match accepted.scheme {
-        Scheme::Https => tasks.spawn(https::serve_tls(stream, accepted, shared, stop)),
-        Scheme::Http => tasks.spawn(connection::serve_http1(stream, accepted, shared, stop)),
+        Scheme::Https => tasks.spawn(https::serve_tls(stream, accepted, permit, shared, stop)),
+        Scheme::Http => tasks.spawn(connection::serve_http1(
+            stream, accepted, permit, shared, stop,
+        )),
     };
 }
 

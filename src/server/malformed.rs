@@ -1,9 +1,9 @@
 //! Requests hyper accepts but bellhop refuses before any phase looks at them,
-//! because the next hop could read their framing or Host differently.
+//! because the next hop could read their framing, target or Host differently.
 
 use std::net::Ipv6Addr;
 
-use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 
 use crate::body::{text_response, Body};
 
@@ -17,7 +17,11 @@ use crate::body::{text_response, Body};
 /// - an HTTP/1.1 request without Host (and no absolute-form target), or any
 ///   request with more than one Host or a Host that is not `host[:port]`, gets
 ///   400 (§3.2), instead of reaching a catch-all site with a Host the backend
-///   may read differently.
+///   may read differently;
+/// - `CONNECT` gets 405: bellhop is a reverse proxy, not a tunnel to any
+///   `host:port` (and h2's extended CONNECT is not offered); any other method
+///   with an authority-form target (`GET host:443`) gets 400, as there is no
+///   path to route or forward. Neither reaches a backend.
 pub(super) fn refuse_malformed<B>(req: &Request<B>) -> Option<Response<Body>> {
     // h2 has no Connection header (hyper would drop it): the stream just ends.
     let closing = |mut response: Response<Body>| {
@@ -28,6 +32,21 @@ pub(super) fn refuse_malformed<B>(req: &Request<B>) -> Option<Response<Body>> {
         }
         response
     };
+    if req.method() == Method::CONNECT {
+        let mut refusal = text_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not supported: this is a reverse proxy",
+        );
+        refusal.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
+        return Some(closing(refusal));
+    }
+    let uri = req.uri();
+    if uri.authority().is_some() && uri.scheme().is_none() {
+        return Some(closing(text_response(
+            StatusCode::BAD_REQUEST,
+            "an authority-form target is only valid for CONNECT",
+        )));
+    }
     let mut codings = req.headers().get_all(header::TRANSFER_ENCODING).iter();
     if let Some(first) = codings.next() {
         let chunked = first
@@ -52,6 +71,9 @@ pub(super) fn refuse_malformed<B>(req: &Request<B>) -> Option<Response<Body>> {
     };
     Some(closing(text_response(StatusCode::BAD_REQUEST, problem)))
 }
+
+/// The methods bellhop forwards, for the `Allow` header of a 405.
+const ALLOWED: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE";
 
 /// `host[:port]` with a registered name or IPv4 address (RFC 3986 reg-name
 /// characters) or a bracketed IPv6 address, and a numeric port. Empty is valid

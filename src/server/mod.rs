@@ -16,6 +16,7 @@
 mod access_log;
 mod admin;
 mod answers;
+mod caps;
 mod connection;
 mod https;
 mod listener;
@@ -23,6 +24,7 @@ mod malformed;
 mod reload;
 mod service;
 mod worker;
+mod write_deadline;
 
 pub use reload::{ReloadHandle, ReloadSummary};
 
@@ -38,15 +40,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::limit::ConnCaps;
 use crate::metrics::Metrics;
 use crate::proxy::Tunnel;
 use crate::router::Router;
 use reload::Listeners;
 
-/// Request head (request line + headers) size limit; larger gets 431. hyper
-/// checks it before each read, so a head that arrives in large pieces can reach
-/// up to twice this; over 128 KiB never passes. (hyper also caps a head at 100
-/// header lines, and a target at 65,534 bytes: 414.)
+/// Request head (request line + headers, final CRLF included) size limit;
+/// one byte more gets 431. hyper's `max_header_size` checks the parsed head
+/// exactly (its read buffer, `max_buf_size`, can overshoot by a read).
+/// (hyper also caps a head at 100 header lines, and a target at 65,534
+/// bytes: 414.)
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// Concurrent streams per h2 connection (hyper's default is 200).
 const H2_MAX_STREAMS: u32 = 100;
@@ -71,6 +75,12 @@ pub(crate) struct Shared {
     https: Option<https::Https>,
     /// Counters and gauges for the admin listener; kept across reloads.
     metrics: Arc<Metrics>,
+    /// `max-connections` and `max-connections-per-ip`, across all workers.
+    caps: Arc<ConnCaps>,
+    /// `client-body-timeout`: longest pause inside a request body.
+    client_body_timeout: Duration,
+    /// `client-write-timeout`: longest blocked write to a client.
+    client_write_timeout: Duration,
 }
 
 /// Where the server keeps the tasks that outlive the code that started them
@@ -85,13 +95,16 @@ struct Background {
 
 impl Shared {
     /// Runs an upgraded tunnel on its own task, where shutdown closes it,
-    /// counted in `bellhop_open_websockets` while it runs.
-    fn spawn_tunnel(&self, tunnel: Tunnel) {
+    /// counted in `bellhop_open_websockets` while it runs. The tunnel holds
+    /// its connection's context, so the connection keeps its place under
+    /// the caps until the socket closes.
+    fn spawn_tunnel(&self, tunnel: Tunnel, conn: Arc<connection::ConnContext>) {
         let shutdown = self.background.shutdown.clone();
         let open = self.metrics.websocket_opened();
+        conn.set_upgraded();
         self.background.tasks.spawn(async move {
             tunnel.run(shutdown).await;
-            drop(open);
+            drop((open, conn));
         });
     }
 }
@@ -146,6 +159,7 @@ impl Server {
             // Bounds slow request heads and idle keep-alive connections alike.
             .header_read_timeout(config.options.client_header_timeout)
             .max_buf_size(MAX_REQUEST_HEAD)
+            .max_header_size(MAX_REQUEST_HEAD)
             .keep_alive(true);
 
         let mut http2 = http2::Builder::new(TokioExecutor::new());
@@ -172,7 +186,10 @@ impl Server {
                 http2,
                 idle_timeout: config.options.client_header_timeout,
                 https,
+                caps: caps::connection_caps(&config.options, metrics.refused_connections()),
                 metrics,
+                client_body_timeout: config.options.client_body_timeout,
+                client_write_timeout: config.options.client_write_timeout,
             }),
             grace_period: config.options.grace_period,
             workers,

@@ -6,7 +6,8 @@
 //! challenge  ACME HTTP-01 token on a plain-HTTP port
 //! site       listener port + Host → site, or 308 to HTTPS, or 404
 //! route      path → route, or 404
-//! admit      rate limit (429); later access lists, auth, body limits
+//! admit      rate limit (429), declared body size over max-body (413);
+//!            later access lists, auth
 //! handle     respond | redirect | proxy | files
 //! filter     encode, HSTS
 //! log        count the status, HEAD without content, one access-log line when the body ends
@@ -25,15 +26,17 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use super::access_log::{self, LoggedBody, RequestLog};
-use super::answers::{not_found, redirect, redirect_to_https, respond, too_many_requests};
+use super::answers::{
+    body_too_large, not_found, redirect, redirect_to_https, respond, too_many_requests,
+};
 use super::connection::{Accepted, ConnContext, InFlight};
 use super::malformed::refuse_malformed;
 use crate::body::Body;
 use crate::config::{normalize_host, Encoding, Scheme};
 use crate::encode;
-use crate::limit::ClientKey;
+use crate::limit::{BodyLimits, ClientBody, ClientKey};
 use crate::metrics::RouteMetrics;
-use crate::proxy::ClientInfo;
+use crate::proxy::{ClientInfo, LogStatus};
 use crate::router::{Action, HostMatch, Routed, Router, SiteRoutes};
 
 /// The result of a phase: what it found, or the request's answer.
@@ -92,7 +95,7 @@ async fn dispatch<'r>(
     req: Request<Incoming>,
     facts: &Facts,
     router: &'r Router,
-    conn: &ConnContext,
+    conn: &Arc<ConnContext>,
 ) -> Outcome<'r> {
     if let Some(answer) = shared_challenge(&req, conn).await {
         return Outcome::local(answer, router.unrouted());
@@ -127,9 +130,9 @@ async fn serve<'r>(
     site: &'r SiteRoutes,
     route: Routed<'r>,
     facts: &Facts,
-    conn: &ConnContext,
+    conn: &Arc<ConnContext>,
 ) -> Phase<Outcome<'r>> {
-    admit(&route, &facts.client).await?;
+    admit(&req, &route, &facts.client).await?;
     let filters = Filters::new(&req, &route, site, conn.accepted.scheme);
     let outcome = handle_action(req, &route, facts, conn).await;
     Continue(filters.apply(outcome, &facts.method))
@@ -212,10 +215,22 @@ fn route<'s>(site: &'s SiteRoutes, uri: &Uri) -> Phase<Routed<'s>> {
         .map_or_else(|| Break(not_found()), Continue)
 }
 
-/// Whether the client may have this request served: the route's rate limit,
-/// keyed by the resolved client (not a trusted proxy in front of it).
+/// Whether the client may have this request served: a body declared larger
+/// than `max-body` (Content-Length) is refused before any handler or upstream
+/// sees it, whatever the handler; then the route's rate limit, keyed by the
+/// resolved client (not a trusted proxy in front of it). A body without a
+/// declared length is held to `max-body` as it streams (`limit::ClientBody`).
 /// A `shared=#true` limit asks Redis (one round trip); every other check is local.
-async fn admit(route: &Routed<'_>, client: &ClientInfo) -> Phase<()> {
+async fn admit<B: http_body::Body>(
+    req: &Request<B>,
+    route: &Routed<'_>,
+    client: &ClientInfo,
+) -> Phase<()> {
+    let declared = req.body().size_hint().exact();
+    if let Some(length) = declared.filter(|&length| length > route.max_body) {
+        tracing::info!(client = %client.ip, length, max_body = route.max_body, "request body larger than max-body refused before reading it");
+        return Break(body_too_large(req.version()));
+    }
     let Some(limiter) = route.limiter else {
         return Continue(());
     };
@@ -237,16 +252,21 @@ async fn handle_action<'r>(
     req: Request<Incoming>,
     route: &Routed<'r>,
     facts: &Facts,
-    conn: &ConnContext,
+    conn: &Arc<ConnContext>,
 ) -> Outcome<'r> {
     let local = |response| Outcome::local(response, route.metrics);
     match route.action {
         Action::Respond { status, body } => local(respond(*status, body)),
         Action::Redirect { to, code } => local(redirect(to, *code, &facts.uri)),
         Action::Proxy(proxy) => {
+            let limits = BodyLimits {
+                max: route.max_body,
+                stall: conn.shared.client_body_timeout,
+            };
+            let req = req.map(|body| ClientBody::new(body, limits, facts.client.ip));
             let forwarded = proxy.forward(req, &facts.client, facts.host.clone()).await;
             if let Some(tunnel) = forwarded.tunnel {
-                conn.shared.spawn_tunnel(tunnel);
+                conn.shared.spawn_tunnel(tunnel, conn.clone());
             }
             Outcome {
                 response: forwarded.response,
@@ -305,8 +325,13 @@ impl<'a> Filters<'a> {
 /// loses its content, and the body is wrapped to write the access-log line
 /// when it ends.
 fn log(outcome: Outcome<'_>, facts: Facts, in_flight: InFlight) -> Response<LoggedBody> {
-    outcome.counters.answered(outcome.response.status());
     let (mut parts, mut body) = outcome.response.into_parts();
+    // A status meant for the log only (499) replaces the wire's here.
+    let status = parts
+        .extensions
+        .remove::<LogStatus>()
+        .map_or(parts.status, |logged| logged.0);
+    outcome.counters.answered(status);
     if facts.method == Method::HEAD {
         body = without_content(&mut parts.headers, body);
     }
@@ -316,7 +341,7 @@ fn log(outcome: Outcome<'_>, facts: Facts, in_flight: InFlight) -> Response<Logg
         method: facts.method,
         host: facts.host,
         uri: facts.uri,
-        status: parts.status,
+        status,
         upstream: outcome.upstream,
     });
     Response::from_parts(parts, LoggedBody::new(body, log, in_flight))

@@ -1,0 +1,213 @@
+//! A client's request body as bellhop forwards it: at most `max-body` bytes,
+//! with no pause longer than `client-body-timeout`, and framing errors told
+//! apart from a client that went away.
+//!
+//! The body fails instead of passing on the frame that would cross the limit,
+//! so the upstream never sees more than `max-body` bytes; the proxy then
+//! aborts the upstream request and answers with the status
+//! [`ClientBodyError::status`] gives (when no response has started yet).
+//! Each failure is logged here, once, with the reason.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+/// What the body of one request may do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimits {
+    /// Bytes allowed in all (`max-body`).
+    pub max: u64,
+    /// Longest wait for the next bytes (`client-body-timeout`).
+    pub stall: Duration,
+}
+
+/// Why a client's request body stopped early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientBodyError {
+    /// More bytes than `max-body`.
+    #[error("request body larger than max-body ({max} bytes)")]
+    TooLarge {
+        /// The limit that was crossed.
+        max: u64,
+    },
+    /// No bytes for `client-body-timeout` while bellhop waited for them.
+    #[error("no request body bytes for {0:?} (client-body-timeout)")]
+    Stalled(Duration),
+    /// The chunked framing (or h2 stream) was invalid.
+    #[error("malformed request body: {0}")]
+    Malformed(#[source] hyper::Error),
+    /// The client closed or reset the connection mid-body.
+    #[error("client went away mid-body: {0}")]
+    Gone(#[source] hyper::Error),
+}
+
+impl ClientBodyError {
+    /// The status the client gets when no response has started, and the one
+    /// logged. They differ only for a client that went away: nobody reads the
+    /// answer, and 499 (nginx's "client closed request") is for logs only,
+    /// never a status on the wire, so the wire gets 400.
+    pub(crate) fn status(&self) -> (StatusCode, StatusCode) {
+        match self {
+            ClientBodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, StatusCode::PAYLOAD_TOO_LARGE),
+            ClientBodyError::Stalled(_) => (StatusCode::REQUEST_TIMEOUT, StatusCode::REQUEST_TIMEOUT),
+            ClientBodyError::Malformed(_) => (StatusCode::BAD_REQUEST, StatusCode::BAD_REQUEST),
+            ClientBodyError::Gone(_) => (StatusCode::BAD_REQUEST, CLIENT_CLOSED_REQUEST),
+        }
+    }
+
+    /// The first `ClientBodyError` in `error`'s chain of sources (an upstream
+    /// send that failed because of the request body carries it there).
+    pub(crate) fn find<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e Self> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<ClientBodyError>() {
+                return Some(found);
+            }
+            if let Some(crate::body::BodyError::Client(found)) = e.downcast_ref() {
+                return Some(found);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
+
+/// nginx's "client closed request": logged for a client that left mid-body.
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
+/// A request body held to [`BodyLimits`].
+#[derive(Debug)]
+pub(crate) struct ClientBody {
+    incoming: Incoming,
+    limits: BodyLimits,
+    /// Bytes passed on so far.
+    received: u64,
+    /// Armed while bellhop waits for the client; made on the first wait only.
+    stall: Option<Pin<Box<Sleep>>>,
+    /// Whether `stall` counts down now (it is reset when bytes arrive).
+    waiting: bool,
+    /// Who sent it, for the log line.
+    client: IpAddr,
+    /// Set after the first error: the body is over.
+    failed: bool,
+}
+
+impl ClientBody {
+    /// Wraps `incoming`, sent by `client`.
+    pub(crate) fn new(incoming: Incoming, limits: BodyLimits, client: IpAddr) -> Self {
+        ClientBody {
+            incoming,
+            limits,
+            received: 0,
+            stall: None,
+            waiting: false,
+            client,
+            failed: false,
+        }
+    }
+
+    /// Ends the body with `error`, logging why.
+    fn fail(&mut self, error: ClientBodyError) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        self.failed = true;
+        let (_, logged) = error.status();
+        tracing::info!(client = %self.client, status = logged.as_u16(), error = %error, "request body refused, upstream request aborted");
+        Poll::Ready(Some(Err(error)))
+    }
+
+    /// Whether the stall deadline passed while waiting (arming it if this
+    /// is the start of a wait).
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = Instant::now() + self.limits.stall;
+        let sleep = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.waiting {
+            sleep.as_mut().reset(deadline);
+            self.waiting = true;
+        }
+        sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.incoming).poll_frame(cx) {
+            Poll::Pending => {
+                if this.stalled(cx) {
+                    return this.fail(ClientBodyError::Stalled(this.limits.stall));
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                this.waiting = false;
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                this.received = this.received.saturating_add(len);
+                if this.received > this.limits.max {
+                    return this.fail(ClientBodyError::TooLarge {
+                        max: this.limits.max,
+                    });
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let error = if is_framing_error(&e) {
+                    ClientBodyError::Malformed(e)
+                } else {
+                    ClientBodyError::Gone(e)
+                };
+                this.fail(error)
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
+
+/// Whether a body error is bad framing from the client (an invalid chunk
+/// size or chunk end) rather than the connection ending:
+/// hyper reports invalid chunks as `InvalidInput`/`InvalidData` I/O errors
+/// under a body error, and an early end as an incomplete message.
+fn is_framing_error(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_closed() || error.is_canceled() {
+        return false;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            );
+        }
+        source = e.source();
+    }
+    false
+}
