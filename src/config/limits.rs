@@ -79,7 +79,9 @@ fn count(arg: &Value<'_>, what: &str, usage: &str, problems: &mut Problems) -> O
 fn timeout(s: &str) -> Result<Duration, Invalid> {
     let t = values::duration(s)?;
     if t.is_zero() {
-        return Err(Invalid::new("the timeout must be longer than zero").help(values::DURATION_HELP));
+        return Err(
+            Invalid::new("the timeout must be longer than zero").help(values::DURATION_HELP)
+        );
     }
     Ok(t)
 }
@@ -146,7 +148,16 @@ mod tests {
         assert_eq!(size("1GiB"), Ok(1 << 30));
         assert_eq!(size("100B"), Ok(100));
         assert_eq!(size("3 KB"), Ok(3_000));
-        for bad in ["", "MB", "10", "10XB", "0MB", "-1MB", "1.5MB", "99999999999999GB"] {
+        for bad in [
+            "",
+            "MB",
+            "10",
+            "10XB",
+            "0MB",
+            "-1MB",
+            "1.5MB",
+            "99999999999999GB",
+        ] {
             assert!(size(bad).is_err(), "{bad:?}");
         }
     }

@@ -14,7 +14,9 @@ use super::directives::{self, PROXY_SETTINGS};
 use super::error::{Problem, Problems};
 use super::hosts::HostPattern;
 use super::limits;
-use super::model::{defaults, Encoding, Handler, PathPattern, RateLimit, Route, Scheme, Site, TlsMode};
+use super::model::{
+    defaults, Encoding, Handler, PathPattern, RateLimit, Route, Scheme, Site, TlsMode,
+};
 use super::options::OPTION_NAMES;
 use super::reader::{list, Directive, Seen};
 use super::suggest::did_you_mean;

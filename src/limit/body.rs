@@ -56,8 +56,12 @@ impl ClientBodyError {
     /// never a status on the wire, so the wire gets 400.
     pub(crate) fn status(&self) -> (StatusCode, StatusCode) {
         match self {
-            ClientBodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, StatusCode::PAYLOAD_TOO_LARGE),
-            ClientBodyError::Stalled(_) => (StatusCode::REQUEST_TIMEOUT, StatusCode::REQUEST_TIMEOUT),
+            ClientBodyError::TooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, StatusCode::PAYLOAD_TOO_LARGE)
+            }
+            ClientBodyError::Stalled(_) => {
+                (StatusCode::REQUEST_TIMEOUT, StatusCode::REQUEST_TIMEOUT)
+            }
             ClientBodyError::Malformed(_) => (StatusCode::BAD_REQUEST, StatusCode::BAD_REQUEST),
             ClientBodyError::Gone(_) => (StatusCode::BAD_REQUEST, CLIENT_CLOSED_REQUEST),
         }
@@ -118,7 +122,10 @@ impl ClientBody {
     }
 
     /// Ends the body with `error`, logging why.
-    fn fail(&mut self, error: ClientBodyError) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+    fn fail(
+        &mut self,
+        error: ClientBodyError,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         self.failed = true;
         let (_, logged) = error.status();
         tracing::info!(client = %self.client, status = logged.as_u16(), error = %error, "request body refused, upstream request aborted");

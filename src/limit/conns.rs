@@ -134,7 +134,9 @@ impl ConnCaps {
 
     fn shard(&self, ip: IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, PerIp>> {
         let i = (self.hasher.hash_one(ip) as usize) % SHARDS;
-        self.shards[i].lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Gives back one connection of `ip`; an address with none left is

@@ -118,7 +118,10 @@ impl Proxy {
         let exchanged = self.exchange(upstream, ready, req, client, host.as_ref());
         let (response, tunnel) = match exchanged.await {
             Ok(answer) => answer,
-            Err(failure) => (self.failure_response(&upstream.label, failure, version), None),
+            Err(failure) => (
+                self.failure_response(&upstream.label, failure, version),
+                None,
+            ),
         };
         Forwarded {
             response,

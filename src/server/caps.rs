@@ -42,8 +42,12 @@ fn raise_nofile() -> Option<u64> {
             maximum: limit.maximum,
         };
         match setrlimit(Resource::Nofile, raised) {
-            Ok(()) => tracing::debug!(from = ?limit.current, to = ?limit.maximum, "raised the open-file limit"),
-            Err(e) => tracing::warn!(error = %e, soft = ?limit.current, hard = ?limit.maximum, "cannot raise the open-file limit"),
+            Ok(()) => {
+                tracing::debug!(from = ?limit.current, to = ?limit.maximum, "raised the open-file limit")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, soft = ?limit.current, hard = ?limit.maximum, "cannot raise the open-file limit")
+            }
         }
     }
     getrlimit(Resource::Nofile).current
@@ -59,7 +63,9 @@ pub(super) fn derived_max(nofile: Option<u64>) -> usize {
 /// the figures.
 pub(super) fn connection_caps(options: &Options, refused: RefusedCounters) -> Arc<ConnCaps> {
     let nofile = raise_nofile();
-    let max = options.max_connections.unwrap_or_else(|| derived_max(nofile));
+    let max = options
+        .max_connections
+        .unwrap_or_else(|| derived_max(nofile));
     tracing::info!(
         open_file_limit = nofile.map_or_else(|| "unlimited".to_string(), |n| n.to_string()),
         max_connections = max,

@@ -37,7 +37,9 @@ pub(super) fn refuse_malformed<B>(req: &Request<B>) -> Option<Response<Body>> {
             StatusCode::METHOD_NOT_ALLOWED,
             "CONNECT is not supported: this is a reverse proxy",
         );
-        refusal.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
+        refusal
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
         return Some(closing(refusal));
     }
     let uri = req.uri();

@@ -96,7 +96,11 @@ impl<I: AsyncRead + Unpin> AsyncRead for WriteDeadline<I> {
 }
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<I> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
         this.track(cx, poll)

@@ -66,6 +66,7 @@ fn site(name: &str, handler: Handler, hsts: Option<Duration>) -> Site {
             handler,
             rate_limit: None,
             encode: Vec::new(),
+            max_body: bellhop::config::defaults::MAX_BODY,
         }],
         bind: None,
     }

@@ -19,6 +19,7 @@ mod failures;
 mod files;
 mod headers;
 mod keepalive;
+mod limits;
 mod logging;
 mod malformed;
 mod reload;

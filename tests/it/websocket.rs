@@ -19,7 +19,7 @@ use crate::support::config::{proxy_with, site, tcp, ConfigBuilder};
 use crate::support::pattern;
 use crate::support::server::TestServer;
 use crate::support::ws::{connect, next_data, read_until_end};
-use crate::support::{bounded, millis, raise_fd_limit, secs, wait_for};
+use crate::support::{bounded, millis, raise_fd_limit, secs, wait_for, TempDir};
 
 /// bellhop in front of `backend`, with the upgraded-stream idle timeout given.
 async fn front(backend: std::net::SocketAddr, idle: Option<Duration>) -> TestServer {
@@ -162,7 +162,17 @@ async fn thousand_concurrent_websockets_then_all_released() {
         raise_fd_limit();
         const N: usize = 1000;
         let backend = WsBackend::start().await;
-        let bellhop = Bellhop::proxy(&backend.addr.to_string(), &[]).await;
+        // Every socket comes from 127.0.0.1: lift the per-IP cap (default 256) above N.
+        let dir = TempDir::new("thousand-ws");
+        let file = dir.write(
+            "Proxyfile",
+            &format!(
+                "options {{ max-connections-per-ip {} }}\n\"http://127.0.0.1:0\" {{ proxy \"{}\" }}\n",
+                N + 24,
+                backend.addr
+            ),
+        );
+        let bellhop = Bellhop::run_config(&file, &[], 1).await;
         let fds_before = bellhop.proc.fd_count();
         let mut sockets = Vec::with_capacity(N);
         for i in 0..N {

@@ -27,7 +27,10 @@ fn limit_options_take_effect() {
     assert_eq!(o.client_write_timeout, Duration::from_secs(60));
 
     let o = parse_ok("a.example.com { proxy 1 }").options;
-    assert_eq!(o.max_connections, None, "derived from the fd limit at start");
+    assert_eq!(
+        o.max_connections, None,
+        "derived from the fd limit at start"
+    );
     assert_eq!(o.max_connections_per_ip, defaults::MAX_CONNECTIONS_PER_IP);
     assert_eq!(o.client_body_timeout, defaults::CLIENT_BODY_TIMEOUT);
     assert_eq!(o.client_write_timeout, defaults::CLIENT_WRITE_TIMEOUT);
@@ -61,7 +64,10 @@ fn assert_error_at(src: &str, at: &str, message: &str) {
         report.contains(&format!("╭─[Proxyfile:{at}]")),
         "expected the error at {at}:\n{report}"
     );
-    assert!(report.contains(message), "expected {message:?} in:\n{report}");
+    assert!(
+        report.contains(message),
+        "expected {message:?} in:\n{report}"
+    );
     assert!(report.contains("help:"), "no help in:\n{report}");
 }
 

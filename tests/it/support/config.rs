@@ -98,6 +98,7 @@ pub fn site(host: &str) -> SiteBuilder {
         routes: Vec::new(),
         catch_all: None,
         tls: TlsMode::Auto,
+        max_body: None,
     }
 }
 
@@ -111,6 +112,7 @@ pub fn https_site(host: &str) -> SiteBuilder {
         routes: Vec::new(),
         catch_all: None,
         tls: TlsMode::Internal,
+        max_body: None,
     }
 }
 
@@ -137,6 +139,7 @@ pub struct SiteBuilder {
     routes: Vec<Route>,
     catch_all: Option<Handler>,
     tls: TlsMode,
+    max_body: Option<u64>,
 }
 
 impl SiteBuilder {
@@ -167,11 +170,22 @@ impl SiteBuilder {
         self.handle(proxy(upstream))
     }
 
+    /// `max-body` for every route of the site.
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = Some(bytes);
+        self
+    }
+
     /// The site.
     pub fn build(self) -> Site {
         let mut routes = self.routes;
         if let Some(h) = self.catch_all {
             routes.push(make_route(PathPattern::Any, h));
+        }
+        if let Some(bytes) = self.max_body {
+            for route in &mut routes {
+                route.max_body = bytes;
+            }
         }
         Site {
             addresses: self.addresses,
@@ -190,6 +204,7 @@ fn make_route(path: PathPattern, handler: Handler) -> Route {
         handler,
         rate_limit: None,
         encode: Vec::new(),
+        max_body: bellhop::config::defaults::MAX_BODY,
     }
 }
 
