@@ -15,7 +15,7 @@ use crate::support::client::{empty, h1, req};
 use crate::support::config::{site, tcp, ConfigBuilder};
 use crate::support::pattern::{PatternBody, Verifier};
 use crate::support::server::TestServer;
-use crate::support::{bounded, millis, secs};
+use crate::support::{bounded, millis, secs, TempDir};
 
 const GIB: u64 = 1 << 30;
 /// How much bellhop's RSS may grow over its warmed-up baseline while 1 GiB passes.
@@ -144,11 +144,20 @@ impl RssSampler {
     }
 }
 
-/// bellhop (binary, one-shot `proxy`) in front of an echo backend, warmed up with
-/// an 8 MiB transfer each way; returns it with its baseline RSS in KiB.
+/// bellhop (binary, `max-body` raised above the 1 GiB upload) in front of an
+/// echo backend, warmed up with an 8 MiB transfer each way; returns it with
+/// its baseline RSS in KiB.
 async fn warmed_up() -> (Echo, Bellhop, u64) {
     let echo = Echo::start("big").await;
-    let bellhop = Bellhop::proxy(&echo.addr().to_string(), &[]).await;
+    let dir = TempDir::new("big-upload");
+    let file = dir.write(
+        "Proxyfile",
+        &format!(
+            "\"http://127.0.0.1:0\" {{\n    max-body \"2GiB\"\n    proxy \"{}\"\n}}\n",
+            echo.addr()
+        ),
+    );
+    let bellhop = Bellhop::run_config(&file, &[], 1).await;
     let host = bellhop.addr().to_string();
     let mut c = h1(bellhop.addr(), None).await;
     let up = c
