@@ -347,6 +347,23 @@ mod tests {
     }
 
     #[test]
+    fn refused_connections_by_reason() {
+        let metrics = Metrics::new();
+        let refused = metrics.refused_connections();
+        refused.per_ip.inc();
+        refused.per_ip.inc();
+        let text = metrics.encode();
+        let series = |reason: &str| {
+            line_value(
+                &text,
+                &format!("bellhop_refused_connections_total{{reason=\"{reason}\"}}"),
+            )
+        };
+        assert_eq!(series("per-ip"), Some(2), "{text}");
+        assert_eq!(series("max-connections"), Some(0), "{text}");
+    }
+
+    #[test]
     fn gauges_follow_guards_and_certificates() {
         let metrics = Metrics::new();
         let a = metrics.connection_opened();

@@ -49,6 +49,15 @@ fn docs_state_the_code_defaults() {
     // Resolved at start-up from the CPUs the process may use (server::worker).
     assert_eq!(default_in_docs("workers"), "one per CPU");
     assert_duration("client-header-timeout", defaults::CLIENT_HEADER_TIMEOUT);
+    assert_duration("client-body-timeout", defaults::CLIENT_BODY_TIMEOUT);
+    assert_duration("client-write-timeout", defaults::CLIENT_WRITE_TIMEOUT);
+    assert_eq!(
+        default_in_docs("max-connections-per-ip"),
+        defaults::MAX_CONNECTIONS_PER_IP.to_string()
+    );
+    assert_eq!(default_in_docs("max-connections"), "from the open-file limit");
+    assert!(DOC.contains("| [`max-body`](#max-body) | site, route | `100MB` |"));
+    assert_eq!(crate::config::limits::size("100MB"), Ok(defaults::MAX_BODY));
     assert_duration("idle-timeout", defaults::UPGRADE_IDLE_TIMEOUT);
     assert_duration("header-timeout", defaults::UPSTREAM_HEADER_TIMEOUT);
     assert_duration("connect-timeout", defaults::UPSTREAM_CONNECT_TIMEOUT);
