@@ -148,6 +148,10 @@ impl TlsTerminator {
         } else {
             None
         };
+        // Nothing is allocated for the handshake before the client sends its
+        // first byte (rustls sizes its read buffer on the first read attempt),
+        // so a connection that stays silent costs only its socket and task.
+        tcp.readable().await.map_err(TlsError::Handshake)?;
         let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
             .await
             .map_err(TlsError::Handshake)?;

@@ -55,7 +55,10 @@ fn docs_state_the_code_defaults() {
         default_in_docs("max-connections-per-ip"),
         defaults::MAX_CONNECTIONS_PER_IP.to_string()
     );
-    assert_eq!(default_in_docs("max-connections"), "from the open-file limit");
+    assert_eq!(
+        default_in_docs("max-connections"),
+        "from the open-file limit"
+    );
     assert!(DOC.contains("| [`max-body`](#max-body) | site, route | `100MB` |"));
     assert_eq!(crate::config::limits::size("100MB"), Ok(defaults::MAX_BODY));
     assert_duration("idle-timeout", defaults::UPGRADE_IDLE_TIMEOUT);
