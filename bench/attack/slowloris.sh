@@ -19,6 +19,8 @@
 #   RATE             new attack connections per second                (100)
 #   DURATION         seconds per attack, at most 30                   (30)
 #   HEADER_TIMEOUT   bellhop's client-header-timeout                  (10s, to see it act within DURATION)
+#   PER_IP           bellhop's max-connections-per-ip                 (65536: attack and probe
+#                    share 127.0.0.1, so the default 256 would refuse both past 256)
 #   NOFILE           open-file limit for bellhop (ulimit -n)          (inherited)
 #   PROFILE          debug or release build                           (debug)
 #   SETTLE           seconds to wait for fds to return to baseline    (60)
@@ -75,6 +77,7 @@ cat >"$tmp/Proxyfile" <<PROXYFILE
 options {
     state-dir "$tmp/state"
     client-header-timeout "$HEADER_TIMEOUT"
+    max-connections-per-ip ${PER_IP:-65536}
 }
 "http://127.0.0.1:$port" {
     proxy "$backend"

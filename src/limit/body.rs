@@ -128,7 +128,12 @@ impl ClientBody {
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         self.failed = true;
         let (_, logged) = error.status();
-        tracing::info!(client = %self.client, status = logged.as_u16(), error = %error, "request body refused, upstream request aborted");
+        if let ClientBodyError::Gone(_) = error {
+            // Routine (a cancelled upload); the access line says 499.
+            tracing::debug!(client = %self.client, error = %error, "client left mid-body, upstream request aborted");
+        } else {
+            tracing::info!(client = %self.client, status = logged.as_u16(), error = %error, "request body refused, upstream request aborted");
+        }
         Poll::Ready(Some(Err(error)))
     }
 
