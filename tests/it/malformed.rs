@@ -84,10 +84,9 @@ fn head_with_headers(host: &str, lines: usize, len: usize) -> Vec<u8> {
     head.into_bytes()
 }
 
-/// The request head limit: 64 KiB (`max_buf_size`) and 100 header lines. hyper
-/// checks the size before each read, so a head that arrives in large pieces can
-/// reach up to twice that (one more read of up to 64 KiB): 60 KiB always passes,
-/// over 128 KiB never does. Too large gets 431 and nothing is forwarded.
+/// The request head limit: 64 KiB (hyper's `max_header_size`, exact to the
+/// byte: see `limits::head_limit_is_exactly_64_kib`) and 100 header lines.
+/// Too large gets 431 and nothing is forwarded.
 /// (Under the line limit: 95 lines, as bellhop adds three `X-Forwarded-*` and the
 /// echo backend, hyper too, takes at most 100.)
 #[tokio::test]
