@@ -9,7 +9,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use std::convert::Infallible;
+
 use bellhop::config::Options;
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -17,8 +22,8 @@ use crate::support::backends::echo::Echo;
 use crate::support::backends::slow::Slow;
 use crate::support::backends::upgrade::UpgradeBackend;
 use crate::support::binary::{text_field, Bellhop};
-use crate::support::client::{connect_from, get, raw_upgrade};
-use crate::support::config::{proxy, respond, site, tcp, ConfigBuilder};
+use crate::support::client::{body, collect, connect_from, empty, get, h2_tls, raw_upgrade, req};
+use crate::support::config::{https_site, proxy, respond, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
 use crate::support::{bounded, secs, wait_for, wait_for_async, TempDir};
 
@@ -404,6 +409,68 @@ async fn malformed_chunked_gets_400_and_499_stays_in_the_log() {
                 && text_field(l, "status").as_deref() == Some("499")
         });
         assert!(!bad_framing_499, "bad framing was logged as 499");
+    })
+    .await
+}
+
+/// The same limits over h2 (TLS): a declared length over `max-body` gets 413
+/// with nothing sent upstream, a body of unknown length is stopped once it
+/// crosses the limit (the backend sees at most the limit), and CONNECT gets
+/// 405 without reaching the backend.
+#[tokio::test]
+async fn h2_bodies_over_max_body_and_connect_are_refused() {
+    bounded(secs(30), "test", async {
+        let echo = Echo::start("limits-h2").await;
+        let state = TempDir::new("limits-h2");
+        let server = TestServer::start(
+            ConfigBuilder::new()
+                .state_dir(state.path())
+                .site(
+                    https_site("localhost")
+                        .proxy(tcp(echo.addr()))
+                        .max_body(1000),
+                )
+                .build(),
+        )
+        .await;
+        let root_path = state.path().join("internal/root.pem");
+        wait_for("the internal CA root", secs(10), || root_path.exists()).await;
+        let root = std::fs::read(&root_path).expect("root");
+        let uri = format!("https://localhost:{}/upload", server.addr().port());
+        let mut c = h2_tls(server.addr(), "localhost", &root).await;
+
+        let declared = req("POST", "localhost", &uri)
+            .body(body(vec![b'x'; 5000]))
+            .expect("request");
+        let r = collect(c.send_request(declared).await.expect("response")).await;
+        assert_eq!(r.status, 413, "{}", r.text());
+        assert_eq!(
+            echo.http.stats.requests(),
+            0,
+            "a declared 413 reached the backend"
+        );
+
+        let chunks = (0..3).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'y'; 400]))));
+        let streamed = req("POST", "localhost", &uri)
+            .body(StreamBody::new(futures_util::stream::iter(chunks)).boxed())
+            .expect("request");
+        let r = collect(c.send_request(streamed).await.expect("response")).await;
+        assert_eq!(r.status, 413, "{}", r.text());
+        assert!(echo.stats.bytes_in.load(Ordering::SeqCst) <= 1000);
+
+        let before_connect = echo.http.stats.requests();
+        let connect = req("CONNECT", "localhost", "example.com:443")
+            .body(empty())
+            .expect("request");
+        let r = collect(c.send_request(connect).await.expect("response")).await;
+        assert_eq!(r.status, 405, "{}", r.text());
+        // The streamed upload may have reached it (aborted, maybe before its
+        // head went out); the CONNECT never does.
+        assert_eq!(
+            echo.http.stats.requests(),
+            before_connect,
+            "the CONNECT reached the backend"
+        );
     })
     .await
 }
