@@ -128,6 +128,8 @@ pub(super) async fn accept_loop(
             return;
         }
     };
+    // When an accept failure was last logged.
+    let mut warned: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => break,
@@ -155,8 +157,13 @@ pub(super) async fn accept_loop(
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: the socket is fine, the process is
-                // out of something. Pause instead of spinning on the error.
-                tracing::warn!(error = %e, port = spec.port, "accept failed");
+                // out of something. Pause instead of spinning on the error, and
+                // say so at most once a second.
+                let now = tokio::time::Instant::now();
+                if warned.is_none_or(|at| now >= at + Duration::from_secs(1)) {
+                    tracing::warn!(error = %e, port = spec.port, "accept failed; pausing accepts for 100 ms");
+                    warned = Some(now);
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
