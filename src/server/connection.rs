@@ -159,30 +159,6 @@ pub(super) async fn serve_http1<I>(
     }
 }
 
-/// Serves a plain-HTTP connection once its first byte arrives: hyper sizes
-/// its 8 KiB read buffer on its first read attempt, so a client that
-/// connects and stays silent would hold one for as long as the header timeout
-/// lets it. Waiting for readability first (bounded by the same
-/// `client-header-timeout`, and by `stop`) keeps such a connection to its
-/// socket and task.
-pub(super) async fn serve_plain(
-    stream: tokio::net::TcpStream,
-    accepted: Accepted,
-    permit: ConnPermit,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-) {
-    let first_byte = tokio::time::timeout(shared.idle_timeout, stream.readable());
-    tokio::select! {
-        ready = first_byte => match ready {
-            Ok(Ok(())) => serve_http1(stream, accepted, permit, shared, stop).await,
-            Ok(Err(e)) => tracing::debug!(peer = %accepted.peer, error = %e, "connection failed before its first byte"),
-            Err(_) => tracing::debug!(peer = %accepted.peer, "no request within client-header-timeout, closed"),
-        },
-        () = stop.cancelled() => {}
-    }
-}
-
 /// Drives one HTTP/1.1 connection with `svc` (and the server's HTTP/1.1
 /// settings) until it closes; on `stop` it finishes the request in progress,
 /// then closes. Shared by the site listeners and the admin listener.
