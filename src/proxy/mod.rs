@@ -32,8 +32,8 @@ use hyper::body::Incoming;
 
 use crate::body::{text_response, Body};
 use crate::config::ProxyConfig;
-use crate::metrics::Metrics;
 use crate::limit::{ClientBody, ClientBodyError};
+use crate::metrics::Metrics;
 pub(crate) use body::UpstreamBody;
 pub(crate) use client::ClientInfo;
 use conn::UpstreamConn;

@@ -366,7 +366,10 @@ fn restart_only_changes(old: &Options, new: &Options) -> Vec<&'static str> {
     );
     check("workers", old.workers != new.workers);
     check("storage", old.storage != new.storage);
-    check("max-connections", old.max_connections != new.max_connections);
+    check(
+        "max-connections",
+        old.max_connections != new.max_connections,
+    );
     check(
         "max-connections-per-ip",
         old.max_connections_per_ip != new.max_connections_per_ip,

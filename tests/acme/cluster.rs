@@ -65,6 +65,7 @@ fn route(body: &str, rate_limit: Option<RateLimit>) -> Route {
         },
         rate_limit,
         encode: Vec::new(),
+        max_body: bellhop::config::defaults::MAX_BODY,
     }
 }
 
