@@ -3,6 +3,8 @@
 //! A [`Router`] is built once per config from the typed [`Config`] and then only
 //! read. The server holds it behind an atomic swap, so a reload builds a new
 //! router and swaps it in while requests in flight finish on the old one.
+//! The new router takes over the old one's rate-limit buckets where a site
+//! kept its limit, so a reload does not hand every client a fresh burst.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,7 +18,7 @@ use crate::config::{
 };
 use crate::files::Files;
 use crate::limit::Limiter;
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::{Metrics, RouteMetrics, SiteBytes};
 use crate::proxy::Proxy;
 use crate::storage::RedisLimits;
 
@@ -28,6 +30,48 @@ pub(crate) struct Router {
     /// Counters for requests that reach no route (unknown host or path,
     /// redirects to HTTPS, ACME challenges, malformed requests).
     unrouted: RouteMetrics,
+    /// Every rate limiter the routes use, for the next router to take over.
+    limiters: Limiters,
+}
+
+/// The rate limiters of a router by site (its first address) and limit.
+///
+/// A reload builds a new router; a site whose limit is unchanged gets the
+/// same limiter (the same buckets) back, so exhausting a limit and then
+/// reloading does not reset it. A changed limit starts with fresh buckets: the
+/// old counts meant something else.
+#[derive(Debug, Default)]
+struct Limiters(Vec<(Arc<str>, RateLimit, Arc<Limiter>)>);
+
+impl Limiters {
+    fn find(&self, site: &str, limit: RateLimit) -> Option<&Arc<Limiter>> {
+        self.0
+            .iter()
+            .find(|(s, l, _)| **s == *site && *l == limit)
+            .map(|(_, _, limiter)| limiter)
+    }
+
+    /// The limiter for `limit` on `site`: one already built for this router
+    /// (routes inheriting the site's limit share its buckets: a client gets
+    /// "20/s" for the site, not 20/s per route), else the previous router's,
+    /// else a new one from `make`.
+    fn get(
+        &mut self,
+        site: &Arc<str>,
+        limit: RateLimit,
+        previous: Option<&Limiters>,
+        make: impl FnOnce() -> Limiter,
+    ) -> Arc<Limiter> {
+        if let Some(limiter) = self.find(site, limit) {
+            return limiter.clone();
+        }
+        let limiter = previous
+            .and_then(|p| p.find(site, limit))
+            .cloned()
+            .unwrap_or_else(|| Arc::new(make()));
+        self.0.push((site.clone(), limit, limiter.clone()));
+        limiter
+    }
 }
 
 /// The sites served on one listening port.
@@ -56,6 +100,8 @@ pub(crate) struct SiteRoutes {
     routes: Vec<RouteEntry>,
     /// `Strict-Transport-Security` value when `hsts` is on.
     pub hsts: Option<HeaderValue>,
+    /// The site's byte counters, for the connections it serves.
+    pub bytes: SiteBytes,
 }
 
 #[derive(Debug)]
@@ -122,13 +168,26 @@ pub(crate) enum RouterError {
 
 impl Router {
     /// Builds the router, including one connection pool per upstream, and
-    /// fetches each route's counters from `metrics`.
-    pub(crate) fn new(config: &Config, metrics: &Metrics) -> Result<Router, RouterError> {
+    /// fetches each route's counters from `metrics`. `previous` is the router
+    /// this one replaces (a reload): its rate-limit buckets carry over.
+    pub(crate) fn new(
+        config: &Config,
+        metrics: &Metrics,
+        previous: Option<&Router>,
+    ) -> Result<Router, RouterError> {
         let options = &config.options;
         let remote = shared_limits(config)?;
         let mut ports: HashMap<u16, PortRoutes> = HashMap::new();
+        let mut limiters = Limiters::default();
+        let previous = previous.map(|p| &p.limiters);
         for site in &config.sites {
-            let routes = Arc::new(SiteRoutes::new(site, metrics, remote.as_ref())?);
+            let routes = Arc::new(SiteRoutes::new(
+                site,
+                metrics,
+                remote.as_ref(),
+                &mut limiters,
+                previous,
+            )?);
             for address in &site.addresses {
                 let port = address.effective_port(options);
                 let tls = address.scheme == Scheme::Https;
@@ -150,6 +209,7 @@ impl Router {
             ports,
             trusted_proxies: options.trusted_proxies.clone(),
             unrouted: metrics.route(&"".into(), &"".into()),
+            limiters,
         })
     }
 
@@ -216,6 +276,8 @@ impl SiteRoutes {
         site: &crate::config::Site,
         metrics: &Metrics,
         remote: Option<&Arc<RedisLimits>>,
+        limiters: &mut Limiters,
+        previous: Option<&Limiters>,
     ) -> Result<SiteRoutes, RouterError> {
         // Metrics name a site by its first address, as the Proxyfile does.
         let site_label: Arc<str> = site
@@ -229,16 +291,10 @@ impl SiteRoutes {
             .addresses
             .first()
             .map_or_else(String::new, |a| format!("{:?}", a.host));
-        // Routes that inherit the site's limit share its buckets: a client gets
-        // "20/s" for the site, not 20/s per route.
-        let mut limiters: Vec<(RateLimit, Arc<Limiter>)> = Vec::new();
         let mut limiter_for = |limit: RateLimit| {
-            if let Some((_, limiter)) = limiters.iter().find(|(l, _)| *l == limit) {
-                return limiter.clone();
-            }
-            let limiter = Arc::new(Limiter::new(limit, &bucket, remote));
-            limiters.push((limit, limiter.clone()));
-            limiter
+            limiters.get(&site_label, limit, previous, || {
+                Limiter::new(limit, &bucket, remote)
+            })
         };
         let routes = site
             .routes
@@ -257,7 +313,11 @@ impl SiteRoutes {
         let hsts = site.hsts.and_then(|max_age| {
             HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).ok()
         });
-        Ok(SiteRoutes { routes, hsts })
+        Ok(SiteRoutes {
+            routes,
+            hsts,
+            bytes: metrics.site_bytes(&site_label),
+        })
     }
 
     /// The first route whose pattern matches `path`.

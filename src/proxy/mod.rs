@@ -25,7 +25,7 @@ mod upstream;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -69,6 +69,7 @@ pub(crate) struct Forwarded {
 impl Proxy {
     /// Names every upstream of `config`; connections are opened on demand
     /// and pooled per thread, shared with any other proxy to the same target.
+    /// Each upstream's response times go to its histogram in `metrics`.
     /// `None` when `config` names no upstream (the parser never builds one,
     /// but the type allows it), so round robin always has a target.
     pub(crate) fn new(config: &ProxyConfig, metrics: &Metrics) -> Option<Self> {
@@ -95,6 +96,10 @@ impl Proxy {
     /// Forwards `req` and returns the upstream's response, or a 502/504 page.
     ///
     /// `host` is the host the client asked for; it becomes the upstream's Host.
+    /// The time from sending the request on a reached upstream until its
+    /// response head (not its body, which may stream for hours) goes to the
+    /// upstream's histogram; waiting for a restarting upstream is not part of
+    /// it, and an exchange that got no response (502/504) is not counted.
     pub(crate) async fn forward(
         &self,
         req: Request<ClientBody>,
@@ -115,9 +120,13 @@ impl Proxy {
                 };
             }
         };
+        let sent = Instant::now();
         let exchanged = self.exchange(upstream, ready, req, client, host.as_ref());
         let (response, tunnel) = match exchanged.await {
-            Ok(answer) => answer,
+            Ok(answer) => {
+                upstream.response_times.observe(sent.elapsed());
+                answer
+            }
             Err(failure) => (
                 self.failure_response(&upstream.label, failure, version),
                 None,

@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use super::health::Health;
 use super::pool::PoolKey;
 use crate::config::Upstream;
-use crate::metrics::Metrics;
+use crate::metrics::{Histogram, Metrics};
 
 /// An upstream target of a `proxy` directive.
 #[derive(Debug)]
@@ -26,10 +26,12 @@ pub(super) struct UpstreamTarget {
     pub health: Arc<Health>,
     /// `bellhop_upstream_failures_total{upstream}`.
     pub failures: Counter,
+    /// `bellhop_upstream_response_seconds` of this upstream.
+    pub response_times: Histogram,
 }
 
 impl UpstreamTarget {
-    /// Names `target` and finds its pool lane, health record and counter.
+    /// Names `target` and finds its pool lane, health record and counters.
     pub(super) fn new(target: Upstream, metrics: &Metrics) -> Self {
         let authority = match &target {
             Upstream::Tcp { .. } => target.to_string().parse().ok(),
@@ -40,6 +42,7 @@ impl UpstreamTarget {
         let key = PoolKey::of(&target);
         UpstreamTarget {
             failures: metrics.upstream_failures(&label),
+            response_times: metrics.upstream(&label),
             health: Health::of(key),
             label,
             authority,

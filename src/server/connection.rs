@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -17,11 +17,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::access_log::LoggedBody;
+use super::traffic::Counted;
 use super::write_deadline::WriteDeadline;
 use super::{service, Shared};
 use crate::config::Scheme;
 use crate::limit::ConnPermit;
-use crate::metrics::OpenGuard;
+use crate::metrics::{OpenGuard, SiteBytes};
 
 /// One accepted connection as the accept loop saw it: built once there and
 /// handed down through TLS and hyper to every request, so no layer re-derives
@@ -53,7 +54,11 @@ pub(super) struct ConnContext {
     /// Set when the connection became a tunnel (WebSocket): the write
     /// deadline then gives way to the tunnel's idle timeout.
     upgraded: AtomicBool,
-    /// Keeps `bellhop_open_connections` counting this connection.
+    /// The byte counters of the first site a request here was routed to.
+    site_bytes: OnceLock<SiteBytes>,
+    /// Keeps `bellhop_open_connections` counting this connection (its
+    /// stream holds the context, so an upgraded connection counts until its
+    /// tunnel ends).
     _open: OpenGuard,
     /// This connection's place under `max-connections` and per-IP caps.
     _permit: ConnPermit,
@@ -69,6 +74,7 @@ impl ConnContext {
             last_done_ms: AtomicU64::new(0),
             opened: Instant::now(),
             upgraded: AtomicBool::new(false),
+            site_bytes: OnceLock::new(),
             _permit: permit,
         })
     }
@@ -86,6 +92,19 @@ impl ConnContext {
     /// The client's stream with `client-write-timeout` applied.
     fn guard<I>(self: &Arc<Self>, stream: I) -> WriteDeadline<I> {
         WriteDeadline::new(stream, self.shared.client_write_timeout, self.clone())
+    }
+
+    /// Notes the site a request was routed to; the connection's bytes go to
+    /// the first one (one atomic load once it is known).
+    pub(super) fn serves(&self, bytes: &SiteBytes) {
+        if self.site_bytes.get().is_none() {
+            let _ = self.site_bytes.set(bytes.clone());
+        }
+    }
+
+    /// The counters this connection's bytes go to, if a request reached a site.
+    pub(super) fn site_bytes(&self) -> Option<&SiteBytes> {
+        self.site_bytes.get()
     }
 
     /// When the connection became idle, or `None` while requests are in flight.
@@ -150,7 +169,7 @@ pub(super) async fn serve_http1<I>(
 {
     let peer = accepted.peer;
     let context = ConnContext::new(shared.clone(), accepted, permit);
-    let stream = context.guard(stream);
+    let stream = Counted::new(context.guard(stream), context.clone());
     let svc = requests(context);
     if let Err(e) = drive_http1(&shared, stream, svc, &stop).await {
         // Clients that vanish or send garbage end here; hyper already answered
@@ -210,6 +229,7 @@ pub(super) async fn serve_h2<I>(
     let context = ConnContext::new(shared.clone(), accepted, permit);
     let stream = context.guard(stream);
     let watched = context.clone();
+    let stream = Counted::new(stream, context.clone());
     let svc = requests(context);
     let conn = shared.http2.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use http::{header, HeaderValue, Response};
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +21,7 @@ use crate::certs::{CertManager, SharedChallenges};
 use crate::config::{Config, Scheme};
 use crate::limit::ConnPermit;
 use crate::metrics::Metrics;
-use crate::tls::{Alpn, CertResolver, ChallengeCerts, TlsTerminator};
+use crate::tls::{Alpn, CertResolver, ChallengeCerts, TlsError, TlsTerminator};
 
 /// TLS termination plus the certificate manager that feeds it.
 #[derive(Debug)]
@@ -30,6 +31,11 @@ pub(super) struct Https {
     certs: CertManager,
     /// HTTP-01 answers other instances of a cluster published.
     shared_challenges: Option<Arc<SharedChallenges>>,
+    /// `bellhop_refused_connections_total{reason="tls_handshake"}`: handshakes
+    /// that failed (no certificate for the name, bad client, protocol error).
+    refused_handshake: Counter,
+    /// `…{reason="tls_handshake_timeout"}`: clients too slow to finish one.
+    refused_timeout: Counter,
 }
 
 impl Https {
@@ -59,6 +65,8 @@ impl Https {
             tokens,
             certs,
             shared_challenges,
+            refused_handshake: metrics.refused("tls_handshake"),
+            refused_timeout: metrics.refused("tls_handshake_timeout"),
         }))
     }
 
@@ -149,6 +157,12 @@ pub(super) async fn serve_tls(
             connection::serve_http1(tls, accepted, permit, shared.clone(), stop).await
         }
         Ok(None) => {}
-        Err(e) => tracing::debug!(peer = %accepted.peer, error = %e, "TLS handshake failed"),
+        Err(e) => {
+            match e {
+                TlsError::HandshakeTimeout(_) => https.refused_timeout.inc(),
+                _ => https.refused_handshake.inc(),
+            };
+            tracing::debug!(peer = %accepted.peer, error = %e, "TLS handshake failed");
+        }
     }
 }

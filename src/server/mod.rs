@@ -23,6 +23,7 @@ mod listener;
 mod malformed;
 mod reload;
 mod service;
+mod traffic;
 mod worker;
 mod write_deadline;
 
@@ -136,7 +137,7 @@ impl Server {
     /// Builds the router and binds every listener the config needs.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         let metrics = Arc::new(Metrics::new());
-        let router = Router::new(&config, &metrics).context("cannot build the routes")?;
+        let router = Router::new(&config, &metrics, None).context("cannot build the routes")?;
         let specs = listener::plan(&config);
         // Stored and local certificates are served from the first connection on;
         // ACME starts in `run`, once the listeners can answer validations.

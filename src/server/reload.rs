@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! ReloadHandle::reload(config)
-//!   1. Router::new            ─┐
+//!   1. Router::new            ─┐ (rate-limit buckets of unchanged limits carried over)
 //!   2. listener::plan + diff   │ fallible: on any error nothing has changed
 //!   3. bind added ports        │ (one socket per worker each)
 //!   4. Https::update          ─┘
@@ -242,9 +242,13 @@ impl ReloadHandle {
             bail!("the server is shutting down");
         }
 
-        // 1. Routes.
-        let router =
-            Router::new(&config, &self.shared.metrics).context("cannot build the routes")?;
+        // 1. Routes, taking over the running router's rate-limit buckets.
+        let router = Router::new(
+            &config,
+            &self.shared.metrics,
+            Some(&self.shared.router.load()),
+        )
+        .context("cannot build the routes")?;
 
         // 2. Which listeners stay, go and come.
         let specs = listener::plan(&config);

@@ -120,6 +120,7 @@ fn locate<'r, B>(
     frame(req)?;
     challenge(req, conn)?;
     let site = site(router, conn.accepted.port, facts)?;
+    conn.serves(&site.bytes);
     let route = route(site, &facts.uri)?;
     Continue((site, route))
 }

@@ -11,6 +11,11 @@
 //!
 //! One [`Metrics`] lives as long as the server: reloads build new routers that
 //! fetch the same handles again, so counters keep counting across reloads.
+//!
+//! The upstream response-time histogram is bellhop's own ([`Histogram`],
+//! atomic buckets): the crate's own takes a lock per observation.
+
+mod histogram;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
@@ -22,6 +27,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::limit::RefusedCounters;
+pub(crate) use histogram::Histogram;
 
 /// Labels of `bellhop_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,22 +52,32 @@ struct NameLabels {
     name: String,
 }
 
-/// Labels of `bellhop_upstream_failures_total`.
+/// Labels of `bellhop_certificate_renewal_last_result`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct UpstreamLabels {
-    upstream: Arc<str>,
+struct NameResultLabels {
+    name: String,
+    /// `success` or `failure`; the one that happened last is 1, the other 0.
+    result: &'static str,
 }
 
-/// Labels of `bellhop_reloads_total`.
+/// Labels of `bellhop_upstream_failures_total` and
+/// `bellhop_upstream_response_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    result: &'static str,
+struct UpstreamLabels {
+    /// The upstream as written in the Proxyfile (`127.0.0.1:8000`, `unix:/run/app.sock`).
+    upstream: Arc<str>,
 }
 
 /// Labels of `bellhop_refused_connections_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
+}
+
+/// Labels of `bellhop_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    result: &'static str,
 }
 
 /// Labels of `bellhop_build_info`.
@@ -86,6 +102,13 @@ pub(crate) struct Metrics {
     /// The names in `certificate_not_after` (the family cannot list them).
     certificate_names: Mutex<Vec<String>>,
     upstream_failures: Family<UpstreamLabels, Counter>,
+    upstream_response: Family<UpstreamLabels, Histogram>,
+    received_bytes: Family<SiteLabels, Counter>,
+    sent_bytes: Family<SiteLabels, Counter>,
+    /// Bytes of connections that never reached a site (site label "").
+    unrouted_bytes: SiteBytes,
+    acme_failures: Family<NameLabels, Counter>,
+    renewal_last_result: Family<NameResultLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -147,12 +170,6 @@ impl Metrics {
             "Failed connects to an upstream (refused, socket missing, timed out), by upstream",
             upstream_failures.clone(),
         );
-        let refused_connections = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "refused_connections",
-            "Connections closed at accept by a cap (max-connections or per-ip)",
-            refused_connections.clone(),
-        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -160,6 +177,43 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "bellhop's version; always 1", build_info);
+        let upstream_response = Family::<UpstreamLabels, Histogram>::default();
+        registry.register(
+            "upstream_response_seconds",
+            "Time from sending a request to an upstream to its response headers, by upstream",
+            upstream_response.clone(),
+        );
+        let received_bytes = Family::<SiteLabels, Counter>::default();
+        registry.register(
+            "received_bytes",
+            "Bytes received from clients (HTTP, after TLS), by site; added when a connection closes",
+            received_bytes.clone(),
+        );
+        let sent_bytes = Family::<SiteLabels, Counter>::default();
+        registry.register(
+            "sent_bytes",
+            "Bytes sent to clients (HTTP, before TLS), by site; added when a connection closes",
+            sent_bytes.clone(),
+        );
+        let unrouted_bytes = SiteBytes::new(&received_bytes, &sent_bytes, &"".into());
+        let acme_failures = Family::<NameLabels, Counter>::default();
+        registry.register(
+            "acme_failures",
+            "Failed attempts to obtain a certificate from the ACME CA, by name",
+            acme_failures.clone(),
+        );
+        let renewal_last_result = Family::<NameResultLabels, Gauge>::default();
+        registry.register(
+            "certificate_renewal_last_result",
+            "Outcome of the last ACME attempt per name: 1 on the result that happened last",
+            renewal_last_result.clone(),
+        );
+        let refused_connections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "refused_connections",
+            "Client connections closed before any request, by reason: a cap at accept (max-connections, per-ip) or a failed or timed-out TLS handshake",
+            refused_connections.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -171,19 +225,77 @@ impl Metrics {
             refused_connections,
             certificate_names: Mutex::new(Vec::new()),
             upstream_failures,
+            upstream_response,
+            received_bytes,
+            sent_bytes,
+            unrouted_bytes,
+            acme_failures,
+            renewal_last_result,
+        }
+    }
+
+    /// The response-time histogram of one upstream, fetched once when the
+    /// router is built; proxies to the same upstream share it.
+    pub(crate) fn upstream(&self, upstream: &Arc<str>) -> Histogram {
+        self.upstream_response
+            .get_or_create_owned(&UpstreamLabels {
+                upstream: upstream.clone(),
+            })
+    }
+
+    /// The byte counters of one site, fetched once when the router is built.
+    pub(crate) fn site_bytes(&self, site: &Arc<str>) -> SiteBytes {
+        SiteBytes::new(&self.received_bytes, &self.sent_bytes, site)
+    }
+
+    /// The byte counters of connections that never reached a site.
+    pub(crate) fn unrouted_bytes(&self) -> &SiteBytes {
+        &self.unrouted_bytes
+    }
+
+    /// The counter of connections refused for `reason`; fetch it once where
+    /// the refusals happen (a snake_case word: `tls_handshake`, …).
+    pub(crate) fn refused(&self, reason: &'static str) -> Counter {
+        self.refused_connections
+            .get_or_create_owned(&ReasonLabels { reason })
+    }
+
+    /// Records the outcome of an attempt to obtain `name`'s certificate from
+    /// the ACME CA (also when a restart finds an earlier outcome on disk, with
+    /// `count` false so the failure is not counted twice).
+    pub(crate) fn acme_result(&self, name: &str, success: bool, count: bool) {
+        if !success && count {
+            self.acme_failures
+                .get_or_create(&NameLabels { name: name.into() })
+                .inc();
+        }
+        for (result, last) in [("success", success), ("failure", !success)] {
+            self.renewal_last_result
+                .get_or_create(&NameResultLabels {
+                    name: name.into(),
+                    result,
+                })
+                .set(i64::from(last));
+        }
+    }
+
+    /// Drops the last-result series of a name no longer configured (its
+    /// failure counter stays: counters never go backwards).
+    pub(crate) fn forget_acme_name(&self, name: &str) {
+        for result in ["success", "failure"] {
+            self.renewal_last_result.remove(&NameResultLabels {
+                name: name.into(),
+                result,
+            });
         }
     }
 
     /// The counters of connections refused at accept, one per reason; both
     /// series exist from the start, at zero.
     pub(crate) fn refused_connections(&self) -> RefusedCounters {
-        let counter = |reason| {
-            self.refused_connections
-                .get_or_create_owned(&ReasonLabels { reason })
-        };
         RefusedCounters {
-            max_connections: counter("max-connections"),
-            per_ip: counter("per-ip"),
+            max_connections: self.refused("max-connections"),
+            per_ip: self.refused("per-ip"),
         }
     }
 
@@ -284,6 +396,34 @@ impl RouteMetrics {
     /// by [`answered`](Self::answered) too).
     pub(crate) fn rate_limited(&self) {
         self.rate_limited.inc();
+    }
+}
+
+/// The byte counters of one site: what a client connection read and wrote,
+/// added once when it closes (see `server::traffic`).
+#[derive(Debug, Clone)]
+pub(crate) struct SiteBytes {
+    received: Counter,
+    sent: Counter,
+}
+
+impl SiteBytes {
+    fn new(
+        received: &Family<SiteLabels, Counter>,
+        sent: &Family<SiteLabels, Counter>,
+        site: &Arc<str>,
+    ) -> Self {
+        let labels = SiteLabels { site: site.clone() };
+        SiteBytes {
+            received: received.get_or_create_owned(&labels),
+            sent: sent.get_or_create_owned(&labels),
+        }
+    }
+
+    /// Adds one connection's totals.
+    pub(crate) fn add(&self, received: u64, sent: u64) {
+        self.received.inc_by(received);
+        self.sent.inc_by(sent);
     }
 }
 
