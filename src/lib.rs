@@ -58,6 +58,10 @@ pub use logging::{init as init_logging, LogFormat, LogGuard};
 /// The certificate lifecycle, for tools and the ACME tests.
 pub use certs::{CertEvent, CertManager, InternalCa, NameStatus};
 
+/// The certificate table of `GET /certs` and `bellhop certs`, and how the
+/// CLI builds it from the state directory while bellhop is stopped.
+pub use certs::{table_from_state, CertOrigin, CertRow, CertTable, LastError, RenewalWindow};
+
 /// Where the ACME account lives, and the HTTP-01 answers a server publishes.
 pub use acme::{account_path, Http01Tokens};
 

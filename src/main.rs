@@ -2,6 +2,8 @@
 
 #![forbid(unsafe_code)]
 
+mod cli;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -88,6 +90,18 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Show every managed certificate: source, issuer, validity, next
+    /// renewal, ARI window and the last CA error. Asks the running bellhop
+    /// (admin listener) when the config has `admin`, else reads the state
+    /// directory; says which.
+    Certs {
+        /// Config file [default: ./Proxyfile, then /etc/bellhop/Proxyfile].
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -113,6 +127,15 @@ fn main() -> ExitCode {
         }
         Command::Reload { config, pid_file } => reload(config.as_deref(), &pid_file),
         Command::CaRoot { config } => ca_root(config.as_deref()),
+        Command::Certs { config, json } => {
+            let shown = find_config(config.as_deref())
+                .and_then(|path| load(&path).map(|config| (path, config)))
+                .and_then(|(path, config)| cli::certs::run(&path, &config, json));
+            match shown {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Proxy { from, to } => match one_shot(&from, &to) {
             Ok(config) => serve(&cli.log_level, cli.log_format, config, None, None),
             Err(e) => fail(&e),

@@ -54,6 +54,14 @@ impl AcmeTask {
         if let (Some(next), Some(error)) = (status.retry_not_before(), &status.last_error) {
             tracing::info!(name = %self.name, next_attempt = %fmt_time(next), last_error = %error, "backing off after an earlier failure");
         }
+        // The outcome before a restart is still the last one (not counted again).
+        if let Some(metrics) = self.shared.metrics() {
+            if status.failures > 0 {
+                metrics.acme_result(&self.name, false, false);
+            } else if status.last_success.is_some() {
+                metrics.acme_result(&self.name, true, false);
+            }
+        }
         // One random draw per certificate, so re-evaluating the schedule does not
         // keep drifting the renewal time earlier.
         let mut unit = unit_random();
@@ -63,6 +71,7 @@ impl AcmeTask {
             let now = SystemTime::now();
             let validity = self.current.as_ref().map(stored_validity);
             let due = schedule::next_attempt(validity, status.retry_not_before(), ari, now, unit);
+            self.shared.progress.record(&self.name, due, ari, &status);
             let poll_ari =
                 self.current.is_some() && self.shared.acme.may_support_ari() && ari_poll_at < due;
             let wake = if poll_ari { ari_poll_at } else { due };
@@ -71,6 +80,11 @@ impl AcmeTask {
             }
             if poll_ari {
                 ari_poll_at = self.poll_ari(&mut ari).await;
+                if status.set_ari(ari) {
+                    if let Err(e) = self.shared.store.save_status(&self.name, &status) {
+                        tracing::debug!(name = %self.name, error = %e, "could not record the ARI window");
+                    }
+                }
                 continue;
             }
             match self.attempt(&mut status).await {
@@ -254,6 +268,9 @@ impl AcmeTask {
         });
         self.current = Some(stored);
         status.succeeded(SystemTime::now());
+        if let Some(metrics) = self.shared.metrics() {
+            metrics.acme_result(name, true, true);
+        }
         self.shared.save_status(name, status).await;
     }
 
@@ -280,6 +297,9 @@ impl AcmeTask {
             "could not obtain a certificate"
         );
         status.failed(failure.text.clone(), now, next);
+        if let Some(metrics) = self.shared.metrics() {
+            metrics.acme_result(name, false, true);
+        }
         self.shared.save_status(name, status).await;
         let _ = self.shared.events.send(CertEvent::Failed {
             name: name.clone(),

@@ -1,7 +1,9 @@
-//! The few facts about a certificate that scheduling needs: validity, names, and
-//! the ARI identifier (RFC 9773) that names it to the CA.
+//! The few facts about a certificate that scheduling and the certificate table
+//! need: validity, names, issuer, and the ARI identifier (RFC 9773) that names
+//! it to the CA.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::CertificateDer;
@@ -18,6 +20,8 @@ pub struct CertInfo {
     pub not_after: SystemTime,
     /// DNS names and IP addresses (as text) from the subjectAltName extension.
     pub names: Vec<String>,
+    /// The issuer's distinguished name, as RFC 4514 text (`CN=…, O=…`).
+    pub issuer: String,
     /// `base64url(AKI).base64url(serial)`, the certificate's ARI identifier; `None`
     /// when the certificate has no Authority Key Identifier.
     pub ari_id: Option<String>,
@@ -53,8 +57,23 @@ impl CertInfo {
             not_before: from_unix(validity.not_before.timestamp()),
             not_after: from_unix(validity.not_after.timestamp()),
             names,
+            issuer: cert.issuer().to_string(),
             ari_id,
         })
+    }
+
+    /// Reads the leaf of a PEM chain file without its key (which a status
+    /// reader may not be allowed to read); `Ok(None)` if the file is missing.
+    pub fn from_chain_file(path: &Path) -> Result<Option<Self>, CertError> {
+        let Some(pem) = crate::state_file::read_optional(path)? else {
+            return Ok(None);
+        };
+        let chain = super::files::parse_chain(&pem, path)?;
+        // parse_chain never returns an empty chain.
+        match chain.first() {
+            Some(leaf) => Self::parse(leaf, &path.display().to_string()).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Total validity period.
@@ -106,6 +125,7 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         let info = CertInfo::parse(cert.der(), "test").unwrap();
         assert_eq!(info.names, vec!["app.test", "127.0.0.1"]);
+        assert!(info.issuer.contains("CN="), "{}", info.issuer);
         assert!(info.covers("APP.test."));
         assert_eq!(info.lifetime(), Duration::from_secs(90 * 86400));
         assert!(!info.is_valid_at(SystemTime::now()));

@@ -30,6 +30,7 @@ use super::challenges::{Responders, SharedChallenges};
 use super::clock::fmt_time;
 use super::internal_task::{leaf_validity, renew_internal};
 use super::plan::{plan, CertSource, Fallback, Plan};
+use super::report::{local_row, CertTable, Progress};
 use super::schedule::Validity;
 use super::{
     load_cert_files, CertError, CertInfo, CertStore, InternalCa, StoredCert, LEAF_LIFETIME,
@@ -91,6 +92,8 @@ pub(super) struct Shared {
     internal_ca: Mutex<Option<Arc<InternalCa>>>,
     /// Where the served certificates are reported (`report_to`), if anywhere.
     metrics: OnceLock<Arc<Metrics>>,
+    /// What each ACME task plans next, for [`CertManager::table`].
+    pub progress: Progress,
 }
 
 /// What is running for the current plan.
@@ -100,6 +103,8 @@ struct Running {
     acme: HashMap<String, Worker>,
     internal: HashMap<Slot, InternalLeaf>,
     internal_task: Option<CancellationToken>,
+    /// Every name of the plan with its source, in config order.
+    names: Vec<(String, CertSource)>,
 }
 
 struct Worker {
@@ -201,6 +206,7 @@ impl CertManager {
             events,
             internal_ca: Mutex::new(None),
             metrics: OnceLock::new(),
+            progress: Progress::default(),
         });
         let manager = CertManager {
             shared,
@@ -254,6 +260,29 @@ impl CertManager {
         if self.shared.metrics.set(metrics).is_ok() {
             self.shared.report_served();
         }
+    }
+
+    /// The certificate table (admin `GET /certs`): every name of the config
+    /// with what is served for it and, for ACME names, what their tasks plan.
+    pub fn table(&self) -> CertTable {
+        let names = self.lock().names.clone();
+        let certificates = names
+            .iter()
+            .map(|(name, source)| {
+                let served = self
+                    .shared
+                    .resolver
+                    .get(name)
+                    .and_then(|key| CertInfo::parse(key.cert.first()?, name).ok());
+                match source {
+                    CertSource::Acme { .. } => {
+                        self.shared.progress.acme_row(name, source, served.as_ref())
+                    }
+                    _ => local_row(name, source, served.as_ref()),
+                }
+            })
+            .collect();
+        CertTable { certificates }
     }
 
     /// The store holding this CA's certificates (paths for docs, tools and tests).
@@ -358,6 +387,7 @@ impl CertManager {
         } = prepared;
         self.commit_on_demand(&plan, ca);
         self.commit_local(running, &plan, files, leaves, now);
+        running.names = plan.names.clone();
         self.commit_acme(running, acme, now);
         if running.started {
             self.respawn_internal_task(running);
@@ -448,6 +478,7 @@ impl CertManager {
                 .any(|(n, c)| n == name && *c == worker.challenges);
             if !keep {
                 worker.cancel.cancel();
+                self.shared.forget(name);
             }
             keep
         });
@@ -516,6 +547,20 @@ impl Shared {
             (Slot::Name(name), None) => self.resolver.remove(name),
             (Slot::NoSni, key) => self.resolver.set_no_sni(key),
             (Slot::Default, key) => self.resolver.set_default(key),
+        }
+    }
+
+    /// The metrics, once the server has asked for reports (`report_to`).
+    pub(super) fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.get().map(|m| &**m)
+    }
+
+    /// Drops what the table and the metrics say about an ACME name whose task
+    /// stopped (a new task for it reports afresh).
+    fn forget(&self, name: &str) {
+        self.progress.remove(name);
+        if let Some(metrics) = self.metrics() {
+            metrics.forget_acme_name(name);
         }
     }
 

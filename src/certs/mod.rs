@@ -8,6 +8,8 @@
 //! - [`InternalCa`] is bellhop's own root for `localhost`, IPs and `tls internal`.
 //! - [`schedule`] is the whole renewal and backoff policy as pure functions;
 //!   [`NameStatus`] remembers failures across restarts.
+//! - [`CertTable`] is what an operator sees of all this (`GET /certs`,
+//!   `bellhop certs`), from the running manager or from the state directory.
 //! - [`CertManager`] ties them together: it serves what is available at once,
 //!   runs one background task per ACME name (which calls `crate::acme` to
 //!   obtain certificates) and one that re-issues internal leaves, and feeds
@@ -26,6 +28,7 @@ mod internal_ca;
 mod internal_task;
 mod manager;
 pub(crate) mod plan;
+mod report;
 pub(crate) mod schedule;
 mod status;
 mod store;
@@ -37,5 +40,6 @@ pub(crate) use files::load_cert_files;
 pub use internal_ca::InternalCa;
 pub(crate) use internal_ca::LEAF_LIFETIME;
 pub use manager::{CertEvent, CertManager};
+pub use report::{table_from_state, CertOrigin, CertRow, CertTable, LastError, RenewalWindow};
 pub use status::NameStatus;
 pub(crate) use store::{CertStore, StoredCert};

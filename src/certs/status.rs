@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::schedule::AriWindow;
 use super::CertError;
 use crate::state_file::{read_optional, write_atomic, PUBLIC_MODE};
 
@@ -29,6 +30,10 @@ pub struct NameStatus {
     /// When a certificate was last obtained (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_success: Option<u64>,
+    /// The renewal window the CA last suggested through ARI (Unix seconds),
+    /// kept so `bellhop certs` can show it while bellhop is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ari_window: Option<(u64, u64)>,
 }
 
 impl NameStatus {
@@ -57,6 +62,22 @@ impl NameStatus {
             return None;
         }
         self.next_attempt.map(from_unix)
+    }
+
+    /// The ARI window of the current certificate, if the CA gave one.
+    pub(crate) fn ari(&self) -> Option<AriWindow> {
+        self.ari_window.map(|(start, end)| AriWindow {
+            start: from_unix(start),
+            end: from_unix(end),
+        })
+    }
+
+    /// Records the CA's renewal window; true if it changed (worth saving).
+    pub(crate) fn set_ari(&mut self, window: Option<AriWindow>) -> bool {
+        let window = window.map(|w| (to_unix(w.start), to_unix(w.end)));
+        let changed = self.ari_window != window;
+        self.ari_window = window;
+        changed
     }
 
     /// Records a failure.

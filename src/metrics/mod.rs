@@ -237,10 +237,9 @@ impl Metrics {
     /// The response-time histogram of one upstream, fetched once when the
     /// router is built; proxies to the same upstream share it.
     pub(crate) fn upstream(&self, upstream: &Arc<str>) -> Histogram {
-        self.upstream_response
-            .get_or_create_owned(&UpstreamLabels {
-                upstream: upstream.clone(),
-            })
+        self.upstream_response.get_or_create_owned(&UpstreamLabels {
+            upstream: upstream.clone(),
+        })
     }
 
     /// The byte counters of one site, fetched once when the router is built.

@@ -2,7 +2,9 @@
 //! or a monitoring system asks a running bellhop.
 //!
 //! - `GET /metrics`: every counter and gauge of [`Metrics`], OpenMetrics text;
-//! - `GET /health`: `200 ok` while every configured listener accepts, else 503.
+//! - `GET /health`: `200 ok` while every configured listener accepts, else 503;
+//! - `GET /certs`: the certificate table as JSON (`certs::CertTable`), what
+//!   `bellhop certs` shows while bellhop runs.
 //!
 //! It has no authentication, which is why the config only accepts loopback
 //! addresses for it. It runs beside the site listeners, on its own socket and
@@ -26,6 +28,8 @@ use crate::body::{text_response, Body};
 
 /// The content type Prometheus asks for when it scrapes OpenMetrics.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of `/certs`.
+const JSON: &str = "application/json";
 
 /// Binds the admin address; a failure is a start-up error like any listener's.
 pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -89,6 +93,7 @@ fn answer(req: &Request<Incoming>, shared: &Shared, listeners: &Listeners) -> Re
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
             response
         }
+        "/certs" => certificates(shared),
         "/health" if listeners.all_serving() => text_response(StatusCode::OK, "ok"),
         "/health" => text_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -96,7 +101,30 @@ fn answer(req: &Request<Incoming>, shared: &Shared, listeners: &Listeners) -> Re
         ),
         _ => text_response(
             StatusCode::NOT_FOUND,
-            "the admin listener serves /metrics and /health",
+            "the admin listener serves /metrics, /health and /certs",
+        ),
+    }
+}
+
+/// `GET /certs`: every managed name (none when no site is served over HTTPS).
+fn certificates(shared: &Shared) -> Response<Body> {
+    let table = shared
+        .https
+        .as_ref()
+        .map(|https| https.table())
+        .unwrap_or_default();
+    match serde_json::to_vec_pretty(&table) {
+        Ok(mut json) => {
+            json.push(b'\n');
+            let mut response = Response::new(Body::full(json));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+            response
+        }
+        Err(e) => text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode the certificate table: {e}"),
         ),
     }
 }

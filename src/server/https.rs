@@ -86,6 +86,11 @@ impl Https {
             .context("cannot prepare certificates for the new config")
     }
 
+    /// The certificate table (admin `GET /certs`).
+    pub(super) fn table(&self) -> crate::certs::CertTable {
+        self.certs.table()
+    }
+
     /// Stops the background certificate tasks.
     pub(super) fn shutdown(&self) {
         self.certs.shutdown();

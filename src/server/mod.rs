@@ -236,7 +236,7 @@ impl Server {
         self.listeners.start(&self.shared, workers.handles());
         if let Some(admin) = self.admin.take() {
             if let Ok(addr) = admin.local_addr() {
-                tracing::info!(%addr, "admin listener: /metrics, /health");
+                tracing::info!(%addr, "admin listener: /metrics, /health, /certs");
             }
             tokio::spawn(admin::serve(
                 admin,
