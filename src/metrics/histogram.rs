@@ -58,12 +58,6 @@ impl Histogram {
         self.0.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    /// Observations so far (the `_count` sample).
-    #[cfg(test)]
-    pub(crate) fn count(&self) -> u64 {
-        self.snapshot().1
-    }
-
     /// `[(upper bound in seconds, non-cumulative count)]` and the total count.
     fn snapshot(&self) -> ([(f64, u64); BUCKETS], u64) {
         let mut buckets = [(f64::INFINITY, 0); BUCKETS];

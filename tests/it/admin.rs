@@ -1,6 +1,7 @@
 //! The admin listener (`options { admin "127.0.0.1:…" }`) of the real binary:
 //! `/metrics` parsed by the Prometheus project's own OpenMetrics parser (Python
-//! `prometheus_client`, from the test virtualenv), `/health`, and refusals.
+//! `prometheus_client`, from the test virtualenv), `/health`, `/certs`, and
+//! refusals.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,9 +9,11 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::support::backends::echo::Echo;
 use crate::support::backends::ws::WsBackend;
 use crate::support::binary::{text_field, Bellhop};
-use crate::support::client::{get, req, send};
+use crate::support::client::{body, get, req, send};
+use crate::support::ports::Port;
 use crate::support::ws::{connect, read_until_end};
 use crate::support::{bounded, secs, wait_for_async, TempDir};
 
@@ -286,4 +289,180 @@ async fn served_certificates_are_reported_with_their_end_of_validity() {
         );
     })
     .await
+}
+
+#[tokio::test]
+async fn upstream_response_times_and_bytes_match_the_traffic_sent() {
+    bounded(secs(40), "test", async {
+        let backend = Echo::start("timed").await;
+        let dir = TempDir::new("admin-upstream");
+        let file = dir.write(
+            "Proxyfile",
+            &admin_proxyfile(
+                &dir,
+                "",
+                &format!(
+                    "\"http://127.0.0.1:0\" {{\n    proxy \"{}\"\n}}\n",
+                    backend.addr()
+                ),
+            ),
+        );
+        let bellhop = Bellhop::run_config(&file, &[], 1).await;
+        let admin = admin_addr(&bellhop).await;
+        let site = bellhop.addr();
+        let host = site.to_string();
+
+        // Each request on its own connection: bytes are added when one closes.
+        const REQUESTS: usize = 5;
+        const BODY: usize = 20_000;
+        let mut answered = 0;
+        for _ in 0..REQUESTS {
+            let request = req("POST", &host, "/upload")
+                .body(body(vec![b'x'; BODY]))
+                .expect("request");
+            let reply = send(site, None, request).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            answered += reply.body.len();
+        }
+        let site_label = [("site", "http://127.0.0.1:0")];
+        let upstream = backend.addr().to_string();
+        let upstream_label = [("upstream", upstream.as_str())];
+        // The last connection's totals arrive once bellhop has seen it close.
+        wait_for_async(
+            "the byte counters of every connection",
+            secs(10),
+            || async {
+                let samples = scrape(admin).await;
+                value(&samples, "bellhop_received_bytes_total", &site_label)
+                    .is_some_and(|v| v >= (REQUESTS * BODY) as f64)
+            },
+        )
+        .await;
+        let samples = scrape(admin).await;
+        let received = value(&samples, "bellhop_received_bytes_total", &site_label);
+        let sent = value(&samples, "bellhop_sent_bytes_total", &site_label);
+        // Heads come on top of the bodies, each way.
+        let received = received.expect("received bytes");
+        assert!(received < (REQUESTS * (BODY + 1024)) as f64, "{received}");
+        let sent = sent.expect("sent bytes");
+        assert!(
+            sent >= answered as f64,
+            "sent {sent} < {answered} body bytes"
+        );
+        assert!(sent < (answered + REQUESTS * 1024) as f64, "{sent}");
+
+        let histogram = |suffix: &str, labels: &[(&str, &str)]| {
+            value(
+                &samples,
+                &format!("bellhop_upstream_response_seconds{suffix}"),
+                labels,
+            )
+        };
+        assert_eq!(
+            histogram("_count", &upstream_label),
+            Some(REQUESTS as f64),
+            "{samples:?}"
+        );
+        let inf = [("upstream", upstream.as_str()), ("le", "+Inf")];
+        assert_eq!(histogram("_bucket", &inf), Some(REQUESTS as f64));
+        let sum = histogram("_sum", &upstream_label).expect("sum");
+        assert!(sum > 0.0 && sum < 10.0, "{sum}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn certs_lists_every_name_with_the_ca_error_verbatim() {
+    bounded(secs(40), "test", async {
+        let dir = TempDir::new("admin-certs-json");
+        // Nothing listens on a reserved port: every ACME attempt fails at once.
+        let nowhere = Port::reserve();
+        let ca = format!("https://127.0.0.1:{}/dir", nowhere.number());
+        let file = dir.write(
+            "Proxyfile",
+            &admin_proxyfile(
+                &dir,
+                &format!("    http-port 0\n    https-port 0\n    acme-ca \"{ca}\"\n"),
+                "localhost {\n    tls internal\n    respond \"tls\"\n}\n\
+                 down.test {\n    respond \"acme\"\n}\n",
+            ),
+        );
+        let bellhop = Bellhop::run_config(&file, &[], 1).await;
+        let admin = admin_addr(&bellhop).await;
+        let certs = || async move {
+            let reply = get(admin, &admin.to_string(), "/certs").await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            assert_eq!(
+                reply.header("content-type").as_deref(),
+                Some("application/json")
+            );
+            reply.json()
+        };
+        // The next attempt is a minute of backoff away, so the table holds still.
+        wait_for_async("the failed attempt in /certs", secs(10), || async {
+            !row(&certs().await, "down.test")["last_error"].is_null()
+        })
+        .await;
+        let table = certs().await;
+
+        let internal = row(&table, "localhost");
+        assert_eq!(internal["source"], "internal", "{table:#}");
+        let issuer = internal["issuer"].as_str().unwrap_or_default();
+        assert!(issuer.contains("bellhop local CA"), "{table:#}");
+        let not_after = internal["not_after"].as_str().expect("not_after");
+        let next = internal["next_renewal"].as_str().expect("next_renewal");
+        // RFC 3339 UTC to the second sorts as text: renewal comes before expiry.
+        assert!(is_rfc3339(not_after) && is_rfc3339(next), "{table:#}");
+        assert!(next < not_after, "{table:#}");
+
+        let acme = row(&table, "down.test");
+        assert_eq!(acme["source"], "acme");
+        assert!(
+            acme["not_after"].is_null() && acme["issuer"].is_null(),
+            "{table:#}"
+        );
+        assert_eq!(acme["failures"], 1, "{table:#}");
+        let message = acme["last_error"]["message"].as_str().expect("message");
+        assert!(message.contains(&ca), "the CA's address in {message:?}");
+        assert!(
+            message.to_lowercase().contains("connection refused"),
+            "{message:?}"
+        );
+        let at = acme["last_error"]["at"].as_str().expect("at");
+        // The retry waits out the first backoff (a minute and some jitter).
+        let next = acme["next_renewal"].as_str().expect("next_renewal");
+        assert!(is_rfc3339(at) && next > at, "{table:#}");
+        assert!(acme
+            .as_object()
+            .is_some_and(|o| o.contains_key("ari_window")));
+
+        let samples = scrape(admin).await;
+        let name = [("name", "down.test")];
+        assert_eq!(
+            value(&samples, "bellhop_acme_failures_total", &name),
+            Some(1.0)
+        );
+        let last = |result: &str| {
+            value(
+                &samples,
+                "bellhop_certificate_renewal_last_result",
+                &[("name", "down.test"), ("result", result)],
+            )
+        };
+        assert_eq!((last("failure"), last("success")), (Some(1.0), Some(0.0)));
+    })
+    .await
+}
+
+/// The row of `name` in a `/certs` table.
+fn row<'t>(table: &'t Value, name: &str) -> &'t Value {
+    table["certificates"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == name))
+        .unwrap_or_else(|| panic!("no row for {name} in {table:#}"))
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+fn is_rfc3339(text: &str) -> bool {
+    text.len() == 20 && text.ends_with('Z') && text.as_bytes()[10] == b'T'
 }
