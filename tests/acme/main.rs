@@ -8,6 +8,7 @@
 mod support;
 
 mod cluster;
+mod certs_cli;
 mod issuance;
 mod on_demand;
 mod renewal;

@@ -4,7 +4,7 @@
 //!
 //! Modules follow the issue's criteria: `headers`, `routing`, `upstreams`,
 //! `streaming`, `keepalive`, `websocket`, `failures`, `logging`, `shutdown`, `reload`,
-//! `cli`, `uvicorn`, `files`, `encode`, and attacks on bellhop itself: `attack`
+//! `cli`, `uvicorn`, `files`, `encode`, `admin` and `rate_reload` (issue 14), and attacks on bellhop itself: `attack`
 //! (slow and silent clients, h2 rapid reset) and `malformed` (bad request framing
 //! and hosts, a backend dying mid-response). Shared machinery lives in `support`.
 
@@ -22,6 +22,7 @@ mod keepalive;
 mod limits;
 mod logging;
 mod malformed;
+mod rate_reload;
 mod reload;
 mod reload_result;
 mod routing;
