@@ -436,6 +436,53 @@ mod tests {
         assert_eq!(t.get("example.com"), Some(&"any"));
     }
 
+    /// The limiter of `path` on `host`'s site, on the plain HTTP port 8080.
+    fn limiter<'r>(router: &'r Router, host: &str, path: &str) -> &'r Limiter {
+        let HostMatch::Site(site) = router.port(8080).expect("port").lookup(host) else {
+            panic!("no site {host}");
+        };
+        site.route(path).and_then(|r| r.limiter).expect("a limiter")
+    }
+
+    #[test]
+    fn a_rebuilt_router_keeps_the_buckets_of_unchanged_limits() {
+        let source = |b_limit: &str| {
+            format!(
+                "\"http://a.test:8080\" {{\n    rate-limit \"5/s\"\n    respond \"a\"\n}}\n\
+                 \"http://b.test:8080\" {{\n    route \"/x\" {{ rate-limit \"{b_limit}\"; respond \"x\" }}\n    \
+                 rate-limit \"5/s\"\n    respond \"b\"\n}}\n"
+            )
+        };
+        let metrics = Metrics::new();
+        let config = |b_limit: &str| crate::config::parse(&source(b_limit), "Proxyfile").unwrap();
+        let first = Router::new(&config("1/s"), &metrics, None).unwrap();
+        let same = Router::new(&config("1/s"), &metrics, Some(&first)).unwrap();
+        let changed = Router::new(&config("2/s"), &metrics, Some(&same)).unwrap();
+        let fresh = Router::new(&config("1/s"), &metrics, None).unwrap();
+        let is = |a: &Limiter, b: &Limiter| std::ptr::eq(a, b);
+        for (host, path) in [("a.test", "/"), ("b.test", "/"), ("b.test", "/x")] {
+            assert!(is(limiter(&first, host, path), limiter(&same, host, path)));
+            assert!(!is(
+                limiter(&first, host, path),
+                limiter(&fresh, host, path)
+            ));
+        }
+        // Equal limits of two sites are still two sets of buckets.
+        assert!(!is(
+            limiter(&first, "a.test", "/"),
+            limiter(&first, "b.test", "/")
+        ));
+        // Only the route whose limit changed starts afresh.
+        assert!(is(
+            limiter(&same, "b.test", "/"),
+            limiter(&changed, "b.test", "/")
+        ));
+        assert!(!is(
+            limiter(&same, "b.test", "/x"),
+            limiter(&changed, "b.test", "/x")
+        ));
+    }
+
     #[test]
     fn ip_sites_answer_other_hosts_when_nothing_else_does() {
         let mut t = HostTable::default();

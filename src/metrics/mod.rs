@@ -503,6 +503,51 @@ mod tests {
     }
 
     #[test]
+    fn acme_results_bytes_and_refusals() {
+        let metrics = Metrics::new();
+        metrics.acme_result("a.test", false, true);
+        // A restart restates the outcome on disk without counting it again.
+        metrics.acme_result("a.test", false, false);
+        let site: Arc<str> = "app.test".into();
+        metrics.site_bytes(&site).add(10, 200);
+        metrics.site_bytes(&site).add(1, 2);
+        metrics.refused("tls_handshake").inc();
+        let text = metrics.encode();
+        let failures = "bellhop_acme_failures_total{name=\"a.test\"}";
+        let last = |result: &str| {
+            format!(
+                "bellhop_certificate_renewal_last_result{{name=\"a.test\",result=\"{result}\"}}"
+            )
+        };
+        assert_eq!(line_value(&text, failures), Some(1), "{text}");
+        assert_eq!(line_value(&text, &last("failure")), Some(1));
+        assert_eq!(line_value(&text, &last("success")), Some(0));
+        assert_eq!(
+            line_value(&text, "bellhop_received_bytes_total{site=\"app.test\"}"),
+            Some(11)
+        );
+        assert_eq!(
+            line_value(&text, "bellhop_sent_bytes_total{site=\"app.test\"}"),
+            Some(202)
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                "bellhop_refused_connections_total{reason=\"tls_handshake\"}"
+            ),
+            Some(1)
+        );
+        metrics.acme_result("a.test", true, true);
+        let text = metrics.encode();
+        assert_eq!(line_value(&text, &last("success")), Some(1));
+        assert_eq!(line_value(&text, &last("failure")), Some(0));
+        metrics.forget_acme_name("a.test");
+        let text = metrics.encode();
+        assert!(!text.contains("renewal_last_result{"), "{text}");
+        assert_eq!(line_value(&text, failures), Some(1));
+    }
+
+    #[test]
     fn gauges_follow_guards_and_certificates() {
         let metrics = Metrics::new();
         let a = metrics.connection_opened();

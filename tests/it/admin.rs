@@ -88,6 +88,17 @@ fn admin_proxyfile(dir: &TempDir, options: &str, sites: &str) -> String {
     )
 }
 
+/// A bellhop with the admin listener and one plain-HTTP site that proxies to
+/// `upstream`; its temp dir (keep it), the process and the admin address.
+async fn proxying_to(label: &str, upstream: SocketAddr) -> (TempDir, Bellhop, SocketAddr) {
+    let dir = TempDir::new(label);
+    let site = format!("\"http://127.0.0.1:0\" {{\n    proxy \"{upstream}\"\n}}\n");
+    let file = dir.write("Proxyfile", &admin_proxyfile(&dir, "", &site));
+    let bellhop = Bellhop::run_config(&file, &[], 1).await;
+    let admin = admin_addr(&bellhop).await;
+    (dir, bellhop, admin)
+}
+
 /// The value of the one sample named `name` whose labels include `labels`.
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let matching: Vec<f64> = samples
@@ -222,20 +233,7 @@ async fn reloads_are_counted_by_result() {
 async fn open_websockets_follow_upgraded_tunnels() {
     bounded(secs(40), "test", async {
         let backend = WsBackend::start().await;
-        let dir = TempDir::new("admin-ws");
-        let file = dir.write(
-            "Proxyfile",
-            &admin_proxyfile(
-                &dir,
-                "",
-                &format!(
-                    "\"http://127.0.0.1:0\" {{\n    proxy \"{}\"\n}}\n",
-                    backend.addr
-                ),
-            ),
-        );
-        let bellhop = Bellhop::run_config(&file, &[], 1).await;
-        let admin = admin_addr(&bellhop).await;
+        let (_dir, bellhop, admin) = proxying_to("admin-ws", backend.addr).await;
         let open = |samples: &[Sample]| value(samples, "bellhop_open_websockets", &[]);
         assert_eq!(open(&scrape(admin).await), Some(0.0));
 
@@ -295,20 +293,7 @@ async fn served_certificates_are_reported_with_their_end_of_validity() {
 async fn upstream_response_times_and_bytes_match_the_traffic_sent() {
     bounded(secs(40), "test", async {
         let backend = Echo::start("timed").await;
-        let dir = TempDir::new("admin-upstream");
-        let file = dir.write(
-            "Proxyfile",
-            &admin_proxyfile(
-                &dir,
-                "",
-                &format!(
-                    "\"http://127.0.0.1:0\" {{\n    proxy \"{}\"\n}}\n",
-                    backend.addr()
-                ),
-            ),
-        );
-        let bellhop = Bellhop::run_config(&file, &[], 1).await;
-        let admin = admin_addr(&bellhop).await;
+        let (_dir, bellhop, admin) = proxying_to("admin-upstream", backend.addr()).await;
         let site = bellhop.addr();
         let host = site.to_string();
 
