@@ -10,6 +10,7 @@
 //! UTC, to the second.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -207,12 +208,18 @@ impl Progress {
     }
 }
 
+/// Why a given file's row has no renewal time.
+const GIVEN_FILE: &str = "given file: read at start and on reload";
+/// Why a stopped bellhop's internal names have no certificate to show.
+const IN_MEMORY: &str =
+    "internal leaves live in memory: issued when bellhop starts, re-issued at half their lifetime";
+
 /// The row of a name the running manager serves from the internal CA or files.
 pub(super) fn local_row(name: &str, source: &CertSource, served: Option<&CertInfo>) -> CertRow {
     let row = CertRow::new(name, source, served);
     match source {
         CertSource::Internal => row.with_next(served.map(|c| schedule::renewal_due(validity(c)))),
-        _ => row.with_note(Some("given file: read at start and on reload".into())),
+        _ => row.with_note(Some(GIVEN_FILE.into())),
     }
 }
 
@@ -235,24 +242,13 @@ pub fn table_from_state(config: &Config) -> Result<CertTable, CertError> {
         .map(|(name, source)| match source {
             CertSource::Acme { .. } => stored_acme_row(&store, name, source, now),
             CertSource::Internal => {
-                let root = InternalCa::root_path(state_dir);
-                let issuer = CertInfo::from_chain_file(&root)
-                    .ok()
-                    .flatten()
-                    .map(|ca| ca.issuer);
-                let mut row = CertRow::new(name, source, None).with_note(Some(
-                    "internal leaves live in memory: issued when bellhop starts, re-issued at half their lifetime".into(),
-                ));
-                row.issuer = issuer;
+                let root = CertInfo::from_chain_file(&InternalCa::root_path(state_dir));
+                let mut row = CertRow::new(name, source, None).with_note(Some(IN_MEMORY.into()));
+                // The root is self-signed: its issuer is the CA's own name.
+                row.issuer = root.ok().flatten().map(|ca| ca.issuer);
                 row
             }
-            CertSource::Files { cert, .. } => match CertInfo::from_chain_file(cert) {
-                Ok(info) => CertRow::new(name, source, info.as_ref()).with_note(Some(match info {
-                    Some(_) => "given file: read at start and on reload".into(),
-                    None => format!("{} does not exist", cert.display()),
-                })),
-                Err(e) => CertRow::new(name, source, None).with_note(Some(e.to_string())),
-            },
+            CertSource::Files { cert, .. } => file_row(name, source, cert),
         })
         .collect();
     Ok(CertTable { certificates })
@@ -285,6 +281,18 @@ fn stored_acme_row(store: &CertStore, name: &str, source: &CertSource, now: Syst
         .with_ari(status.ari())
         .with_next(Some(next))
         .with_note((!notes.is_empty()).then(|| notes.join("; ")))
+}
+
+/// A `tls "cert" "key"` name's row, from the certificate file alone.
+fn file_row(name: &str, source: &CertSource, cert: &Path) -> CertRow {
+    match CertInfo::from_chain_file(cert) {
+        Ok(Some(info)) => {
+            CertRow::new(name, source, Some(&info)).with_note(Some(GIVEN_FILE.into()))
+        }
+        Ok(None) => CertRow::new(name, source, None)
+            .with_note(Some(format!("{} does not exist", cert.display()))),
+        Err(e) => CertRow::new(name, source, None).with_note(Some(e.to_string())),
+    }
 }
 
 fn validity(info: &CertInfo) -> Validity {

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::support::backends::echo::Echo;
 use crate::support::backends::ws::WsBackend;
-use crate::support::binary::{text_field, Bellhop};
+use crate::support::binary::{run_cli, text_field, Bellhop};
 use crate::support::client::{body, get, req, send};
 use crate::support::ports::Port;
 use crate::support::ws::{connect, read_until_end};
@@ -450,4 +450,38 @@ fn row<'t>(table: &'t Value, name: &str) -> &'t Value {
 /// `YYYY-MM-DDTHH:MM:SSZ`.
 fn is_rfc3339(text: &str) -> bool {
     text.len() == 20 && text.ends_with('Z') && text.as_bytes()[10] == b'T'
+}
+
+#[tokio::test]
+async fn certs_cli_without_an_admin_listener_reads_the_state_directory() {
+    let dir = TempDir::new("certs-cli-state");
+    let state = dir.path().join("state");
+    let file = dir.write(
+        "Proxyfile",
+        &format!(
+            "options {{\n    state-dir \"{}\"\n}}\nlocalhost {{\n    tls internal\n    respond \"hi\"\n}}\n",
+            state.display()
+        ),
+    );
+    let file = file.to_str().expect("utf-8 path");
+    let (code, out, err) = run_cli(&["certs", "--config", file], None);
+    assert_eq!(code, 0, "{err}");
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("from the state directory {}", state.display()))
+            && first.contains("has no `admin` option"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("localhost") && l.contains("internal")),
+        "{out}"
+    );
+    // Reading creates nothing: no internal CA, no state directory.
+    assert!(!state.exists());
+    let (code, out, err) = run_cli(&["certs", "--config", file, "--json"], None);
+    assert_eq!(code, 0, "{err}");
+    let table: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(table["from"], "state-dir");
+    assert_eq!(row(&table, "localhost")["source"], "internal");
 }
