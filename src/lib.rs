@@ -10,6 +10,7 @@
 //!          client, streams the response back and splices upgraded streams
 //! files    handler that serves static files from a directory
 //! encode   gzip/zstd compression of any handler's response, streamed
+//! error_pages, header_ops   response filters: `error-page`, `header`
 //!
 //! certs    background: which certificate each name needs, stored, scheduled,
 //!          renewed (internal CA, given files, ACME) → fed to the tls resolver
@@ -32,7 +33,9 @@ mod certs;
 pub mod config;
 mod crypto;
 mod encode;
+mod error_pages;
 mod files;
+mod header_ops;
 mod limit;
 mod logging;
 mod metrics;

@@ -14,8 +14,10 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
 use crate::config::{
-    wildcard_suffix, Config, Encoding, Handler, HostPattern, IpNet, PathPattern, RateLimit, Scheme,
+    wildcard_suffix, Config, Encoding, Handler, HeaderOp, HostPattern, IpNet, PathPattern,
+    RateLimit, Route, Scheme,
 };
+use crate::error_pages::{ErrorPages, PageError};
 use crate::files::Files;
 use crate::limit::Limiter;
 use crate::metrics::{Metrics, RouteMetrics, SiteBytes};
@@ -112,6 +114,8 @@ struct RouteEntry {
     encode: Box<[Encoding]>,
     metrics: RouteMetrics,
     max_body: u64,
+    response_headers: Box<[HeaderOp]>,
+    error_pages: ErrorPages,
 }
 
 /// The route chosen for a request.
@@ -127,6 +131,10 @@ pub(crate) struct Routed<'a> {
     pub metrics: &'a RouteMetrics,
     /// Largest request body accepted, in bytes (`max-body`).
     pub max_body: u64,
+    /// `header` operations on the response, in order.
+    pub response_headers: &'a [HeaderOp],
+    /// `error-page` replacements.
+    pub error_pages: &'a ErrorPages,
 }
 
 /// What answers a request once its route is known.
@@ -147,6 +155,8 @@ pub(crate) enum Action {
         status: StatusCode,
         /// Body.
         body: Bytes,
+        /// `Content-Type` of the body.
+        content_type: HeaderValue,
     },
     /// Static files under a root directory.
     Files(Files),
@@ -164,6 +174,9 @@ pub(crate) enum RouterError {
     /// The Redis of `shared=#true` rate limits cannot be used.
     #[error("shared rate limits: {0}")]
     Storage(String),
+    /// An `error-page` file is missing or unreadable.
+    #[error(transparent)]
+    ErrorPage(#[from] PageError),
 }
 
 impl Router {
@@ -302,11 +315,13 @@ impl SiteRoutes {
             .map(|route| {
                 Ok(RouteEntry {
                     path: route.path.clone(),
-                    action: Action::new(&route.handler, metrics)?,
+                    action: Action::new(route, metrics)?,
                     limiter: route.rate_limit.map(&mut limiter_for),
                     encode: route.encode.clone().into_boxed_slice(),
                     metrics: metrics.route(&site_label, &route.path.to_string().into()),
                     max_body: route.max_body,
+                    response_headers: route.response_headers.clone().into_boxed_slice(),
+                    error_pages: ErrorPages::load(&route.error_pages)?,
                 })
             })
             .collect::<Result<Vec<_>, RouterError>>()?;
@@ -331,25 +346,37 @@ impl SiteRoutes {
                 encode: &r.encode,
                 metrics: &r.metrics,
                 max_body: r.max_body,
+                response_headers: &r.response_headers,
+                error_pages: &r.error_pages,
             })
     }
 }
 
 impl Action {
-    fn new(handler: &Handler, metrics: &Metrics) -> Result<Action, RouterError> {
-        Ok(match handler {
-            Handler::Proxy(config) => {
-                Action::Proxy(Proxy::new(config, metrics).ok_or(RouterError::NoUpstream)?)
-            }
+    fn new(route: &Route, metrics: &Metrics) -> Result<Action, RouterError> {
+        Ok(match &route.handler {
+            Handler::Proxy(config) => Action::Proxy(
+                Proxy::new(config, metrics, &route.request_headers)
+                    .ok_or(RouterError::NoUpstream)?,
+            ),
             Handler::Redirect { to, code } => Action::Redirect {
                 to: to.as_str().into(),
                 code: StatusCode::from_u16(*code).map_err(|_| RouterError::Status(*code))?,
             },
-            Handler::Respond { status, body } => Action::Respond {
+            Handler::Respond {
+                status,
+                body,
+                content_type,
+            } => Action::Respond {
                 status: StatusCode::from_u16(*status).map_err(|_| RouterError::Status(*status))?,
                 body: Bytes::from(body.clone()),
+                content_type: content_type
+                    .clone()
+                    .unwrap_or(HeaderValue::from_static("text/plain; charset=utf-8")),
             },
-            Handler::Files { root } => Action::Files(Files::new(root)),
+            Handler::Files { root, fallback } => {
+                Action::Files(Files::new(root, fallback.as_deref()))
+            }
         })
     }
 }

@@ -214,7 +214,7 @@ fn redirect_target(s: &str) -> Result<String, Invalid> {
 /// `respond "text" status=200`
 pub(crate) fn respond(d: &Directive<'_>, problems: &mut Problems) -> Option<Handler> {
     const USAGE: &str = "respond \"Not Found\" status=404";
-    d.check_props(&["status"], None, problems);
+    d.check_props(&["status", "content-type"], None, problems);
     d.check_no_children(problems);
     let args = d.args();
     if let Some(n) = args.first().and_then(|a| a.value.as_integer()) {
@@ -263,20 +263,46 @@ pub(crate) fn respond(d: &Directive<'_>, problems: &mut Problems) -> Option<Hand
             status
         }
     };
-    Some(Handler::Respond { status, body })
+    let content_type = match d.prop("content-type") {
+        Some(v) => Some(super::error_page::content_type(&v, problems)?),
+        None => None,
+    };
+    Some(Handler::Respond {
+        status,
+        body,
+        content_type,
+    })
 }
 
-/// `files "/srv/site"`
+/// `files "/srv/site"` or `files "/srv/site" try="/index.html"`
 pub(crate) fn files(d: &Directive<'_>, problems: &mut Problems) -> Option<Handler> {
-    const USAGE: &str = "files \"/srv/site\"";
-    d.check_props(&[], None, problems);
+    const USAGE: &str = "files \"/srv/site\" try=\"/index.html\"";
+    d.check_props(&["try"], None, problems);
     d.check_no_children(problems);
     if !d.check_arg_count(1, 1, USAGE, problems) {
         return None;
     }
     let arg = d.args().into_iter().next()?;
-    let root = arg.parse_string("a directory", USAGE, non_empty_path, problems)?;
-    Some(Handler::Files { root })
+    let root = arg.parse_string("a directory", USAGE, non_empty_path, problems);
+    let fallback = match d.prop("try") {
+        Some(v) => Some(v.parse_string("a file path", USAGE, fallback_path, problems)?),
+        None => None,
+    };
+    Some(Handler::Files {
+        root: root?,
+        fallback,
+    })
+}
+
+/// The `try` file of `files`: a path under the root, written like a request path.
+fn fallback_path(s: &str) -> Result<String, Invalid> {
+    if !s.starts_with('/') || s.ends_with('/') {
+        return Err(
+            Invalid::new(format!("`{s}` is not a file path under the root"))
+                .help("write it as a request path to a file, e.g. try=\"/index.html\""),
+        );
+    }
+    Ok(s.to_string())
 }
 
 /// A file or directory path that is not empty.

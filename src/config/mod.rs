@@ -17,7 +17,9 @@
 mod bind;
 mod directives;
 mod error;
+mod error_page;
 mod format;
+mod headers;
 mod hosts;
 mod lexer;
 mod limits;

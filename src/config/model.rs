@@ -305,6 +305,52 @@ pub struct Route {
     /// Largest request body in bytes (`max-body`), inherited from the site
     /// when unset; larger gets 413.
     pub max_body: u64,
+    /// `header` (and `security-headers`) operations on the response, site-level
+    /// ones first, then the route's own, applied in this order.
+    pub response_headers: Vec<HeaderOp>,
+    /// `request-header` operations on the request sent upstream, site-level
+    /// ones first, then the route's own.
+    pub request_headers: Vec<HeaderOp>,
+    /// `error-page` replacements by status; the route's own come first, so
+    /// they win over the site's for the same status.
+    pub error_pages: Vec<ErrorPage>,
+}
+
+/// One `header`/`request-header` operation. Names and values are parsed here,
+/// once, so the request path only inserts what is already valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderOp {
+    /// `header "Name" "value"`: replaces every value of the header.
+    Set(http::HeaderName, http::HeaderValue),
+    /// `header "+Name" "value"`: adds a value, keeping those already there.
+    Add(http::HeaderName, http::HeaderValue),
+    /// `header "-Name"`: removes the header.
+    Remove(http::HeaderName),
+}
+
+/// `error-page 502 503 504 "/srv/maint.html"`: what replaces the body of a
+/// response with one of these statuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPage {
+    /// Statuses (400–599) this page answers.
+    pub statuses: Vec<u16>,
+    /// The page itself.
+    pub body: ErrorBody,
+}
+
+/// The body of an [`ErrorPage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorBody {
+    /// A file, read when the config is loaded (and on every reload); its
+    /// content type comes from its extension.
+    File(PathBuf),
+    /// Literal text (`text="…"`), sent as `text/plain` or `content-type`.
+    Text {
+        /// The page.
+        text: String,
+        /// `content-type="text/html"`; plain UTF-8 text when absent.
+        content_type: Option<http::HeaderValue>,
+    },
 }
 
 /// A content coding bellhop may apply to responses (`encode`).
@@ -382,13 +428,18 @@ pub enum Handler {
     Respond {
         /// Status code.
         status: u16,
-        /// Plain-text body.
+        /// Body.
         body: String,
+        /// `content-type="text/html"`; `text/plain; charset=utf-8` when absent.
+        content_type: Option<http::HeaderValue>,
     },
     /// Serve static files from a directory (`files "/srv/site"`).
     Files {
         /// Root directory.
         root: PathBuf,
+        /// `try="/index.html"`: the file served (GET/HEAD) when the request
+        /// path names nothing, for single-page apps.
+        fallback: Option<String>,
     },
 }
 

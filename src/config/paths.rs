@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::model::{Config, Handler, TlsMode, Upstream};
+use super::model::{Config, ErrorBody, Handler, TlsMode, Upstream};
 
 /// Makes every relative path in `config` relative to `base` (the Proxyfile's directory).
 pub(crate) fn resolve(config: &mut Config, base: &Path) {
@@ -30,7 +30,7 @@ pub(crate) fn resolve(config: &mut Config, base: &Path) {
         }
         for route in &mut site.routes {
             match &mut route.handler {
-                Handler::Files { root } => fix(root),
+                Handler::Files { root, .. } => fix(root),
                 Handler::Proxy(proxy) => {
                     for upstream in &mut proxy.upstreams {
                         if let Upstream::Unix { path } = upstream {
@@ -39,6 +39,11 @@ pub(crate) fn resolve(config: &mut Config, base: &Path) {
                     }
                 }
                 Handler::Redirect { .. } | Handler::Respond { .. } => {}
+            }
+            for page in &mut route.error_pages {
+                if let ErrorBody::File(path) = &mut page.body {
+                    fix(path);
+                }
             }
         }
     }

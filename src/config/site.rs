@@ -10,12 +10,15 @@ use std::time::Duration;
 use kdl::KdlDocument;
 use miette::SourceSpan;
 
-use super::directives::{self, PROXY_SETTINGS};
+use super::directives::{self, HSTS_DEFAULT, PROXY_SETTINGS};
 use super::error::{Problem, Problems};
+use super::error_page::error_page;
+use super::headers::{header_op, security_directive, security_headers};
 use super::hosts::HostPattern;
 use super::limits;
 use super::model::{
-    defaults, Encoding, Handler, PathPattern, RateLimit, Route, Scheme, Site, TlsMode,
+    defaults, Encoding, ErrorPage, Handler, HeaderOp, PathPattern, RateLimit, Route, Scheme, Site,
+    TlsMode,
 };
 use super::options::OPTION_NAMES;
 use super::reader::{list, Directive, Seen};
@@ -36,6 +39,10 @@ pub(crate) const SITE_DIRECTIVES: &[&str] = &[
     "hsts",
     "route",
     "bind",
+    "header",
+    "request-header",
+    "security-headers",
+    "error-page",
 ];
 
 /// Every directive allowed in a route block.
@@ -47,6 +54,9 @@ const ROUTE_DIRECTIVES: &[&str] = &[
     "rate-limit",
     "encode",
     "max-body",
+    "header",
+    "request-header",
+    "error-page",
 ];
 
 /// What a site answers when it has routes but no site-level handler.
@@ -81,6 +91,14 @@ struct Block {
     routes: Vec<RouteBlock>,
     bind: Option<std::net::IpAddr>,
     seen: Seen,
+    /// `header` lines in order, after `security-headers`' set when present.
+    response_headers: Vec<HeaderOp>,
+    /// `request-header` lines in order.
+    request_headers: Vec<HeaderOp>,
+    /// `security-headers` was written (site level only).
+    security: bool,
+    /// `error-page` lines in order.
+    error_pages: Vec<ErrorPage>,
 }
 
 /// A `route` directive: its patterns (one route each) and its block.
@@ -154,10 +172,16 @@ pub(crate) fn site(d: &Directive<'_>, problems: &mut Problems) -> Option<SiteBlo
         Some((mode, span)) => (mode.clone(), Some(*span)),
         None => (TlsMode::Auto, None),
     };
+    // `security-headers` turns HSTS on (HTTPS only) unless `hsts` says how long.
+    let hsts = match (&block.hsts, block.security) {
+        (Some((t, _)), _) => Some(*t),
+        (None, true) => Some(HSTS_DEFAULT),
+        (None, false) => None,
+    };
     let site = Site {
         addresses,
         tls,
-        hsts: block.hsts.map(|(t, _)| t),
+        hsts,
         routes: routes?,
         bind: block.bind,
     };
@@ -239,6 +263,14 @@ fn read_block(
                     block.routes.push(route);
                 }
             }
+            ("header", _) => block.response_headers.extend(header_op(&d, problems)),
+            ("request-header", _) => block.request_headers.extend(header_op(&d, problems)),
+            ("security-headers", Level::Site) => {
+                if block.seen.first(&d, problems) {
+                    block.security = security_directive(&d, problems);
+                }
+            }
+            ("error-page", _) => block.error_pages.extend(error_page(&d, problems)),
             _ => problems.push(misplaced(&d, level)),
         }
     }
@@ -279,7 +311,7 @@ fn misplaced(d: &Directive<'_>, level: Level) -> Problem {
     } else {
         ROUTE_DIRECTIVES
     };
-    if level == Level::Route && matches!(name, "tls" | "hsts" | "bind") {
+    if level == Level::Route && matches!(name, "tls" | "hsts" | "bind" | "security-headers") {
         Problem::new(format!(
             "`{name}` applies to a whole site, not to one route"
         ))
@@ -349,6 +381,12 @@ fn routes(
     let site_rate = block.rate_limit.unwrap_or(None);
     let site_encode = block.encode.clone().unwrap_or_default();
     let site_max_body = block.max_body.unwrap_or(defaults::MAX_BODY);
+    let mut site_headers = if block.security {
+        security_headers()
+    } else {
+        Vec::new()
+    };
+    site_headers.extend(block.response_headers.iter().cloned());
     let mut out: Vec<Route> = Vec::new();
     let mut spans: Vec<SourceSpan> = Vec::new();
     let mut ok = true;
@@ -391,6 +429,9 @@ fn routes(
                     .clone()
                     .unwrap_or_else(|| site_encode.clone()),
                 max_body: route.block.max_body.unwrap_or(site_max_body),
+                response_headers: concat(&site_headers, &route.block.response_headers),
+                request_headers: concat(&block.request_headers, &route.block.request_headers),
+                error_pages: concat(&route.block.error_pages, &block.error_pages),
             });
             spans.push(*span);
         }
@@ -401,6 +442,7 @@ fn routes(
         (None, None) if !block.routes.is_empty() => Handler::Respond {
             status: 404,
             body: NOT_FOUND.to_string(),
+            content_type: None,
         },
         (None, None) if !block_ok => return None,
         (None, None) => {
@@ -418,8 +460,17 @@ fn routes(
         rate_limit: site_rate,
         encode: site_encode,
         max_body: site_max_body,
+        response_headers: site_headers,
+        request_headers: block.request_headers.clone(),
+        error_pages: block.error_pages.clone(),
     });
     ok.then_some(out)
+}
+
+/// A route's list after the site's: the route's own `header` lines run after
+/// the site's (so they override them), its `error-page`s are tried first.
+fn concat<T: Clone>(first: &[T], then: &[T]) -> Vec<T> {
+    first.iter().chain(then).cloned().collect()
 }
 
 /// Whether every path `later` matches is already taken by `earlier`.

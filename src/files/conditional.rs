@@ -5,17 +5,31 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{header, HeaderMap, HeaderValue};
 
-/// What identifies one version of a file: its size and modification time.
+/// What identifies one version of a file: its size and modification time,
+/// and for a precompressed sibling its coding.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Validators {
     len: u64,
     modified: Option<SystemTime>,
+    coding: Option<&'static str>,
 }
 
 impl Validators {
     /// Validators of a file of `len` bytes last modified at `modified` (if known).
     pub(super) fn new(len: u64, modified: Option<SystemTime>) -> Self {
-        Validators { len, modified }
+        Validators {
+            len,
+            modified,
+            coding: None,
+        }
+    }
+
+    /// The same for a precompressed sibling sent with `Content-Encoding: coding`:
+    /// its ETag names the coding, so it never equals the plain file's even if
+    /// size and mtime happen to match (RFC 9110 §8.8.3: one tag per representation).
+    pub(super) fn encoded(mut self, coding: &'static str) -> Self {
+        self.coding = Some(coding);
+        self
     }
 
     /// A weak ETag from size and mtime (to the nanosecond): `W/"<size>-<secs>.<nanos>"` in hex.
@@ -23,10 +37,12 @@ impl Validators {
     pub(super) fn etag(&self) -> HeaderValue {
         let since = self.since_epoch();
         let tag = format!(
-            "W/\"{:x}-{:x}.{:x}\"",
+            "W/\"{:x}-{:x}.{:x}{}{}\"",
             self.len,
             since.as_secs(),
-            since.subsec_nanos()
+            since.subsec_nanos(),
+            if self.coding.is_some() { "-" } else { "" },
+            self.coding.unwrap_or("")
         );
         HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("W/\"0\""))
     }

@@ -4,10 +4,10 @@
 use std::path::Path;
 
 /// The type for files whose extension is unknown or missing.
-pub(super) const DEFAULT: &str = "application/octet-stream";
+pub(crate) const DEFAULT: &str = "application/octet-stream";
 
 /// The media type for `path`, judged by its extension (case-insensitive).
-pub(super) fn content_type(path: &Path) -> &'static str {
+pub(crate) fn content_type(path: &Path) -> &'static str {
     let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
         return DEFAULT;
     };

@@ -8,10 +8,16 @@
 //! its slash form, then serves its `index.html`. Responses carry validators and
 //! honour `If-None-Match`, `If-Modified-Since` and single `Range`s; the body is
 //! read in chunks as the client takes it ([`FileBody`]).
+//!
+//! With `try="/index.html"` a path that names nothing is answered with that
+//! file instead of a 404 (any miss, as Caddy's `try_files {path} /index.html`:
+//! a single-page app routes in the browser). Precompressed `.zst`/`.gz`
+//! siblings are sent when the client accepts them ([`precompressed`]).
 
 mod conditional;
-mod mime;
+pub(crate) mod mime;
 mod path;
+mod precompressed;
 mod range;
 mod stream;
 
@@ -21,6 +27,7 @@ use std::path::{Path, PathBuf};
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 
 use crate::body::{text_response, Body};
+use crate::config::Encoding;
 use conditional::Validators;
 use range::RangeReply;
 pub(crate) use stream::FileBody;
@@ -33,13 +40,21 @@ pub(crate) use stream::FileBody;
 #[derive(Debug)]
 pub(crate) struct Files {
     root: PathBuf,
+    /// `try="/index.html"`: the request path served when nothing matches.
+    fallback: Option<Box<str>>,
 }
 
 /// A regular file found under the root, open.
 struct Found {
+    /// The file asked for: its extension gives the Content-Type.
     path: PathBuf,
+    /// What is sent: the file itself, or its precompressed sibling.
     file: std::fs::File,
     meta: std::fs::Metadata,
+    /// The sibling's coding, when one is sent.
+    coding: Option<Encoding>,
+    /// The answer depends on Accept-Encoding (a sibling exists).
+    vary: bool,
 }
 
 /// Why a request path does not lead to a file.
@@ -66,9 +81,10 @@ impl From<io::Error> for Miss {
 
 impl Files {
     /// A handler for `root`.
-    pub(crate) fn new(root: &Path) -> Self {
+    pub(crate) fn new(root: &Path, fallback: Option<&str>) -> Self {
         Files {
             root: root.to_path_buf(),
+            fallback: fallback.map(Into::into),
         }
     }
 
@@ -89,7 +105,12 @@ impl Files {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return response;
         }
-        let found = match self.resolve(uri.path()).await {
+        let accept = headers.get(header::ACCEPT_ENCODING);
+        let mut found = self.resolve(uri.path(), accept).await;
+        if let (Err(Miss::NotFound), Some(fallback)) = (&found, &self.fallback) {
+            found = self.resolve(fallback, accept).await;
+        }
+        let found = match found {
             Ok(found) => found,
             Err(Miss::NotFound) => return not_found(),
             Err(Miss::AddSlash) => return add_slash(uri),
@@ -101,20 +122,32 @@ impl Files {
 
     /// The regular file a request path names, inside the root, opened. The
     /// file-system calls are blocking ones, made in one trip to tokio's blocking pool.
-    async fn resolve(&self, request_path: &str) -> Result<Found, Miss> {
+    async fn resolve(
+        &self,
+        request_path: &str,
+        accept: Option<&HeaderValue>,
+    ) -> Result<Found, Miss> {
         let relative = path::relative(request_path).ok_or(Miss::NotFound)?;
         let root = self.root.clone();
         let dir_form = request_path.ends_with('/');
-        tokio::task::spawn_blocking(move || resolve_blocking(&root, &relative, dir_form))
-            .await
-            .map_err(|e| Miss::Io(io::Error::other(e)))?
+        let accept = accept.cloned();
+        tokio::task::spawn_blocking(move || {
+            resolve_blocking(&root, &relative, dir_form, accept.as_ref())
+        })
+        .await
+        .map_err(|e| Miss::Io(io::Error::other(e)))?
     }
 }
 
 /// See [`Files::resolve`]: resolves root and path (symlinks followed), checks
 /// that the path is still under the root, picks `index.html` for directories,
-/// and opens the file.
-fn resolve_blocking(root: &Path, relative: &Path, dir_form: bool) -> Result<Found, Miss> {
+/// and opens the file or the precompressed sibling the client accepts.
+fn resolve_blocking(
+    root: &Path,
+    relative: &Path,
+    dir_form: bool,
+    accept: Option<&HeaderValue>,
+) -> Result<Found, Miss> {
     let root = std::fs::canonicalize(root)?;
     let inside = |path: &Path| -> Result<PathBuf, Miss> {
         let resolved = std::fs::canonicalize(path)?;
@@ -138,22 +171,50 @@ fn resolve_blocking(root: &Path, relative: &Path, dir_form: bool) -> Result<Foun
         // FIFOs, sockets and devices are never served (opening a FIFO blocks).
         return Err(Miss::NotFound);
     }
-    let file = std::fs::File::open(&path)?;
+    let choice = precompressed::choose(&root, &path, accept);
+    let (file, coding) = match choice.sibling {
+        Some((sibling, coding)) => (std::fs::File::open(sibling)?, Some(coding)),
+        None => (std::fs::File::open(&path)?, None),
+    };
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(Miss::NotFound);
     }
-    Ok(Found { path, file, meta })
+    Ok(Found {
+        path,
+        file,
+        meta,
+        coding,
+        vary: choice.vary,
+    })
 }
 
 /// The 200, 206, 304 or 416 for this request of an open file.
 fn send_file(found: Found, method: &Method, headers: &HeaderMap) -> Response<Body> {
-    let Found { path, file, meta } = found;
+    let Found {
+        path,
+        file,
+        meta,
+        coding,
+        vary,
+    } = found;
     let len = meta.len();
-    let validators = Validators::new(len, meta.modified().ok());
+    let mut validators = Validators::new(len, meta.modified().ok());
+    if let Some(coding) = coding {
+        validators = validators.encoded(coding.token());
+    }
 
     let mut response = Response::new(Body::empty());
     let h = response.headers_mut();
+    if vary {
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    if let Some(coding) = coding {
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
+    }
     h.insert(header::ETAG, validators.etag());
     if let Some(lm) = validators.last_modified() {
         h.insert(header::LAST_MODIFIED, lm);

@@ -31,7 +31,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::body::{text_response, Body};
-use crate::config::ProxyConfig;
+use crate::config::{HeaderOp, ProxyConfig};
 use crate::limit::{ClientBody, ClientBodyError};
 use crate::metrics::Metrics;
 pub(crate) use body::UpstreamBody;
@@ -51,6 +51,8 @@ pub(crate) struct Proxy {
     settings: SendSettings,
     /// Idle timeout of upgraded (WebSocket) tunnels.
     idle_timeout: Duration,
+    /// `request-header` operations, applied after bellhop's own rewrite.
+    request_headers: Box<[HeaderOp]>,
 }
 
 /// The outcome of forwarding: the response for the client, which upstream
@@ -72,7 +74,11 @@ impl Proxy {
     /// Each upstream's response times go to its histogram in `metrics`.
     /// `None` when `config` names no upstream (the parser never builds one,
     /// but the type allows it), so round robin always has a target.
-    pub(crate) fn new(config: &ProxyConfig, metrics: &Metrics) -> Option<Self> {
+    pub(crate) fn new(
+        config: &ProxyConfig,
+        metrics: &Metrics,
+        request_headers: &[HeaderOp],
+    ) -> Option<Self> {
         if config.upstreams.is_empty() {
             return None;
         }
@@ -90,6 +96,7 @@ impl Proxy {
                 wait: config.upstream_wait,
             },
             idle_timeout: config.idle_timeout,
+            request_headers: request_headers.into(),
         })
     }
 
@@ -154,6 +161,7 @@ impl Proxy {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         upstream_head(&mut parts, upstream, client, host, upgrade);
+        crate::header_ops::apply(&mut parts.headers, &self.request_headers);
         let request = Request::from_parts(parts, Body::Client(body));
         let (response, conn) = send::send(upstream, self.settings, ready, request).await?;
         Ok(self.client_response(response, conn, client_upgrade, &upstream.label))
@@ -266,12 +274,12 @@ mod tests {
     #[test]
     fn a_proxy_without_upstreams_is_refused_not_a_panic_later() {
         let metrics = Metrics::new();
-        assert!(Proxy::new(&ProxyConfig::new(Vec::new()), &metrics).is_none());
+        assert!(Proxy::new(&ProxyConfig::new(Vec::new()), &metrics, &[]).is_none());
         let one = ProxyConfig::new(vec![crate::config::Upstream::Tcp {
             host: "127.0.0.1".into(),
             port: 8000,
         }]);
-        let proxy = Proxy::new(&one, &metrics).expect("one upstream");
+        let proxy = Proxy::new(&one, &metrics, &[]).expect("one upstream");
         assert_eq!(&*proxy.upstreams[0].label, "127.0.0.1:8000");
     }
 }

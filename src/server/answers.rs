@@ -8,14 +8,17 @@ use http::{header, HeaderValue, Response, StatusCode, Uri, Version};
 
 use crate::body::{text_response, Body};
 
-/// `respond`: a fixed status and body, as plain text.
-pub(super) fn respond(status: StatusCode, body: &Bytes) -> Response<Body> {
+/// `respond`: a fixed status and body with its content type.
+pub(super) fn respond(
+    status: StatusCode,
+    body: &Bytes,
+    content_type: &HeaderValue,
+) -> Response<Body> {
     let mut response = Response::new(Body::full(body.clone()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type.clone());
     response
 }
 

@@ -9,7 +9,7 @@
 //! admit      rate limit (429), declared body size over max-body (413);
 //!            later access lists, auth
 //! handle     respond | redirect | proxy | files
-//! filter     encode, HSTS
+//! filter     error page, encode, HSTS, header
 //! log        count the status, HEAD without content, one access-log line when the body ends
 //! ```
 //!
@@ -32,8 +32,10 @@ use super::answers::{
 use super::connection::{Accepted, ConnContext, InFlight};
 use super::malformed::refuse_malformed;
 use crate::body::Body;
-use crate::config::{normalize_host, Encoding, Scheme};
+use crate::config::{normalize_host, Encoding, HeaderOp, Scheme};
 use crate::encode;
+use crate::error_pages::ErrorPages;
+use crate::header_ops;
 use crate::limit::{BodyLimits, ClientBody, ClientKey};
 use crate::metrics::RouteMetrics;
 use crate::proxy::{ClientInfo, LogStatus};
@@ -257,7 +259,11 @@ async fn handle_action<'r>(
 ) -> Outcome<'r> {
     let local = |response| Outcome::local(response, route.metrics);
     match route.action {
-        Action::Respond { status, body } => local(respond(*status, body)),
+        Action::Respond {
+            status,
+            body,
+            content_type,
+        } => local(respond(*status, body, content_type)),
         Action::Redirect { to, code } => local(redirect(to, *code, &facts.uri)),
         Action::Proxy(proxy) => {
             let limits = BodyLimits {
@@ -288,6 +294,10 @@ struct Filters<'a> {
     accept_encoding: Option<HeaderValue>,
     /// `Strict-Transport-Security`, on HTTPS only.
     hsts: Option<&'a HeaderValue>,
+    /// `error-page`s, applied first so the page is what gets compressed.
+    error_pages: &'a ErrorPages,
+    /// `header` operations, applied last so they can override anything above.
+    response_headers: &'a [HeaderOp],
 }
 
 impl<'a> Filters<'a> {
@@ -300,10 +310,16 @@ impl<'a> Filters<'a> {
             encode: route.encode,
             accept_encoding,
             hsts: site.hsts.as_ref().filter(|_| scheme == Scheme::Https),
+            error_pages: route.error_pages,
+            response_headers: route.response_headers,
         }
     }
 
+    /// error page ─► encode ─► HSTS ─► header.
     fn apply<'r>(&self, mut outcome: Outcome<'r>, method: &Method) -> Outcome<'r> {
+        if !self.error_pages.is_empty() {
+            outcome.response = self.error_pages.apply(outcome.response);
+        }
         if !self.encode.is_empty() {
             outcome.response = encode::apply(
                 outcome.response,
@@ -318,6 +334,7 @@ impl<'a> Filters<'a> {
                 .headers_mut()
                 .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
+        header_ops::apply(outcome.response.headers_mut(), self.response_headers);
         outcome
     }
 }

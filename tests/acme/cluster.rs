@@ -62,10 +62,14 @@ fn route(body: &str, rate_limit: Option<RateLimit>) -> Route {
         handler: Handler::Respond {
             status: 200,
             body: body.into(),
+            content_type: None,
         },
         rate_limit,
         encode: Vec::new(),
         max_body: bellhop::config::defaults::MAX_BODY,
+        response_headers: Vec::new(),
+        request_headers: Vec::new(),
+        error_pages: Vec::new(),
     }
 }
 

@@ -7,8 +7,8 @@
 
 mod support;
 
-mod cluster;
 mod certs_cli;
+mod cluster;
 mod issuance;
 mod on_demand;
 mod renewal;

@@ -67,6 +67,9 @@ fn site(name: &str, handler: Handler, hsts: Option<Duration>) -> Site {
             rate_limit: None,
             encode: Vec::new(),
             max_body: bellhop::config::defaults::MAX_BODY,
+            response_headers: Vec::new(),
+            request_headers: Vec::new(),
+            error_pages: Vec::new(),
         }],
         bind: None,
     }
@@ -76,6 +79,7 @@ fn respond(body: &str) -> Handler {
     Handler::Respond {
         status: 200,
         body: body.into(),
+        content_type: None,
     }
 }
 

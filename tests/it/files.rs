@@ -88,6 +88,7 @@ impl World {
 pub fn files(root: &Path) -> Handler {
     Handler::Files {
         root: root.to_path_buf(),
+        fallback: None,
     }
 }
 

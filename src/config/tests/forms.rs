@@ -80,6 +80,9 @@ fn route(path: PathPattern, handler: Handler) -> Route {
         rate_limit: None,
         encode: Vec::new(),
         max_body: crate::config::defaults::MAX_BODY,
+        response_headers: Vec::new(),
+        request_headers: Vec::new(),
+        error_pages: Vec::new(),
     }
 }
 
@@ -223,7 +226,8 @@ fn design_example_static_site_and_redirect() {
                 ..route(
                     PathPattern::Any,
                     Handler::Files {
-                        root: "/srv/site".into()
+                        root: "/srv/site".into(),
+                        fallback: None,
                     }
                 )
             },
@@ -359,6 +363,7 @@ fn routes_first_match_and_inheritance() {
                 PathPattern::Prefix("/static".into()),
                 Handler::Files {
                     root: "/srv/static".into(),
+                    fallback: None,
                 },
             )
         },
@@ -381,7 +386,8 @@ fn routes_without_site_handler_get_404_catch_all() {
             PathPattern::Any,
             Handler::Respond {
                 status: 404,
-                body: "Not Found".into()
+                body: "Not Found".into(),
+                content_type: None,
             }
         )
     );
@@ -467,27 +473,31 @@ fn handler_forms() {
         only_handler(r#"a.example.com { respond "hello" }"#),
         Handler::Respond {
             status: 200,
-            body: "hello".into()
+            body: "hello".into(),
+            content_type: None,
         }
     );
     assert_eq!(
         only_handler(r#"a.example.com { respond "gone" status=410 }"#),
         Handler::Respond {
             status: 410,
-            body: "gone".into()
+            body: "gone".into(),
+            content_type: None,
         }
     );
     assert_eq!(
         only_handler("a.example.com { respond status=204 }"),
         Handler::Respond {
             status: 204,
-            body: String::new()
+            body: String::new(),
+            content_type: None,
         }
     );
     assert_eq!(
         only_handler(r#"a.example.com { files "/srv/site" }"#),
         Handler::Files {
-            root: "/srv/site".into()
+            root: "/srv/site".into(),
+            fallback: None,
         }
     );
     for code in [301, 302, 303, 307, 308] {

@@ -40,7 +40,8 @@ fn load_resolves_relative_paths_next_to_the_file() {
     assert_eq!(
         site.routes[0].handler,
         Handler::Files {
-            root: dir.join("public")
+            root: dir.join("public"),
+            fallback: None,
         }
     );
     assert_eq!(

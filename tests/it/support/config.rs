@@ -205,6 +205,9 @@ fn make_route(path: PathPattern, handler: Handler) -> Route {
         rate_limit: None,
         encode: Vec::new(),
         max_body: bellhop::config::defaults::MAX_BODY,
+        response_headers: Vec::new(),
+        request_headers: Vec::new(),
+        error_pages: Vec::new(),
     }
 }
 
@@ -248,5 +251,6 @@ pub fn respond(status: u16, body: &str) -> Handler {
     Handler::Respond {
         status,
         body: body.to_string(),
+        content_type: None,
     }
 }
