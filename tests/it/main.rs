@@ -17,6 +17,7 @@ mod cli;
 mod encode;
 mod failures;
 mod files;
+mod header_directives;
 mod headers;
 mod keepalive;
 mod limits;
