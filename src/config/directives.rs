@@ -276,7 +276,8 @@ pub(crate) fn respond(d: &Directive<'_>, problems: &mut Problems) -> Option<Hand
 
 /// `files "/srv/site"` or `files "/srv/site" try="/index.html"`
 pub(crate) fn files(d: &Directive<'_>, problems: &mut Problems) -> Option<Handler> {
-    const USAGE: &str = "files \"/srv/site\" try=\"/index.html\"";
+    const USAGE: &str = "files \"/srv/site\"";
+    const TRY: &str = "files \"/srv/site\" try=\"/index.html\"";
     d.check_props(&["try"], None, problems);
     d.check_no_children(problems);
     if !d.check_arg_count(1, 1, USAGE, problems) {
@@ -285,7 +286,7 @@ pub(crate) fn files(d: &Directive<'_>, problems: &mut Problems) -> Option<Handle
     let arg = d.args().into_iter().next()?;
     let root = arg.parse_string("a directory", USAGE, non_empty_path, problems);
     let fallback = match d.prop("try") {
-        Some(v) => Some(v.parse_string("a file path", USAGE, fallback_path, problems)?),
+        Some(v) => Some(v.parse_string("a file path", TRY, fallback_path, problems)?),
         None => None,
     };
     Some(Handler::Files {

@@ -16,11 +16,13 @@
 
 mod bind;
 mod directives;
+mod env;
 mod error;
 mod error_page;
 mod format;
 mod headers;
 mod hosts;
+mod import;
 mod lexer;
 mod limits;
 mod model;
@@ -65,25 +67,77 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             _ => problem,
         })
     })?;
-    let mut config = parse(&source, &path.display().to_string())?;
+    let name = path.display().to_string();
+    let parsed = parse_source(&source, &name, &env::process_env, None)?;
+    let mut config = parsed.config;
     if let Some(dir) = path.parent() {
         paths::resolve(&mut config, dir);
     }
+    if parsed.imports.is_empty() {
+        return Ok(config);
+    }
+    let mut walk = import::Walk {
+        env: &env::process_env,
+        chain: vec![std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())],
+        origins: vec![path.to_path_buf(); config.sites.len()],
+    };
+    let file = import::File {
+        path,
+        source: &source,
+    };
+    import::follow(&file, parsed.imports, &mut config, &mut walk)?;
+    import::check_across(&config, &walk.origins)?;
     Ok(config)
 }
 
 /// Parses and validates Proxyfile text; `file_name` is only used in error reports.
+/// `{env.NAME}` is taken from the process environment.
 pub fn parse(source: &str, file_name: &str) -> Result<Config, ConfigError> {
-    let doc = syntax::parse_kdl(source, file_name)?;
+    parse_with_env(source, file_name, &env::process_env)
+}
+
+/// [`parse`] with `{env.NAME}` looked up by `env` (tests pass a map).
+/// Text alone cannot follow an `import`, so one is an error here; [`load`]
+/// follows them.
+pub(crate) fn parse_with_env(
+    source: &str,
+    file_name: &str,
+    env: env::Lookup<'_>,
+) -> Result<Config, ConfigError> {
+    let parsed = parse_source(source, file_name, env, None)?;
+    match parsed.imports.first() {
+        None => Ok(parsed.config),
+        Some((_, span)) => Err(ConfigError::new(
+            file_name,
+            source,
+            vec![Problem::new("`import` needs the Proxyfile's location")
+                .at(*span, "import")
+                .help("load the Proxyfile from its path (bellhop run/validate), so imports can be found next to it")],
+        )),
+    }
+}
+
+/// One file's text → its config and its `import` lines, unfollowed.
+/// `inherited` is the main file's options when this file is imported.
+fn parse_source(
+    source: &str,
+    file_name: &str,
+    env: env::Lookup<'_>,
+    inherited: Option<&Options>,
+) -> Result<parse::Parsed, ConfigError> {
+    let mut doc = syntax::parse_kdl(source, file_name)?;
     let mut problems = Problems::default();
     // A value cut short by `//` would only cause confusing follow-up errors
     // ("upstream `unix` has no port"), so stop at the root cause.
     syntax::check_tree(&doc, source, &mut problems);
+    if problems.is_empty() {
+        env::expand(&mut doc, source, env, &mut problems);
+    }
     if !problems.is_empty() {
         return Err(problems.into_error(file_name, source));
     }
-    match parse::config(&doc, source, &mut problems) {
-        Some(config) if problems.is_empty() => Ok(config),
+    match parse::config(&doc, source, inherited, &mut problems) {
+        Some(parsed) if problems.is_empty() => Ok(parsed),
         _ => Err(problems.into_error(file_name, source)),
     }
 }
@@ -92,8 +146,14 @@ pub fn parse(source: &str, file_name: &str) -> Result<Config, ConfigError> {
 ///
 /// The file must parse (so `fmt` never sets a mistake in stone); the result
 /// parses to the same [`Config`], and formatting it again changes nothing.
+///
+/// `import` lines are kept as they are and not followed: each file is
+/// formatted on its own (`bellhop fmt sites/a.kdl`).
 pub fn format(source: &str, file_name: &str) -> Result<String, ConfigError> {
-    let before = parse(source, file_name)?;
+    let check = |text: &str| {
+        parse_source(text, file_name, &env::process_env, None).map(|p| (p.config, p.imports))
+    };
+    let before = check(source)?;
     let bug = |what: &str| {
         let problem = Problem::new(format!("cannot format {file_name}: {what}"))
             .help("this is a bug in bellhop; the file itself is valid and was left as it is");
@@ -101,8 +161,13 @@ pub fn format(source: &str, file_name: &str) -> Result<String, ConfigError> {
     };
     let formatted = format::format(source).map_err(|_| bug("unexpected token layout"))?;
     // Never hand back text that means something else: check before returning.
-    match parse(&formatted, file_name) {
-        Ok(after) if after == before => Ok(formatted),
+    match check(&formatted) {
+        Ok(after) if after.0 == before.0 && same_imports(&after.1, &before.1) => Ok(formatted),
         _ => Err(bug("the formatted text would change the configuration")),
     }
+}
+
+/// Whether two files import the same patterns in the same order (spans aside).
+fn same_imports(a: &[(String, miette::SourceSpan)], b: &[(String, miette::SourceSpan)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0)
 }

@@ -48,6 +48,14 @@ pub(crate) struct OptionsBlock {
 }
 
 impl OptionsBlock {
+    /// The main file's options, for checking an imported file's sites.
+    pub(super) fn inherited(options: Options) -> Self {
+        OptionsBlock {
+            options,
+            seen: Seen::default(),
+        }
+    }
+
     /// The span of option `name`'s name, if it was set in the file.
     pub(super) fn span_of(&self, name: &str) -> Option<SourceSpan> {
         self.seen.span_of(name)

@@ -1,24 +1,48 @@
 //! The top level of a Proxyfile: one optional `options` block and the sites.
 
 use kdl::KdlDocument;
+use miette::SourceSpan;
 
 use super::directives::PROXY_SETTINGS;
 use super::error::{Problem, Problems};
-use super::model::Config;
+use super::model::{Config, Options};
 use super::options::{self, OptionsBlock, OPTION_NAMES};
 use super::reader::Directive;
 use super::site::{self, SITE_DIRECTIVES};
 use super::validate;
 
+/// One file read: its config and the `import` lines still to follow.
+pub(crate) struct Parsed {
+    /// The options (the main file's, for an imported file) and this file's sites.
+    pub config: Config,
+    /// `import "sites/*.kdl"` patterns as written, with their spans.
+    pub imports: Vec<(String, SourceSpan)>,
+}
+
 /// Reads a parsed KDL document into a [`Config`], recording every problem.
-/// Returns `None` if anything could not be read.
-pub(crate) fn config(doc: &KdlDocument, src: &str, problems: &mut Problems) -> Option<Config> {
+/// Returns `None` if anything could not be read. `inherited` is the main
+/// file's options when this file is imported: it may not have its own.
+pub(crate) fn config(
+    doc: &KdlDocument,
+    src: &str,
+    inherited: Option<&Options>,
+    problems: &mut Problems,
+) -> Option<Parsed> {
     let mut options: Option<(OptionsBlock, Directive<'_>)> = None;
     let mut sites = Vec::new();
+    let mut imports = Vec::new();
     let mut all_read = true;
     for node in doc.nodes() {
         let d = Directive::new(node, src);
-        if d.name() == "options" {
+        if d.name() == "import" {
+            imports.extend(super::import::directive(&d, problems));
+        } else if d.name() == "options" && inherited.is_some() {
+            problems.push(
+                Problem::new("an imported file can't have an `options` block")
+                    .at(d.name_span(), "options in an imported file")
+                    .help("move these options into the main Proxyfile's options block"),
+            );
+        } else if d.name() == "options" {
             match &options {
                 Some((_, first)) => problems.push(
                     Problem::new("`options` is given twice")
@@ -37,7 +61,7 @@ pub(crate) fn config(doc: &KdlDocument, src: &str, problems: &mut Problems) -> O
             }
         }
     }
-    if sites.is_empty() && problems.is_empty() {
+    if sites.is_empty() && imports.is_empty() && problems.is_empty() {
         let mut problem = Problem::new("the Proxyfile defines no sites")
             .help("add one, e.g. app.example.com { proxy localhost:8000 }");
         if let Some((_, d)) = &options {
@@ -45,14 +69,20 @@ pub(crate) fn config(doc: &KdlDocument, src: &str, problems: &mut Problems) -> O
         }
         problems.push(problem);
     }
-    let options = options.map(|(o, _)| o).unwrap_or_default();
+    let options = match inherited {
+        Some(options) => OptionsBlock::inherited(options.clone()),
+        None => options.map(|(o, _)| o).unwrap_or_default(),
+    };
     validate::check(&options, &sites, problems);
     if !all_read || !problems.is_empty() {
         return None;
     }
-    Some(Config {
-        options: options.options,
-        sites: sites.into_iter().map(|s| s.site).collect(),
+    Some(Parsed {
+        config: Config {
+            options: options.options,
+            sites: sites.into_iter().map(|s| s.site).collect(),
+        },
+        imports,
     })
 }
 

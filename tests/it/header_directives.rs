@@ -52,7 +52,10 @@ async fn response_headers_are_set_added_and_removed() {
     assert_eq!(reply.header("x-frame-options").as_deref(), Some("DENY"));
     assert!(reply.header("server").is_none(), "Server removed");
     let links: Vec<_> = reply.headers.get_all("link").iter().collect();
-    assert_eq!(links, ["</font.woff2>; rel=preload", "</app.css>; rel=preload"]);
+    assert_eq!(
+        links,
+        ["</font.woff2>; rel=preload", "</app.css>; rel=preload"]
+    );
 }
 
 #[tokio::test]
@@ -65,7 +68,10 @@ async fn a_route_extends_and_overrides_the_site() {
         Some("public, max-age=31536000, immutable")
     );
     // The route's line runs after the site's.
-    assert_eq!(reply.header("x-frame-options").as_deref(), Some("SAMEORIGIN"));
+    assert_eq!(
+        reply.header("x-frame-options").as_deref(),
+        Some("SAMEORIGIN")
+    );
     // The site's remaining lines still apply.
     assert!(reply.header("link").is_some());
     // Bellhop's own answers get them too.
@@ -109,7 +115,10 @@ async fn security_headers_set_a_default_set_each_overridable() {
 "#;
     let server = TestServer::start(proxyfile(src)).await;
     let reply = get(server.addr(), "a", "/").await;
-    assert_eq!(reply.header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(
+        reply.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
     assert_eq!(
         reply.header("referrer-policy").as_deref(),
         Some("strict-origin-when-cross-origin")
@@ -147,5 +156,8 @@ options {{ state-dir "{}" }}
         reply.header("strict-transport-security").as_deref(),
         Some("max-age=31536000")
     );
-    assert_eq!(reply.header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(
+        reply.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
 }
