@@ -29,6 +29,7 @@ mod reload;
 mod reload_result;
 mod routing;
 mod shutdown;
+mod sovgrid;
 mod spa;
 mod streaming;
 mod upstream_restart;
