@@ -13,8 +13,10 @@
 # Caddy GOMAXPROCS=1) pinned to CPU $PROXY_CPU; wrk runs on the other CPU with
 # `Accept-Encoding: gzip`, 32 connections, HTTP/1.1 keep-alive. The script
 # checks that each answer really is gzip before measuring, prints requests/s
-# per round, the median per proxy and bellhop/Caddy, and also the same
-# without Accept-Encoding (no compression) for reference.
+# and the proxy's CPU time per request (user + system, from /proc: steadier
+# than requests/s on a busy machine) per round, the median per proxy and
+# bellhop/Caddy, and the same without Accept-Encoding (no compression) for
+# reference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -99,35 +101,47 @@ CADDY
     [[ $enc == gzip ]] || die "$name did not gzip app.css (Content-Encoding: '$enc')"
 }
 
-# measure [HEADER...] — requests/s of wrk against $ADDR/app.css.
+# measure [HEADER...] — "requests/s cpu-µs/request" of wrk against $ADDR/app.css.
 measure() {
-    local args=() h
+    local args=() h out t0 t1 pids
     for h in "$@"; do args+=(-H "$h"); done
-    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "${args[@]}" \
-        "http://$ADDR/app.css" | awk '/Requests\/sec/ {printf "%d", $2}'
+    pids=$(tree_pids "$PID")
+    t0=$(cpu_ticks "$pids")
+    out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "${args[@]}" \
+        "http://$ADDR/app.css")
+    t1=$(cpu_ticks "$pids")
+    awk -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '
+        /requests in/ {n = $1}
+        /Requests\/sec/ {rps = $2}
+        END {printf "%d %.1f", rps, ticks / hz * 1e6 / n}' <<<"$out"
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A GZ PLAIN
+declare -A GZ PLAIN GZ_CPU PLAIN_CPU
 for name in bellhop caddy; do
     start "$name"
-    gz=() plain=()
+    gz=() plain=() gz_cpu=() plain_cpu=()
     for ((r = 1; r <= ROUNDS; r++)); do
-        gz+=("$(measure 'Accept-Encoding: gzip')")
-        plain+=("$(measure)")
-        note "$name round $r: gzip ${gz[-1]} req/s, identity ${plain[-1]} req/s"
+        read -r rps cpu <<<"$(measure 'Accept-Encoding: gzip')"
+        gz+=("$rps"); gz_cpu+=("$cpu")
+        read -r rps cpu <<<"$(measure)"
+        plain+=("$rps"); plain_cpu+=("$cpu")
+        note "$name round $r: gzip ${gz[-1]} req/s (${gz_cpu[-1]} µs CPU/req), identity ${plain[-1]} req/s (${plain_cpu[-1]} µs CPU/req)"
     done
-    GZ[$name]=$(median "${gz[@]}")
-    PLAIN[$name]=$(median "${plain[@]}")
+    GZ[$name]=$(median "${gz[@]}"); GZ_CPU[$name]=$(median "${gz_cpu[@]}")
+    PLAIN[$name]=$(median "${plain[@]}"); PLAIN_CPU[$name]=$(median "${plain_cpu[@]}")
     stop "$PID"
 done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 gzip_size=$(gzip -6 -c "$ROOT/app.css" | wc -c)
 echo "app.css: $SIZE bytes ($gzip_size gzipped at level 6); $CONNECTIONS connections, $DURATION x $ROUNDS rounds (median)"
 echo "bellhop $($BELLHOP --version 2>/dev/null | awk '{print $2}') $(git describe --always --dirty); Caddy $(caddy version | awk '{print $1}')"
-printf '%-16s %12s %12s\n' "" "bellhop" "caddy"
-printf '%-16s %12s %12s   bellhop/caddy %s\n' "gzip req/s" "${GZ[bellhop]}" "${GZ[caddy]}" \
-    "$(awk -v a="${GZ[bellhop]}" -v b="${GZ[caddy]}" 'BEGIN {printf "%.2f", a / b}')"
-printf '%-16s %12s %12s   bellhop/caddy %s\n' "identity req/s" "${PLAIN[bellhop]}" "${PLAIN[caddy]}" \
-    "$(awk -v a="${PLAIN[bellhop]}" -v b="${PLAIN[caddy]}" 'BEGIN {printf "%.2f", a / b}')"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-24s %10s %10s %14s\n' "" "bellhop" "caddy" "bellhop/caddy"
+printf '%-24s %10s %10s %14s\n' "gzip req/s" "${GZ[bellhop]}" "${GZ[caddy]}" "$(ratio "${GZ[bellhop]}" "${GZ[caddy]}")"
+printf '%-24s %10s %10s %14s\n' "gzip CPU µs/request" "${GZ_CPU[bellhop]}" "${GZ_CPU[caddy]}" "$(ratio "${GZ_CPU[bellhop]}" "${GZ_CPU[caddy]}")"
+printf '%-24s %10s %10s %14s\n' "identity req/s" "${PLAIN[bellhop]}" "${PLAIN[caddy]}" "$(ratio "${PLAIN[bellhop]}" "${PLAIN[caddy]}")"
+printf '%-24s %10s %10s %14s\n' "identity CPU µs/request" "${PLAIN_CPU[bellhop]}" "${PLAIN_CPU[caddy]}" "$(ratio "${PLAIN_CPU[bellhop]}" "${PLAIN_CPU[caddy]}")"

@@ -1,20 +1,24 @@
 //! A body compressed as it streams.
 //!
-//! The inner body is read as an `AsyncBufRead` ([`BodyReader`]) by
-//! async-compression's encoder, whose output is cut into chunks of at most
-//! [`CHUNK`] bytes. When the inner body has nothing ready (a proxied stream
-//! waiting on its upstream), the encoder flushes what it has, so a slow stream
-//! still reaches the client piece by piece instead of sitting in the compressor.
+//! gzip runs on a pooled deflate state ([`Gzip`]) fed frame by frame
+//! ([`GzipBody`]); zstd reads the inner body as an `AsyncBufRead`
+//! ([`BodyReader`]) through async-compression's encoder. Either way output is
+//! handed on in chunks of at most about [`CHUNK`] bytes, and when the inner
+//! body has nothing ready (a proxied stream waiting on its upstream), what has
+//! been compressed so far is flushed, so a slow stream still reaches the client
+//! piece by piece instead of sitting in the compressor.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use async_compression::tokio::bufread::{GzipEncoder, ZstdEncoder};
+use async_compression::tokio::bufread::ZstdEncoder;
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use flate2::FlushCompress;
 use http_body::Body as _;
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 
+use super::gzip::Gzip;
 use crate::body::Body;
 use crate::config::Encoding;
 
@@ -24,7 +28,7 @@ const CHUNK: usize = 32 * 1024;
 /// The compressor, by coding.
 #[derive(Debug)]
 enum Encoder {
-    Gzip(GzipEncoder<BodyReader>),
+    Gzip(GzipBody),
     Zstd(ZstdEncoder<BodyReader>),
 }
 
@@ -37,15 +41,19 @@ pub(crate) struct EncodedBody {
 }
 
 impl EncodedBody {
-    /// Compresses `inner` with `encoding` (library default levels: gzip 6, zstd 3).
+    /// Compresses `inner` with `encoding` (gzip level 6, zstd level 3).
     pub(crate) fn new(inner: Body, encoding: Encoding) -> Self {
-        let reader = BodyReader {
-            body: inner,
-            chunk: Bytes::new(),
-        };
         let encoder = match encoding {
-            Encoding::Gzip => Encoder::Gzip(GzipEncoder::new(reader)),
-            Encoding::Zstd => Encoder::Zstd(ZstdEncoder::new(reader)),
+            Encoding::Gzip => Encoder::Gzip(GzipBody {
+                inner,
+                gzip: Gzip::new(),
+                unflushed: false,
+                finished: false,
+            }),
+            Encoding::Zstd => Encoder::Zstd(ZstdEncoder::new(BodyReader {
+                body: inner,
+                chunk: Bytes::new(),
+            })),
         };
         EncodedBody {
             encoder,
@@ -64,12 +72,19 @@ impl EncodedBody {
         if self.done {
             return Poll::Ready(None);
         }
+        let e = match &mut self.encoder {
+            Encoder::Gzip(gzip) => {
+                let poll = gzip.poll_chunk(cx);
+                if matches!(poll, Poll::Ready(None | Some(Err(_)))) {
+                    self.done = true;
+                }
+                return poll;
+            }
+            Encoder::Zstd(e) => e,
+        };
         self.buf.reserve(CHUNK);
         let mut limited = (&mut self.buf).limit(CHUNK);
-        let poll = match &mut self.encoder {
-            Encoder::Gzip(e) => tokio_util::io::poll_read_buf(Pin::new(e), cx, &mut limited),
-            Encoder::Zstd(e) => tokio_util::io::poll_read_buf(Pin::new(e), cx, &mut limited),
-        };
+        let poll = tokio_util::io::poll_read_buf(Pin::new(e), cx, &mut limited);
         match poll {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => {
@@ -81,6 +96,68 @@ impl EncodedBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Ok(_)) => Poll::Ready(Some(Ok(self.buf.split().freeze()))),
+        }
+    }
+}
+
+/// gzip of a [`Body`], frame by frame.
+#[derive(Debug)]
+struct GzipBody {
+    inner: Body,
+    gzip: Gzip,
+    /// Data went in since the last flush.
+    unflushed: bool,
+    /// The trailer is out.
+    finished: bool,
+}
+
+impl GzipBody {
+    /// Compresses what the inner body has ready: returns a chunk once about
+    /// [`CHUNK`] bytes are out, the inner body waits (flushed first), or it
+    /// ends (the gzip trailer written); `None` after the end.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        let mut out = Vec::new();
+        loop {
+            let step = match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending if !self.unflushed => None,
+                Poll::Pending => {
+                    self.unflushed = false;
+                    Some(self.gzip.compress(&[], FlushCompress::Sync, &mut out))
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(io::Error::other(e)))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => {
+                        self.unflushed = true;
+                        if out.capacity() == 0 {
+                            out.reserve(data.len() / 2 + 64);
+                        }
+                        if let Err(e) = self.gzip.compress(&data, FlushCompress::None, &mut out) {
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                        if out.len() < CHUNK {
+                            continue;
+                        }
+                        return Poll::Ready(Some(Ok(Bytes::from(out))));
+                    }
+                    // Empty data and trailers: nothing to compress.
+                    _ => continue,
+                },
+                Poll::Ready(None) => {
+                    self.finished = true;
+                    if let Err(e) = self.gzip.compress(&[], FlushCompress::Finish, &mut out) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    return Poll::Ready(Some(Ok(Bytes::from(out))));
+                }
+            };
+            return match step {
+                Some(Err(e)) => Poll::Ready(Some(Err(e))),
+                _ if out.is_empty() => Poll::Pending,
+                _ => Poll::Ready(Some(Ok(Bytes::from(out)))),
+            };
         }
     }
 }

@@ -16,6 +16,7 @@
 //! have been compressed gets `Vary: Accept-Encoding`, for caches.
 
 mod body;
+mod gzip;
 
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
