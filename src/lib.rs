@@ -36,6 +36,7 @@ mod encode;
 mod error_pages;
 mod files;
 mod header_ops;
+mod http_path;
 mod limit;
 mod logging;
 mod metrics;

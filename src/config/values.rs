@@ -503,6 +503,7 @@ pub(crate) fn path_pattern(s: &str) -> Result<PathPattern, Invalid> {
     }
     if let Some(prefix) = s.strip_suffix("/*") {
         if !prefix.contains('*') {
+            normal_pattern(s, prefix)?;
             return Ok(PathPattern::Prefix(prefix.to_string()));
         }
     }
@@ -516,5 +517,27 @@ pub(crate) fn path_pattern(s: &str) -> Result<PathPattern, Invalid> {
             if base.is_empty() { "/" } else { base }
         )));
     }
+    normal_pattern(s, s)?;
     Ok(PathPattern::Exact(s.to_string()))
+}
+
+/// Requests are matched after their path is normalized (`http_path`), so a
+/// pattern that is not in normal form (`/a/../b`, `/a//b`, `/%41`) could
+/// never match what it seems to say: refused with the form that would.
+fn normal_pattern(pattern: &str, path: &str) -> Result<(), Invalid> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    match crate::http_path::normalize(path) {
+        Ok(normal) if normal == path => Ok(()),
+        Ok(normal) => Err(Invalid::new(format!(
+            "route path `{pattern}` is not in normal form, so no request path would match it"
+        ))
+        .help(format!(
+            "request paths are matched with dot segments removed, `//` merged and escapes of letters, digits and -._~ decoded; write \"{}\"",
+            pattern.replacen(path, &normal, 1)
+        ))),
+        Err(refused) => Err(Invalid::new(format!("route path `{pattern}`: {refused}"))
+            .help("such request paths are refused with 400, so no route can take them")),
+    }
 }

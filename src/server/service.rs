@@ -3,6 +3,7 @@
 //! ```text
 //! facts      who (ClientInfo, resolved once), method, target, Host
 //! frame      refuse what the next hop could read differently (400/501)
+//! path       one normalized path from here on, and upstream (400 if ambiguous)
 //! challenge  ACME HTTP-01 token on a plain-HTTP port
 //! site       listener port + Host → site, or 308 to HTTPS, or 404
 //! route      path → route, or 404
@@ -18,11 +19,12 @@
 //! still reaches the log. Answers given before a route is known count as
 //! unrouted in the metrics, the rest for their route.
 
+use std::borrow::Cow;
 use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use super::access_log::{self, LoggedBody, RequestLog};
@@ -31,11 +33,12 @@ use super::answers::{
 };
 use super::connection::{Accepted, ConnContext, InFlight};
 use super::malformed::refuse_malformed;
-use crate::body::Body;
+use crate::body::{text_response, Body};
 use crate::config::{normalize_host, Encoding, HeaderOp, Scheme};
 use crate::encode;
 use crate::error_pages::ErrorPages;
 use crate::header_ops;
+use crate::http_path;
 use crate::limit::{BodyLimits, ClientBody, ClientKey};
 use crate::metrics::RouteMetrics;
 use crate::proxy::{ClientInfo, LogStatus};
@@ -94,7 +97,7 @@ pub(super) async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Re
 /// The phases from the module docs: those that find the route, then those
 /// that serve it.
 async fn dispatch<'r>(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     facts: &Facts,
     router: &'r Router,
     conn: &Arc<ConnContext>,
@@ -102,7 +105,7 @@ async fn dispatch<'r>(
     if let Some(answer) = shared_challenge(&req, conn).await {
         return Outcome::local(answer, router.unrouted());
     }
-    let (site, route) = match locate(&req, facts, router, conn) {
+    let (site, route) = match locate(&mut req, facts, router, conn) {
         Continue(found) => found,
         Break(answer) => return Outcome::local(answer, router.unrouted()),
     };
@@ -112,18 +115,19 @@ async fn dispatch<'r>(
     }
 }
 
-/// frame ─► challenge ─► site ─► route.
+/// frame ─► path ─► challenge ─► site ─► route.
 fn locate<'r, B>(
-    req: &Request<B>,
+    req: &mut Request<B>,
     facts: &Facts,
     router: &'r Router,
     conn: &ConnContext,
 ) -> Phase<(&'r SiteRoutes, Routed<'r>)> {
     frame(req)?;
+    path(req)?;
     challenge(req, conn)?;
     let site = site(router, conn.accepted.port, facts)?;
     conn.serves(&site.bytes);
-    let route = route(site, &facts.uri)?;
+    let route = route(site, req.uri())?;
     Continue((site, route))
 }
 
@@ -162,6 +166,33 @@ fn frame<B>(req: &Request<B>) -> Phase<()> {
     match refuse_malformed(req) {
         Some(refusal) => Break(refusal),
         None => Continue(()),
+    }
+}
+
+/// Puts the request path in its normal form ([`http_path`]) in place, so
+/// the route, access rules, auth, files and the upstream all see the same
+/// path; the access log keeps the target as the client sent it. A path that
+/// cannot be given one meaning is refused. `OPTIONS *` stays as it is.
+fn path<B>(req: &mut Request<B>) -> Phase<()> {
+    let raw = req.uri().path();
+    if raw == "*" && req.method() == Method::OPTIONS {
+        return Continue(());
+    }
+    let normal = match http_path::normalize(raw) {
+        Ok(Cow::Borrowed(_)) => return Continue(()),
+        Ok(Cow::Owned(normal)) if normal == raw => return Continue(()),
+        Ok(Cow::Owned(normal)) => normal,
+        Err(refused) => return Break(text_response(StatusCode::BAD_REQUEST, &refused.to_string())),
+    };
+    match http_path::with_path(req.uri(), &normal) {
+        Some(uri) => {
+            *req.uri_mut() = uri;
+            Continue(())
+        }
+        None => Break(text_response(
+            StatusCode::BAD_REQUEST,
+            "invalid request path",
+        )),
     }
 }
 
@@ -264,7 +295,7 @@ async fn handle_action<'r>(
             body,
             content_type,
         } => local(respond(*status, body, content_type)),
-        Action::Redirect { to, code } => local(redirect(to, *code, &facts.uri)),
+        Action::Redirect { to, code } => local(redirect(to, *code, req.uri())),
         Action::Proxy(proxy) => {
             let limits = BodyLimits {
                 max: route.max_body,
