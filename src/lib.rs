@@ -27,6 +27,7 @@
 // Every module is private; what tests, benches and the CLI may use is named
 // below, so a newcomer sees the whole surface in one place and an internal
 // rename never leaks.
+mod access;
 mod acme;
 mod body;
 mod certs;
@@ -51,6 +52,8 @@ mod tls;
 /// Run a config: bind, serve, reload, shut down.
 pub use server::{ReloadHandle, ReloadSummary, Server, ShutdownHandle};
 
+/// `bellhop hash-password`: an argon2id hash for `basic-auth`.
+pub use access::hash_password;
 /// How the running process reports each reload's outcome to `bellhop reload`.
 pub use reload_status::{
     read_reload_status, reload_status_path, ReloadOutcome, ReloadReport, ReloadStatus,

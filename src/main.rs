@@ -102,6 +102,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print an argon2id hash of a password, for `basic-auth "user" "HASH"`.
+    /// On a terminal the password is asked for twice, without echo;
+    /// otherwise the first line of standard input is the password.
+    HashPassword,
     /// Print the version.
     Version,
 }
@@ -136,11 +140,40 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::HashPassword => match hash_password() {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Command::Proxy { from, to } => match one_shot(&from, &to) {
             Ok(config) => serve(&cli.log_level, cli.log_format, config, None, None),
             Err(e) => fail(&e),
         },
     }
+}
+
+/// `bellhop hash-password`: the password from the terminal (no echo, typed
+/// twice) or from the first line of a pipe, hashed with argon2id.
+fn hash_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal as _;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+        anyhow::ensure!(first == again, "the two passwords differ");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        let end = line.trim_end_matches(['\r', '\n']).len();
+        line.truncate(end);
+        line
+    };
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    bellhop::hash_password(password.as_bytes()).map_err(anyhow::Error::msg)
 }
 
 fn fail(error: &anyhow::Error) -> ExitCode {
@@ -266,6 +299,9 @@ fn one_shot(from: &str, to: &str) -> anyhow::Result<Config> {
                 response_headers: Vec::new(),
                 request_headers: Vec::new(),
                 error_pages: Vec::new(),
+                access: Vec::new(),
+                basic_auth: None,
+                strip_prefix: false,
             }],
             bind: None,
         }],

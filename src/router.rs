@@ -13,9 +13,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
+use crate::access::{AccessRule, BasicAuthGate};
 use crate::config::{
-    wildcard_suffix, Config, Encoding, Handler, HeaderOp, HostPattern, IpNet, PathPattern,
-    RateLimit, Route, Scheme,
+    wildcard_suffix, BasicAuth, Config, Encoding, Handler, HeaderOp, HostPattern, IpNet,
+    PathPattern, RateLimit, Route, Scheme,
 };
 use crate::error_pages::{ErrorPages, PageError};
 use crate::files::Files;
@@ -116,6 +117,9 @@ struct RouteEntry {
     max_body: u64,
     response_headers: Box<[HeaderOp]>,
     error_pages: ErrorPages,
+    access: Box<[AccessRule]>,
+    auth: Option<Arc<BasicAuthGate>>,
+    strip_prefix: Option<StripPrefix>,
 }
 
 /// The route chosen for a request.
@@ -135,6 +139,21 @@ pub(crate) struct Routed<'a> {
     pub response_headers: &'a [HeaderOp],
     /// `error-page` replacements.
     pub error_pages: &'a ErrorPages,
+    /// `allow` / `deny` rules; empty lets everyone in.
+    pub access: &'a [AccessRule],
+    /// `basic-auth` users, if the route has any.
+    pub auth: Option<&'a BasicAuthGate>,
+    /// `strip-prefix`, if set.
+    pub strip_prefix: Option<&'a StripPrefix>,
+}
+
+/// A route's `strip-prefix=#true`: the prefix its handler does not see.
+#[derive(Debug)]
+pub(crate) struct StripPrefix {
+    /// The pattern's prefix, e.g. `/api` for `"/api/*"`.
+    pub prefix: Box<str>,
+    /// The same, as the upstream's `X-Forwarded-Prefix`.
+    pub header: HeaderValue,
 }
 
 /// What answers a request once its route is known.
@@ -177,6 +196,9 @@ pub(crate) enum RouterError {
     /// An `error-page` file is missing or unreadable.
     #[error(transparent)]
     ErrorPage(#[from] PageError),
+    /// `strip-prefix` on a pattern without a prefix (or one no header can hold).
+    #[error("`strip-prefix` needs a \"/prefix/*\" route")]
+    StripPrefix,
 }
 
 impl Router {
@@ -285,8 +307,8 @@ impl PortRoutes {
 }
 
 impl SiteRoutes {
-    fn new(
-        site: &crate::config::Site,
+    fn new<'s>(
+        site: &'s crate::config::Site,
         metrics: &Metrics,
         remote: Option<&Arc<RedisLimits>>,
         limiters: &mut Limiters,
@@ -309,6 +331,17 @@ impl SiteRoutes {
                 Limiter::new(limit, &bucket, remote)
             })
         };
+        // Likewise routes that inherit the site's users share one gate, so a
+        // login is remembered, and failures counted, for the whole site.
+        let mut gates: Vec<(&BasicAuth, Arc<BasicAuthGate>)> = Vec::new();
+        let mut gate_for = |auth: &'s BasicAuth| -> Arc<BasicAuthGate> {
+            if let Some((_, gate)) = gates.iter().find(|(a, _)| **a == *auth) {
+                return gate.clone();
+            }
+            let gate = Arc::new(BasicAuthGate::new(auth));
+            gates.push((auth, gate.clone()));
+            gate
+        };
         let routes = site
             .routes
             .iter()
@@ -322,6 +355,9 @@ impl SiteRoutes {
                     max_body: route.max_body,
                     response_headers: route.response_headers.clone().into_boxed_slice(),
                     error_pages: ErrorPages::load(&route.error_pages)?,
+                    access: route.access.clone().into_boxed_slice(),
+                    auth: route.basic_auth.as_ref().map(&mut gate_for),
+                    strip_prefix: StripPrefix::of(route)?,
                 })
             })
             .collect::<Result<Vec<_>, RouterError>>()?;
@@ -348,7 +384,25 @@ impl SiteRoutes {
                 max_body: r.max_body,
                 response_headers: &r.response_headers,
                 error_pages: &r.error_pages,
+                access: &r.access,
+                auth: r.auth.as_deref(),
+                strip_prefix: r.strip_prefix.as_ref(),
             })
+    }
+}
+
+impl StripPrefix {
+    fn of(route: &crate::config::Route) -> Result<Option<StripPrefix>, RouterError> {
+        if !route.strip_prefix {
+            return Ok(None);
+        }
+        match &route.path {
+            PathPattern::Prefix(prefix) if !prefix.is_empty() => Ok(Some(StripPrefix {
+                prefix: prefix.as_str().into(),
+                header: HeaderValue::from_str(prefix).map_err(|_| RouterError::StripPrefix)?,
+            })),
+            _ => Err(RouterError::StripPrefix),
+        }
     }
 }
 

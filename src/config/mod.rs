@@ -14,6 +14,7 @@
 //! mistakes as it can; `error` turns them into a [`ConfigError`]. `format` lays a
 //! valid file out canonically, keeping its comments.
 
+mod access;
 mod bind;
 mod directives;
 mod env;

@@ -65,6 +65,8 @@ pub mod defaults {
     /// ordinary photo uploads; Caddy has none. Bodies are streamed, so this
     /// protects the backend and the disk behind it, not bellhop's memory.
     pub const MAX_BODY: u64 = 100_000_000;
+    /// The `realm` of `basic-auth` when none is given.
+    pub const BASIC_AUTH_REALM: &str = "restricted";
 }
 
 /// The whole Proxyfile.
@@ -123,6 +125,9 @@ pub struct Options {
     /// Longest time a response write may stay blocked by a client that does
     /// not read before the connection is closed (`client-write-timeout`).
     pub client_write_timeout: Duration,
+    /// The part of `trusted_proxies` that is Cloudflare (`trusted-proxies
+    /// cloudflare`): from these peers `CF-Connecting-IP` names the client.
+    pub cloudflare_proxies: Vec<IpNet>,
 }
 
 /// `storage`: the state directory alone, or Redis shared by several instances
@@ -177,6 +182,7 @@ impl Default for Options {
             max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
             client_body_timeout: defaults::CLIENT_BODY_TIMEOUT,
             client_write_timeout: defaults::CLIENT_WRITE_TIMEOUT,
+            cloudflare_proxies: Vec::new(),
         }
     }
 }
@@ -314,6 +320,15 @@ pub struct Route {
     /// `error-page` replacements by status; the route's own come first, so
     /// they win over the site's for the same status.
     pub error_pages: Vec<ErrorPage>,
+    /// `allow` / `deny` rules in file order (a route's own rules replace the
+    /// site's); empty means everyone.
+    pub access: Vec<AccessRule>,
+    /// `basic-auth` users (a route's own replace the site's; `basic-auth off`
+    /// removes them); `None` means no authentication.
+    pub basic_auth: Option<BasicAuth>,
+    /// `route "/api/*" strip-prefix=#true`: the handler (and the upstream) see
+    /// the path without the pattern's prefix. Only on `"/prefix/*"` routes.
+    pub strip_prefix: bool,
 }
 
 /// One `header`/`request-header` operation. Names and values are parsed here,
@@ -511,4 +526,47 @@ pub struct RateLimit {
     pub burst: u32,
     /// Counted across instances in the shared storage (`shared=#true`).
     pub shared: bool,
+}
+
+/// One `allow` or `deny` line: the first line whose networks hold the client
+/// decides; when none does, the client is let in only if there is no `allow`
+/// line at all (an allow list means "these and nobody else").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRule {
+    /// `allow` (true) or `deny` (false).
+    pub allow: bool,
+    /// Addresses and networks; `all` is `0.0.0.0/0` and `::/0`.
+    pub nets: Vec<IpNet>,
+}
+
+impl AccessRule {
+    /// Whether `rules` let a client at `ip` in (see [`AccessRule`]).
+    pub fn admits(rules: &[AccessRule], ip: IpAddr) -> bool {
+        match rules
+            .iter()
+            .find(|rule| rule.nets.iter().any(|net| net.contains(ip)))
+        {
+            Some(rule) => rule.allow,
+            None => !rules.iter().any(|rule| rule.allow),
+        }
+    }
+}
+
+/// `basic-auth "alice" "$argon2id$…"`: HTTP Basic authentication (RFC 7617).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// The `realm` the browser shows (`realm="…"`).
+    pub realm: String,
+    /// Users in file order, names unique.
+    pub users: Vec<BasicUser>,
+}
+
+/// One `basic-auth` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicUser {
+    /// User name, compared exactly.
+    pub name: String,
+    /// An argon2 PHC string (`$argon2id$…`) or a bcrypt hash (`$2b$…`),
+    /// checked to parse when the Proxyfile is read.
+    pub hash: String,
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use kdl::KdlDocument;
 use miette::SourceSpan;
 
+use super::access::AccessBlock;
 use super::directives::{self, HSTS_DEFAULT, PROXY_SETTINGS};
 use super::error::{Problem, Problems};
 use super::error_page::error_page;
@@ -43,6 +44,9 @@ pub(crate) const SITE_DIRECTIVES: &[&str] = &[
     "request-header",
     "security-headers",
     "error-page",
+    "allow",
+    "deny",
+    "basic-auth",
 ];
 
 /// Every directive allowed in a route block.
@@ -57,6 +61,9 @@ const ROUTE_DIRECTIVES: &[&str] = &[
     "header",
     "request-header",
     "error-page",
+    "allow",
+    "deny",
+    "basic-auth",
 ];
 
 /// What a site answers when it has routes but no site-level handler.
@@ -99,6 +106,7 @@ struct Block {
     security: bool,
     /// `error-page` lines in order.
     error_pages: Vec<ErrorPage>,
+    access: AccessBlock,
 }
 
 /// A `route` directive: its patterns (one route each) and its block.
@@ -106,6 +114,7 @@ struct RouteBlock {
     patterns: Vec<(PathPattern, SourceSpan)>,
     name_span: SourceSpan,
     block: Block,
+    strip_prefix: bool,
 }
 
 /// Reads a site node (`app.example.com www.app.example.com { … }`).
@@ -258,6 +267,7 @@ fn read_block(
                     block.bind = super::bind::parse(&d, problems);
                 }
             }
+            ("allow" | "deny" | "basic-auth", _) => block.access.read(&d, problems),
             ("route", Level::Site) => {
                 if let Some(route) = route(&d, problems) {
                     block.routes.push(route);
@@ -337,7 +347,7 @@ fn misplaced(d: &Directive<'_>, level: Level) -> Problem {
 /// Reads `route "/api/*" "/ws" { … }`.
 fn route(d: &Directive<'_>, problems: &mut Problems) -> Option<RouteBlock> {
     const USAGE: &str = "route \"/api/*\" { proxy 3000 }";
-    d.check_props(&[], None, problems);
+    d.check_props(&["strip-prefix"], None, problems);
     if !d.check_arg_count(1, usize::MAX, USAGE, problems) {
         return None;
     }
@@ -364,10 +374,12 @@ fn route(d: &Directive<'_>, problems: &mut Problems) -> Option<RouteBlock> {
         return None;
     }
     let block = read_block(d, children, Level::Route, problems);
+    let strip_prefix = super::access::strip_prefix(d, &patterns, problems);
     Some(RouteBlock {
         patterns,
         name_span: d.name_span(),
         block,
+        strip_prefix,
     })
 }
 
@@ -432,6 +444,9 @@ fn routes(
                 response_headers: concat(&site_headers, &route.block.response_headers),
                 request_headers: concat(&block.request_headers, &route.block.request_headers),
                 error_pages: concat(&route.block.error_pages, &block.error_pages),
+                access: route.block.access.rules_or(&block.access),
+                basic_auth: route.block.access.auth_or(&block.access),
+                strip_prefix: route.strip_prefix,
             });
             spans.push(*span);
         }
@@ -463,6 +478,9 @@ fn routes(
         response_headers: site_headers,
         request_headers: block.request_headers.clone(),
         error_pages: block.error_pages.clone(),
+        access: block.access.rules_or(&block.access),
+        basic_auth: block.access.auth_or(&block.access),
+        strip_prefix: false,
     });
     ok.then_some(out)
 }

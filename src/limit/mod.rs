@@ -8,5 +8,5 @@ mod shared;
 
 pub(crate) use body::{BodyLimits, ClientBody, ClientBodyError};
 pub(crate) use conns::{ConnCaps, ConnPermit, RefusedCounters};
-pub(crate) use rate::ClientKey;
+pub(crate) use rate::{ClientKey, RateLimiter};
 pub(crate) use shared::Limiter;

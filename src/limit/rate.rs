@@ -79,17 +79,40 @@ impl RateLimiter {
             tokens: self.burst,
             updated: now,
         });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
+        bucket.tokens = self.refilled(bucket, now);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / self.per_second,
-            ))
+            Err(self.wait(bucket.tokens))
         }
+    }
+
+    /// Whether `client` has a token, without taking one: for costs that are
+    /// charged only afterwards (a failed password is counted once it failed,
+    /// but a client out of tokens is not even checked).
+    pub(crate) fn peek(&self, client: ClientKey, now: Instant) -> Result<(), Duration> {
+        let shard = &self.shards[(self.hasher.hash_one(client) as usize) % SHARDS];
+        let buckets = shard.lock().unwrap_or_else(|e| e.into_inner());
+        match buckets
+            .get(&client)
+            .map(|bucket| self.refilled(bucket, now))
+        {
+            Some(tokens) if tokens < 1.0 => Err(self.wait(tokens)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The tokens `bucket` holds at `now`.
+    fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        (bucket.tokens + elapsed * self.per_second).min(self.burst)
+    }
+
+    /// How long until a bucket holding `tokens` holds one.
+    fn wait(&self, tokens: f64) -> Duration {
+        Duration::from_secs_f64((1.0 - tokens) / self.per_second)
     }
 
     /// Number of clients currently tracked.
@@ -137,6 +160,12 @@ mod tests {
         let wait = l.check(c, t0).unwrap_err();
         assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100));
         assert!(l.check(c, t0 + Duration::from_millis(100)).is_ok());
+        assert!(l.peek(c, t0).is_err());
+        assert!(l.peek(c, t0 + Duration::from_millis(200)).is_ok());
+        assert!(
+            l.peek(c, t0 + Duration::from_millis(200)).is_ok(),
+            "peek takes nothing"
+        );
         // Other clients are unaffected.
         let other = ClientKey::from("192.0.2.2".parse::<IpAddr>().unwrap());
         assert!(l.check(other, t0).is_ok());

@@ -21,6 +21,9 @@ pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-for
 /// `X-Forwarded-Host`: the Host the client asked for.
 pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// `X-Forwarded-Prefix`: the path prefix a `strip-prefix` route took off.
+pub(crate) static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
 /// Headers that only concern one hop, removed in both directions.
 /// `Connection` and `Upgrade` are put back by the caller on upgrade requests.
 /// A `static`, not a `const`: a const array is built and dropped at every use.

@@ -233,6 +233,12 @@ impl Proxy {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LogStatus(pub(crate) StatusCode);
 
+/// Put in a request's extensions by `strip-prefix`: the prefix taken off its
+/// path, sent upstream as `X-Forwarded-Prefix` (after the untrusted peer's
+/// own `X-Forwarded-*` are dropped, so it cannot be removed or forged).
+#[derive(Debug, Clone)]
+pub(crate) struct ForwardedPrefix(pub HeaderValue);
+
 /// Rewrites the client's request head for `upstream` in place: headers
 /// (hop-by-hop out, `X-Forwarded-*` in), Host, an origin-form target, and
 /// HTTP/1.1 whatever the client spoke (the upstream connection is HTTP/1.1).
@@ -244,6 +250,9 @@ fn upstream_head(
     upgrade: bool,
 ) {
     headers::rewrite_request(&mut parts.headers, client, host, upgrade);
+    if let Some(ForwardedPrefix(prefix)) = parts.extensions.remove() {
+        parts.headers.insert(&headers::X_FORWARDED_PREFIX, prefix);
+    }
     if !parts.headers.contains_key(header::HOST) {
         if let Ok(value) = HeaderValue::from_str(upstream.authority.as_str()) {
             parts.headers.insert(header::HOST, value);

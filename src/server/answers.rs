@@ -1,5 +1,5 @@
 //! The answers bellhop writes itself: the phases' early answers (404, 308 to
-//! HTTPS, 429, 413) and the `respond` and `redirect` handlers.
+//! HTTPS, 403, 413, 429) and the `respond` and `redirect` handlers.
 
 use std::time::Duration;
 
@@ -47,6 +47,11 @@ pub(super) fn body_too_large(version: Version) -> Response<Body> {
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// 403 for a client an `allow` / `deny` list keeps out.
+pub(super) fn forbidden() -> Response<Body> {
+    text_response(StatusCode::FORBIDDEN, "access denied")
 }
 
 /// 404 for a host, port or path no site answers.

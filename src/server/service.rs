@@ -7,8 +7,9 @@
 //! challenge  ACME HTTP-01 token on a plain-HTTP port
 //! site       listener port + Host → site, or 308 to HTTPS, or 404
 //! route      path → route, or 404
-//! admit      rate limit (429), declared body size over max-body (413);
-//!            later access lists, auth
+//! admit      access list (403), declared body size over max-body (413), rate
+//!            limit (429), basic auth (401); the route's `strip-prefix` takes its
+//!            prefix off the path
 //! handle     respond | redirect | proxy | files
 //! filter     error page, encode, HSTS, header
 //! log        count the status, HEAD without content, one access-log line when the body ends
@@ -29,10 +30,11 @@ use hyper::body::Incoming;
 
 use super::access_log::{self, LoggedBody, RequestLog};
 use super::answers::{
-    body_too_large, not_found, redirect, redirect_to_https, respond, too_many_requests,
+    body_too_large, forbidden, not_found, redirect, redirect_to_https, respond, too_many_requests,
 };
 use super::connection::{Accepted, ConnContext, InFlight};
 use super::malformed::refuse_malformed;
+use crate::access::{AccessRule, Verdict};
 use crate::body::{text_response, Body};
 use crate::config::{normalize_host, Encoding, HeaderOp, Scheme};
 use crate::encode;
@@ -41,7 +43,7 @@ use crate::header_ops;
 use crate::http_path;
 use crate::limit::{BodyLimits, ClientBody, ClientKey};
 use crate::metrics::RouteMetrics;
-use crate::proxy::{ClientInfo, LogStatus};
+use crate::proxy::{ClientInfo, ForwardedPrefix, LogStatus};
 use crate::router::{Action, HostMatch, Routed, Router, SiteRoutes};
 
 /// The result of a phase: what it found, or the request's answer.
@@ -133,13 +135,14 @@ fn locate<'r, B>(
 
 /// admit ─► handle ─► filter, for a request whose route is known.
 async fn serve<'r>(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     site: &'r SiteRoutes,
     route: Routed<'r>,
     facts: &Facts,
     conn: &Arc<ConnContext>,
 ) -> Phase<Outcome<'r>> {
-    admit(&req, &route, &facts.client).await?;
+    admit(&mut req, &route, &facts.client).await?;
+    strip_prefix(&mut req, &route);
     let filters = Filters::new(&req, &route, site, conn.accepted.scheme);
     let outcome = handle_action(req, &route, facts, conn).await;
     Continue(filters.apply(outcome, &facts.method))
@@ -249,35 +252,69 @@ fn route<'s>(site: &'s SiteRoutes, uri: &Uri) -> Phase<Routed<'s>> {
         .map_or_else(|| Break(not_found()), Continue)
 }
 
-/// Whether the client may have this request served: a body declared larger
-/// than `max-body` (Content-Length) is refused before any handler or upstream
-/// sees it, whatever the handler; then the route's rate limit, keyed by the
-/// resolved client (not a trusted proxy in front of it). A body without a
-/// declared length is held to `max-body` as it streams (`limit::ClientBody`).
-/// A `shared=#true` limit asks Redis (one round trip); every other check is local.
+/// Whether the client may have this request served, all keyed by the
+/// resolved client (not a trusted proxy in front of it): the route's access
+/// list; a body declared larger than `max-body` (Content-Length) is refused
+/// before any handler or upstream sees it (a body without a declared length is
+/// held to `max-body` as it streams, `limit::ClientBody`); the rate limit (a
+/// `shared=#true` one asks Redis, one round trip); then its users. A failed password also takes a token
+/// from the rate limit. Credentials that passed are not sent upstream: they
+/// are bellhop's, and backends tend to log headers.
 async fn admit<B: http_body::Body>(
-    req: &Request<B>,
+    req: &mut Request<B>,
     route: &Routed<'_>,
     client: &ClientInfo,
 ) -> Phase<()> {
+    if !AccessRule::admits(route.access, client.ip) {
+        return Break(forbidden());
+    }
     let declared = req.body().size_hint().exact();
     if let Some(length) = declared.filter(|&length| length > route.max_body) {
         tracing::info!(client = %client.ip, length, max_body = route.max_body, "request body larger than max-body refused before reading it");
         return Break(body_too_large(req.version()));
     }
-    let Some(limiter) = route.limiter else {
+    let key = ClientKey::from(client.ip);
+    if let Some(limiter) = route.limiter {
+        if let Err(wait) = limiter.check(key, Instant::now()).await {
+            route.metrics.rate_limited();
+            return Break(too_many_requests(wait));
+        }
+    }
+    let Some(auth) = route.auth else {
         return Continue(());
     };
-    match limiter
-        .check(ClientKey::from(client.ip), Instant::now())
-        .await
-    {
-        Ok(()) => Continue(()),
-        Err(wait) => {
+    match auth.check(req.headers(), client.ip).await {
+        Verdict::Pass => {
+            req.headers_mut().remove(header::AUTHORIZATION);
+            Continue(())
+        }
+        Verdict::Challenge => {
+            if let Some(limiter) = route.limiter {
+                let _ = limiter.check(key, Instant::now()).await;
+            }
+            Break(auth.challenge())
+        }
+        Verdict::Wait(wait) => {
             route.metrics.rate_limited();
             Break(too_many_requests(wait))
         }
     }
+}
+
+/// `strip-prefix=#true`: the handler sees the path below the route's prefix
+/// (`/api/users` → `/users`, `/api` → `/`), and the proxy tells the upstream
+/// what was taken off in `X-Forwarded-Prefix`.
+fn strip_prefix<B>(req: &mut Request<B>, route: &Routed<'_>) {
+    let Some(strip) = route.strip_prefix else {
+        return;
+    };
+    let rest = req.uri().path().strip_prefix(&*strip.prefix).unwrap_or("/");
+    let rest = if rest.is_empty() { "/" } else { rest };
+    if let Some(uri) = http_path::with_path(req.uri(), rest) {
+        *req.uri_mut() = uri;
+    }
+    req.extensions_mut()
+        .insert(ForwardedPrefix(strip.header.clone()));
 }
 
 /// Runs the route's handler. An upgraded tunnel the proxy hands back is

@@ -70,6 +70,9 @@ fn route(body: &str, rate_limit: Option<RateLimit>) -> Route {
         response_headers: Vec::new(),
         request_headers: Vec::new(),
         error_pages: Vec::new(),
+        access: Vec::new(),
+        basic_auth: None,
+        strip_prefix: false,
     }
 }
 

@@ -70,6 +70,9 @@ fn site(name: &str, handler: Handler, hsts: Option<Duration>) -> Site {
             response_headers: Vec::new(),
             request_headers: Vec::new(),
             error_pages: Vec::new(),
+            access: Vec::new(),
+            basic_auth: None,
+            strip_prefix: false,
         }],
         bind: None,
     }

@@ -83,6 +83,9 @@ fn route(path: PathPattern, handler: Handler) -> Route {
         response_headers: Vec::new(),
         request_headers: Vec::new(),
         error_pages: Vec::new(),
+        access: Vec::new(),
+        basic_auth: None,
+        strip_prefix: false,
     }
 }
 

@@ -208,6 +208,9 @@ fn make_route(path: PathPattern, handler: Handler) -> Route {
         response_headers: Vec::new(),
         request_headers: Vec::new(),
         error_pages: Vec::new(),
+        access: Vec::new(),
+        basic_auth: None,
+        strip_prefix: false,
     }
 }
 
