@@ -30,6 +30,8 @@ use crate::storage::RedisLimits;
 pub(crate) struct Router {
     ports: HashMap<u16, PortRoutes>,
     trusted_proxies: Vec<IpNet>,
+    /// The Cloudflare part of `trusted_proxies`.
+    cloudflare_proxies: Vec<IpNet>,
     /// Counters for requests that reach no route (unknown host or path,
     /// redirects to HTTPS, ACME challenges, malformed requests).
     unrouted: RouteMetrics,
@@ -243,6 +245,7 @@ impl Router {
         Ok(Router {
             ports,
             trusted_proxies: options.trusted_proxies.clone(),
+            cloudflare_proxies: options.cloudflare_proxies.clone(),
             unrouted: metrics.route(&"".into(), &"".into()),
             limiters,
         })
@@ -261,6 +264,11 @@ impl Router {
     /// Whether a peer's `X-Forwarded-*` headers are believed.
     pub(crate) fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(ip))
+    }
+
+    /// Whether a peer is Cloudflare's, so its `CF-Connecting-IP` is believed.
+    pub(crate) fn is_cloudflare(&self, ip: IpAddr) -> bool {
+        self.cloudflare_proxies.iter().any(|net| net.contains(ip))
     }
 }
 

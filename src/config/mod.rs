@@ -35,6 +35,7 @@ mod site;
 mod storage;
 mod suggest;
 mod syntax;
+mod trusted;
 mod upstream_wait;
 mod validate;
 mod values;

@@ -89,6 +89,10 @@ pub(crate) fn options(node: &KdlNode, src: &str, problems: &mut Problems) -> Opt
             super::storage::storage(&d, &mut out.options.storage, problems);
             continue;
         }
+        if d.name() == "trusted-proxies" {
+            super::trusted::read(&d, &mut out.options, problems);
+            continue;
+        }
         d.check_props(&[], None, problems);
         d.check_no_children(problems);
         option(&d, &mut out.options, problems);
@@ -141,7 +145,7 @@ fn usage(name: &str) -> &'static str {
         "http-port" => "http-port 80",
         "https-port" => "https-port 443",
         "admin" => "admin \"127.0.0.1:2019\"",
-        "trusted-proxies" => "trusted-proxies \"10.0.0.0/8\" \"192.168.1.7\"",
+        "trusted-proxies" => "trusted-proxies cloudflare \"10.0.0.0/8\" \"192.168.1.7\"",
         "grace-period" => "grace-period \"10s\"",
         "client-header-timeout" => "client-header-timeout \"30s\"",
         "workers" => "workers 2",
@@ -157,12 +161,7 @@ fn usage(name: &str) -> &'static str {
 /// Reads one option into `o`.
 fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
     let usage = usage(d.name());
-    let max = if d.name() == "trusted-proxies" {
-        usize::MAX
-    } else {
-        1
-    };
-    if !d.check_arg_count(1, max, usage, problems) {
+    if !d.check_arg_count(1, 1, usage, problems) {
         return;
     }
     let args = d.args();
@@ -198,13 +197,6 @@ fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
         "admin" => {
             if let Some(addr) = admin(arg, usage, problems) {
                 o.admin = Some(addr);
-            }
-        }
-        "trusted-proxies" => {
-            for arg in &args {
-                if let Some(net) = arg.parse_string("a network", usage, values::ip_net, problems) {
-                    o.trusted_proxies.push(net);
-                }
             }
         }
         "grace-period" => {

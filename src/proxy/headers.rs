@@ -21,6 +21,8 @@ pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-for
 /// `X-Forwarded-Host`: the Host the client asked for.
 pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// `CF-Connecting-IP`: the client's address, as Cloudflare saw it.
+pub(crate) static CF_CONNECTING_IP: HeaderName = HeaderName::from_static("cf-connecting-ip");
 /// `X-Forwarded-Prefix`: the path prefix a `strip-prefix` route took off.
 pub(crate) static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
@@ -174,10 +176,12 @@ fn peer_value(peer: IpAddr) -> Option<HeaderValue> {
     .unwrap_or_else(|_| render())
 }
 
-/// Drops `Forwarded` and every `X-Forwarded-*` (For, Proto, Host, Port,
-/// Prefix, ...): from an untrusted peer they are claims, not facts.
+/// Drops `Forwarded`, `CF-Connecting-IP` and every `X-Forwarded-*` (For,
+/// Proto, Host, Port, Prefix, ...): from an untrusted peer they are claims,
+/// not facts, and a backend behind Cloudflare may believe `CF-Connecting-IP`.
 fn remove_forwarded(headers: &mut HeaderMap) {
     headers.remove(header::FORWARDED);
+    headers.remove(&CF_CONNECTING_IP);
     let forged: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with("x-forwarded-"))
@@ -236,6 +240,7 @@ mod tests {
         h.insert(&X_FORWARDED_PROTO, "gopher".parse().unwrap());
         h.insert("x-forwarded-port", "443".parse().unwrap());
         h.insert(header::FORWARDED, "for=6.6.6.6".parse().unwrap());
+        h.insert(&CF_CONNECTING_IP, "6.6.6.6".parse().unwrap());
         let host = HeaderValue::from_static("app.example.com");
         rewrite_request(&mut h, &client(false), Some(&host), false);
         assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "192.0.2.7");
@@ -244,6 +249,7 @@ mod tests {
         assert_eq!(h.get(header::HOST).unwrap(), "app.example.com");
         assert!(!h.contains_key("x-forwarded-port"));
         assert!(!h.contains_key(header::FORWARDED));
+        assert!(!h.contains_key(&CF_CONNECTING_IP));
     }
 
     #[test]

@@ -150,10 +150,13 @@ async fn serve<'r>(
 
 impl Facts {
     fn of<B>(req: &Request<B>, accepted: Accepted, router: &Router) -> Facts {
-        let client =
-            ClientInfo::resolve(accepted.peer.ip(), accepted.scheme, req.headers(), |ip| {
-                router.is_trusted_proxy(ip)
-            });
+        let client = ClientInfo::resolve(
+            accepted.peer.ip(),
+            accepted.scheme,
+            req.headers(),
+            |ip| router.is_trusted_proxy(ip),
+            |ip| router.is_cloudflare(ip),
+        );
         Facts {
             start: access_log::enabled().then(Instant::now),
             client,

@@ -24,6 +24,7 @@ mod keepalive;
 mod limits;
 mod logging;
 mod malformed;
+mod paths;
 mod rate_reload;
 mod reload;
 mod reload_result;
