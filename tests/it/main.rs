@@ -10,6 +10,7 @@
 
 mod support;
 
+mod access;
 mod admin;
 mod attack;
 mod bind;
