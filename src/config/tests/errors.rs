@@ -13,7 +13,7 @@ fn snapshot_path(name: &str) -> PathBuf {
 }
 
 /// Renders the error for `src` and compares it to the snapshot `name`.
-fn check(name: &str, src: &str) {
+pub(super) fn check(name: &str, src: &str) {
     let report = parse_err(src).render();
     // Every report must say where (file:line:col) and how to fix it.
     assert!(

@@ -12,7 +12,7 @@ fn fmt(src: &str) -> String {
 }
 
 /// Formatting twice changes nothing, and the result means the same as the input.
-fn check_stable(src: &str) -> String {
+pub(super) fn check_stable(src: &str) -> String {
     let once = fmt(src);
     let twice = fmt(&once);
     assert_eq!(once, twice, "not idempotent; first pass:\n{once}");

@@ -2,6 +2,7 @@
 //! report (as snapshots), the formatter, and the model's matching helpers.
 
 mod cfeat;
+mod access;
 mod docs;
 mod errors;
 mod fmt;
