@@ -18,7 +18,7 @@ use miette::SourceSpan;
 use super::error::{Problem, Problems};
 use super::hosts::IpNet;
 use super::model::{defaults, AccessRule, BasicAuth, BasicUser, PathPattern};
-use super::reader::Directive;
+use super::reader::{Directive, Value};
 use super::values::{self, Invalid};
 
 /// The access directives of one block, before inheritance.
@@ -159,21 +159,26 @@ fn networks(d: &Directive<'_>, problems: &mut Problems) -> Option<Vec<IpNet>> {
             nets.extend(ALL);
             continue;
         }
-        if let KdlValue::Integer(_) | KdlValue::Float(_) = arg.value {
-            problems.push(
-                Problem::new("an address needs quotes")
-                    .at(arg.span, "a number, not an address")
-                    .help(format!("for example: {usage}")),
-            );
-            ok = false;
-            continue;
-        }
-        match arg.parse_string("an address or network", &usage, values::ip_net, problems) {
+        match network(&arg, &usage, problems) {
             Some(net) => nets.push(net),
             None => ok = false,
         }
     }
     ok.then_some(nets)
+}
+
+/// One quoted address or network (`allow`, `deny`, `trusted-proxies`), with
+/// a hint for the unquoted number KDL reads `10` or `10.5` as.
+pub(crate) fn network(arg: &Value<'_>, usage: &str, problems: &mut Problems) -> Option<IpNet> {
+    if let KdlValue::Integer(_) | KdlValue::Float(_) = arg.value {
+        problems.push(
+            Problem::new("an address needs quotes")
+                .at(arg.span, "a number, not an address")
+                .help(format!("for example: {usage}")),
+        );
+        return None;
+    }
+    arg.parse_string("an address or network", usage, values::ip_net, problems)
 }
 
 /// `all`: every IPv4 and IPv6 address.

@@ -16,8 +16,6 @@
 
 use std::path::Path;
 
-use kdl::KdlValue;
-
 use super::error::{Problem, Problems};
 use super::hosts::IpNet;
 use super::model::Options;
@@ -79,15 +77,7 @@ pub(crate) fn read(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) 
             cloudflare = true;
             continue;
         }
-        if let KdlValue::Integer(_) | KdlValue::Float(_) = arg.value {
-            problems.push(
-                Problem::new("an address needs quotes")
-                    .at(arg.span, "a number, not an address")
-                    .help(format!("for example: {USAGE}")),
-            );
-            continue;
-        }
-        if let Some(net) = arg.parse_string("a network", USAGE, values::ip_net, problems) {
+        if let Some(net) = super::access::network(&arg, USAGE, problems) {
             o.trusted_proxies.push(net);
         }
     }
