@@ -204,7 +204,12 @@ async fn nothing_outside_the_root_is_served() {
             "/%2egit/config",
         ] {
             let reply = w.raw_get(target).await;
-            assert!(reply.starts_with("HTTP/1.1 404"), "{target}: {reply}");
+            // 400: the path phase refuses dot segments behind encoded
+            // slashes before `files` sees them (see http_path).
+            assert!(
+                reply.starts_with("HTTP/1.1 404") || reply.starts_with("HTTP/1.1 400"),
+                "{target}: {reply}"
+            );
             assert!(!reply.contains("TOP SECRET"), "{target}: {reply}");
         }
         // Hidden files stay hidden, but RFC 8615's /.well-known/ is served.
