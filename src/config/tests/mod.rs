@@ -1,8 +1,8 @@
 //! Tests of the config module as a whole: every Proxyfile form, every error
 //! report (as snapshots), the formatter, and the model's matching helpers.
 
-mod cfeat;
 mod access;
+mod cfeat;
 mod docs;
 mod errors;
 mod fmt;
