@@ -381,13 +381,7 @@ async fn reload_from(path: Option<&Path>, reload: &ReloadHandle, status: Option<
     };
     tracing::info!(config = %path.display(), "SIGHUP received: reloading");
     report(status, ReloadStatus::applying);
-    let result = match load(path) {
-        Ok(config) => reload.reload(config).await,
-        Err(e) => {
-            reload.config_unreadable();
-            Err(e)
-        }
-    };
+    let result = reload.reload_with(|| load(path)).await;
     match result {
         Ok(summary) => {
             tracing::info!(config = %path.display(), "reloaded: {summary}");

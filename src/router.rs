@@ -37,6 +37,8 @@ pub(crate) struct Router {
     unrouted: RouteMetrics,
     /// Every rate limiter the routes use, for the next router to take over.
     limiters: Limiters,
+    /// How many sites the config has (for status lines).
+    sites: usize,
 }
 
 /// The rate limiters of a router by site (its first address) and limit.
@@ -248,7 +250,13 @@ impl Router {
             cloudflare_proxies: options.cloudflare_proxies.clone(),
             unrouted: metrics.route(&"".into(), &"".into()),
             limiters,
+            sites: config.sites.len(),
         })
+    }
+
+    /// How many sites the config has.
+    pub(crate) fn sites(&self) -> usize {
+        self.sites
     }
 
     /// The routes of a configured port, if any site uses it.

@@ -6,18 +6,21 @@
 //! ports, and everything else about certificates lives in `tls`, `certs` and `acme`.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 use http::{header, HeaderValue, Response};
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{self, Accepted};
 use super::Shared;
 use crate::acme::{Http01Tokens, HTTP01_PATH_PREFIX};
 use crate::body::Body;
-use crate::certs::{CertManager, SharedChallenges};
+use crate::certs::schedule::{renewal_due, Validity};
+use crate::certs::{CertEvent, CertInfo, CertManager, SharedChallenges};
 use crate::config::{Config, Scheme};
 use crate::limit::ConnPermit;
 use crate::metrics::Metrics;
@@ -36,6 +39,8 @@ pub(super) struct Https {
     refused_handshake: Counter,
     /// `…{reason="tls_handshake_timeout"}`: clients too slow to finish one.
     refused_timeout: Counter,
+    /// What the handshakes are served from (read for the status line).
+    resolver: Arc<CertResolver>,
 }
 
 impl Https {
@@ -56,7 +61,7 @@ impl Https {
         let tokens = Arc::new(Http01Tokens::new());
         let terminator = TlsTerminator::new(resolver.clone(), challenges.clone())
             .context("cannot set up TLS")?;
-        let certs = CertManager::new(config, resolver, challenges, tokens.clone())
+        let certs = CertManager::new(config, resolver.clone(), challenges, tokens.clone())
             .context("cannot prepare certificates")?;
         certs.report_to(metrics.clone());
         let shared_challenges = certs.shared_challenges().cloned();
@@ -67,6 +72,7 @@ impl Https {
             shared_challenges,
             refused_handshake: metrics.refused("tls_handshake"),
             refused_timeout: metrics.refused("tls_handshake_timeout"),
+            resolver,
         }))
     }
 
@@ -89,6 +95,31 @@ impl Https {
     /// The certificate table (admin `GET /certs`).
     pub(super) fn table(&self) -> crate::certs::CertTable {
         self.certs.table()
+    }
+
+    /// How many names have a certificate served now, and when the first of
+    /// them is due for renewal (without jitter or ARI: a status line needs
+    /// days, not the exact minute).
+    pub(super) fn renewal_summary(&self) -> (usize, Option<SystemTime>) {
+        let due: Vec<SystemTime> = self
+            .resolver
+            .names()
+            .into_iter()
+            .filter_map(|name| {
+                let key = self.resolver.get(&name)?;
+                let info = CertInfo::parse(key.cert.first()?, &name).ok()?;
+                Some(renewal_due(Validity {
+                    not_before: info.not_before,
+                    not_after: info.not_after,
+                }))
+            })
+            .collect();
+        (due.len(), due.into_iter().min())
+    }
+
+    /// Certificate events from now on (obtained, failed).
+    pub(super) fn events(&self) -> broadcast::Receiver<CertEvent> {
+        self.certs.events()
     }
 
     /// Stops the background certificate tasks.

@@ -21,9 +21,11 @@ mod connection;
 mod https;
 mod listener;
 mod malformed;
+mod notify;
 mod reload;
 mod service;
 mod traffic;
+mod watchdog;
 mod worker;
 mod write_deadline;
 
@@ -38,13 +40,14 @@ use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::config::Config;
 use crate::limit::ConnCaps;
 use crate::metrics::Metrics;
 use crate::proxy::Tunnel;
 use crate::router::Router;
+use notify::Notifier;
 use reload::Listeners;
 
 /// Request head (request line + headers, final CRLF included) size limit;
@@ -82,6 +85,9 @@ pub(crate) struct Shared {
     client_body_timeout: Duration,
     /// `client-write-timeout`: longest blocked write to a client.
     client_write_timeout: Duration,
+    /// The service manager (systemd `Type=notify`), told about readiness,
+    /// reloads, shutdown and status.
+    notify: Notifier,
 }
 
 /// Where the server keeps the tasks that outlive the code that started them
@@ -107,6 +113,22 @@ impl Shared {
             tunnel.run(shutdown).await;
             drop((open, conn));
         });
+    }
+
+    /// The one-line status for `systemctl status`: sites, certificates and
+    /// the next renewal.
+    fn status_line(&self) -> String {
+        let sites = self.router.load().sites();
+        let (certificates, next_renewal) = self
+            .https
+            .as_ref()
+            .map_or((0, None), https::Https::renewal_summary);
+        notify::status_line(
+            sites,
+            certificates,
+            next_renewal,
+            std::time::SystemTime::now(),
+        )
     }
 }
 
@@ -191,6 +213,7 @@ impl Server {
                 metrics,
                 client_body_timeout: config.options.client_body_timeout,
                 client_write_timeout: config.options.client_write_timeout,
+                notify: Notifier::from_env(),
             }),
             grace_period: config.options.grace_period,
             workers,
@@ -249,9 +272,11 @@ impl Server {
         if let Some(https) = &self.shared.https {
             https.start();
         }
+        let _service_manager = self.tell_service_manager(workers.handles());
 
         let background = &self.shared.background;
         background.shutdown.cancelled().await;
+        self.shared.notify.stopping();
         if let Some(https) = &self.shared.https {
             https.shutdown();
         }
@@ -279,5 +304,40 @@ impl Server {
         }
         workers.join().await;
         Ok(())
+    }
+
+    /// Once everything serves: `READY=1` with the status line, then the
+    /// tasks that keep the service manager informed while `run` runs (the
+    /// watchdog pings when `WatchdogSec=` is set, the status line after each
+    /// certificate event); they stop when the returned handles drop.
+    fn tell_service_manager(
+        &self,
+        workers: &[tokio::runtime::Handle],
+    ) -> Vec<AbortOnDropHandle<()>> {
+        let notify = &self.shared.notify;
+        if !notify.enabled() {
+            return Vec::new();
+        }
+        notify.ready(&self.shared.status_line());
+        let mut tasks = Vec::new();
+        if let Some(interval) = notify::watchdog_interval() {
+            let heartbeats = watchdog::Heartbeats::start(workers, interval);
+            let ping = watchdog::ping(heartbeats, *notify, interval);
+            tasks.push(AbortOnDropHandle::new(tokio::spawn(ping)));
+        }
+        if let Some(https) = &self.shared.https {
+            let mut events = https.events();
+            let shared = self.shared.clone();
+            tasks.push(AbortOnDropHandle::new(tokio::spawn(async move {
+                // A lagging receiver only missed events: the status is read afresh.
+                while !matches!(
+                    events.recv().await,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed)
+                ) {
+                    shared.notify.status(&shared.status_line());
+                }
+            })));
+        }
+        tasks
     }
 }

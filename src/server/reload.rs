@@ -222,15 +222,31 @@ pub struct ReloadHandle {
 impl ReloadHandle {
     /// Swaps in `config`. On error the running config keeps serving unchanged.
     pub async fn reload(&self, config: Config) -> anyhow::Result<ReloadSummary> {
-        let result = self.apply(config);
-        self.shared.metrics.reloaded(result.is_ok());
-        result
+        self.reload_with(|| Ok(config)).await
     }
 
-    /// Counts a reload that failed before [`reload`](Self::reload): the new
-    /// Proxyfile could not be read or did not parse.
-    pub fn config_unreadable(&self) {
-        self.shared.metrics.reloaded(false);
+    /// Reloads with the config `load` reads (the Proxyfile, for SIGHUP), so
+    /// that a file that does not load counts as a failed reload too. The
+    /// service manager sees `RELOADING=1` first and `READY=1` after, with a
+    /// status line that says whether the reload applied.
+    pub async fn reload_with(
+        &self,
+        load: impl FnOnce() -> anyhow::Result<Config>,
+    ) -> anyhow::Result<ReloadSummary> {
+        let notify = &self.shared.notify;
+        notify.reloading();
+        let result = load().and_then(|config| self.apply(config));
+        self.shared.metrics.reloaded(result.is_ok());
+        if notify.enabled() {
+            let status = self.shared.status_line();
+            match &result {
+                Ok(_) => notify.ready(&status),
+                Err(_) => notify.ready(&format!(
+                    "reload failed, still serving the previous config (see the log); {status}"
+                )),
+            }
+        }
+        result
     }
 
     fn apply(&self, config: Config) -> anyhow::Result<ReloadSummary> {

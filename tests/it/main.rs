@@ -25,6 +25,7 @@ mod keepalive;
 mod limits;
 mod logging;
 mod malformed;
+mod notify;
 mod paths;
 mod rate_reload;
 mod reload;

@@ -238,10 +238,16 @@ impl Bellhop {
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
+        Bellhop::start_command(cmd, &format!("bellhop {args:?}"), listeners).await
+    }
+
+    /// Runs `cmd` (a bellhop, perhaps through a shell or with its own
+    /// environment) and waits until it logged `listeners` listening addresses.
+    pub async fn start_command(cmd: Command, args: &str, listeners: usize) -> Bellhop {
         let mut proc = Proc::spawn("bellhop", cmd);
         let mut addrs = Vec::new();
         let lines = proc.lines.clone();
-        let what = format!("{listeners} `listening addr=…` log line(s) from bellhop {args:?}");
+        let what = format!("{listeners} `listening addr=…` log line(s) from {args}");
         let start = Instant::now();
         while addrs.len() < listeners {
             addrs = lines
@@ -261,7 +267,7 @@ impl Bellhop {
             if let Some(status) = proc.try_wait() {
                 std::thread::sleep(millis(50)); // let the reader threads catch the last lines
                 panic!(
-                    "bellhop {args:?} exited ({status}) before {what}; output:\n{}",
+                    "{args} exited ({status}) before {what}; output:\n{}",
                     proc.lines().join("\n")
                 );
             }
