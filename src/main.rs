@@ -304,6 +304,7 @@ fn one_shot(from: &str, to: &str) -> anyhow::Result<Config> {
                 strip_prefix: false,
             }],
             bind: None,
+            log: None,
         }],
     })
 }

@@ -189,6 +189,7 @@ mod tests {
             hsts: None,
             routes: Vec::new(),
             bind: None,
+            log: None,
         }
     }
 

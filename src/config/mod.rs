@@ -26,6 +26,7 @@ mod hosts;
 mod import;
 mod lexer;
 mod limits;
+mod log;
 mod model;
 mod options;
 mod parse;

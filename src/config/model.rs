@@ -201,6 +201,27 @@ pub struct Site {
     pub routes: Vec<Route>,
     /// Local address this site listens on (`bind`), over the options' one.
     pub bind: Option<IpAddr>,
+    /// Where the site's access-log lines go (`log`): a file of its own, or
+    /// `None` for stderr with bellhop's log (the default).
+    pub log: Option<AccessLogFile>,
+}
+
+/// A site's access-log file (`log "/var/log/bellhop/app.log" format="json"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogFile {
+    /// The file, appended to; reopened on SIGUSR1 and on reload (logrotate).
+    pub path: std::path::PathBuf,
+    /// How each line is written.
+    pub format: AccessLogFormat,
+}
+
+/// How access-log lines are written to a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// `key=value` pairs after an RFC 3339 time, one request a line (the default).
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// Which scheme a site address asked for.

@@ -24,6 +24,9 @@ pub(crate) fn resolve(config: &mut Config, base: &Path) {
         fix(root);
     }
     for site in &mut config.sites {
+        if let Some(log) = site.log.as_mut() {
+            fix(&mut log.path);
+        }
         if let TlsMode::Files { cert, key } = &mut site.tls {
             fix(cert);
             fix(key);

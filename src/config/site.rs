@@ -18,8 +18,8 @@ use super::headers::{header_op, security_directive, security_headers};
 use super::hosts::HostPattern;
 use super::limits;
 use super::model::{
-    defaults, Encoding, ErrorPage, Handler, HeaderOp, PathPattern, RateLimit, Route, Scheme, Site,
-    TlsMode,
+    defaults, AccessLogFile, Encoding, ErrorPage, Handler, HeaderOp, PathPattern, RateLimit, Route,
+    Scheme, Site, TlsMode,
 };
 use super::options::OPTION_NAMES;
 use super::reader::{list, Directive, Seen};
@@ -47,6 +47,7 @@ pub(crate) const SITE_DIRECTIVES: &[&str] = &[
     "allow",
     "deny",
     "basic-auth",
+    "log",
 ];
 
 /// Every directive allowed in a route block.
@@ -95,6 +96,8 @@ struct Block {
     max_body: Option<u64>,
     tls: Option<(TlsMode, SourceSpan)>,
     hsts: Option<(Duration, SourceSpan)>,
+    /// `Some(None)` is `log` to stderr.
+    log: Option<Option<AccessLogFile>>,
     routes: Vec<RouteBlock>,
     bind: Option<std::net::IpAddr>,
     seen: Seen,
@@ -193,6 +196,7 @@ pub(crate) fn site(d: &Directive<'_>, problems: &mut Problems) -> Option<SiteBlo
         hsts,
         routes: routes?,
         bind: block.bind,
+        log: block.log.clone().flatten(),
     };
     let site_block = SiteBlock {
         site,
@@ -268,6 +272,11 @@ fn read_block(
                 }
             }
             ("allow" | "deny" | "basic-auth", _) => block.access.read(&d, problems),
+            ("log", Level::Site) => {
+                if block.seen.first(&d, problems) {
+                    block.log = super::log::log(&d, problems);
+                }
+            }
             ("route", Level::Site) => {
                 if let Some(route) = route(&d, problems) {
                     block.routes.push(route);
@@ -321,7 +330,8 @@ fn misplaced(d: &Directive<'_>, level: Level) -> Problem {
     } else {
         ROUTE_DIRECTIVES
     };
-    if level == Level::Route && matches!(name, "tls" | "hsts" | "bind" | "security-headers") {
+    if level == Level::Route && matches!(name, "tls" | "hsts" | "bind" | "security-headers" | "log")
+    {
         Problem::new(format!(
             "`{name}` applies to a whole site, not to one route"
         ))

@@ -262,6 +262,7 @@ fn one_line_config() {
             hsts: None,
             routes: vec![route(PathPattern::Any, proxy(vec![tcp("localhost", 8000)]))],
             bind: None,
+            log: None,
         }]
     );
 }

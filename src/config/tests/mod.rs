@@ -9,6 +9,7 @@ mod fmt;
 mod forms;
 mod limits;
 mod load;
+mod log;
 mod model;
 mod options;
 mod robust;

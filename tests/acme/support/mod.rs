@@ -99,6 +99,7 @@ pub fn config(
                 hsts: None,
                 routes: Vec::new(),
                 bind: None,
+                log: None,
             })
             .collect(),
     }

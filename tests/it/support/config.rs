@@ -193,6 +193,7 @@ impl SiteBuilder {
             hsts: None,
             routes,
             bind: None,
+            log: None,
         }
     }
 }
