@@ -357,7 +357,13 @@ async fn run(
     let status = pid_file.as_ref().map(PidFile::status);
     tokio::spawn(async move {
         let signal = signals
-            .wait_for_stop(|| reload_from(path.as_deref(), &reload, status.as_deref()))
+            .wait_for_stop(
+                || reload_from(path.as_deref(), &reload, status.as_deref()),
+                || {
+                    tracing::info!("SIGUSR1 received: reopening access-log files");
+                    reload.reopen_logs();
+                },
+            )
             .await;
         tracing::info!(signal, "shutting down");
         shutdown.shutdown();
@@ -414,6 +420,7 @@ struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -423,12 +430,14 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
         })
     }
 
     /// Resolves on SIGTERM or SIGINT; runs `on_hup` for every SIGHUP meanwhile
-    /// (one at a time, so reloads never overlap).
-    async fn wait_for_stop<F, Fut>(mut self, mut on_hup: F) -> &'static str
+    /// (one at a time, so reloads never overlap) and `on_usr1` for every
+    /// SIGUSR1 (reopen the access-log files, after logrotate).
+    async fn wait_for_stop<F, Fut>(mut self, mut on_hup: F, on_usr1: impl Fn()) -> &'static str
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = ()>,
@@ -438,6 +447,7 @@ impl Signals {
                 _ = self.term.recv() => return "SIGTERM",
                 _ = self.int.recv() => return "SIGINT",
                 _ = self.hup.recv() => on_hup().await,
+                _ = self.usr1.recv() => on_usr1(),
             }
         }
     }

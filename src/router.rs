@@ -15,12 +15,13 @@ use http::{HeaderValue, StatusCode};
 
 use crate::access::{AccessRule, BasicAuthGate};
 use crate::config::{
-    wildcard_suffix, BasicAuth, Config, Encoding, Handler, HeaderOp, HostPattern, IpNet,
-    PathPattern, RateLimit, Route, Scheme,
+    wildcard_suffix, AccessLogFormat, BasicAuth, Config, Encoding, Handler, HeaderOp, HostPattern,
+    IpNet, PathPattern, RateLimit, Route, Scheme,
 };
 use crate::error_pages::{ErrorPages, PageError};
 use crate::files::Files;
 use crate::limit::Limiter;
+use crate::logging::{AccessLogFiles, AccessLogSink};
 use crate::metrics::{Metrics, RouteMetrics, SiteBytes};
 use crate::proxy::Proxy;
 use crate::storage::RedisLimits;
@@ -109,6 +110,17 @@ pub(crate) struct SiteRoutes {
     pub hsts: Option<HeaderValue>,
     /// The site's byte counters, for the connections it serves.
     pub bytes: SiteBytes,
+    /// The site's access-log file; `None` for stderr.
+    pub log: Option<SiteLog>,
+}
+
+/// A site's own access-log file and the format of its lines.
+#[derive(Debug)]
+pub(crate) struct SiteLog {
+    /// Where lines are queued.
+    pub sink: Arc<AccessLogSink>,
+    /// How they are written.
+    pub format: AccessLogFormat,
 }
 
 #[derive(Debug)]
@@ -203,16 +215,28 @@ pub(crate) enum RouterError {
     /// `strip-prefix` on a pattern without a prefix (or one no header can hold).
     #[error("`strip-prefix` needs a \"/prefix/*\" route")]
     StripPrefix,
+    /// A site's `log` file cannot be opened for appending.
+    #[error("cannot open the access log {}", path.display())]
+    LogFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Router {
-    /// Builds the router, including one connection pool per upstream, and
-    /// fetches each route's counters from `metrics`. `previous` is the router
-    /// this one replaces (a reload): its rate-limit buckets carry over.
+    /// Builds the router, including one connection pool per upstream,
+    /// fetches each route's counters from `metrics` and each site's
+    /// access-log file from `logs` (opening it if no router had it open).
+    /// `previous` is the router this one replaces (a reload): its rate-limit
+    /// buckets carry over.
     pub(crate) fn new(
         config: &Config,
         metrics: &Metrics,
         previous: Option<&Router>,
+        logs: &AccessLogFiles,
     ) -> Result<Router, RouterError> {
         let options = &config.options;
         let remote = shared_limits(config)?;
@@ -226,6 +250,7 @@ impl Router {
                 remote.as_ref(),
                 &mut limiters,
                 previous,
+                logs,
             )?);
             for address in &site.addresses {
                 let port = address.effective_port(options);
@@ -329,6 +354,7 @@ impl SiteRoutes {
         remote: Option<&Arc<RedisLimits>>,
         limiters: &mut Limiters,
         previous: Option<&Limiters>,
+        logs: &AccessLogFiles,
     ) -> Result<SiteRoutes, RouterError> {
         // Metrics name a site by its first address, as the Proxyfile does.
         let site_label: Arc<str> = site
@@ -380,10 +406,27 @@ impl SiteRoutes {
         let hsts = site.hsts.and_then(|max_age| {
             HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).ok()
         });
+        let log = site
+            .log
+            .as_ref()
+            .map(|file| {
+                let sink = logs
+                    .open(&file.path)
+                    .map_err(|source| RouterError::LogFile {
+                        path: file.path.clone(),
+                        source,
+                    })?;
+                Ok::<_, RouterError>(SiteLog {
+                    sink,
+                    format: file.format,
+                })
+            })
+            .transpose()?;
         Ok(SiteRoutes {
             routes,
             hsts,
             bytes: metrics.site_bytes(&site_label),
+            log,
         })
     }
 
@@ -552,10 +595,11 @@ mod tests {
         };
         let metrics = Metrics::new();
         let config = |b_limit: &str| crate::config::parse(&source(b_limit), "Proxyfile").unwrap();
-        let first = Router::new(&config("1/s"), &metrics, None).unwrap();
-        let same = Router::new(&config("1/s"), &metrics, Some(&first)).unwrap();
-        let changed = Router::new(&config("2/s"), &metrics, Some(&same)).unwrap();
-        let fresh = Router::new(&config("1/s"), &metrics, None).unwrap();
+        let logs = AccessLogFiles::default();
+        let first = Router::new(&config("1/s"), &metrics, None, &logs).unwrap();
+        let same = Router::new(&config("1/s"), &metrics, Some(&first), &logs).unwrap();
+        let changed = Router::new(&config("2/s"), &metrics, Some(&same), &logs).unwrap();
+        let fresh = Router::new(&config("1/s"), &metrics, None, &logs).unwrap();
         let is = |a: &Limiter, b: &Limiter| std::ptr::eq(a, b);
         for (host, path) in [("a.test", "/"), ("b.test", "/"), ("b.test", "/x")] {
             assert!(is(limiter(&first, host, path), limiter(&same, host, path)));

@@ -28,6 +28,20 @@ pub struct CertInfo {
 }
 
 impl CertInfo {
+    /// Every name `resolver` serves a certificate for, with what its leaf says
+    /// (for metrics and status lines; unreadable leaves are left out).
+    pub(crate) fn served(resolver: &crate::tls::CertResolver) -> Vec<(String, CertInfo)> {
+        resolver
+            .names()
+            .into_iter()
+            .filter_map(|name| {
+                let key = resolver.get(&name)?;
+                let info = CertInfo::parse(key.cert.first()?, &name).ok()?;
+                Some((name, info))
+            })
+            .collect()
+    }
+
     /// Reads a DER certificate; `context` (a path or a name) labels errors.
     pub fn parse(der: &CertificateDer<'_>, context: &str) -> Result<Self, CertError> {
         let (_, cert) =

@@ -571,15 +571,9 @@ impl Shared {
         let Some(metrics) = self.metrics.get() else {
             return;
         };
-        let served: Vec<(String, SystemTime)> = self
-            .resolver
-            .names()
+        let served: Vec<(String, SystemTime)> = CertInfo::served(&self.resolver)
             .into_iter()
-            .filter_map(|name| {
-                let key = self.resolver.get(&name)?;
-                let info = CertInfo::parse(key.cert.first()?, &name).ok()?;
-                Some((name, info.not_after))
-            })
+            .map(|(name, info)| (name, info.not_after))
             .collect();
         metrics.certificates(&served);
     }

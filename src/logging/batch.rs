@@ -8,6 +8,9 @@
 //! (a channel of lines, as tracing-appender's, allocates one `Vec` per line).
 //! When the batch is full (the disk or journald stalls), lines are dropped and
 //! counted rather than blocking a worker.
+//!
+//! One writer thread serves stderr (bellhop's own log); each access-log file
+//! has its own (`access_files`), which can also be told to reopen its file.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -35,6 +38,26 @@ struct State {
     /// Lines dropped because the batch was full, reported once written.
     dropped: u64,
     closed: bool,
+    /// The output is to be reopened once this much of `batch` (the lines
+    /// queued before the request) is written (logrotate).
+    reopen_at: Option<usize>,
+}
+
+/// Where a writer thread's batches go.
+pub(crate) trait Output: Write + Send + 'static {
+    /// Opens the destination afresh, for a file that logrotate moved away.
+    fn reopen(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Names the destination in messages about it.
+    fn describe(&self) -> String;
+}
+
+impl Output for io::Stderr {
+    fn describe(&self) -> String {
+        "stderr".to_string()
+    }
 }
 
 impl Queue {
@@ -46,10 +69,21 @@ impl Queue {
 /// The `MakeWriter` handed to tracing-subscriber: cheap to clone, each
 /// `write` queues one formatted line.
 #[derive(Debug, Clone)]
-pub(super) struct BatchWriter(Arc<Queue>);
+pub(crate) struct BatchWriter(Arc<Queue>);
 
-impl Write for BatchWriter {
-    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+impl BatchWriter {
+    /// Asks the writer thread to reopen its output once it has written what
+    /// is queued; returns at once.
+    pub(crate) fn reopen(&self) {
+        let mut state = self.0.lock();
+        state.reopen_at = Some(state.batch.len());
+        self.0.ready.notify_one();
+    }
+}
+
+impl BatchWriter {
+    /// Queues one whole line (or drops it, counted, when the batch is full).
+    pub(crate) fn push(&self, line: &[u8]) {
         let mut state = self.0.lock();
         if state.batch.len() + line.len() > MAX_QUEUED {
             state.dropped += 1;
@@ -60,6 +94,12 @@ impl Write for BatchWriter {
                 self.0.ready.notify_one();
             }
         }
+    }
+}
+
+impl Write for BatchWriter {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        self.push(line);
         Ok(line.len())
     }
 
@@ -76,17 +116,32 @@ impl<'a> MakeWriter<'a> for BatchWriter {
     }
 }
 
-/// Owns the writer thread; dropping it writes what is queued and ends it.
+/// Owns the writer thread; dropping it writes what is queued and waits for
+/// the thread to end.
 #[derive(Debug)]
-pub(super) struct WriterThread {
+pub(crate) struct WriterThread {
     queue: Arc<Queue>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Drop for WriterThread {
-    fn drop(&mut self) {
+impl WriterThread {
+    fn close(&self) {
         self.queue.lock().closed = true;
         self.queue.ready.notify_one();
+    }
+
+    /// Lets the thread write what is queued and end on its own, without
+    /// waiting for it: for a caller that must not block (a worker dropping
+    /// the last router that used a log file).
+    pub(crate) fn detach(mut self) {
+        self.close();
+        self.thread.take();
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        self.close();
         if let Some(thread) = self.thread.take() {
             // A panic in the writer has nothing left to report to.
             let _ = thread.join();
@@ -94,8 +149,8 @@ impl Drop for WriterThread {
     }
 }
 
-/// Starts the writer thread for `out` (stderr in production).
-pub(super) fn start(out: impl Write + Send + 'static) -> io::Result<(BatchWriter, WriterThread)> {
+/// Starts the writer thread for `out` (stderr, or an access-log file).
+pub(crate) fn start(out: impl Output) -> io::Result<(BatchWriter, WriterThread)> {
     let queue = Arc::new(Queue::default());
     let thread = std::thread::Builder::new()
         .name("bellhop-log".into())
@@ -113,23 +168,37 @@ pub(super) fn start(out: impl Write + Send + 'static) -> io::Result<(BatchWriter
     ))
 }
 
-/// The writer thread: waits for a batch, swaps it for the spare, writes it.
-fn write_batches(queue: &Queue, mut out: impl Write) {
+/// The writer thread: waits for a batch, swaps it for the spare, writes it,
+/// and reopens the output when asked to: lines queued before the request go
+/// to the old file, lines queued after it to the new one.
+fn write_batches(queue: &Queue, mut out: impl Output) {
     let mut spare = Vec::new();
     loop {
-        let (dropped, closed) = {
+        let (dropped, closed, reopen_at) = {
             let mut state = queue.lock();
-            while state.batch.is_empty() && !state.closed {
+            while state.batch.is_empty() && !state.closed && state.reopen_at.is_none() {
                 state = queue
                     .ready
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
             }
             std::mem::swap(&mut state.batch, &mut spare);
-            (std::mem::take(&mut state.dropped), state.closed)
+            (
+                std::mem::take(&mut state.dropped),
+                state.closed,
+                state.reopen_at.take(),
+            )
         };
         // Nothing to tell anyone if stderr is gone.
-        let _ = out.write_all(&spare);
+        let split = reopen_at.map_or(spare.len(), |at| at.min(spare.len()));
+        let _ = out.write_all(&spare[..split]);
+        if reopen_at.is_some() {
+            let _ = out.flush();
+            if let Err(e) = out.reopen() {
+                tracing::error!(log = %out.describe(), error = %e, "cannot reopen the access log; still writing to the old file");
+            }
+        }
+        let _ = out.write_all(&spare[split..]);
         if dropped > 0 {
             let _ = writeln!(
                 out,
@@ -163,6 +232,12 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    impl Output for Shared {
+        fn describe(&self) -> String {
+            "test".to_string()
         }
     }
 

@@ -1,7 +1,10 @@
 //! Log output: human-readable text or one JSON object per line, on stderr,
 //! written by a thread of its own (see `batch`) so no worker waits for I/O.
 
+mod access_files;
 mod batch;
+
+pub(crate) use access_files::{AccessLogFiles, AccessLogSink};
 
 use std::io::IsTerminal as _;
 use std::str::FromStr;

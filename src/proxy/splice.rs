@@ -32,13 +32,23 @@ pub(crate) struct Copied {
     pub b_to_a: u64,
 }
 
+/// Which way a read's bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Way {
+    /// From `a` to `b`.
+    AToB,
+    /// From `b` to `a`.
+    BToA,
+}
+
 /// Copies `a` ⇄ `b` until both directions reach EOF. `on_read` is called for
-/// every successful non-empty read (used for idle tracking).
+/// every successful non-empty read with its direction and length (idle
+/// tracking, and byte counts that outlive a splice cut short).
 pub(crate) fn splice<'s, A, B, F>(a: &'s mut A, b: &'s mut B, on_read: F) -> Splice<'s, A, B, F>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
-    F: FnMut(),
+    F: FnMut(Way, usize),
 {
     Splice {
         a,
@@ -82,7 +92,7 @@ impl Direction {
         cx: &mut Context<'_>,
         reader: &mut R,
         writer: &mut W,
-        on_read: &mut impl FnMut(),
+        on_read: &mut impl FnMut(usize),
     ) -> Poll<io::Result<()>>
     where
         R: AsyncRead + Unpin,
@@ -118,7 +128,7 @@ impl Direction {
                 self.eof = true;
                 continue;
             }
-            on_read();
+            on_read(data.len());
             self.copied += data.len() as u64;
             let mut offset = 0;
             while offset < data.len() {
@@ -169,18 +179,23 @@ impl<A, B, F> Future for Splice<'_, A, B, F>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
-    F: FnMut() + Unpin,
+    F: FnMut(Way, usize) + Unpin,
 {
     type Output = io::Result<Copied>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        let on_read = &mut this.on_read;
         let forward = this
             .a_to_b
-            .poll_copy(cx, &mut *this.a, &mut *this.b, &mut this.on_read)?;
+            .poll_copy(cx, &mut *this.a, &mut *this.b, &mut |n| {
+                on_read(Way::AToB, n)
+            })?;
         let backward = this
             .b_to_a
-            .poll_copy(cx, &mut *this.b, &mut *this.a, &mut this.on_read)?;
+            .poll_copy(cx, &mut *this.b, &mut *this.a, &mut |n| {
+                on_read(Way::BToA, n)
+            })?;
         if forward.is_ready() && backward.is_ready() {
             Poll::Ready(Ok(Copied {
                 a_to_b: this.a_to_b.copied,
@@ -204,9 +219,17 @@ mod tests {
         let (mut client, mut a) = tokio::io::duplex(1024);
         let (mut b, mut server) = tokio::io::duplex(1024);
         let mut reads = 0u32;
+        let mut seen = Copied::default();
         let splicer = tokio::spawn(async move {
-            let copied = splice(&mut a, &mut b, || reads += 1).await;
-            (copied, reads)
+            let copied = splice(&mut a, &mut b, |way, n| {
+                reads += 1;
+                match way {
+                    Way::AToB => seen.a_to_b += n as u64,
+                    Way::BToA => seen.b_to_a += n as u64,
+                }
+            })
+            .await;
+            (copied, reads, seen)
         });
 
         let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -229,10 +252,11 @@ mod tests {
         server.shutdown().await.unwrap();
         assert_eq!(writer.await.unwrap(), b"reply after half-close");
 
-        let (copied, reads) = splicer.await.unwrap();
+        let (copied, reads, seen) = splicer.await.unwrap();
         let copied = copied.unwrap();
         assert_eq!(copied.a_to_b, payload.len() as u64);
         assert_eq!(copied.b_to_a, 22);
         assert!(reads > 0);
+        assert_eq!(seen, copied, "on_read sees every byte, each way");
     }
 }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::UpstreamConn;
-use super::splice::{splice, Copied};
+use super::splice::{splice, Way};
 
 /// Both halves of a `101 Switching Protocols`, waiting to be spliced.
 ///
@@ -63,34 +63,52 @@ impl Tunnel {
             label,
         } = self;
         let end = splice_until_end(client, upstream, idle, shutdown).await;
-        match &end {
-            TunnelEnd::Closed { sent, received } => {
+        let TunnelEnd {
+            why,
+            sent,
+            received,
+        } = &end;
+        match why {
+            Why::Closed => {
                 tracing::debug!(upstream = %label, sent, received, "upgraded connection closed")
             }
-            TunnelEnd::Idle => {
-                tracing::info!(upstream = %label, idle_timeout = ?idle, "upgraded connection idle, closed")
+            Why::Idle => {
+                tracing::info!(upstream = %label, idle_timeout = ?idle, sent, received, "upgraded connection idle, closed")
             }
-            TunnelEnd::Shutdown => {
-                tracing::debug!(upstream = %label, "upgraded connection closed for shutdown")
+            Why::Shutdown => {
+                tracing::debug!(upstream = %label, sent, received, "upgraded connection closed for shutdown")
             }
-            TunnelEnd::Error(e) => {
-                tracing::debug!(upstream = %label, error = %e, "upgraded connection ended with an error")
+            Why::Error(e) => {
+                tracing::debug!(upstream = %label, error = %e, sent, received, "upgraded connection ended with an error")
             }
         }
         end
     }
 }
 
+/// How a tunnel ended, and what it carried until then.
+#[derive(Debug)]
+pub(crate) struct TunnelEnd {
+    /// Why it ended.
+    pub why: Why,
+    /// Bytes from the client to the upstream.
+    pub sent: u64,
+    /// Bytes from the upstream to the client.
+    pub received: u64,
+}
+
+impl TunnelEnd {
+    /// Whether both sides closed it (rather than a timeout, shutdown or error).
+    pub(crate) fn closed_cleanly(&self) -> bool {
+        matches!(self.why, Why::Closed)
+    }
+}
+
 /// Why a tunnel ended.
 #[derive(Debug)]
-pub(crate) enum TunnelEnd {
-    /// Both sides closed; bytes copied client→upstream and upstream→client.
-    Closed {
-        /// Client to upstream.
-        sent: u64,
-        /// Upstream to client.
-        received: u64,
-    },
+pub(crate) enum Why {
+    /// Both sides closed.
+    Closed,
     /// No bytes either way for the idle timeout.
     Idle,
     /// bellhop is shutting down.
@@ -109,30 +127,48 @@ async fn splice_until_end(
     let client = async { client.await.map_err(io::Error::other) };
     let (client, (mut upstream, early)) = match tokio::try_join!(client, upstream.into_upgraded()) {
         Ok(pair) => pair,
-        Err(e) => return TunnelEnd::Error(e),
+        Err(e) => {
+            return TunnelEnd {
+                why: Why::Error(e),
+                sent: 0,
+                received: 0,
+            }
+        }
     };
     let started = Instant::now();
-    // Milliseconds since `started` of the last read that moved a byte; the
-    // splice and the idle watchdog run in one task, a relaxed atomic suffices.
+    // Milliseconds since `started` of the last read that moved a byte, and
+    // the bytes each way: the splice and the idle watchdog run in one task,
+    // relaxed atomics suffice, and the counts survive a splice cut short.
     let activity = AtomicU64::new(0);
+    let sent = AtomicU64::new(0);
+    let received = AtomicU64::new(0);
     let mut client = TokioIo::new(client);
     let copy = async {
         let early = send_early(&mut client, early).await?;
-        let mut copied = splice(&mut client, &mut upstream, || {
+        received.fetch_add(early, Ordering::Relaxed);
+        splice(&mut client, &mut upstream, |way, n| {
             let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             activity.store(ms, Ordering::Relaxed);
+            let count = match way {
+                Way::AToB => &sent,
+                Way::BToA => &received,
+            };
+            count.fetch_add(n as u64, Ordering::Relaxed);
         })
-        .await?;
-        copied.b_to_a += early;
-        Ok::<Copied, io::Error>(copied)
+        .await
     };
-    tokio::select! {
+    let why = tokio::select! {
         result = copy => match result {
-            Ok(copied) => TunnelEnd::Closed { sent: copied.a_to_b, received: copied.b_to_a },
-            Err(e) => TunnelEnd::Error(e),
+            Ok(_) => Why::Closed,
+            Err(e) => Why::Error(e),
         },
-        () = idle_expired(started, &activity, idle) => TunnelEnd::Idle,
-        () = shutdown.cancelled() => TunnelEnd::Shutdown,
+        () = idle_expired(started, &activity, idle) => Why::Idle,
+        () = shutdown.cancelled() => Why::Shutdown,
+    };
+    TunnelEnd {
+        why,
+        sent: sent.into_inner(),
+        received: received.into_inner(),
     }
 }
 

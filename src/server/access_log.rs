@@ -2,50 +2,30 @@
 //!
 //! Logging at the end rather than when headers are ready gives the real
 //! duration and byte count of streamed responses (SSE, downloads). The line is
-//! emitted from `Drop`, so a response the client abandons is logged too.
+//! emitted from `Drop`, so a response the client abandons is logged too. An
+//! upgraded connection (WebSocket) is logged when its tunnel closes instead
+//! (`Shared::spawn_tunnel`), with its lifetime and bytes each way.
 //!
-//! When the `access` target is off (`--log-level warn` or quieter) nothing is
-//! gathered or formatted: [`enabled`] is checked once per request. When it is
-//! on, the line is formatted into the log layer's reused per-thread buffer
-//! and queued without allocating (see `logging::batch`).
+//! When the `access` target is off (`--log-level warn` or quieter) and the
+//! site has no log file of its own, nothing is gathered or formatted:
+//! [`enabled`] is checked once per request. Otherwise the line is formatted
+//! into a reused per-thread buffer and queued without allocating (see
+//! `access_line` and `logging::batch`).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode, Uri};
 use http_body::{Body as _, Frame, SizeHint};
 
+use super::access_line::{Moved, RequestLog};
 use super::connection::InFlight;
 use crate::body::{Body, BodyError};
-use crate::proxy::ClientInfo;
 
 /// Whether access-log lines are written at all. A cached per-callsite answer
 /// (the log filter is static), so asking once per request costs a load.
 pub(super) fn enabled() -> bool {
     tracing::enabled!(target: "access", tracing::Level::INFO)
-}
-
-/// The facts of one request, gathered before it is handled.
-#[derive(Debug)]
-pub(super) struct RequestLog {
-    /// When the request head was received.
-    pub start: Instant,
-    /// The peer and the client behind it (the same unless the peer is a
-    /// trusted proxy).
-    pub client: ClientInfo,
-    /// Request method.
-    pub method: Method,
-    /// Host or `:authority` as the client sent it.
-    pub host: Option<HeaderValue>,
-    /// Request target (path and query are logged).
-    pub uri: Uri,
-    /// Response status.
-    pub status: StatusCode,
-    /// The upstream that answered, for proxied requests.
-    pub upstream: Option<Arc<str>>,
 }
 
 /// A response body that counts its bytes and logs the request when done.
@@ -106,20 +86,10 @@ impl http_body::Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         let Some(log) = &self.log else { return };
-        let finished = self.finished || self.inner.is_end_stream();
-        tracing::info!(
-            target: "access",
-            peer = %log.client.peer,
-            client = %log.client.ip,
-            method = %log.method,
-            host = log.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("-"),
-            path = log.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-            status = log.status.as_u16(),
-            upstream = log.upstream.as_deref().unwrap_or("-"),
-            duration_ms = (log.start.elapsed().as_secs_f64() * 1e6).round() / 1e3,
-            bytes = self.bytes,
-            complete = finished,
-            "request"
-        );
+        log.write(Moved {
+            bytes: self.bytes,
+            from_client: None,
+            complete: self.finished || self.inner.is_end_stream(),
+        });
     }
 }

@@ -35,6 +35,8 @@ pub(super) struct Accepted {
     pub port: u16,
     /// `Https` when the connection began with a TLS handshake.
     pub scheme: Scheme,
+    /// The TLS version negotiated (`TLSv1.3`), once the handshake is done.
+    pub tls: Option<&'static str>,
 }
 
 /// What every request on one connection shares. An upgraded tunnel keeps

@@ -101,17 +101,13 @@ impl Https {
     /// them is due for renewal (without jitter or ARI: a status line needs
     /// days, not the exact minute).
     pub(super) fn renewal_summary(&self) -> (usize, Option<SystemTime>) {
-        let due: Vec<SystemTime> = self
-            .resolver
-            .names()
+        let due: Vec<SystemTime> = CertInfo::served(&self.resolver)
             .into_iter()
-            .filter_map(|name| {
-                let key = self.resolver.get(&name)?;
-                let info = CertInfo::parse(key.cert.first()?, &name).ok()?;
-                Some(renewal_due(Validity {
+            .map(|(_, info)| {
+                renewal_due(Validity {
                     not_before: info.not_before,
                     not_after: info.not_after,
-                }))
+                })
             })
             .collect();
         (due.len(), due.into_iter().min())
@@ -185,11 +181,22 @@ pub(super) async fn serve_tls(
         handshake = https.terminator.accept_on(stream, accepted.port) => handshake,
         () = stop.cancelled() => return,
     };
+    let version = |tls: &tokio_rustls::server::TlsStream<TcpStream>| {
+        tls.get_ref().1.protocol_version().map(tls_version_name)
+    };
     match handshake {
         Ok(Some((tls, Alpn::H2))) => {
+            let accepted = Accepted {
+                tls: version(&tls),
+                ..accepted
+            };
             connection::serve_h2(tls, accepted, permit, shared.clone(), stop).await
         }
         Ok(Some((tls, Alpn::Http1))) => {
+            let accepted = Accepted {
+                tls: version(&tls),
+                ..accepted
+            };
             connection::serve_http1(tls, accepted, permit, shared.clone(), stop).await
         }
         Ok(None) => {}
@@ -200,5 +207,14 @@ pub(super) async fn serve_tls(
             };
             tracing::debug!(peer = %accepted.peer, error = %e, "TLS handshake failed");
         }
+    }
+}
+
+/// A TLS version as access logs name it.
+fn tls_version_name(version: rustls::ProtocolVersion) -> &'static str {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        _ => "TLS",
     }
 }

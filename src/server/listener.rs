@@ -152,6 +152,7 @@ pub(super) async fn accept_loop(
                     peer,
                     port: spec.port,
                     scheme: spec.scheme,
+                    tls: None,
                 };
                 spawn_connection(stream, accepted, permit, &shared, &stop);
             }

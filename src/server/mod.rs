@@ -13,6 +13,7 @@
 //!                         grace period, close upgraded tunnels, return
 //! ```
 
+mod access_line;
 mod access_log;
 mod admin;
 mod answers;
@@ -44,9 +45,11 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::config::Config;
 use crate::limit::ConnCaps;
+use crate::logging::AccessLogFiles;
 use crate::metrics::Metrics;
 use crate::proxy::Tunnel;
 use crate::router::Router;
+use access_line::{Moved, RequestLog};
 use notify::Notifier;
 use reload::Listeners;
 
@@ -88,6 +91,8 @@ pub(crate) struct Shared {
     /// The service manager (systemd `Type=notify`), told about readiness,
     /// reloads, shutdown and status.
     notify: Notifier,
+    /// The sites' access-log files, reopened on SIGUSR1 and reload.
+    access_logs: AccessLogFiles,
 }
 
 /// Where the server keeps the tasks that outlive the code that started them
@@ -104,14 +109,27 @@ impl Shared {
     /// Runs an upgraded tunnel on its own task, where shutdown closes it,
     /// counted in `bellhop_open_websockets` while it runs. The tunnel holds
     /// its connection's context, so the connection keeps its place under
-    /// the caps until the socket closes.
-    fn spawn_tunnel(&self, tunnel: Tunnel, conn: Arc<connection::ConnContext>) {
+    /// the caps until the socket closes; its access-log line (if any) is
+    /// written when it ends, with its lifetime and bytes.
+    fn spawn_tunnel(
+        &self,
+        tunnel: Tunnel,
+        conn: Arc<connection::ConnContext>,
+        log: Option<RequestLog>,
+    ) {
         let shutdown = self.background.shutdown.clone();
         let open = self.metrics.websocket_opened();
         conn.set_upgraded();
         self.background.tasks.spawn(async move {
-            tunnel.run(shutdown).await;
+            let end = tunnel.run(shutdown).await;
             drop((open, conn));
+            if let Some(log) = log {
+                log.write(Moved {
+                    bytes: end.received,
+                    from_client: Some(end.sent),
+                    complete: end.closed_cleanly(),
+                });
+            }
         });
     }
 
@@ -159,7 +177,9 @@ impl Server {
     /// Builds the router and binds every listener the config needs.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         let metrics = Arc::new(Metrics::new());
-        let router = Router::new(&config, &metrics, None).context("cannot build the routes")?;
+        let access_logs = AccessLogFiles::default();
+        let router = Router::new(&config, &metrics, None, &access_logs)
+            .context("cannot build the routes")?;
         let specs = listener::plan(&config);
         // Stored and local certificates are served from the first connection on;
         // ACME starts in `run`, once the listeners can answer validations.
@@ -214,6 +234,7 @@ impl Server {
                 client_body_timeout: config.options.client_body_timeout,
                 client_write_timeout: config.options.client_write_timeout,
                 notify: Notifier::from_env(),
+                access_logs,
             }),
             grace_period: config.options.grace_period,
             workers,
@@ -303,6 +324,8 @@ impl Server {
             );
         }
         workers.join().await;
+        // No request can log any more: write out what the files have queued.
+        self.shared.access_logs.close_all();
         Ok(())
     }
 

@@ -249,6 +249,12 @@ impl ReloadHandle {
         result
     }
 
+    /// Reopens every access-log file (SIGUSR1, after logrotate moved them):
+    /// lines from now on go to a new file at the configured path.
+    pub fn reopen_logs(&self) {
+        self.shared.access_logs.reopen_all();
+    }
+
     fn apply(&self, config: Config) -> anyhow::Result<ReloadSummary> {
         // Everything below is synchronous and short (file reads for
         // certificates, bind calls); holding the lock serializes reloads.
@@ -263,6 +269,7 @@ impl ReloadHandle {
             &config,
             &self.shared.metrics,
             Some(&self.shared.router.load()),
+            &self.shared.access_logs,
         )
         .context("cannot build the routes")?;
 
@@ -298,8 +305,10 @@ impl ReloadHandle {
             https.update(&config)?;
         }
 
-        // 5. Commit: routes first, so added ports find theirs.
+        // 5. Commit: routes first, so added ports find theirs; then the
+        // access-log files are reopened (logrotate may have moved them).
         self.shared.router.store(Arc::new(router));
+        self.shared.access_logs.reopen_all();
         warn_restart_only(&inner.options, &config.options);
         let mut removed = Vec::new();
         inner.entries.retain(|e| {

@@ -12,7 +12,9 @@
 //!            prefix off the path
 //! handle     respond | redirect | proxy | files
 //! filter     error page, encode, HSTS, header
-//! log        count the status, HEAD without content, one access-log line when the body ends
+//! log        count the status, HEAD without content, one access-log line when the
+//!            body ends (for an upgrade: when its tunnel closes), to the site's
+//!            own file or to stderr
 //! ```
 //!
 //! A phase either passes what it found on to the next (`Continue`) or answers
@@ -25,10 +27,11 @@ use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use super::access_log::{self, LoggedBody, RequestLog};
+use super::access_line::RequestLog;
+use super::access_log::{self, LoggedBody};
 use super::answers::{
     body_too_large, forbidden, not_found, redirect, redirect_to_https, respond, too_many_requests,
 };
@@ -43,8 +46,8 @@ use crate::header_ops;
 use crate::http_path;
 use crate::limit::{BodyLimits, ClientBody, ClientKey};
 use crate::metrics::RouteMetrics;
-use crate::proxy::{ClientInfo, ForwardedPrefix, LogStatus};
-use crate::router::{Action, HostMatch, Routed, Router, SiteRoutes};
+use crate::proxy::{ClientInfo, ForwardedPrefix, LogStatus, Tunnel};
+use crate::router::{Action, HostMatch, Routed, Router, SiteLog, SiteRoutes};
 
 /// The result of a phase: what it found, or the request's answer.
 type Phase<T> = ControlFlow<Response<Body>, T>;
@@ -53,15 +56,17 @@ type Phase<T> = ControlFlow<Response<Body>, T>;
 /// log keeps it (the request itself moves into the handler).
 #[derive(Debug)]
 struct Facts {
-    /// When the request head was received; `None` when access logging is
-    /// off (nothing else needs it).
-    start: Option<Instant>,
+    /// When the request head was received.
+    start: Instant,
     /// The peer, and the client behind it when the peer is a trusted proxy.
     client: ClientInfo,
     method: Method,
     uri: Uri,
     /// Host or `:authority` as the client sent it.
     host: Option<HeaderValue>,
+    version: Version,
+    /// For the access log only.
+    user_agent: Option<HeaderValue>,
 }
 
 /// How a request was answered, as far as the log and the metrics care.
@@ -73,6 +78,10 @@ struct Outcome<'r> {
     /// The counters this answer goes to: its route's, or the router's
     /// unrouted ones.
     counters: &'r RouteMetrics,
+    /// The site's own access-log file, once the site is known.
+    site_log: Option<&'r SiteLog>,
+    /// On `101 Switching Protocols`: the upgraded streams to splice.
+    tunnel: Option<Tunnel>,
 }
 
 impl<'r> Outcome<'r> {
@@ -82,6 +91,8 @@ impl<'r> Outcome<'r> {
             response,
             upstream: None,
             counters,
+            site_log: None,
+            tunnel: None,
         }
     }
 }
@@ -93,7 +104,7 @@ pub(super) async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Re
     let router = conn.shared.router.load();
     let facts = Facts::of(&req, conn.accepted, &router);
     let outcome = dispatch(req, &facts, &router, &conn).await;
-    log(outcome, facts, in_flight)
+    log(outcome, facts, &conn, in_flight)
 }
 
 /// The phases from the module docs: those that find the route, then those
@@ -111,9 +122,13 @@ async fn dispatch<'r>(
         Continue(found) => found,
         Break(answer) => return Outcome::local(answer, router.unrouted()),
     };
-    match serve(req, site, route, facts, conn).await {
+    let outcome = match serve(req, site, route, facts, conn).await {
         Continue(outcome) => outcome,
         Break(answer) => Outcome::local(answer, route.metrics),
+    };
+    Outcome {
+        site_log: site.log.as_ref(),
+        ..outcome
     }
 }
 
@@ -158,11 +173,13 @@ impl Facts {
             |ip| router.is_cloudflare(ip),
         );
         Facts {
-            start: access_log::enabled().then(Instant::now),
+            start: Instant::now(),
             client,
             method: req.method().clone(),
             uri: req.uri().clone(),
             host: request_host(req),
+            version: req.version(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
         }
     }
 }
@@ -320,8 +337,8 @@ fn strip_prefix<B>(req: &mut Request<B>, route: &Routed<'_>) {
         .insert(ForwardedPrefix(strip.header.clone()));
 }
 
-/// Runs the route's handler. An upgraded tunnel the proxy hands back is
-/// spawned on the server's tasks, where shutdown reaches it.
+/// Runs the route's handler. An upgraded tunnel the proxy hands back goes
+/// into the outcome, to be spawned (and logged when it closes) by `log`.
 async fn handle_action<'r>(
     req: Request<Incoming>,
     route: &Routed<'r>,
@@ -343,13 +360,12 @@ async fn handle_action<'r>(
             };
             let req = req.map(|body| ClientBody::new(body, limits, facts.client.ip));
             let forwarded = proxy.forward(req, &facts.client, facts.host.clone()).await;
-            if let Some(tunnel) = forwarded.tunnel {
-                conn.shared.spawn_tunnel(tunnel, conn.clone());
-            }
             Outcome {
                 response: forwarded.response,
                 upstream: Some(forwarded.upstream),
                 counters: route.metrics,
+                site_log: None,
+                tunnel: forwarded.tunnel,
             }
         }
         Action::Files(files) => local(files.serve(&facts.method, req.uri(), req.headers()).await),
@@ -412,8 +428,15 @@ impl<'a> Filters<'a> {
 
 /// The last phase, for every answer: its status is counted, a HEAD response
 /// loses its content, and the body is wrapped to write the access-log line
-/// when it ends.
-fn log(outcome: Outcome<'_>, facts: Facts, in_flight: InFlight) -> Response<LoggedBody> {
+/// when it ends; an upgrade's tunnel is spawned on the server's tasks (where
+/// shutdown reaches it) and writes the line when it closes.
+fn log(
+    outcome: Outcome<'_>,
+    facts: Facts,
+    conn: &Arc<ConnContext>,
+    in_flight: InFlight,
+) -> Response<LoggedBody> {
+    outcome.counters.answered(outcome.response.status());
     let (mut parts, mut body) = outcome.response.into_parts();
     // A status meant for the log only (499) replaces the wire's here.
     let status = parts
@@ -424,15 +447,27 @@ fn log(outcome: Outcome<'_>, facts: Facts, in_flight: InFlight) -> Response<Logg
     if facts.method == Method::HEAD {
         body = without_content(&mut parts.headers, body);
     }
-    let log = facts.start.map(|start| RequestLog {
-        start,
+    let file = outcome.site_log.map(|l| (l.sink.clone(), l.format));
+    let log = (file.is_some() || access_log::enabled()).then(|| RequestLog {
+        start: facts.start,
         client: facts.client,
         method: facts.method,
         host: facts.host,
         uri: facts.uri,
         status,
         upstream: outcome.upstream,
+        version: facts.version,
+        tls: conn.accepted.tls,
+        user_agent: facts.user_agent,
+        file,
     });
+    let log = match outcome.tunnel {
+        Some(tunnel) => {
+            conn.shared.spawn_tunnel(tunnel, conn.clone(), log);
+            None
+        }
+        None => log,
+    };
     Response::from_parts(parts, LoggedBody::new(body, log, in_flight))
 }
 

@@ -158,6 +158,7 @@ async fn three_instances_order_once_and_all_serve() {
             hsts: None,
             routes: vec![route(&format!("instance {i}"), None)],
             bind: None,
+            log: None,
         }],
     };
     let states: Vec<TempDir> = (0..3).map(|_| TempDir::new("cluster")).collect();
@@ -324,6 +325,7 @@ async fn shared_rate_limit_counts_a_client_once_across_instances() {
                 hsts: None,
                 routes: vec![route("ok", Some(limit))],
                 bind: None,
+                log: None,
             }],
         };
         instances.push(start(config).await);

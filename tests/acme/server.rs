@@ -75,6 +75,7 @@ fn site(name: &str, handler: Handler, hsts: Option<Duration>) -> Site {
             strip_prefix: false,
         }],
         bind: None,
+        log: None,
     }
 }
 

@@ -32,6 +32,7 @@ mod reload;
 mod reload_result;
 mod routing;
 mod shutdown;
+mod site_log;
 mod sovgrid;
 mod spa;
 mod streaming;

@@ -83,6 +83,30 @@ fn plain_site(upstream: SocketAddr, extra: &str) -> String {
     format!("\"http://127.0.0.1:0\" {{\n    proxy \"{upstream}\"\n{extra}}}\n")
 }
 
+/// `bellhop run` of a plain-HTTP site proxying to `upstream`, with
+/// NOTIFY_SOCKET naming a socket the test owns and `env` set besides.
+async fn plain_notified(
+    tag: &str,
+    upstream: SocketAddr,
+    env: &[(&str, &str)],
+) -> (TempDir, NotifySocket, Bellhop) {
+    let dir = TempDir::new(tag);
+    let notify = NotifySocket::bind(&dir);
+    let file = dir.write(
+        "Proxyfile",
+        &proxyfile(dir.path(), "", &plain_site(upstream, "")),
+    );
+    let mut cmd = Command::new(BELLHOP);
+    cmd.args(["run", "--config"])
+        .arg(&file)
+        .env("NOTIFY_SOCKET", &notify.path)
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .envs(env.iter().copied());
+    let bellhop = Bellhop::start_command(cmd, &format!("bellhop run ({tag})"), 1).await;
+    (dir, notify, bellhop)
+}
+
 /// Asserts a RELOADING=1 message carries the monotonic time of its sending.
 fn assert_reloading(message: &[String], before: u64) {
     assert_eq!(field(message, "RELOADING"), Some("1"), "{message:?}");
@@ -100,18 +124,7 @@ async fn ready_reloading_and_stopping_arrive_in_order() {
     bounded(secs(60), "test", async {
         let a = Echo::start("a").await;
         let b = Echo::start("b").await;
-        let dir = TempDir::new("notify");
-        let notify = NotifySocket::bind(&dir);
-        let file = dir.write(
-            "Proxyfile",
-            &proxyfile(dir.path(), "", &plain_site(a.addr(), "")),
-        );
-        let mut cmd = Command::new(BELLHOP);
-        cmd.args(["run", "--config"])
-            .arg(&file)
-            .env("NOTIFY_SOCKET", &notify.path)
-            .env_remove("WATCHDOG_USEC");
-        let mut bellhop = Bellhop::start_command(cmd, "bellhop run (notify)", 1).await;
+        let (dir, notify, mut bellhop) = plain_notified("notify", a.addr(), &[]).await;
 
         let ready = notify.next("READY=1 at start").await;
         assert_eq!(field(&ready, "READY"), Some("1"), "{ready:?}");
@@ -213,20 +226,10 @@ async fn status_counts_certificates_and_the_watchdog_pings() {
 async fn no_watchdog_pings_when_the_watchdog_is_meant_for_another_process() {
     bounded(secs(30), "test", async {
         let a = Echo::start("a").await;
-        let dir = TempDir::new("notify-other-pid");
-        let notify = NotifySocket::bind(&dir);
-        let file = dir.write(
-            "Proxyfile",
-            &proxyfile(dir.path(), "", &plain_site(a.addr(), "")),
-        );
-        let mut cmd = Command::new(BELLHOP);
-        cmd.args(["run", "--config"])
-            .arg(&file)
-            .env("NOTIFY_SOCKET", &notify.path)
-            .env("WATCHDOG_USEC", "200000")
-            // Pid 1 is never a test's child.
-            .env("WATCHDOG_PID", "1");
-        let mut bellhop = Bellhop::start_command(cmd, "bellhop run (other pid)", 1).await;
+        // Pid 1 is never a test's child.
+        let watchdog = [("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "1")];
+        let (_dir, notify, mut bellhop) =
+            plain_notified("notify-other-pid", a.addr(), &watchdog).await;
         let ready = notify.next("READY=1").await;
         assert_eq!(field(&ready, "READY"), Some("1"), "{ready:?}");
         // Absence can only be watched for a while: five intervals would have
