@@ -1,5 +1,6 @@
 //! Log output: human-readable text or one JSON object per line, on stderr,
-//! written by a thread of its own (see `batch`) so no worker waits for I/O.
+//! written by a thread of its own (see `batch`) so no worker waits for I/O;
+//! and the sites' own access-log files (`access_files`), one such thread each.
 
 mod access_files;
 mod batch;
