@@ -436,7 +436,6 @@ fn log(
     conn: &Arc<ConnContext>,
     in_flight: InFlight,
 ) -> Response<LoggedBody> {
-    outcome.counters.answered(outcome.response.status());
     let (mut parts, mut body) = outcome.response.into_parts();
     // A status meant for the log only (499) replaces the wire's here.
     let status = parts
