@@ -352,6 +352,27 @@ pub struct Route {
     pub strip_prefix: bool,
 }
 
+impl Route {
+    /// A route with `handler` for `path` and every other setting at its
+    /// default, as a route block without further directives reads: one place
+    /// to build a `Route` outside the parser, so a new setting is one edit.
+    pub fn new(path: PathPattern, handler: Handler) -> Route {
+        Route {
+            path,
+            handler,
+            rate_limit: None,
+            encode: Vec::new(),
+            max_body: defaults::MAX_BODY,
+            response_headers: Vec::new(),
+            request_headers: Vec::new(),
+            error_pages: Vec::new(),
+            access: Vec::new(),
+            basic_auth: None,
+            strip_prefix: false,
+        }
+    }
+}
+
 /// One `header`/`request-header` operation. Names and values are parsed here,
 /// once, so the request path only inserts what is already valid.
 #[derive(Debug, Clone, PartialEq, Eq)]

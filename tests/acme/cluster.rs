@@ -57,22 +57,14 @@ fn storage(redis: &Redis, key_file: Option<&std::path::Path>) -> Storage {
 }
 
 fn route(body: &str, rate_limit: Option<RateLimit>) -> Route {
+    let handler = Handler::Respond {
+        status: 200,
+        body: body.into(),
+        content_type: None,
+    };
     Route {
-        path: PathPattern::Any,
-        handler: Handler::Respond {
-            status: 200,
-            body: body.into(),
-            content_type: None,
-        },
         rate_limit,
-        encode: Vec::new(),
-        max_body: bellhop::config::defaults::MAX_BODY,
-        response_headers: Vec::new(),
-        request_headers: Vec::new(),
-        error_pages: Vec::new(),
-        access: Vec::new(),
-        basic_auth: None,
-        strip_prefix: false,
+        ..Route::new(PathPattern::Any, handler)
     }
 }
 

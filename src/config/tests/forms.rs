@@ -74,19 +74,7 @@ pub(super) fn proxy(upstreams: Vec<Upstream>) -> Handler {
 }
 
 fn route(path: PathPattern, handler: Handler) -> Route {
-    Route {
-        path,
-        handler,
-        rate_limit: None,
-        encode: Vec::new(),
-        max_body: crate::config::defaults::MAX_BODY,
-        response_headers: Vec::new(),
-        request_headers: Vec::new(),
-        error_pages: Vec::new(),
-        access: Vec::new(),
-        basic_auth: None,
-        strip_prefix: false,
-    }
+    Route::new(path, handler)
 }
 
 /// The only site of a one-site config.

@@ -200,19 +200,7 @@ impl SiteBuilder {
 
 /// The one place a `Route` is built, so a new field of the model is one edit here.
 fn make_route(path: PathPattern, handler: Handler) -> Route {
-    Route {
-        path,
-        handler,
-        rate_limit: None,
-        encode: Vec::new(),
-        max_body: bellhop::config::defaults::MAX_BODY,
-        response_headers: Vec::new(),
-        request_headers: Vec::new(),
-        error_pages: Vec::new(),
-        access: Vec::new(),
-        basic_auth: None,
-        strip_prefix: false,
-    }
+    Route::new(path, handler)
 }
 
 /// A TCP upstream at a socket address (`"127.0.0.1:PORT"`).
