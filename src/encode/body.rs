@@ -18,6 +18,7 @@ use flate2::FlushCompress;
 use http_body::Body as _;
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 
+use super::cache::{self, Source};
 use super::gzip::Gzip;
 use crate::body::Body;
 use crate::config::Encoding;
@@ -38,6 +39,17 @@ pub(crate) struct EncodedBody {
     encoder: Encoder,
     buf: BytesMut,
     done: bool,
+    /// Collects the output of a static file for the cache, when it may be kept.
+    keep: Option<Keep>,
+}
+
+/// The compressed chunks of a file so far, stored in the [`cache`] once the
+/// whole body has been produced without error.
+#[derive(Debug)]
+struct Keep {
+    source: Source,
+    encoding: Encoding,
+    chunks: Vec<Bytes>,
 }
 
 impl EncodedBody {
@@ -59,7 +71,20 @@ impl EncodedBody {
             encoder,
             buf: BytesMut::new(),
             done: false,
+            keep: None,
         }
+    }
+
+    /// The same, and once the body is complete its compressed form is kept in
+    /// the [`cache`] for `source`.
+    pub(crate) fn kept(inner: Body, encoding: Encoding, source: Source) -> Self {
+        let mut body = Self::new(inner, encoding);
+        body.keep = Some(Keep {
+            source,
+            encoding,
+            chunks: Vec::new(),
+        });
+        body
     }
 
     /// Whether the compressed stream has ended.
@@ -69,6 +94,27 @@ impl EncodedBody {
 
     /// The next compressed chunk, or `None` at the end.
     pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        let poll = self.poll_compressed(cx);
+        if self.keep.is_some() {
+            match &poll {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if let Some(keep) = self.keep.as_mut() {
+                        keep.chunks.push(chunk.clone());
+                    }
+                }
+                Poll::Ready(None) => {
+                    if let Some(keep) = self.keep.take() {
+                        cache::store(keep.source, keep.encoding, concat(&keep.chunks));
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => self.keep = None,
+                Poll::Pending => {}
+            }
+        }
+        poll
+    }
+
+    fn poll_compressed(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -98,6 +144,16 @@ impl EncodedBody {
             Poll::Ready(Ok(_)) => Poll::Ready(Some(Ok(self.buf.split().freeze()))),
         }
     }
+}
+
+/// One buffer of exactly the chunks' size: a chunk may sit in a larger
+/// allocation, which the cache's budget would not see.
+fn concat(chunks: &[Bytes]) -> Bytes {
+    let mut all = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for chunk in chunks {
+        all.extend_from_slice(chunk);
+    }
+    all.freeze()
 }
 
 /// gzip of a [`Body`], frame by frame.

@@ -14,8 +14,12 @@
 //! A compressed response loses `Content-Length` and `Accept-Ranges`, gets
 //! `Content-Encoding`, and a strong `ETag` becomes weak. Every response that could
 //! have been compressed gets `Vary: Accept-Encoding`, for caches.
+//!
+//! A static file's compressed form is kept per version ([`cache`]), so only its
+//! first request after a change pays for compressing it.
 
 mod body;
+mod cache;
 mod gzip;
 
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -23,6 +27,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use crate::body::Body;
 use crate::config::Encoding;
 pub(crate) use body::EncodedBody;
+pub(crate) use cache::Source;
 
 /// Bodies with a known length below this are not worth a compression header.
 pub(crate) const MIN_LENGTH: u64 = 256;
@@ -51,6 +56,11 @@ pub(crate) fn apply(
     let Some(encoding) = negotiate(accept_encoding, configured) else {
         return response;
     };
+    // Read before the headers change: a kept form is for whole static files only.
+    let source = response
+        .extensions_mut()
+        .remove::<Source>()
+        .filter(|s| s.len <= cache::MAX_SOURCE);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_ENCODING,
@@ -71,11 +81,20 @@ pub(crate) fn apply(
         // Same headers as the GET would get; no body to compress.
         return response;
     }
-    let (parts, inner) = response.into_parts();
-    Response::from_parts(
-        parts,
-        Body::Encoded(Box::new(EncodedBody::new(inner, encoding))),
-    )
+    let (mut parts, inner) = response.into_parts();
+    let body = match source {
+        None => EncodedBody::new(inner, encoding),
+        Some(source) => match cache::lookup(&source, encoding) {
+            Some(kept) => {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(kept.len()));
+                return Response::from_parts(parts, Body::full(kept));
+            }
+            None => EncodedBody::kept(inner, encoding, source),
+        },
+    };
+    Response::from_parts(parts, Body::Encoded(Box::new(body)))
 }
 
 /// The first configured coding the client accepts, by `Accept-Encoding`: an

@@ -28,6 +28,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 
 use crate::body::{text_response, Body};
 use crate::config::Encoding;
+use crate::encode;
 use conditional::Validators;
 use range::RangeReply;
 pub(crate) use stream::FileBody;
@@ -262,6 +263,14 @@ fn send_file(found: Found, method: &Method, headers: &HeaderMap) -> Response<Bod
         .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     if method == Method::GET && count > 0 {
         *response.body_mut() = Body::File(FileBody::new(file, start, count));
+    }
+    if coding.is_none() && response.status() == StatusCode::OK {
+        // A whole plain file: `encode` may keep its compressed form.
+        response.extensions_mut().insert(encode::Source {
+            path,
+            len,
+            modified: meta.modified().ok(),
+        });
     }
     response
 }

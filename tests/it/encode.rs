@@ -12,7 +12,7 @@ use hyper::Response;
 use crate::files::files;
 use crate::support::backends::sse::{Sse, FIRST, SECOND};
 use crate::support::backends::{full, handler, ChannelBody, HttpBackend};
-use crate::support::client::{empty, h1, req, send, Reply};
+use crate::support::client::{collect, empty, h1, req, send, Reply};
 use crate::support::config::{respond, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
 use crate::support::{bounded, secs, TempDir};
@@ -103,7 +103,10 @@ fn assert_compressed(r: &Reply, coding: &str) {
         "{:?}",
         r.headers
     );
-    assert!(r.header("content-length").is_none(), "{:?}", r.headers);
+    // Streamed as compressed (no length), or a static file's kept form (its length).
+    if let Some(len) = r.header("content-length") {
+        assert_eq!(len, r.body.len().to_string(), "{:?}", r.headers);
+    }
     assert_eq!(r.header("vary").as_deref(), Some("Accept-Encoding"));
 }
 
@@ -432,6 +435,62 @@ async fn upgrades_pass_through_an_encoded_route() {
         let mut reply = Vec::new();
         bounded(secs(5), "echo", s.read_to_end(&mut reply)).await.unwrap();
         assert_eq!(reply, b"echo:raw bytes");
+    })
+    .await
+}
+
+/// A static file is compressed once per version: later requests get the kept
+/// bytes (now with a Content-Length), and a file changed on disk is compressed
+/// afresh, never served stale. One connection, so one worker and its cache.
+#[tokio::test]
+async fn a_files_compressed_form_is_kept_until_the_file_changes() {
+    bounded(secs(20), "test", async {
+        let w = World::start(ZG).await;
+        let host = w.server.addr().to_string();
+        let mut c = h1(w.server.addr(), None).await;
+        let mut ask = async |accept: &str| {
+            let r = req("GET", &host, "/page.html")
+                .header("accept-encoding", accept)
+                .body(empty())
+                .unwrap();
+            collect(c.send_request(r).await.unwrap()).await
+        };
+
+        let first = ask("gzip").await;
+        assert_compressed_page(&first, "gzip");
+        assert!(
+            first.header("content-length").is_none(),
+            "{:?}",
+            first.headers
+        );
+        let again = ask("gzip").await;
+        assert_compressed_page(&again, "gzip");
+        assert_eq!(
+            again.header("content-length"),
+            Some(again.body.len().to_string())
+        );
+        assert_eq!(again.header("etag"), first.header("etag"));
+        // Each coding is kept on its own.
+        let zstd = ask("zstd").await;
+        assert_compressed_page(&zstd, "zstd");
+        assert!(
+            zstd.header("content-length").is_none(),
+            "{:?}",
+            zstd.headers
+        );
+
+        let changed = format!("{}<p>and one more line</p>\n", page());
+        w._dir.write("page.html", &changed);
+        let after = ask("gzip").await;
+        assert_eq!(after.header("content-encoding").as_deref(), Some("gzip"));
+        assert_eq!(gunzip(&after.body), changed.as_bytes());
+        assert_ne!(after.header("etag"), first.header("etag"));
+        let kept = ask("gzip").await;
+        assert_eq!(gunzip(&kept.body), changed.as_bytes());
+        assert_eq!(
+            kept.header("content-length"),
+            Some(kept.body.len().to_string())
+        );
     })
     .await
 }
