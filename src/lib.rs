@@ -41,6 +41,7 @@ mod http_path;
 mod limit;
 mod logging;
 mod metrics;
+mod path_rewrite;
 mod proxy;
 mod reload_status;
 mod router;

@@ -23,6 +23,7 @@ use crate::files::Files;
 use crate::limit::Limiter;
 use crate::logging::{AccessLogFiles, AccessLogSink};
 use crate::metrics::{Metrics, RouteMetrics, SiteBytes};
+use crate::path_rewrite::{NoPrefix, PathRewrite};
 use crate::proxy::Proxy;
 use crate::storage::RedisLimits;
 
@@ -135,7 +136,7 @@ struct RouteEntry {
     error_pages: ErrorPages,
     access: Box<[AccessRule]>,
     auth: Option<Arc<BasicAuthGate>>,
-    strip_prefix: Option<StripPrefix>,
+    rewrite: Option<PathRewrite>,
 }
 
 /// The route chosen for a request.
@@ -159,17 +160,8 @@ pub(crate) struct Routed<'a> {
     pub access: &'a [AccessRule],
     /// `basic-auth` users, if the route has any.
     pub auth: Option<&'a BasicAuthGate>,
-    /// `strip-prefix`, if set.
-    pub strip_prefix: Option<&'a StripPrefix>,
-}
-
-/// A route's `strip-prefix=#true`: the prefix its handler does not see.
-#[derive(Debug)]
-pub(crate) struct StripPrefix {
-    /// The pattern's prefix, e.g. `/api` for `"/api/*"`.
-    pub prefix: Box<str>,
-    /// The same, as the upstream's `X-Forwarded-Prefix`.
-    pub header: HeaderValue,
+    /// `strip-prefix` or `rewrite`, if set.
+    pub rewrite: Option<&'a PathRewrite>,
 }
 
 /// What answers a request once its route is known.
@@ -212,9 +204,9 @@ pub(crate) enum RouterError {
     /// An `error-page` file is missing or unreadable.
     #[error(transparent)]
     ErrorPage(#[from] PageError),
-    /// `strip-prefix` on a pattern without a prefix (or one no header can hold).
-    #[error("`strip-prefix` needs a \"/prefix/*\" route")]
-    StripPrefix,
+    /// `strip-prefix` or a prefix `rewrite` on a pattern without a prefix.
+    #[error(transparent)]
+    PathRewrite(#[from] NoPrefix),
     /// A site's `log` file cannot be opened for appending.
     #[error("cannot open the access log {}", path.display())]
     LogFile {
@@ -399,7 +391,7 @@ impl SiteRoutes {
                     error_pages: ErrorPages::load(&route.error_pages)?,
                     access: route.access.clone().into_boxed_slice(),
                     auth: route.basic_auth.as_ref().map(&mut gate_for),
-                    strip_prefix: StripPrefix::of(route)?,
+                    rewrite: PathRewrite::of(route)?,
                 })
             })
             .collect::<Result<Vec<_>, RouterError>>()?;
@@ -445,23 +437,8 @@ impl SiteRoutes {
                 error_pages: &r.error_pages,
                 access: &r.access,
                 auth: r.auth.as_deref(),
-                strip_prefix: r.strip_prefix.as_ref(),
+                rewrite: r.rewrite.as_ref(),
             })
-    }
-}
-
-impl StripPrefix {
-    fn of(route: &crate::config::Route) -> Result<Option<StripPrefix>, RouterError> {
-        if !route.strip_prefix {
-            return Ok(None);
-        }
-        match &route.path {
-            PathPattern::Prefix(prefix) if !prefix.is_empty() => Ok(Some(StripPrefix {
-                prefix: prefix.as_str().into(),
-                header: HeaderValue::from_str(prefix).map_err(|_| RouterError::StripPrefix)?,
-            })),
-            _ => Err(RouterError::StripPrefix),
-        }
     }
 }
 

@@ -17,7 +17,7 @@ use miette::SourceSpan;
 
 use super::error::{Problem, Problems};
 use super::hosts::IpNet;
-use super::model::{defaults, AccessRule, BasicAuth, BasicUser, PathPattern};
+use super::model::{defaults, AccessRule, BasicAuth, BasicUser};
 use super::reader::{Directive, Value};
 use super::values::{self, Invalid};
 
@@ -237,37 +237,4 @@ pub(crate) fn password_hash(s: &str) -> Result<String, Invalid> {
                 .help(HELP),
         )
     }
-}
-
-/// `route "/api/*" strip-prefix=#true`: only a `"/prefix/*"` pattern has a
-/// prefix to strip. Here rather than in `site` because, like access rules,
-/// it is about what a route hands on, not about how routes are chosen.
-pub(crate) fn strip_prefix(
-    d: &Directive<'_>,
-    patterns: &[(PathPattern, SourceSpan)],
-    problems: &mut Problems,
-) -> bool {
-    let Some(v) = d.prop("strip-prefix") else {
-        return false;
-    };
-    let KdlValue::Bool(strip) = v.value else {
-        problems.push(
-            Problem::new("`strip-prefix` is #true or #false")
-                .at(v.span, "not a boolean")
-                .help("write route \"/api/*\" strip-prefix=#true { proxy 3000 }"),
-        );
-        return false;
-    };
-    if *strip {
-        for (pattern, span) in patterns {
-            if !matches!(pattern, PathPattern::Prefix(p) if !p.is_empty()) {
-                problems.push(
-                    Problem::new("`strip-prefix` needs a \"/prefix/*\" pattern")
-                        .at(*span, "no prefix to strip")
-                        .help("strip-prefix removes the part before /* from the path, e.g. route \"/api/*\" strip-prefix=#true"),
-                );
-            }
-        }
-    }
-    *strip
 }

@@ -32,6 +32,7 @@ mod options;
 mod parse;
 mod paths;
 mod reader;
+mod rewrite;
 mod site;
 mod storage;
 mod suggest;

@@ -350,6 +350,10 @@ pub struct Route {
     /// `route "/api/*" strip-prefix=#true`: the handler (and the upstream) see
     /// the path without the pattern's prefix. Only on `"/prefix/*"` routes.
     pub strip_prefix: bool,
+    /// `route "/old/*" rewrite="/new/*"`: the handler sees the path with the
+    /// route's prefix swapped for this one's (`Prefix`), or this path for
+    /// every match (`Exact`); the query is kept.
+    pub rewrite: Option<PathPattern>,
 }
 
 impl Route {
@@ -369,6 +373,7 @@ impl Route {
             access: Vec::new(),
             basic_auth: None,
             strip_prefix: false,
+            rewrite: None,
         }
     }
 }

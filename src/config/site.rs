@@ -118,6 +118,7 @@ struct RouteBlock {
     name_span: SourceSpan,
     block: Block,
     strip_prefix: bool,
+    rewrite: Option<PathPattern>,
 }
 
 /// Reads a site node (`app.example.com www.app.example.com { … }`).
@@ -357,7 +358,7 @@ fn misplaced(d: &Directive<'_>, level: Level) -> Problem {
 /// Reads `route "/api/*" "/ws" { … }`.
 fn route(d: &Directive<'_>, problems: &mut Problems) -> Option<RouteBlock> {
     const USAGE: &str = "route \"/api/*\" { proxy 3000 }";
-    d.check_props(&["strip-prefix"], None, problems);
+    d.check_props(&["strip-prefix", "rewrite"], None, problems);
     if !d.check_arg_count(1, usize::MAX, USAGE, problems) {
         return None;
     }
@@ -384,12 +385,14 @@ fn route(d: &Directive<'_>, problems: &mut Problems) -> Option<RouteBlock> {
         return None;
     }
     let block = read_block(d, children, Level::Route, problems);
-    let strip_prefix = super::access::strip_prefix(d, &patterns, problems);
+    let strip_prefix = super::rewrite::strip_prefix(d, &patterns, problems);
+    let rewrite = super::rewrite::rewrite(d, &patterns, strip_prefix, problems);
     Some(RouteBlock {
         patterns,
         name_span: d.name_span(),
         block,
         strip_prefix,
+        rewrite,
     })
 }
 
@@ -457,6 +460,7 @@ fn routes(
                 access: route.block.access.rules_or(&block.access),
                 basic_auth: route.block.access.auth_or(&block.access),
                 strip_prefix: route.strip_prefix,
+                rewrite: route.rewrite.clone(),
             });
             spans.push(*span);
         }
@@ -491,6 +495,7 @@ fn routes(
         access: block.access.rules_or(&block.access),
         basic_auth: block.access.auth_or(&block.access),
         strip_prefix: false,
+        rewrite: None,
     });
     ok.then_some(out)
 }

@@ -46,7 +46,7 @@ use crate::header_ops;
 use crate::http_path;
 use crate::limit::{BodyLimits, ClientBody, ClientKey};
 use crate::metrics::RouteMetrics;
-use crate::proxy::{ClientInfo, ForwardedPrefix, LogStatus, Tunnel};
+use crate::proxy::{ClientInfo, LogStatus, Tunnel};
 use crate::router::{Action, HostMatch, Routed, Router, SiteLog, SiteRoutes};
 
 /// The result of a phase: what it found, or the request's answer.
@@ -157,7 +157,9 @@ async fn serve<'r>(
     conn: &Arc<ConnContext>,
 ) -> Phase<Outcome<'r>> {
     admit(&mut req, &route, &facts.client).await?;
-    strip_prefix(&mut req, &route);
+    if let Some(rewrite) = route.rewrite {
+        rewrite.apply(&mut req);
+    }
     let filters = Filters::new(&req, &route, site, conn.accepted.scheme);
     let outcome = handle_action(req, &route, facts, conn).await;
     Continue(filters.apply(outcome, &facts.method))
@@ -319,22 +321,6 @@ async fn admit<B: http_body::Body>(
             Break(too_many_requests(wait))
         }
     }
-}
-
-/// `strip-prefix=#true`: the handler sees the path below the route's prefix
-/// (`/api/users` → `/users`, `/api` → `/`), and the proxy tells the upstream
-/// what was taken off in `X-Forwarded-Prefix`.
-fn strip_prefix<B>(req: &mut Request<B>, route: &Routed<'_>) {
-    let Some(strip) = route.strip_prefix else {
-        return;
-    };
-    let rest = req.uri().path().strip_prefix(&*strip.prefix).unwrap_or("/");
-    let rest = if rest.is_empty() { "/" } else { rest };
-    if let Some(uri) = http_path::with_path(req.uri(), rest) {
-        *req.uri_mut() = uri;
-    }
-    req.extensions_mut()
-        .insert(ForwardedPrefix(strip.header.clone()));
 }
 
 /// Runs the route's handler. An upgraded tunnel the proxy hands back goes

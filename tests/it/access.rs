@@ -277,6 +277,46 @@ async fn strip_prefix_hands_the_upstream_the_rest_of_the_path() {
     .await
 }
 
+/// `rewrite="/v2/*"` swaps the prefix (no X-Forwarded-Prefix), an exact target
+/// replaces every matched path, and `files` looks the rewritten path up.
+#[tokio::test]
+async fn rewrite_swaps_a_prefix_or_replaces_the_path() {
+    bounded(secs(30), "test", async {
+        let dir = TempDir::new("rewrite");
+        dir.write("about.html", "about page");
+        let (server, _echo) = serve(
+            "",
+            &format!(
+                r#"
+            route "/old/*" rewrite="/v2/*" {{ proxy "{{up}}" }}
+            route "/app/*" rewrite="/index.html" {{ proxy "{{up}}" }}
+            route "/about" rewrite="/about.html" {{ files "{}" }}
+            proxy "{{up}}"
+            "#,
+                dir.path().display()
+            ),
+        )
+        .await;
+        for (path, want) in [
+            ("/old/users?x=1", "/v2/users?x=1"),
+            ("/old", "/v2"),
+            ("/old/", "/v2/"),
+            ("/older", "/older"),
+            ("/app/deep/link?tab=2", "/index.html?tab=2"),
+            ("/old/a/../b", "/v2/b"),
+        ] {
+            let r = get_from(&server, "127.0.0.1", path, &[]).await;
+            let j = r.json();
+            assert_eq!(j["uri"], want, "{path}");
+            assert_eq!(header_joined(&j, "x-forwarded-prefix"), None, "{path}");
+        }
+        let r = get_from(&server, "127.0.0.1", "/about", &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "about page");
+    })
+    .await
+}
+
 /// A bcrypt hash of `hunter2` (cost 4: tests need no strength).
 fn bcrypt_hash() -> String {
     bcrypt::hash("hunter2", 4).expect("bcrypt")

@@ -96,6 +96,23 @@ fn strip_prefix_is_a_route_property() {
 }
 
 #[test]
+fn rewrite_is_a_route_property() {
+    let config = parse_ok(
+        "example.org {\n    route \"/old/*\" \"/older/*\" rewrite=\"/new/*\" { proxy 3000 }\n    route \"/about\" rewrite=\"/about.html\" { files \"/srv\" }\n    proxy 8000\n}",
+    );
+    let routes = &config.sites[0].routes;
+    assert_eq!(routes[0].rewrite, Some(PathPattern::Prefix("/new".into())));
+    assert_eq!(routes[1].path, PathPattern::Prefix("/older".into()));
+    assert_eq!(routes[1].rewrite, Some(PathPattern::Prefix("/new".into())));
+    assert_eq!(
+        routes[2].rewrite,
+        Some(PathPattern::Exact("/about.html".into()))
+    );
+    assert_eq!(routes[3].rewrite, None);
+    assert!(!routes[0].strip_prefix);
+}
+
+#[test]
 fn trusted_proxies_cloudflare_expands_to_the_published_ranges() {
     let config = parse_ok(
         "options {\n    trusted-proxies cloudflare \"10.0.0.0/8\"\n}\nexample.org { proxy 8000 }",
@@ -160,6 +177,22 @@ fn error_reports() {
     check(
         "strip_prefix_not_boolean",
         "example.org {\n    route \"/api/*\" strip-prefix=\"yes\" { proxy 3000 }\n    proxy 8000\n}\n",
+    );
+    check(
+        "rewrite_prefix_on_exact_route",
+        "example.org {\n    route \"/about\" rewrite=\"/new/*\" { proxy 3000 }\n    proxy 8000\n}\n",
+    );
+    check(
+        "rewrite_and_strip_prefix",
+        "example.org {\n    route \"/api/*\" strip-prefix=#true rewrite=\"/v2/*\" { proxy 3000 }\n    proxy 8000\n}\n",
+    );
+    check(
+        "rewrite_not_normal",
+        "example.org {\n    route \"/api/*\" rewrite=\"/v2/../x/*\" { proxy 3000 }\n    proxy 8000\n}\n",
+    );
+    check(
+        "rewrite_not_a_path",
+        "example.org {\n    route \"/api/*\" rewrite=\"v2\" { proxy 3000 }\n    proxy 8000\n}\n",
     );
     check(
         "route_path_not_normal",

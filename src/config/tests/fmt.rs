@@ -181,3 +181,14 @@ fn slashdash_comment_lines_go_above_the_node() {
         "options {\n    // why\n    /-email \"a@example.com\"\n}\na.example.com { proxy 1 }\n";
     assert_eq!(check_stable(src), expected);
 }
+
+#[test]
+fn route_properties_survive_formatting() {
+    let out = check_stable(
+        "x.example.com {\n  route \"/old/*\"   rewrite=\"/new/*\" {proxy 3000}\n  route \"/api/*\" strip-prefix=#true { proxy 3001 }\n  proxy 8000\n}\n",
+    );
+    assert!(
+        out.contains("route \"/old/*\" rewrite=\"/new/*\" { proxy 3000 }"),
+        "{out}"
+    );
+}
