@@ -18,6 +18,15 @@ use super::syntax::value_span;
 pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The process environment (a variable that is not UTF-8 counts as unset).
+/// The end of the message for a variable that is unset and has no default.
+const UNSET: &str = "is not set";
+
+/// Whether a problem is only an unset variable: `fmt` can still lay such a
+/// file out (on a machine without the service's environment).
+pub(crate) fn is_unset(problem: &Problem) -> bool {
+    problem.message.starts_with("environment variable `") && problem.message.ends_with(UNSET)
+}
+
 pub(crate) fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
@@ -96,7 +105,7 @@ fn substitute(
                 (None, Some(default)) => out.push_str(default),
                 (None, None) => {
                     problems.push(
-                        Problem::new(format!("environment variable `{name}` is not set"))
+                        Problem::new(format!("environment variable `{name}` {UNSET}"))
                             .at(narrow(span, src, placeholder), "unset")
                             .help(format!(
                                 "set {name} in bellhop's environment (systemd: Environment= or EnvironmentFile=), or give a default: {{env.{name}:-value}}"

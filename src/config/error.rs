@@ -41,7 +41,6 @@ impl ConfigError {
     }
 
     /// All problems, the primary one first.
-    #[cfg(test)]
     pub(crate) fn problems(&self) -> &[Problem] {
         &self.problems
     }

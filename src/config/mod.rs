@@ -157,17 +157,36 @@ pub fn format(source: &str, file_name: &str) -> Result<String, ConfigError> {
     let check = |text: &str| {
         parse_source(text, file_name, &env::process_env, None).map(|p| (p.config, p.imports))
     };
-    let before = check(source)?;
     let bug = |what: &str| {
         let problem = Problem::new(format!("cannot format {file_name}: {what}"))
             .help("this is a bug in bellhop; the file itself is valid and was left as it is");
         ConfigError::new(file_name, source, vec![problem])
     };
+    let before = match check(source) {
+        Ok(before) => Some(before),
+        // Formatting is layout: a file that reads variables this shell lacks
+        // (`{env.PORT}`, set only in the service's environment) is still
+        // formatted, checked by its tree instead of its meaning.
+        Err(e) if e.problems().iter().all(env::is_unset) => None,
+        Err(e) => return Err(e),
+    };
     let formatted = format::format(source).map_err(|_| bug("unexpected token layout"))?;
     // Never hand back text that means something else: check before returning.
-    match check(&formatted) {
-        Ok(after) if after.0 == before.0 && same_imports(&after.1, &before.1) => Ok(formatted),
-        _ => Err(bug("the formatted text would change the configuration")),
+    let same = match before {
+        Some(before) => check(&formatted)
+            .is_ok_and(|after| after.0 == before.0 && same_imports(&after.1, &before.1)),
+        None => match (
+            syntax::parse_kdl(source, file_name),
+            syntax::parse_kdl(&formatted, file_name),
+        ) {
+            (Ok(a), Ok(b)) => syntax::same_tree(&a, &b),
+            _ => false,
+        },
+    };
+    if same {
+        Ok(formatted)
+    } else {
+        Err(bug("the formatted text would change the configuration"))
     }
 }
 

@@ -325,3 +325,23 @@ fn text_alone_cannot_import() {
         "{report}"
     );
 }
+
+/// `fmt` on a machine without the service's environment: the file is laid out
+/// anyway (its tree checked instead of its meaning: the directives are checked
+/// by `validate` where the variables are set); a syntax error still stops it.
+#[test]
+fn fmt_formats_a_file_whose_variables_are_unset_here() {
+    let var = "BELLHOP_TEST_SURELY_UNSET_PORT";
+    assert!(std::env::var_os(var).is_none());
+    let src = format!("b.example.com {{proxy \"{{env.{var}}}\"}}\n");
+    let out = format(&src, "Proxyfile").unwrap_or_else(|e| panic!("{}", e.render()));
+    assert_eq!(
+        out,
+        format!("b.example.com {{ proxy \"{{env.{var}}}\" }}\n")
+    );
+    // An unset variable next to a syntax error: the error is reported.
+    let bad = format!("b.example.com {{ proxy \"{{env.{var}}}\" }}\nc.example.com {{ proxy 80\n");
+    let report = format(&bad, "Proxyfile").unwrap_err().render();
+    assert!(report.contains("invalid KDL"), "{report}");
+    assert!(!report.contains("is not set"), "{report}");
+}
