@@ -264,6 +264,26 @@ pub(crate) fn value_span(entry: &KdlEntry, source: &str) -> SourceSpan {
     }
 }
 
+/// Whether two documents hold the same nodes, values and properties in the
+/// same order, whatever their layout and comments: what `fmt` must keep when
+/// it cannot check a file's meaning.
+pub(crate) fn same_tree(a: &KdlDocument, b: &KdlDocument) -> bool {
+    a.nodes().len() == b.nodes().len()
+        && a.nodes().iter().zip(b.nodes()).all(|(x, y)| {
+            x.name().value() == y.name().value()
+                && x.entries().len() == y.entries().len()
+                && x.entries().iter().zip(y.entries()).all(|(e, f)| {
+                    e.name().map(|n| n.value()) == f.name().map(|n| n.value())
+                        && e.value() == f.value()
+                })
+                && match (x.children(), y.children()) {
+                    (Some(c), Some(d)) => same_tree(c, d),
+                    (None, None) => true,
+                    _ => false,
+                }
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,24 +338,4 @@ mod tests {
     fn quoting_escapes() {
         assert_eq!(quoted("a\"b\\c"), "\"a\\\"b\\\\c\"");
     }
-}
-
-/// Whether two documents hold the same nodes, values and properties in the
-/// same order, whatever their layout and comments: what `fmt` must keep when
-/// it cannot check a file's meaning.
-pub(crate) fn same_tree(a: &KdlDocument, b: &KdlDocument) -> bool {
-    a.nodes().len() == b.nodes().len()
-        && a.nodes().iter().zip(b.nodes()).all(|(x, y)| {
-            x.name().value() == y.name().value()
-                && x.entries().len() == y.entries().len()
-                && x.entries().iter().zip(y.entries()).all(|(e, f)| {
-                    e.name().map(|n| n.value()) == f.name().map(|n| n.value())
-                        && e.value() == f.value()
-                })
-                && match (x.children(), y.children()) {
-                    (Some(c), Some(d)) => same_tree(c, d),
-                    (None, None) => true,
-                    _ => false,
-                }
-        })
 }
