@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::{fmt_time, sleep_until, unit_random};
 use super::cluster::{Fetched, LEASE_EXTEND, LEASE_WAIT, ORDER_LEASE};
-use super::manager::{CertEvent, Shared};
 use super::schedule::{self, AriWindow, FailureKind, Validity};
+use super::shared::{CertEvent, Shared};
 use super::{NameStatus, StoredCert};
 use crate::acme::{AcmeError, Issued};
 use crate::config::AcmeChallenge;

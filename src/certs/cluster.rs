@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::fmt_time;
-use super::manager::Shared;
+use super::shared::Shared;
 use super::store::file_name_for;
 use super::{CertInfo, NameStatus, StoredCert};
 use crate::storage::{Change, Kind, StorageError};
