@@ -53,6 +53,8 @@ fn storage(redis: &Redis, key_file: Option<&std::path::Path>) -> Storage {
     Storage::Redis(StorageRedis {
         url: redis.url(),
         key_file: key_file.map(std::path::Path::to_path_buf),
+        password_file: None,
+        ca_root: None,
     })
 }
 
