@@ -279,17 +279,21 @@ impl AcmeTask {
         self.shared.save_status(name, status).await;
     }
 
+    /// End of the certificate served, if it is valid at `now` (for logs).
+    fn serving_until(&self, now: SystemTime) -> Option<String> {
+        self.current
+            .as_ref()
+            .filter(|c| c.info.is_valid_at(now))
+            .map(|c| fmt_time(c.info.not_after))
+    }
+
     /// Shared storage failed before anything was asked of the CA: logged,
     /// announced, and retried with the storage backoff (`schedule`). The
     /// persisted failure count is the CA's and stays as it is.
     fn storage_down(&self, error: &StorageError, failures: u32) -> SystemTime {
         let now = SystemTime::now();
         let next = now + schedule::storage_retry_delay(failures, unit_random());
-        let serving = self
-            .current
-            .as_ref()
-            .filter(|c| c.info.is_valid_at(now))
-            .map(|c| fmt_time(c.info.not_after));
+        let serving = self.serving_until(now);
         tracing::warn!(
             name = %self.name,
             error = %error,
@@ -315,11 +319,7 @@ impl AcmeTask {
             now,
             unit_random(),
         );
-        let serving = self
-            .current
-            .as_ref()
-            .filter(|c| c.info.is_valid_at(now))
-            .map(|c| fmt_time(c.info.not_after));
+        let serving = self.serving_until(now);
         tracing::warn!(
             name = %name,
             error = %failure.text,

@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bellhop::config::{
-    AcmeChallenge, Config, HostPattern, Options, RateLimit, Scheme, Site, SiteAddress, TlsMode,
+    Config, HostPattern, Options, RateLimit, Scheme, Site, SiteAddress, TlsMode,
 };
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
-use crate::support::cluster::{http_get, route, served_leaf, start, storage, wait_for_log};
+use crate::support::cluster::{
+    acme_site, http_get, route, served_leaf, start, storage, wait_for_log,
+};
 use crate::support::net::https_get;
 use crate::support::pebble::{Pebble, PebbleOptions};
 use crate::support::ports::Port;
@@ -44,31 +46,10 @@ async fn three_instances_order_once_and_all_serve() {
     std::fs::write(&key_file, [0x42u8; 32]).unwrap();
 
     let shared = storage(&redis, Some(&key_file));
-    let cluster_config = |state: &TempDir, port: &Port, i: usize| Config {
-        options: Options {
-            acme_ca: pebble.directory_url.clone(),
-            acme_ca_root: Some(pebble.api_root_path.clone()),
-            state_dir: state.path().to_path_buf(),
-            http_port: http.number(),
-            https_port: port.number(),
-            workers: std::num::NonZeroUsize::new(1),
-            storage: shared.clone(),
-            ..Options::default()
-        },
-        sites: vec![Site {
-            addresses: vec![SiteAddress {
-                scheme: Scheme::Https,
-                host: HostPattern::Name(name.into()),
-                port: None,
-            }],
-            tls: TlsMode::Acme {
-                challenge: AcmeChallenge::Http01,
-            },
-            hsts: None,
-            routes: vec![route(&format!("instance {i}"), None)],
-            bind: None,
-            log: None,
-        }],
+    let cluster_config = |state: &TempDir, port: &Port, i: usize| {
+        let ports = (http.number(), port.number());
+        let body = format!("instance {i}");
+        acme_site(&pebble, state.path(), ports, name, &shared, &body)
     };
     let states: Vec<TempDir> = (0..3).map(|_| TempDir::new("cluster")).collect();
     let mut instances = Vec::new();

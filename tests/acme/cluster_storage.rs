@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bellhop::config::{
-    AcmeChallenge, Config, HostPattern, Options, Scheme, Site, SiteAddress, Storage, StorageRedis,
-    TlsMode,
+    Config, HostPattern, Options, Scheme, Site, SiteAddress, Storage, StorageRedis, TlsMode,
 };
 use bellhop::{InternalCa, Server};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-use crate::support::cluster::{route, served_leaf, start, storage, wait_for_log};
+use crate::support::cluster::{acme_site, route, served_leaf, start, storage, wait_for_log};
 use crate::support::net::https_get;
 use crate::support::pebble::{Pebble, PebbleOptions};
 use crate::support::ports::Port;
@@ -257,31 +256,9 @@ async fn renewal_while_redis_is_down_waits_for_it_and_loses_nothing() {
     let roots = pebble.issuing_roots().await;
     let name = "outage.test";
     let shared = storage(&redis, None);
-    let config = |state: &TempDir, port: &Port| Config {
-        options: Options {
-            acme_ca: pebble.directory_url.clone(),
-            acme_ca_root: Some(pebble.api_root_path.clone()),
-            state_dir: state.path().to_path_buf(),
-            http_port: http.number(),
-            https_port: port.number(),
-            workers: std::num::NonZeroUsize::new(1),
-            storage: shared.clone(),
-            ..Options::default()
-        },
-        sites: vec![Site {
-            addresses: vec![SiteAddress {
-                scheme: Scheme::Https,
-                host: HostPattern::Name(name.into()),
-                port: None,
-            }],
-            tls: TlsMode::Acme {
-                challenge: AcmeChallenge::Http01,
-            },
-            hsts: None,
-            routes: vec![route("ok", None)],
-            bind: None,
-            log: None,
-        }],
+    let config = |state: &TempDir, port: &Port| {
+        let ports = (http.number(), port.number());
+        acme_site(&pebble, state.path(), ports, name, &shared, "ok")
     };
     let states: Vec<TempDir> = (0..2).map(|_| TempDir::new("cluster-outage")).collect();
     let instance = start(config(&states[0], &https[0])).await;

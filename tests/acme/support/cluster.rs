@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bellhop::config::{Config, Handler, PathPattern, RateLimit, Route, Storage, StorageRedis};
+use bellhop::config::{
+    AcmeChallenge, Config, Handler, HostPattern, Options, PathPattern, RateLimit, Route, Scheme,
+    Site, SiteAddress, Storage, StorageRedis, TlsMode,
+};
 use bellhop::{Server, ShutdownHandle};
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -108,5 +111,43 @@ pub async fn wait_for_log(since: &logs::Since, needle: &str) {
             since.show("redis")
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One instance of a cluster ordering `name` from `pebble` (HTTP-01 on the
+/// shared `http_port`, HTTPS on its own `https_port`), answering `body`.
+pub fn acme_site(
+    pebble: &Pebble,
+    state: &std::path::Path,
+    (http_port, https_port): (u16, u16),
+    name: &str,
+    storage: &Storage,
+    body: &str,
+) -> Config {
+    Config {
+        options: Options {
+            acme_ca: pebble.directory_url.clone(),
+            acme_ca_root: Some(pebble.api_root_path.clone()),
+            state_dir: state.to_path_buf(),
+            http_port,
+            https_port,
+            workers: std::num::NonZeroUsize::new(1),
+            storage: storage.clone(),
+            ..Options::default()
+        },
+        sites: vec![Site {
+            addresses: vec![SiteAddress {
+                scheme: Scheme::Https,
+                host: HostPattern::Name(name.into()),
+                port: None,
+            }],
+            tls: TlsMode::Acme {
+                challenge: AcmeChallenge::Http01,
+            },
+            hsts: None,
+            routes: vec![route(body, None)],
+            bind: None,
+            log: None,
+        }],
     }
 }
