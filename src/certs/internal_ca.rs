@@ -79,7 +79,7 @@ impl InternalCa {
 
     /// The root kept in `state_dir`, `None` if there is none yet (see
     /// [`load_or_create`](Self::load_or_create) for a root without its key).
-    pub(crate) fn load_local(state_dir: &Path) -> Result<Option<Self>, CertError> {
+    pub fn load_local(state_dir: &Path) -> Result<Option<Self>, CertError> {
         let cert = read_optional(&Self::root_path(state_dir))?;
         let key = read_optional(&Self::key_path(state_dir))?;
         Self::from_parts(state_dir, cert.as_deref(), key.as_deref())

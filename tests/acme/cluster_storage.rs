@@ -95,6 +95,28 @@ async fn bind_error(config: Config) -> String {
     }
 }
 
+/// `bellhop ca-root` for an instance with `state` and `redis`: its stdout,
+/// or its stderr when it fails.
+fn ca_root_cli(state: &Path, redis: &Redis) -> Result<Vec<u8>, String> {
+    let proxyfile = state.join("Proxyfile");
+    let text = format!(
+        "options {{\n    state-dir \"{}\"\n    storage \"{}\"\n}}\n\"127.0.0.1\" {{ proxy 8000 }}\n",
+        state.display(),
+        redis.url()
+    );
+    std::fs::write(&proxyfile, text).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_bellhop"))
+        .args(["ca-root", "--config"])
+        .arg(&proxyfile)
+        .output()
+        .expect("bellhop ca-root");
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_ca_is_one_root_for_the_cluster() {
     let log = logs::capture();
@@ -131,6 +153,15 @@ async fn internal_ca_is_one_root_for_the_cluster() {
     assert!(key.starts_with(b"bellhop-sealed-v1:"));
     assert!(!String::from_utf8_lossy(&key).contains("PRIVATE KEY"));
     assert_eq!(log.lines_with("created the cluster's internal CA").len(), 1);
+    // `bellhop ca-root` prints that copy, and makes no root of its own where
+    // there is none yet.
+    let printed = ca_root_cli(states[0].path(), &redis);
+    assert!(printed
+        .as_ref()
+        .is_ok_and(|out| out.ends_with(&root_pem[..])));
+    let refused = ca_root_cli(states[2].path(), &redis).unwrap_err();
+    assert!(refused.contains("start bellhop once"), "{refused}");
+    assert!(!InternalCa::root_path(states[2].path()).exists());
 
     // Redis down: a restarted instance signs with its copy of that root; a
     // new one refuses to make a root of its own, and says why.
