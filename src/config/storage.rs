@@ -80,7 +80,7 @@ fn conflicts(d: &Directive<'_>, url: &str, password_file: bool, ca_root: bool) -
     if password_file && url_has_password(url) {
         return Some(
             Problem::new("the Redis password is given twice")
-                .at(span("password-file"), "and in the URL")
+                .at(span("password-file"), "here, and in the URL as well")
                 .help("keep either password-file or the password in the URL"),
         );
     }
