@@ -254,23 +254,40 @@ fn fmt(check: bool, path: Option<&Path>) -> ExitCode {
 }
 
 /// `bellhop ca-root`: the internal CA of the configured (or default) state dir.
+///
+/// With shared storage the root is the cluster's, which `bellhop run` fetches
+/// into the state directory: a root made here could differ from it, so
+/// without a local copy this asks for a first start instead.
 fn ca_root(path: Option<&Path>) -> ExitCode {
-    let state_dir = match path {
+    let options = match path {
         // An explicit --config must load; without one, a missing default
         // Proxyfile just means the default state dir.
         Some(path) => match load(path) {
-            Ok(config) => config.options.state_dir,
+            Ok(config) => config.options,
             Err(e) => return fail(&e),
         },
         None => match find_config(None) {
             Ok(path) => match load(&path) {
-                Ok(config) => config.options.state_dir,
+                Ok(config) => config.options,
                 Err(e) => return fail(&e),
             },
-            Err(_) => PathBuf::from(config::defaults::STATE_DIR),
+            Err(_) => Options::default(),
         },
     };
-    match bellhop::InternalCa::load_or_create(&state_dir) {
+    let loaded = match &options.storage {
+        config::Storage::Dir => bellhop::InternalCa::load_or_create(&options.state_dir),
+        config::Storage::Redis(_) => match bellhop::InternalCa::load_local(&options.state_dir) {
+            Ok(Some(ca)) => Ok(ca),
+            Ok(None) => {
+                return fail(&anyhow::anyhow!(
+                    "the internal CA of a cluster is kept in shared storage; `bellhop run` copies it to {} at start (creating it if the cluster has none): start bellhop once, then run `bellhop ca-root` again",
+                    bellhop::InternalCa::dir(&options.state_dir).display()
+                ))
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match loaded {
         Ok(ca) => {
             print!("{}", ca.trust_instructions());
             ExitCode::SUCCESS

@@ -17,12 +17,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::{fmt_time, sleep_until, unit_random};
 use super::cluster::{Fetched, LEASE_EXTEND, LEASE_WAIT, ORDER_LEASE};
-use super::manager::{CertEvent, Shared};
 use super::schedule::{self, AriWindow, FailureKind, Validity};
+use super::shared::{CertEvent, Shared};
 use super::{NameStatus, StoredCert};
 use crate::acme::{AcmeError, Issued};
 use crate::config::AcmeChallenge;
-use crate::storage::Lease;
+use crate::storage::{Lease, StorageError};
 
 /// One whole attempt (order, validation, download) may take this long.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -67,6 +67,8 @@ impl AcmeTask {
         let mut unit = unit_random();
         let mut ari: Option<AriWindow> = None;
         let mut ari_poll_at = SystemTime::now();
+        // Consecutive attempts that found shared storage unreachable.
+        let mut storage_failures = 0;
         loop {
             let now = SystemTime::now();
             let validity = self.current.as_ref().map(stored_validity);
@@ -87,17 +89,26 @@ impl AcmeTask {
                 }
                 continue;
             }
-            match self.attempt(&mut status).await {
-                Attempt::Served => {
-                    unit = unit_random();
-                    ari = None;
-                    ari_poll_at = SystemTime::now();
+            let attempt = self.attempt(&mut status).await;
+            let retry = match &attempt {
+                Attempt::StorageDown(error) => {
+                    storage_failures += 1;
+                    Some(self.storage_down(error, storage_failures))
                 }
-                Attempt::Failed => {}
-                Attempt::Busy => {
-                    if !sleep_until(SystemTime::now() + LEASE_WAIT, &self.cancel).await {
-                        return;
-                    }
+                Attempt::Busy => Some(SystemTime::now() + LEASE_WAIT),
+                Attempt::Served | Attempt::Failed => None,
+            };
+            if !matches!(attempt, Attempt::StorageDown(_)) {
+                storage_failures = 0;
+            }
+            if let Attempt::Served = attempt {
+                unit = unit_random();
+                ari = None;
+                ari_poll_at = SystemTime::now();
+            }
+            if let Some(retry) = retry {
+                if !sleep_until(retry, &self.cancel).await {
+                    return;
                 }
             }
         }
@@ -150,10 +161,7 @@ impl AcmeTask {
                 tracing::debug!(name = %self.name, "another instance is ordering this name; waiting for it");
                 return Attempt::Busy;
             }
-            Err(e) => {
-                self.failed(Failure::storage(&e), status).await;
-                return Attempt::Failed;
-            }
+            Err(e) => return Attempt::StorageDown(e),
         };
         let outcome = self.attempt_holding(&lease, status).await;
         if let Err(e) = self.shared.storage.unlock(&lease).await {
@@ -171,10 +179,7 @@ impl AcmeTask {
         match self.shared.fetch_newer(&self.name, served).await {
             Ok(Some(fetched)) => return self.adopt(fetched),
             Ok(None) => {}
-            Err(e) => {
-                self.failed(Failure::storage(&e), status).await;
-                return Attempt::Failed;
-            }
+            Err(e) => return Attempt::StorageDown(e),
         }
         if self.shared.storage.is_shared() {
             // Another instance failed recently: its backoff is ours too.
@@ -274,6 +279,36 @@ impl AcmeTask {
         self.shared.save_status(name, status).await;
     }
 
+    /// End of the certificate served, if it is valid at `now` (for logs).
+    fn serving_until(&self, now: SystemTime) -> Option<String> {
+        self.current
+            .as_ref()
+            .filter(|c| c.info.is_valid_at(now))
+            .map(|c| fmt_time(c.info.not_after))
+    }
+
+    /// Shared storage failed before anything was asked of the CA: logged,
+    /// announced, and retried with the storage backoff (`schedule`). The
+    /// persisted failure count is the CA's and stays as it is.
+    fn storage_down(&self, error: &StorageError, failures: u32) -> SystemTime {
+        let now = SystemTime::now();
+        let next = now + schedule::storage_retry_delay(failures, unit_random());
+        let serving = self.serving_until(now);
+        tracing::warn!(
+            name = %self.name,
+            error = %error,
+            next_attempt = %fmt_time(next),
+            still_serving_until = serving.as_deref().unwrap_or("-"),
+            "shared storage unreachable: cannot take the lease to obtain a certificate; retrying"
+        );
+        let _ = self.shared.events.send(CertEvent::Failed {
+            name: self.name.clone(),
+            error: format!("shared storage: {error}"),
+            next_attempt: next,
+        });
+        next
+    }
+
     /// Schedules the retry, logs and records a failed attempt.
     async fn failed(&self, failure: Failure, status: &mut NameStatus) {
         let name = &self.name;
@@ -284,11 +319,7 @@ impl AcmeTask {
             now,
             unit_random(),
         );
-        let serving = self
-            .current
-            .as_ref()
-            .filter(|c| c.info.is_valid_at(now))
-            .map(|c| fmt_time(c.info.not_after));
+        let serving = self.serving_until(now);
         tracing::warn!(
             name = %name,
             error = %failure.text,
@@ -317,6 +348,8 @@ enum Attempt {
     Failed,
     /// Another instance holds the lease: look again shortly.
     Busy,
+    /// Shared storage could not be reached: retry with the storage backoff.
+    StorageDown(StorageError),
 }
 
 /// Extends `lease` while an order runs; returns only if the lease was lost
@@ -337,16 +370,6 @@ async fn keep_lease(shared: &Shared, lease: &Lease) {
 struct Failure {
     text: String,
     kind: FailureKind,
-}
-
-impl Failure {
-    /// Shared storage failed: ordinary backoff.
-    fn storage(error: &crate::storage::StorageError) -> Self {
-        Failure {
-            text: format!("shared storage: {error}"),
-            kind: FailureKind::Other,
-        }
-    }
 }
 
 impl From<AcmeError> for Failure {

@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::clock::fmt_time;
-use super::manager::Shared;
+use super::clock::{fmt_time, unit_random};
+use super::schedule::storage_retry_delay;
+use super::shared::Shared;
 use super::store::file_name_for;
 use super::{CertInfo, NameStatus, StoredCert};
 use crate::storage::{Change, Kind, StorageError};
@@ -27,9 +28,6 @@ pub(super) const ORDER_LEASE: Duration = Duration::from_secs(60);
 pub(super) const LEASE_EXTEND: Duration = Duration::from_secs(20);
 /// How often an instance that found the lease taken looks again.
 pub(super) const LEASE_WAIT: Duration = Duration::from_secs(2);
-/// Backoff for pushing a certificate to shared storage after it failed.
-const PUSH_RETRY_MIN: Duration = Duration::from_secs(5);
-const PUSH_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// The storage keys of one name's values.
 pub(super) struct Keys {
@@ -141,9 +139,11 @@ impl Shared {
         Ok(())
     }
 
+    /// Pushes a certificate shared storage refused, with the storage retry
+    /// backoff (`schedule`), until it is taken or the manager stops.
     async fn push_later(&self, name: &str, chain: &[u8], key: &[u8]) {
-        let mut wait = PUSH_RETRY_MIN;
-        loop {
+        for failures in 1.. {
+            let wait = storage_retry_delay(failures, unit_random());
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
@@ -155,7 +155,6 @@ impl Shared {
                 }
                 Err(e) => tracing::debug!(name, error = %e, "shared storage still failing"),
             }
-            wait = (wait * 2).min(PUSH_RETRY_MAX);
         }
     }
 

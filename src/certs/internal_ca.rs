@@ -60,10 +60,6 @@ impl InternalCa {
         Self::dir(state_dir).join("root.pem")
     }
 
-    fn key_path(state_dir: &Path) -> PathBuf {
-        Self::dir(state_dir).join("root.key")
-    }
-
     /// Loads the root from `state_dir`, creating it on first use.
     ///
     /// A root certificate without its key is an error rather than a reason to make
@@ -71,12 +67,35 @@ impl InternalCa {
     /// would break every client. A key without a certificate only happens after a
     /// crash during creation (the key is written first), so then we start over.
     pub fn load_or_create(state_dir: &Path) -> Result<Self, CertError> {
+        if let Some(ca) = Self::load_local(state_dir)? {
+            return Ok(ca);
+        }
+        let (ca, key_pem) = Self::generate(Self::root_path(state_dir))?;
+        write_atomic(&Self::key_path(state_dir), key_pem.as_bytes(), SECRET_MODE)?;
+        write_atomic(&ca.root_path, ca.root_pem.as_bytes(), PUBLIC_MODE)?;
+        tracing::info!(root = %ca.root_path.display(), "created the internal CA; run `bellhop ca-root` to see how to trust it");
+        Ok(ca)
+    }
+
+    /// The root kept in `state_dir`, `None` if there is none yet (see
+    /// [`load_or_create`](Self::load_or_create) for a root without its key).
+    pub fn load_local(state_dir: &Path) -> Result<Option<Self>, CertError> {
+        let cert = read_optional(&Self::root_path(state_dir))?;
+        let key = read_optional(&Self::key_path(state_dir))?;
+        Self::from_parts(state_dir, cert.as_deref(), key.as_deref())
+    }
+
+    /// The CA from its stored certificate and key (read from the state
+    /// directory or from shared storage); `None` when there is no certificate.
+    pub(crate) fn from_parts(
+        state_dir: &Path,
+        cert_pem: Option<&[u8]>,
+        key_pem: Option<&[u8]>,
+    ) -> Result<Option<Self>, CertError> {
         let root_path = Self::root_path(state_dir);
         let key_path = Self::key_path(state_dir);
-        let cert_pem = read_optional(&root_path)?;
-        let key_pem = read_optional(&key_path)?;
         match (cert_pem, key_pem) {
-            (Some(cert), Some(key)) => Self::load(root_path, &cert, &key_path, &key),
+            (Some(cert), Some(key)) => Self::load(root_path, cert, &key_path, key).map(Some),
             (Some(_), None) => Err(CertError::Invalid {
                 path: key_path,
                 reason: format!(
@@ -84,8 +103,13 @@ impl InternalCa {
                     root_path.display()
                 ),
             }),
-            (None, _) => Self::create(root_path, &key_path),
+            (None, _) => Ok(None),
         }
+    }
+
+    /// Where the root's key lives under a state dir.
+    pub(crate) fn key_path(state_dir: &Path) -> PathBuf {
+        Self::dir(state_dir).join("root.key")
     }
 
     fn load(
@@ -118,7 +142,9 @@ impl InternalCa {
         })
     }
 
-    fn create(root_path: PathBuf, key_path: &Path) -> Result<Self, CertError> {
+    /// A new root (to be kept at `root_path`) and its key as PEM; nothing is
+    /// written: the caller stores the key first, then the certificate.
+    pub(crate) fn generate(root_path: PathBuf) -> Result<(Self, String), CertError> {
         let key = KeyPair::generate().map_err(|e| CertError::rcgen("generating CA key", e))?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -148,15 +174,14 @@ impl InternalCa {
         let cert = params
             .self_signed(&key)
             .map_err(|e| CertError::rcgen("creating the internal CA root", e))?;
-        write_atomic(key_path, key.serialize_pem().as_bytes(), SECRET_MODE)?;
-        write_atomic(&root_path, cert.pem().as_bytes(), PUBLIC_MODE)?;
-        tracing::info!(root = %root_path.display(), "created the internal CA; run `bellhop ca-root` to see how to trust it");
-        Ok(InternalCa {
+        let key_pem = key.serialize_pem();
+        let ca = InternalCa {
             root_path,
             root_pem: cert.pem(),
             root_der: cert.der().clone(),
             issuer: Issuer::new(params, key),
-        })
+        };
+        Ok((ca, key_pem))
     }
 
     /// What `bellhop ca-root` prints: where the root is, how to trust it, and

@@ -10,8 +10,9 @@ use rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::sleep_until;
-use super::manager::{InternalLeaf, Shared, Slot};
+use super::manager::InternalLeaf;
 use super::schedule::{self, Validity};
+use super::shared::{Shared, Slot};
 use super::{CertInfo, LEAF_LIFETIME};
 
 /// Re-issues `leaves` as each becomes due, until cancelled (the manager

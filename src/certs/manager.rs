@@ -17,7 +17,6 @@
 //! [`commit`]: CertManager::commit
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::SystemTime;
 
@@ -27,11 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::acme_task::AcmeTask;
 use super::challenges::{Responders, SharedChallenges};
-use super::clock::fmt_time;
 use super::internal_task::{leaf_validity, renew_internal};
 use super::plan::{plan, CertSource, Fallback, Plan};
 use super::report::{local_row, CertTable, Progress};
 use super::schedule::Validity;
+use super::shared::{CertEvent, Shared, Slot};
 use super::{
     load_cert_files, CertError, CertInfo, CertStore, InternalCa, StoredCert, LEAF_LIFETIME,
 };
@@ -39,62 +38,8 @@ use crate::acme::{issuer_id, Acme, CaSettings, Http01Tokens};
 use crate::config::{AcmeChallenge, Config};
 use crate::metrics::Metrics;
 use crate::state_file::create_private_dir;
-use crate::storage::{self, Storage};
+use crate::storage;
 use crate::tls::{CertResolver, ChallengeCerts, LeafSigner, OnDemandPort};
-
-/// Something the manager did, for the server's logs, an admin endpoint or tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertEvent {
-    /// A certificate was obtained (or re-issued) and is now served.
-    Obtained {
-        /// The name.
-        name: String,
-        /// End of its validity.
-        not_after: SystemTime,
-    },
-    /// An attempt failed; the previous certificate, if any, is still served.
-    Failed {
-        /// The name.
-        name: String,
-        /// The error, with the CA's problem detail verbatim.
-        error: String,
-        /// When the next attempt will be made.
-        next_attempt: SystemTime,
-    },
-}
-
-/// Where an internal leaf is served.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) enum Slot {
-    Name(String),
-    NoSni,
-    Default,
-}
-
-/// State shared by the manager handle and its tasks.
-pub(super) struct Shared {
-    state_dir: PathBuf,
-    /// The local certificate files: what is served at start-up (in a
-    /// cluster: the cache of what shared storage held).
-    pub store: CertStore,
-    /// Where certificates, statuses and leases go: the state directory, or
-    /// the storage shared by a cluster.
-    pub storage: Arc<dyn Storage>,
-    /// This CA's id in storage keys.
-    pub issuer: String,
-    /// ACME names of the current plan (what announcements are followed for).
-    wanted: Mutex<HashSet<String>>,
-    /// Cancelled when the manager stops.
-    pub shutdown: CancellationToken,
-    pub resolver: Arc<CertResolver>,
-    pub acme: Acme,
-    pub events: broadcast::Sender<CertEvent>,
-    internal_ca: Mutex<Option<Arc<InternalCa>>>,
-    /// Where the served certificates are reported (`report_to`), if anywhere.
-    metrics: OnceLock<Arc<Metrics>>,
-    /// What each ACME task plans next, for [`CertManager::table`].
-    pub progress: Progress,
-}
 
 /// What is running for the current plan.
 #[derive(Default)]
@@ -162,7 +107,45 @@ impl CertManager {
     /// Fails if the state dir cannot be created, a certificate file is unusable, or
     /// the internal CA cannot be loaded: those are configuration problems the
     /// operator must see at start-up.
+    ///
+    /// With shared storage, use [`open`](Self::open): `new` cannot fetch the
+    /// cluster's internal CA, so it fails when a site needs it and this
+    /// instance has no local copy yet.
     pub fn new(
+        config: &Config,
+        resolver: Arc<CertResolver>,
+        tls_alpn: Arc<ChallengeCerts>,
+        tokens: Arc<Http01Tokens>,
+    ) -> Result<Self, CertError> {
+        let manager = Self::unapplied(config, resolver, tls_alpn, tokens)?;
+        manager.apply(&plan(config))?;
+        Ok(manager)
+    }
+
+    /// [`new`](Self::new), after making this instance's copy of the internal
+    /// CA the one in shared storage (`shared_ca`), when a site needs it.
+    /// Waits for shared storage for a few seconds at most.
+    pub async fn open(
+        config: &Config,
+        resolver: Arc<CertResolver>,
+        tls_alpn: Arc<ChallengeCerts>,
+        tokens: Arc<Http01Tokens>,
+    ) -> Result<Self, CertError> {
+        let manager = Self::unapplied(config, resolver, tls_alpn, tokens)?;
+        let plan = plan(config);
+        manager.shared.sync_internal_ca(&plan).await?;
+        manager.apply(&plan)?;
+        Ok(manager)
+    }
+
+    /// The first, asynchronous step of [`update`](Self::update): fetches the
+    /// cluster's internal CA if the new config is the first to need it.
+    pub(crate) async fn prepare_update(&self, config: &Config) -> Result<(), CertError> {
+        self.shared.sync_internal_ca(&plan(config)).await
+    }
+
+    /// The manager with nothing served yet.
+    fn unapplied(
         config: &Config,
         resolver: Arc<CertResolver>,
         tls_alpn: Arc<ChallengeCerts>,
@@ -208,14 +191,12 @@ impl CertManager {
             metrics: OnceLock::new(),
             progress: Progress::default(),
         });
-        let manager = CertManager {
+        Ok(CertManager {
             shared,
             running: Mutex::new(Running::default()),
             shutdown,
             shared_challenges,
-        };
-        manager.apply(&plan(config))?;
-        Ok(manager)
+        })
     }
 
     /// Spawns the background tasks. Must be called inside a Tokio runtime.
@@ -536,91 +517,5 @@ impl CertManager {
 impl Drop for CertManager {
     fn drop(&mut self) {
         self.shutdown.cancel();
-    }
-}
-
-impl Shared {
-    /// Serves `key` in `slot` from the next handshake on; `None` stops serving it.
-    pub(super) fn serve(&self, slot: &Slot, key: Option<Arc<CertifiedKey>>) {
-        match (slot, key) {
-            (Slot::Name(name), Some(key)) => self.resolver.set(name, key),
-            (Slot::Name(name), None) => self.resolver.remove(name),
-            (Slot::NoSni, key) => self.resolver.set_no_sni(key),
-            (Slot::Default, key) => self.resolver.set_default(key),
-        }
-    }
-
-    /// The metrics, once the server has asked for reports (`report_to`).
-    pub(super) fn metrics(&self) -> Option<&Metrics> {
-        self.metrics.get().map(|m| &**m)
-    }
-
-    /// Drops what the table and the metrics say about an ACME name whose task
-    /// stopped (a new task for it reports afresh).
-    fn forget(&self, name: &str) {
-        self.progress.remove(name);
-        if let Some(metrics) = self.metrics() {
-            metrics.forget_acme_name(name);
-        }
-    }
-
-    /// Reports every name's served certificate to the metrics, after any
-    /// change. Certificates change rarely (issuance, renewal, reload), so
-    /// re-reading the whole table each time is cheap and cannot drift.
-    pub(super) fn report_served(&self) {
-        let Some(metrics) = self.metrics.get() else {
-            return;
-        };
-        let served: Vec<(String, SystemTime)> = CertInfo::served(&self.resolver)
-            .into_iter()
-            .map(|(name, info)| (name, info.not_after))
-            .collect();
-        metrics.certificates(&served);
-    }
-
-    /// The ACME names of the current plan.
-    pub(super) fn wanted_names(&self) -> Vec<String> {
-        let wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
-        wanted.iter().cloned().collect()
-    }
-
-    /// Whether `name` is one of the current plan's ACME names.
-    pub(super) fn is_wanted(&self, name: &str) -> bool {
-        let wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
-        wanted.contains(name)
-    }
-
-    /// The internal CA, loaded (or created) on first use and kept.
-    pub(super) fn internal_ca(&self) -> Result<Arc<InternalCa>, CertError> {
-        let mut ca = self
-            .internal_ca
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(ca) = ca.as_ref() {
-            return Ok(ca.clone());
-        }
-        let loaded = Arc::new(InternalCa::load_or_create(&self.state_dir)?);
-        *ca = Some(loaded.clone());
-        Ok(loaded)
-    }
-
-    /// The stored certificate for `name`, served at once if still valid.
-    fn load_stored(&self, name: &str, now: SystemTime) -> Option<StoredCert> {
-        match self.store.load(name) {
-            Ok(Some(stored)) if stored.info.is_valid_at(now) => {
-                self.resolver.set(name, stored.key.clone());
-                tracing::info!(name, not_after = %fmt_time(stored.info.not_after), "serving stored certificate");
-                Some(stored)
-            }
-            Ok(Some(stored)) => {
-                tracing::warn!(name, not_after = %fmt_time(stored.info.not_after), "stored certificate is not valid now; obtaining a new one");
-                None
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(name, error = %e, "ignoring unusable stored certificate; obtaining a new one");
-                None
-            }
-        }
     }
 }

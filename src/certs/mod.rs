@@ -30,6 +30,8 @@ mod manager;
 pub(crate) mod plan;
 mod report;
 pub(crate) mod schedule;
+mod shared;
+mod shared_ca;
 mod status;
 mod store;
 
@@ -39,7 +41,8 @@ pub(crate) use error::CertError;
 pub(crate) use files::load_cert_files;
 pub use internal_ca::InternalCa;
 pub(crate) use internal_ca::LEAF_LIFETIME;
-pub use manager::{CertEvent, CertManager};
+pub use manager::CertManager;
 pub use report::{table_from_state, CertOrigin, CertRow, CertTable, LastError, RenewalWindow};
+pub use shared::CertEvent;
 pub use status::NameStatus;
 pub(crate) use store::{CertStore, StoredCert};

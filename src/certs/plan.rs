@@ -58,6 +58,17 @@ pub(crate) struct Plan {
     pub unsupported: Vec<(String, &'static str)>,
 }
 
+impl Plan {
+    /// Whether any certificate of the plan is signed by the internal CA.
+    pub(crate) fn needs_internal_ca(&self) -> bool {
+        !self.on_demand.is_empty()
+            || self.names.iter().any(|(_, s)| *s == CertSource::Internal)
+            || [&self.no_sni, &self.default]
+                .iter()
+                .any(|f| matches!(f, Some(Fallback::Internal(_))))
+    }
+}
+
 /// Whether automatic HTTPS uses the internal CA rather than ACME for this host:
 /// `localhost`, `*.localhost` and names under it, and IP addresses, which no
 /// public CA will certify.

@@ -14,6 +14,10 @@
 //! - **Backoff after a failure**: 1 min, 2 min, 4 min … doubling up to 1 day,
 //!   plus up to 25 % jitter. After `rateLimited` at least 1 h, or the CA's own
 //!   "retry after" time when its problem detail names one, up to 7 days.
+//! - **Shared storage unreachable** (a cluster's Redis is down): 5 s, 10 s …
+//!   doubling up to 5 min, plus jitter. The CA is not asked at all then, so
+//!   nothing is saved by waiting longer, and the CA's own backoff is left
+//!   untouched: an outage does not delay the next real attempt by hours.
 
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +31,10 @@ pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(24 * 3600);
 pub(crate) const RATE_LIMITED_MIN: Duration = Duration::from_secs(3600);
 /// Longest delay after the CA said `rateLimited` (its own retry-after may be days).
 pub(crate) const RATE_LIMITED_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+/// First retry delay when shared storage could not be reached.
+pub(crate) const STORAGE_RETRY_MIN: Duration = Duration::from_secs(5);
+/// Longest retry delay while shared storage cannot be reached.
+pub(crate) const STORAGE_RETRY_MAX: Duration = Duration::from_secs(300);
 /// Largest renewal jitter.
 const JITTER_MAX: Duration = Duration::from_secs(24 * 3600);
 
@@ -101,11 +109,21 @@ pub(crate) fn renewal_time(validity: Validity, ari: Option<AriWindow>, unit: f64
 
 /// Delay before the next attempt after `failures` consecutive failures (≥ 1).
 pub(crate) fn backoff_delay(failures: u32, unit: f64) -> Duration {
+    doubling(BACKOFF_MIN, BACKOFF_MAX, failures, unit)
+}
+
+/// Delay before trying shared storage again after `failures` consecutive
+/// failures to reach it (≥ 1).
+pub(crate) fn storage_retry_delay(failures: u32, unit: f64) -> Duration {
+    doubling(STORAGE_RETRY_MIN, STORAGE_RETRY_MAX, failures, unit)
+}
+
+/// `min`, doubled per failure after the first, capped at `max`, plus up to
+/// 25 % jitter (still capped).
+fn doubling(min: Duration, max: Duration, failures: u32, unit: f64) -> Duration {
     let exponent = failures.saturating_sub(1).min(20);
-    let base = BACKOFF_MIN
-        .saturating_mul(1u32 << exponent)
-        .min(BACKOFF_MAX);
-    (base + base.mul_f64(unit.clamp(0.0, 1.0) / 4.0)).min(BACKOFF_MAX)
+    let base = min.saturating_mul(1u32 << exponent).min(max);
+    (base + base.mul_f64(unit.clamp(0.0, 1.0) / 4.0)).min(max)
 }
 
 /// The time of the next attempt after a failure at `now`.
@@ -205,6 +223,15 @@ mod tests {
             end: w.start,
         };
         assert_eq!(renewal_time(v, Some(inverted), 0.7), w.end);
+    }
+
+    #[test]
+    fn storage_retries_double_from_five_seconds_to_five_minutes() {
+        assert_eq!(storage_retry_delay(1, 0.0), Duration::from_secs(5));
+        assert_eq!(storage_retry_delay(2, 0.0), Duration::from_secs(10));
+        assert_eq!(storage_retry_delay(7, 0.0), Duration::from_secs(300));
+        assert_eq!(storage_retry_delay(1000, 0.99), STORAGE_RETRY_MAX);
+        assert_eq!(storage_retry_delay(1, 1.0), Duration::from_millis(6250));
     }
 
     #[test]

@@ -149,6 +149,12 @@ pub struct StorageRedis {
     /// 32 bytes that encrypt private keys kept in Redis (`key-file`); without
     /// it they are stored in clear, a documented trust decision.
     pub key_file: Option<PathBuf>,
+    /// The Redis password, read from this file at start (`password-file`);
+    /// the URL then carries none.
+    pub password_file: Option<PathBuf>,
+    /// The CA that a `rediss://` server's certificate must chain to
+    /// (`ca-root`, PEM), instead of the system's roots.
+    pub ca_root: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for StorageRedis {
@@ -157,6 +163,8 @@ impl std::fmt::Debug for StorageRedis {
         f.debug_struct("StorageRedis")
             .field("url", &super::storage::redact(&self.url))
             .field("key_file", &self.key_file)
+            .field("password_file", &self.password_file)
+            .field("ca_root", &self.ca_root)
             .finish()
     }
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::model::{Config, ErrorBody, Handler, TlsMode, Upstream};
+use super::model::{Config, ErrorBody, Handler, Storage, TlsMode, Upstream};
 
 /// Makes every relative path in `config` relative to `base` (the Proxyfile's directory).
 pub(crate) fn resolve(config: &mut Config, base: &Path) {
@@ -22,6 +22,14 @@ pub(crate) fn resolve(config: &mut Config, base: &Path) {
     fix(&mut options.state_dir);
     if let Some(root) = options.acme_ca_root.as_mut() {
         fix(root);
+    }
+    if let Storage::Redis(redis) = &mut options.storage {
+        let files = [
+            &mut redis.key_file,
+            &mut redis.password_file,
+            &mut redis.ca_root,
+        ];
+        files.into_iter().flatten().for_each(fix);
     }
     for site in &mut config.sites {
         if let Some(log) = site.log.as_mut() {

@@ -1,5 +1,8 @@
 //! `options { storage "redis://host:6379/0" key-file="/etc/bellhop/storage.key" }`:
 //! where the state that several instances must agree on lives (docs/cluster.md).
+//! `password-file="…"` reads the Redis password from a file (so it needs no
+//! URL escaping and stays out of the Proxyfile); `ca-root="…"` is the CA a
+//! `rediss://` server's certificate must chain to, instead of the system roots.
 //!
 //! Without it everything stays in `state-dir`, as before. With a Redis URL the
 //! ACME account, certificates, challenge answers, renewal locks and `shared=#true`
@@ -16,11 +19,13 @@ use super::reader::Directive;
 use super::site::SiteBlock;
 use super::values;
 
-const USAGE: &str = "storage \"redis://127.0.0.1:6379/0\" key-file=\"/etc/bellhop/storage.key\"";
+const USAGE: &str = "storage \"redis://127.0.0.1:6379/0\" key-file=\"/etc/bellhop/storage.key\" password-file=\"/etc/bellhop/redis.pass\" ca-root=\"/etc/bellhop/redis-ca.pem\"";
+/// The properties that only mean something with Redis.
+const REDIS_PROPS: [&str; 3] = ["key-file", "password-file", "ca-root"];
 
 /// Reads the `storage` option into `out`.
 pub(super) fn storage(d: &Directive<'_>, out: &mut Storage, problems: &mut Problems) {
-    d.check_props(&["key-file"], None, problems);
+    d.check_props(&REDIS_PROPS, None, problems);
     d.check_no_children(problems);
     if !d.check_arg_count(1, 1, USAGE, problems) {
         return;
@@ -31,28 +36,71 @@ pub(super) fn storage(d: &Directive<'_>, out: &mut Storage, problems: &mut Probl
     let Some(url) = arg.parse_string("a storage URL", USAGE, storage_url, problems) else {
         return;
     };
-    let key_file = match d.prop("key-file") {
-        Some(v) => match v.parse_string("a file path", USAGE, key_file, problems) {
-            Some(p) => Some(p),
-            None => return,
-        },
-        None => None,
-    };
-    *out = match url {
-        Some(url) => Storage::Redis(StorageRedis { url, key_file }),
-        None if key_file.is_some() => {
-            let span = d.prop("key-file").map_or(d.name_span(), |v| v.span);
+    let mut paths = [None, None, None];
+    for (prop, slot) in REDIS_PROPS.iter().zip(paths.iter_mut()) {
+        if let Some(v) = d.prop(prop) {
+            match v.parse_string("a file path", USAGE, file_path, problems) {
+                Some(p) => *slot = Some(p),
+                None => return,
+            }
+        }
+    }
+    let [key_file, password_file, ca_root] = paths;
+    let Some(url) = url else {
+        if let Some(prop) = REDIS_PROPS.iter().find(|p| d.prop(p).is_some()) {
+            let span = d.prop(prop).map_or(d.name_span(), |v| v.span);
             problems.push(
-                Problem::new("`key-file` has no effect with the state directory")
+                Problem::new(format!("`{prop}` has no effect with the state directory"))
                     .at(span, "unused")
-                    .help(
-                        "key-file encrypts what is kept in Redis; remove it or use a redis:// URL",
-                    ),
+                    .help(format!(
+                        "{prop} is for a Redis storage; remove it or use a redis:// URL"
+                    )),
             );
             return;
         }
-        None => Storage::Dir,
+        *out = Storage::Dir;
+        return;
     };
+    if let Some(problem) = conflicts(d, &url, password_file.is_some(), ca_root.is_some()) {
+        problems.push(problem);
+        return;
+    }
+    *out = Storage::Redis(StorageRedis {
+        url,
+        key_file,
+        password_file,
+        ca_root,
+    });
+}
+
+/// A password given twice, or a CA for a connection without TLS: both would
+/// leave the operator guessing which setting is in force.
+fn conflicts(d: &Directive<'_>, url: &str, password_file: bool, ca_root: bool) -> Option<Problem> {
+    let span = |prop: &str| d.prop(prop).map_or(d.name_span(), |v| v.span);
+    if password_file && url_has_password(url) {
+        return Some(
+            Problem::new("the Redis password is given twice")
+                .at(span("password-file"), "here, and in the URL as well")
+                .help("keep either password-file or the password in the URL"),
+        );
+    }
+    if ca_root && !url.to_ascii_lowercase().starts_with("rediss://") {
+        return Some(
+            Problem::new("`ca-root` needs a TLS connection")
+                .at(span("ca-root"), "for rediss:// only")
+                .help("write the URL as rediss://host:port/db, or remove ca-root"),
+        );
+    }
+    None
+}
+
+/// Whether `url` carries a password (`redis://[user]:password@host`).
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 /// `"dir"` (the default, spelled out) → `None`; a `redis://` or `rediss://`
@@ -95,11 +143,11 @@ fn storage_url(s: &str) -> Result<Option<String>, values::Invalid> {
     Ok(Some(s.to_string()))
 }
 
-fn key_file(s: &str) -> Result<PathBuf, values::Invalid> {
+fn file_path(s: &str) -> Result<PathBuf, values::Invalid> {
     if s.is_empty() {
         Err(values::Invalid {
             message: "the path is empty".into(),
-            help: Some("a file of 32 random bytes, e.g. head -c 32 /dev/urandom".into()),
+            help: Some("give the path of a file readable by bellhop".into()),
         })
     } else {
         Ok(PathBuf::from(s))

@@ -47,7 +47,10 @@ impl Https {
     /// Sets up TLS for `config`, serving stored and local certificates at once.
     /// `None` when no site is served over HTTPS.
     /// The certificates served are reported to `metrics`.
-    pub(super) fn new(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Option<Https>> {
+    pub(super) async fn new(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<Option<Https>> {
         let any_https = config
             .sites
             .iter()
@@ -61,7 +64,8 @@ impl Https {
         let tokens = Arc::new(Http01Tokens::new());
         let terminator = TlsTerminator::new(resolver.clone(), challenges.clone())
             .context("cannot set up TLS")?;
-        let certs = CertManager::new(config, resolver.clone(), challenges, tokens.clone())
+        let certs = CertManager::open(config, resolver.clone(), challenges, tokens.clone())
+            .await
             .context("cannot prepare certificates")?;
         certs.report_to(metrics.clone());
         let shared_challenges = certs.shared_challenges().cloned();
@@ -89,6 +93,16 @@ impl Https {
     pub(super) fn update(&self, config: &Config) -> anyhow::Result<()> {
         self.certs
             .update(config)
+            .context("cannot prepare certificates for the new config")
+    }
+
+    /// What a reload must fetch before [`update`](Self::update) (which runs
+    /// under the reload lock and cannot wait): the cluster's internal CA,
+    /// when the new config is the first to need it.
+    pub(super) async fn prepare_update(&self, config: &Config) -> anyhow::Result<()> {
+        self.certs
+            .prepare_update(config)
+            .await
             .context("cannot prepare certificates for the new config")
     }
 

@@ -183,7 +183,7 @@ impl Server {
         let specs = listener::plan(&config);
         // Stored and local certificates are served from the first connection on;
         // ACME starts in `run`, once the listeners can answer validations.
-        let https = https::Https::new(&config, &metrics)?;
+        let https = https::Https::new(&config, &metrics).await?;
         let shutdown = CancellationToken::new();
         let workers = worker::count(&config.options);
         let listeners = Listeners::bind(specs, workers, config.options.clone(), &shutdown)?;

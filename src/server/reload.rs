@@ -235,7 +235,13 @@ impl ReloadHandle {
     ) -> anyhow::Result<ReloadSummary> {
         let notify = &self.shared.notify;
         notify.reloading();
-        let result = load().and_then(|config| self.apply(config));
+        let result = match load() {
+            Ok(config) => self
+                .prepare(&config)
+                .await
+                .and_then(|()| self.apply(config)),
+            Err(e) => Err(e),
+        };
         self.shared.metrics.reloaded(result.is_ok());
         if notify.enabled() {
             let status = self.shared.status_line();
@@ -253,6 +259,15 @@ impl ReloadHandle {
     /// lines from now on go to a new file at the configured path.
     pub fn reopen_logs(&self) {
         self.shared.access_logs.reopen_all();
+    }
+
+    /// What must be fetched before [`apply`](Self::apply), which holds the
+    /// reload lock and does not wait on the network.
+    async fn prepare(&self, config: &Config) -> anyhow::Result<()> {
+        match &self.shared.https {
+            Some(https) => https.prepare_update(config).await,
+            None => Ok(()),
+        }
     }
 
     fn apply(&self, config: Config) -> anyhow::Result<ReloadSummary> {

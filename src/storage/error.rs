@@ -9,11 +9,27 @@ pub(crate) enum StorageError {
     #[error(transparent)]
     File(#[from] FileError),
     /// Redis did not answer, or answered with an error.
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
+    #[error("redis {url}: {source}")]
+    Redis {
+        /// The storage URL, password masked.
+        url: String,
+        /// What the client said.
+        source: ::redis::RedisError,
+    },
+    /// Redis refused the credentials: a configuration error, not an outage.
+    #[error("redis {url} refused the password: check the password in the storage URL or in password-file")]
+    Auth {
+        /// The storage URL, password masked.
+        url: String,
+    },
     /// Redis took too long.
-    #[error("redis did not answer within {0:?}")]
-    Timeout(std::time::Duration),
+    #[error("redis {url} did not answer within {after:?}")]
+    Timeout {
+        /// The storage URL, password masked.
+        url: String,
+        /// The operation's bound.
+        after: std::time::Duration,
+    },
     /// The storage configuration cannot be used (bad URL, unreadable key file).
     #[error("{0}")]
     Config(String),

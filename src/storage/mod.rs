@@ -21,6 +21,7 @@
 mod dir;
 mod error;
 mod lease;
+mod link;
 mod redis;
 mod seal;
 

@@ -8,21 +8,19 @@
 //! `bellhop:changed` (pub/sub needs no server configuration, unlike keyspace
 //! notifications, which managed Redis services often disable).
 //!
-//! The connection is made on first use, on the runtime that opened the
-//! storage, and re-made by the connection manager after Redis restarts; every
-//! operation is bounded by [`OP_TIMEOUT`], so a Redis that is down costs a
-//! failed operation, never a hang.
+//! The connection ([`RedisLink`]) is made on first use and re-made after
+//! Redis restarts; every operation is bounded by [`OP_TIMEOUT`], so a Redis
+//! that is down costs a failed operation, never a hang.
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
-use tokio::runtime::Handle;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::mpsc;
 
+use super::link::RedisLink;
 use super::seal::{is_sealed, Sealer};
 use super::{BoxFuture, DirStorage, Kind, Lease, Storage, StorageError};
-use crate::config::{redact_url, StorageRedis};
+use crate::config::StorageRedis;
 
 /// Every bellhop key starts with this, so a Redis shared with other software
 /// stays tidy.
@@ -41,95 +39,6 @@ const RESUBSCRIBE: Duration = Duration::from_secs(2);
 const EXTEND: &str = r"if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 /// Releases a lease if the caller still holds it.
 const UNLOCK: &str = r"if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
-
-/// A lazily connected, self-reconnecting Redis connection, driven on the
-/// runtime that created it (the background runtime, not a worker's).
-pub(crate) struct RedisLink {
-    client: Client,
-    runtime: Option<Handle>,
-    conn: Mutex<Option<ConnectionManager>>,
-    /// Bound on each operation (connecting included).
-    timeout: Duration,
-    /// The URL without its password, for logs.
-    pub shown: String,
-}
-
-impl std::fmt::Debug for RedisLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisLink")
-            .field("url", &self.shown)
-            .finish()
-    }
-}
-
-impl RedisLink {
-    /// A link to `url` whose operations give up after `timeout`; nothing is
-    /// connected yet.
-    pub(crate) fn new(url: &str, timeout: Duration) -> Result<Self, StorageError> {
-        let shown = redact_url(url);
-        let client =
-            Client::open(url).map_err(|e| StorageError::Config(format!("storage {shown}: {e}")))?;
-        Ok(RedisLink {
-            client,
-            runtime: Handle::try_current().ok(),
-            conn: Mutex::new(None),
-            timeout,
-            shown,
-        })
-    }
-
-    /// The connection, connecting first if needed.
-    pub(crate) async fn conn(&self) -> Result<ConnectionManager, StorageError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
-        }
-        let client = self.client.clone();
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let connect = async move { client.get_connection_manager_with_config(config).await };
-        // The manager's driver task lives on the runtime it is created on: the
-        // background runtime, so no worker's shutdown takes it down.
-        let made = match &self.runtime {
-            Some(runtime) => runtime
-                .spawn(tokio::time::timeout(self.timeout, connect))
-                .await
-                .map_err(|e| StorageError::Config(format!("connecting to redis: {e}")))?,
-            None => tokio::time::timeout(self.timeout, connect).await,
-        };
-        let conn = made.map_err(|_| StorageError::Timeout(self.timeout))??;
-        tracing::info!(redis = %self.shown, "connected to shared storage");
-        *slot = Some(conn.clone());
-        Ok(conn)
-    }
-
-    /// Runs one command with the operation timeout.
-    pub(crate) async fn query<T: redis::FromRedisValue>(
-        &self,
-        cmd: &redis::Cmd,
-    ) -> Result<T, StorageError> {
-        let mut conn = self.conn().await?;
-        match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(StorageError::Timeout(self.timeout)),
-        }
-    }
-
-    /// Runs a Lua script (EVALSHA, loading it once) with the operation timeout.
-    pub(crate) async fn script<T: redis::FromRedisValue>(
-        &self,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<T, StorageError> {
-        let mut conn = self.conn().await?;
-        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(StorageError::Timeout(self.timeout)),
-        }
-    }
-}
 
 /// Redis plus the local cache directory.
 #[derive(Debug)]
@@ -151,7 +60,7 @@ impl RedisStorage {
             .as_deref()
             .map(Sealer::from_file)
             .transpose()?;
-        let link = RedisLink::new(&config.url, OP_TIMEOUT)?;
+        let link = RedisLink::new(config, OP_TIMEOUT)?;
         if sealer.is_none() {
             tracing::info!(redis = %link.shown, "no key-file: private keys are stored in Redis unencrypted (see docs/cluster.md)");
         }
@@ -304,17 +213,9 @@ impl Storage for RedisStorage {
 
     fn changes(&self) -> Option<mpsc::Receiver<Change>> {
         let (tx, rx) = mpsc::channel(64);
-        let client = self.link.client.clone();
+        let client = self.link.client();
         let shown = self.link.shown.clone();
-        let spawn = |f| match &self.link.runtime {
-            Some(runtime) => {
-                runtime.spawn(f);
-            }
-            None => {
-                tokio::spawn(f);
-            }
-        };
-        spawn(watch(client, shown, tx));
+        self.link.spawn(watch(client, shown, tx));
         Some(rx)
     }
 }
@@ -420,7 +321,7 @@ impl RedisLimits {
     /// Shared buckets in the Redis at `config.url` (connected on first use).
     pub(crate) fn new(config: &StorageRedis) -> Result<Self, StorageError> {
         Ok(RedisLimits {
-            link: RedisLink::new(&config.url, LIMIT_TIMEOUT)?,
+            link: RedisLink::new(config, LIMIT_TIMEOUT)?,
             take: Script::new(TAKE),
         })
     }
@@ -437,30 +338,5 @@ impl RedisLimits {
         invocation.arg(rate).arg(burst);
         let (allowed, wait): (i64, i64) = self.link.script(&invocation).await?;
         Ok((allowed != 1).then(|| Duration::from_millis(wait.max(1) as u64)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `rediss://` builds its TLS client from the one ring provider: a server
-    /// that accepts and hangs up gives an error, not a panic about providers.
-    #[tokio::test]
-    async fn rediss_fails_cleanly_without_a_tls_server() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                drop(tcp);
-            }
-        });
-        let link = RedisLink::new(
-            &format!("rediss://:pw@127.0.0.1:{port}/0"),
-            Duration::from_secs(2),
-        )
-        .unwrap();
-        assert!(!link.shown.contains("pw"));
-        assert!(link.conn().await.is_err());
     }
 }

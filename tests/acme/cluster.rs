@@ -13,100 +13,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bellhop::config::{
-    AcmeChallenge, Config, Handler, HostPattern, Options, PathPattern, RateLimit, Route, Scheme,
-    Site, SiteAddress, Storage, StorageRedis, TlsMode,
+    Config, HostPattern, Options, RateLimit, Scheme, Site, SiteAddress, TlsMode,
 };
-use bellhop::{Server, ShutdownHandle};
 use rustls_pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::net::{https_get, Conn};
+use crate::support::cluster::{
+    acme_site, http_get, route, served_leaf, start, storage, wait_for_log,
+};
+use crate::support::net::https_get;
 use crate::support::pebble::{Pebble, PebbleOptions};
 use crate::support::ports::Port;
 use crate::support::redis::Redis;
 use crate::support::{logs, TempDir};
-
-/// A running instance; shut down on drop.
-struct Instance {
-    shutdown: ShutdownHandle,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.shutdown.shutdown();
-    }
-}
-
-async fn start(config: Config) -> Instance {
-    let server = Server::bind(config).await.expect("Server::bind");
-    let shutdown = server.shutdown_handle();
-    tokio::spawn(async move {
-        if let Err(e) = server.run().await {
-            panic!("server failed: {e:#}");
-        }
-    });
-    Instance { shutdown }
-}
-
-fn storage(redis: &Redis, key_file: Option<&std::path::Path>) -> Storage {
-    Storage::Redis(StorageRedis {
-        url: redis.url(),
-        key_file: key_file.map(std::path::Path::to_path_buf),
-    })
-}
-
-fn route(body: &str, rate_limit: Option<RateLimit>) -> Route {
-    let handler = Handler::Respond {
-        status: 200,
-        body: body.into(),
-        content_type: None,
-    };
-    Route {
-        rate_limit,
-        ..Route::new(PathPattern::Any, handler)
-    }
-}
-
-/// Waits until `addr` serves `name` with a certificate from Pebble.
-async fn served_leaf(
-    addr: SocketAddr,
-    name: &str,
-    roots: &Arc<rustls::RootCertStore>,
-    pebble: &Pebble,
-) -> CertificateDer<'static> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match Conn::open(addr, name, roots).await {
-            Ok(conn) => return conn.peer_leaf,
-            Err(e) if Instant::now() > deadline => panic!(
-                "{addr} never served {name}: {e}\n{}{}",
-                logs::show(name),
-                pebble.logs()
-            ),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-/// One plain HTTP/1.1 GET (Connection: close); status and body.
-async fn http_get(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    tcp.read_to_end(&mut response).await.expect("read");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_order_once_and_all_serve() {
@@ -127,31 +46,10 @@ async fn three_instances_order_once_and_all_serve() {
     std::fs::write(&key_file, [0x42u8; 32]).unwrap();
 
     let shared = storage(&redis, Some(&key_file));
-    let cluster_config = |state: &TempDir, port: &Port, i: usize| Config {
-        options: Options {
-            acme_ca: pebble.directory_url.clone(),
-            acme_ca_root: Some(pebble.api_root_path.clone()),
-            state_dir: state.path().to_path_buf(),
-            http_port: http.number(),
-            https_port: port.number(),
-            workers: std::num::NonZeroUsize::new(1),
-            storage: shared.clone(),
-            ..Options::default()
-        },
-        sites: vec![Site {
-            addresses: vec![SiteAddress {
-                scheme: Scheme::Https,
-                host: HostPattern::Name(name.into()),
-                port: None,
-            }],
-            tls: TlsMode::Acme {
-                challenge: AcmeChallenge::Http01,
-            },
-            hsts: None,
-            routes: vec![route(&format!("instance {i}"), None)],
-            bind: None,
-            log: None,
-        }],
+    let cluster_config = |state: &TempDir, port: &Port, i: usize| {
+        let ports = (http.number(), port.number());
+        let body = format!("instance {i}");
+        acme_site(&pebble, state.path(), ports, name, &shared, &body)
     };
     let states: Vec<TempDir> = (0..3).map(|_| TempDir::new("cluster")).collect();
     let mut instances = Vec::new();
@@ -273,18 +171,44 @@ async fn three_instances_order_once_and_all_serve() {
     }
 
     // Started while Redis is down: an instance serves the last certificate it
-    // saw, from its state directory.
+    // saw, from its state directory, and says why.
     redis.kill();
     drop(instances);
+    let down = logs::capture();
     let restarted = start(cluster_config(&states[1], &https[3], 1)).await;
     let addr = SocketAddr::from(([127, 0, 0, 1], https[3].number()));
     assert_eq!(served_leaf(addr, name, &roots, &pebble).await, renewed_leaf);
+    wait_for_log(&down, "shared storage unreachable").await;
+    // It keeps trying: once Redis is back, it answers a challenge that only
+    // Redis knows.
+    redis.restart().await;
+    let mut conn = redis.client().await;
+    let _: () = ::redis::cmd("SET")
+        .arg(format!("bellhop:challenges/http-01/{token}"))
+        .arg("after.the.outage")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let path = format!("/.well-known/acme-challenge/{token}");
+        let (status, body) = http_get(http_addr, "other.test", &path).await;
+        if (status, body.as_str()) == (200, "after.the.outage") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reconnect to Redis: {status} {body}\n{}",
+            down.show("storage")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(restarted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_rate_limit_counts_a_client_once_across_instances() {
-    let _log = logs::capture();
+    let log = logs::capture();
     let mut redis = Redis::start().await;
     let ports: Vec<Port> = (0..3).map(|_| Port::reserve()).collect();
     let unused = (Port::reserve(), Port::reserve());
@@ -352,6 +276,11 @@ async fn shared_rate_limit_counts_a_client_once_across_instances() {
             "status {status} without redis"
         );
     }
+    wait_for_log(
+        &log,
+        "shared rate limit unavailable; counting on this instance",
+    )
+    .await;
     // Back: shared counting resumes on a fresh (empty) Redis once the
     // fallback interval is over.
     redis.restart().await;

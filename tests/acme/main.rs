@@ -9,6 +9,7 @@ mod support;
 
 mod certs_cli;
 mod cluster;
+mod cluster_storage;
 mod issuance;
 mod on_demand;
 mod renewal;

@@ -53,6 +53,30 @@ fn load_resolves_relative_paths_next_to_the_file() {
 }
 
 #[test]
+fn storage_files_are_next_to_the_proxyfile() {
+    use crate::config::Storage;
+    let dir = std::env::temp_dir().join(format!("bellhop-config-storage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("Proxyfile");
+    std::fs::write(
+        &file,
+        r#"
+        options { storage "rediss://r:6380/0" key-file="storage.key" password-file="redis.pass" ca-root="/abs/ca.pem"; }
+        a.example.com { proxy 1 }
+        "#,
+    )
+    .unwrap();
+    let config: Config = crate::config::load(&file).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let Storage::Redis(redis) = config.options.storage else {
+        panic!("{:?}", config.options.storage);
+    };
+    assert_eq!(redis.key_file, Some(dir.join("storage.key")));
+    assert_eq!(redis.password_file, Some(dir.join("redis.pass")));
+    assert_eq!(redis.ca_root, Some(PathBuf::from("/abs/ca.pem")));
+}
+
+#[test]
 fn load_names_an_unreadable_path() {
     let missing = std::env::temp_dir().join("bellhop-no-such-dir/Proxyfile");
     let err = crate::config::load(&missing).unwrap_err();

@@ -108,12 +108,72 @@ fn storage_forms() {
         Storage::Redis(StorageRedis {
             url: "redis://:pw@127.0.0.1:6379/0".into(),
             key_file: Some("/etc/bellhop/storage.key".into()),
+            password_file: None,
+            ca_root: None,
         })
     );
     assert!(!format!("{:?}", o.options.storage).contains("pw"));
     assert!(o.sites[0].routes[0].rate_limit.is_some_and(|l| l.shared));
     let o = parse_ok("options { storage \"dir\" }\na.example.com { proxy 1 }");
     assert_eq!(o.options.storage, Storage::Dir);
+}
+
+#[test]
+fn storage_password_file_ca_root_and_env() {
+    use crate::config::{parse_with_env, Storage, StorageRedis};
+    let o = parse_ok(
+        "options { storage \"rediss://redis.internal:6380/0\" password-file=\"/etc/bellhop/redis.pass\" ca-root=\"/etc/bellhop/redis-ca.pem\" }\na.example.com { proxy 1 }",
+    );
+    assert_eq!(
+        o.options.storage,
+        Storage::Redis(StorageRedis {
+            url: "rediss://redis.internal:6380/0".into(),
+            key_file: None,
+            password_file: Some("/etc/bellhop/redis.pass".into()),
+            ca_root: Some("/etc/bellhop/redis-ca.pem".into()),
+        })
+    );
+    // The password from the environment, never shown by Debug.
+    let src = "options { storage \"redis://:{env.REDIS_PASSWORD}@10.0.0.5:6379/0\" }\na.example.com { proxy 1 }";
+    let o = parse_with_env(src, "Proxyfile", &|name| {
+        (name == "REDIS_PASSWORD").then(|| "from-env".to_string())
+    })
+    .unwrap();
+    let Storage::Redis(redis) = &o.options.storage else {
+        panic!("{:?}", o.options.storage);
+    };
+    assert_eq!(redis.url, "redis://:from-env@10.0.0.5:6379/0");
+    assert!(!format!("{:?}", o.options.storage).contains("from-env"));
+}
+
+#[test]
+fn storage_password_and_ca_conflicts() {
+    use super::parse_err;
+    let err = parse_err("options { storage \"redis://:pw@h:6379/0\" password-file=\"/p\" }\na.example.com { proxy 1 }");
+    assert!(err.to_string().contains("password is given twice"), "{err}");
+    assert!(err.render().contains("1:"), "{}", err.render());
+    let err = parse_err(
+        "options { storage \"redis://h:6379/0\" ca-root=\"/ca.pem\" }\na.example.com { proxy 1 }",
+    );
+    assert!(err.to_string().contains("needs a TLS connection"), "{err}");
+    let err =
+        parse_err("options { storage \"dir\" password-file=\"/p\" }\na.example.com { proxy 1 }");
+    assert!(err.to_string().contains("password-file"), "{err}");
+    let err = parse_err(
+        "options { storage \"redis://h\" password_file=\"/p\" }\na.example.com { proxy 1 }",
+    );
+    assert!(
+        err.render().contains("did you mean `password-file`"),
+        "{}",
+        err.render()
+    );
+    let err =
+        parse_err("options { storage \"redis://h\" ca-root=\"\" }\na.example.com { proxy 1 }");
+    assert!(
+        err.to_string().contains("a file path") || err.render().contains("empty"),
+        "{}",
+        err.render()
+    );
 }
 
 #[test]

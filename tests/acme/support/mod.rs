@@ -1,5 +1,6 @@
 //! Shared test support: Pebble, sockets, temp dirs, configs, waiting.
 
+pub mod cluster;
 pub mod dns;
 pub mod logs;
 pub mod net;
