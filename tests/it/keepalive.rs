@@ -170,3 +170,52 @@ async fn idle_pooled_connection_is_closed_after_the_pool_idle_timeout() {
     })
     .await
 }
+
+/// The race without the idle gap: the backend's keep-alive timer started before
+/// bellhop's pool clock (a long download to a slow client keeps the connection
+/// out of the pool after the backend's last byte), so it fires just as bellhop
+/// reuses the connection. The backend here closes a reused connection the
+/// moment a request arrives on it, unanswered, however short the idle time.
+/// A GET sent right after the previous exchange is replayed once on a fresh
+/// connection; a PUT with a body is not (bellhop no longer has the body): 502,
+/// and the backend sees no second connection for it.
+#[tokio::test]
+async fn reused_upstream_connection_dying_at_once_replays_a_get_but_not_a_put_with_a_body() {
+    bounded(secs(30), "test", async {
+        let backend = IdleClose::start_lazy(Duration::ZERO).await;
+        let server = TestServer::start(
+            ConfigBuilder::new()
+                .site(site("127.0.0.1").proxy(tcp(backend.addr)))
+                .build(),
+        )
+        .await;
+        let host = server.addr().to_string();
+        let mut client = h1(server.addr(), None).await;
+        let mut send = async |method: &str, path: &str, payload: &'static str| {
+            let request = req(method, &host, path).body(crate::support::client::body(payload));
+            let resp = client
+                .send_request(request.unwrap())
+                .await
+                .expect("client request");
+            collect(resp).await
+        };
+        // A fresh connection, which goes to the pool.
+        assert_eq!(send("GET", "/first", "").await.status, 200);
+        // Reused at once, closed by the backend: replayed on a fresh one.
+        let r = send("GET", "/second", "").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!((backend.idle_closes(), backend.conns()), (1, 2));
+        // The replay's connection served that request only: a new pooled one.
+        assert_eq!(send("GET", "/third", "").await.status, 200);
+        assert_eq!(backend.conns(), 3);
+        // Reused at once with a body: not replayed.
+        let r = send("PUT", "/upload", "payload").await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(
+            (backend.idle_closes(), backend.conns(), backend.requests()),
+            (2, 3, 3),
+            "(dropped requests, connections, answered requests)"
+        );
+    })
+    .await
+}
