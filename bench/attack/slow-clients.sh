@@ -18,7 +18,8 @@
 #   PROXIES="bellhop nginx" MODES="H" CONNECTIONS=2000 bench/attack/slow-clients.sh
 #
 # Settings (environment):
-#   PROXIES      among bellhop nginx caddy                  (default "bellhop nginx caddy")
+#   PROXIES      among bellhop bellhop-nocap nginx caddy    (default "bellhop nginx caddy";
+#                bellhop-nocap: max-connections-per-ip 65536, as for an attack from many addresses)
 #   MODES        among H B X                                (default "H B X")
 #   CONNECTIONS  slowhttptest connections per attack        (1000)
 #   RATE         new attack connections per second          (200)
@@ -63,9 +64,14 @@ start_front() {
     local name=$1 port=$2 dir=$BENCH_TMP/$1
     mkdir -p "$dir"
     case $name in
-        bellhop)
-            printf 'options { state-dir "%s/state" }\n"http://127.0.0.1:%s" { proxy "%s" }\n' \
-                "$dir" "$port" "$BACKEND" >"$dir/Proxyfile"
+        bellhop | bellhop-nocap)
+            # bellhop-nocap: max-connections-per-ip out of the way, so the
+            # attacker holds as many connections as against the others (an
+            # attack from many addresses).
+            local per_ip=""
+            [[ $name == bellhop ]] || per_ip=" max-connections-per-ip 65536"
+            printf 'options { state-dir "%s/state"%s }\n"http://127.0.0.1:%s" { proxy "%s" }\n' \
+                "$dir" "$per_ip" "$port" "$BACKEND" >"$dir/Proxyfile"
             spawn "$dir/log" "$BELLHOP" run --config "$dir/Proxyfile" --log-level warn ;;
         nginx)
             # Debian's /etc/nginx/nginx.conf settings that matter here; `user
@@ -97,7 +103,7 @@ NGINX
                 "$dir" "$port" "$BACKEND" >"$dir/Caddyfile"
             spawn "$dir/log" env HOME="$dir" XDG_DATA_HOME="$dir" XDG_CONFIG_HOME="$dir" \
                 caddy run --config "$dir/Caddyfile" --adapter caddyfile ;;
-        *) die "unknown proxy $name (bellhop, nginx or caddy)" ;;
+        *) die "unknown proxy $name (bellhop, bellhop-nocap, nginx or caddy)" ;;
     esac
     FRONT_PID=$SPAWNED
     WAIT_PID=$FRONT_PID wait_until 30 curl -sf -o /dev/null "http://127.0.0.1:$port/" \
@@ -106,7 +112,7 @@ NGINX
 
 front_version() {
     case $1 in
-        bellhop) echo "bellhop ($BELLHOP, $(git describe --always --dirty))" ;;
+        bellhop*) echo "$1: $BELLHOP" ;;
         nginx) nginx -v 2>&1 | sed 's/.*: //' ;;
         caddy) echo "Caddy $(caddy version | awk '{print $1}')" ;;
     esac
@@ -175,7 +181,7 @@ for name in $PROXIES; do
         # slowhttptest's CSV: seconds,closed,pending,connected,service available.
         held=$(awk -F, 'NR > 1 && $4 > m {m = $4} END {print m + 0}' "$out.slow.csv" 2>/dev/null || echo "?")
         held_end=$(awk -F, 'NR > 1 {c = $4} END {print c + 0}' "$out.slow.csv" 2>/dev/null || echo "?")
-        lines+=("$(printf '%-8s %-10s %6s %6s %10s %6s %7s %8s' "$name" "$(mode_name "$mode")" \
+        lines+=("$(printf '%-13s %-10s %6s %6s %10s %6s %7s %8s' "$name" "$(mode_name "$mode")" \
             "$held" "$held_end" "$ok/$total" "$(percentile 50 "$out.probe")" \
             "$(percentile 99 "$out.probe")" "$(mib_of "$(cat "$out.rss")")")")
         note "${lines[-1]}"
@@ -188,5 +194,5 @@ done
 echo "# $(date -u +%FT%TZ), $(nproc) CPUs, load after: $(uptime | sed 's/.*load average: //')"
 for name in $PROXIES; do echo "# $(front_version "$name")"; done
 echo "# $CONNECTIONS attack connections at $RATE/s for ${DURATION}s; probe every 100 ms, 3 s limit; latency over all attempts"
-printf '%-8s %-10s %6s %6s %10s %6s %7s %8s\n' proxy attack held@max held@end probe-ok p50ms p99ms peakRSS
+printf '%-13s %-10s %6s %6s %10s %6s %7s %8s\n' proxy attack held@max held@end probe-ok p50ms p99ms peakRSS
 printf '%s\n' "${lines[@]}"
