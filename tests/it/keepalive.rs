@@ -5,10 +5,26 @@
 use std::time::Duration;
 
 use crate::support::backends::idle_close::IdleClose;
-use crate::support::client::{collect, empty, h1, req};
+use hyper::client::conn::http1::SendRequest;
+
+use crate::support::client::{body, collect, empty, h1, req, ReqBody};
 use crate::support::config::{proxy, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
 use crate::support::{bounded, millis, secs};
+
+/// bellhop proxying to `backend`, and one client connection to it: the
+/// server (keep it alive), the Host to send, the client.
+async fn front(backend: &IdleClose) -> (TestServer, String, SendRequest<ReqBody>) {
+    let server = TestServer::start(
+        ConfigBuilder::new()
+            .site(site("127.0.0.1").proxy(tcp(backend.addr)))
+            .build(),
+    )
+    .await;
+    let host = server.addr().to_string();
+    let client = h1(server.addr(), None).await;
+    (server, host, client)
+}
 
 /// A long run of requests spaced around the backend's 1 s idle close. Three lanes
 /// run at once, each against its own backend (so each has its own pooled
@@ -90,14 +106,7 @@ async fn spaced_requests_against_a_1s_idle_backend_never_get_502() {
 async fn get_on_a_pooled_connection_the_backend_closed_is_retried() {
     bounded(secs(30), "test", async {
         let backend = IdleClose::start_lazy(millis(300)).await;
-        let server = TestServer::start(
-            ConfigBuilder::new()
-                .site(site("127.0.0.1").proxy(tcp(backend.addr)))
-                .build(),
-        )
-        .await;
-        let host = server.addr().to_string();
-        let mut client = h1(server.addr(), None).await;
+        let (_server, host, mut client) = front(&backend).await;
         for i in 0..8 {
             if i > 0 {
                 // Longer than the backend's idle time, shorter than bellhop's pool idle timeout.
@@ -183,16 +192,9 @@ async fn idle_pooled_connection_is_closed_after_the_pool_idle_timeout() {
 async fn reused_upstream_connection_dying_at_once_replays_a_get_but_not_a_put_with_a_body() {
     bounded(secs(30), "test", async {
         let backend = IdleClose::start_lazy(Duration::ZERO).await;
-        let server = TestServer::start(
-            ConfigBuilder::new()
-                .site(site("127.0.0.1").proxy(tcp(backend.addr)))
-                .build(),
-        )
-        .await;
-        let host = server.addr().to_string();
-        let mut client = h1(server.addr(), None).await;
+        let (_server, host, mut client) = front(&backend).await;
         let mut send = async |method: &str, path: &str, payload: &'static str| {
-            let request = req(method, &host, path).body(crate::support::client::body(payload));
+            let request = req(method, &host, path).body(body(payload));
             let resp = client
                 .send_request(request.unwrap())
                 .await
