@@ -69,7 +69,7 @@ start_front() {
             # attacker holds as many connections as against the others (an
             # attack from many addresses).
             local per_ip=""
-            [[ $name == bellhop ]] || per_ip=" max-connections-per-ip 65536"
+            [[ $name == bellhop ]] || per_ip="; max-connections-per-ip 65536"
             printf 'options { state-dir "%s/state"%s }\n"http://127.0.0.1:%s" { proxy "%s" }\n' \
                 "$dir" "$per_ip" "$port" "$BACKEND" >"$dir/Proxyfile"
             spawn "$dir/log" "$BELLHOP" run --config "$dir/Proxyfile" --log-level warn ;;
