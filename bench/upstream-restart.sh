@@ -79,8 +79,9 @@ load() {
     python3 - "$1" "$2" "$3" <<'PY'
 import sys, threading, time, http.client
 port, seconds, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-statuses, lock = [], threading.Lock()
+results, lock = [], threading.Lock()
 def one(i):
+    t0 = time.monotonic()
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         c.request("GET", f"/client?n={i}")
@@ -88,7 +89,7 @@ def one(i):
     except Exception:
         s = 0
     with lock:
-        statuses.append(s)
+        results.append((s, time.monotonic() - t0))
 threads, start, i = [], time.monotonic(), 0
 while time.monotonic() - start < seconds:
     t = threading.Thread(target=one, args=(i,)); t.start(); threads.append(t)
@@ -96,11 +97,19 @@ while time.monotonic() - start < seconds:
     time.sleep(max(0.0, start + i * 0.02 - time.monotonic()))
 for t in threads: t.join()
 with open(out, "w") as f:
-    f.write("\n".join(f"{s:03d}" for s in statuses) + "\n")
+    f.write("".join(f"{s:03d} {d:.4f}\n" for s, d in results))
 PY
 }
 
-printf '%-8s %8s %6s %6s %6s %10s\n' proxy requests 200 502 other app_down_ms
+# percentile P FILE — nearest-rank P-th percentile of column 2 (seconds), in ms.
+percentile() {
+    awk '{print $2}' "$2" | sort -n |
+        awk -v p="$1" '{a[NR] = $1} END { if (!NR) { print "-"; exit }
+            r = int(p / 100 * NR + 0.999999); if (r < 1) r = 1; printf "%.0f", a[r] * 1000 }'
+}
+
+note "load: $(uptime | sed 's/.*load average: //'); $(caddy version | awk '{print "Caddy", $1}'); $(nginx -v 2>&1 | sed 's/.*: //')"
+printf '%-8s %8s %6s %6s %6s %10s %6s %6s %6s\n' proxy requests 200 502 other app_down_ms p50ms p99ms maxms
 for name in $PROXIES; do
     start_app
     port=$(free_port)
@@ -114,8 +123,9 @@ for name in $PROXIES; do
     start_app
     down_ms=$(( ($(date +%s%N) - down) / 1000000 ))
     wait "$load_pid"
-    total=$(wc -l <"$out"); ok=$(grep -c '^200$' "$out" || true); bad=$(grep -c '^502$' "$out" || true)
-    printf '%-8s %8d %6d %6d %6d %10d\n' "$name" "$total" "$ok" "$bad" $((total - ok - bad)) "$down_ms"
+    total=$(wc -l <"$out"); ok=$(grep -c '^200 ' "$out" || true); bad=$(grep -c '^502 ' "$out" || true)
+    printf '%-8s %8d %6d %6d %6d %10d %6s %6s %6s\n' "$name" "$total" "$ok" "$bad" $((total - ok - bad)) "$down_ms" \
+        "$(percentile 50 "$out")" "$(percentile 99 "$out")" "$(percentile 100 "$out")"
     stop "$FRONT_PID"
     stop "$APP_PID"
 done

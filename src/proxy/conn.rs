@@ -44,7 +44,8 @@ pub(super) struct Home {
 /// the request and the response body copies one pointer).
 pub(super) struct UpstreamConn {
     send: http1::SendRequest<Body>,
-    conn: http1::Connection<TokioIo<UpstreamStream>, Body>,
+    /// `None` once dropped to hand back a request it never took (`request`).
+    conn: Option<http1::Connection<TokioIo<UpstreamStream>, Body>>,
     /// The connection future finished (closed, failed or handed over for an
     /// upgrade); polling it again is not allowed.
     finished: Option<hyper::Result<()>>,
@@ -80,7 +81,7 @@ impl UpstreamConn {
             .map_err(OpenError::Handshake)?;
         Ok(Box::new(UpstreamConn {
             send,
-            conn,
+            conn: Some(conn),
             finished: None,
             home,
             idled: Duration::ZERO,
@@ -90,9 +91,9 @@ impl UpstreamConn {
     /// Drives the connection (reads, writes, keep-alive bookkeeping) as far as
     /// it goes without blocking; `cx` is woken when it can go further.
     pub(super) fn drive(&mut self, cx: &mut Context<'_>) {
-        if self.finished.is_none() {
+        if let (None, Some(conn)) = (&self.finished, &mut self.conn) {
             // Without shutdown: after a 101 the stream is taken over, not closed.
-            if let Poll::Ready(result) = self.conn.poll_without_shutdown(cx) {
+            if let Poll::Ready(result) = conn.poll_without_shutdown(cx) {
                 self.finished = Some(result);
             }
         }
@@ -109,6 +110,12 @@ impl UpstreamConn {
     /// Sends `request` and drives the connection until the response head
     /// arrives. When the connection dies before the request was written, the
     /// error hands the request back for a retry elsewhere.
+    ///
+    /// One way to die first needs help: a pooled connection whose backend's
+    /// FIN arrives between the checkout and this first poll. hyper reads the
+    /// EOF before it takes the request from its queue, ends the connection
+    /// cleanly, and leaves the request queued, unanswered until the header
+    /// timeout. Dropping the connection then hands the request back.
     pub(super) async fn request(
         &mut self,
         request: Request<Body>,
@@ -116,7 +123,11 @@ impl UpstreamConn {
         let mut response = pin!(self.send.try_send_request(request));
         poll_fn(|cx| {
             self.drive(cx);
-            response.as_mut().poll(cx)
+            let polled = response.as_mut().poll(cx);
+            if polled.is_pending() && self.finished.is_some() && self.conn.take().is_some() {
+                return response.as_mut().poll(cx);
+            }
+            polled
         })
         .await
     }
@@ -133,13 +144,14 @@ impl UpstreamConn {
             }
         })
         .await;
-        match self.finished.take() {
-            Some(Ok(())) => {
-                let parts = self.conn.into_parts();
+        match (self.finished.take(), self.conn.take()) {
+            (Some(Ok(())), Some(conn)) => {
+                let parts = conn.into_parts();
                 Ok((parts.io.into_inner(), parts.read_buf))
             }
-            Some(Err(e)) => Err(io::Error::other(e)),
-            None => Err(io::Error::other("upstream connection not finished")),
+            (Some(Err(e)), _) => Err(io::Error::other(e)),
+            (Some(Ok(())), None) => Err(io::Error::other("upstream connection dropped")),
+            (None, _) => Err(io::Error::other("upstream connection not finished")),
         }
     }
 }
@@ -151,4 +163,66 @@ pub(super) enum OpenError {
     Connect(io::Error),
     /// hyper refused the stream (it never does for HTTP/1.1 today).
     Handshake(hyper::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn get() -> Request<Body> {
+        Request::get("/").body(Body::empty()).unwrap()
+    }
+
+    /// The backend answers one request and closes; the close is on the
+    /// socket before the next request is polled for the first time (as when
+    /// its FIN lands right after the pool's check). The request comes back
+    /// unsent instead of waiting for the header timeout.
+    #[tokio::test]
+    async fn request_queued_on_a_connection_that_ended_first_is_handed_back() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut buf).await.unwrap();
+                head.extend_from_slice(&buf[..n]);
+            }
+            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            let _ = close_rx.await;
+            // On loopback the FIN is in the peer's queue when this returns.
+            sock.shutdown().await.unwrap();
+            let _ = closed_tx.send(());
+            let _ = sock.read(&mut buf).await;
+        });
+        let target = Upstream::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let mut conn = UpstreamConn::open(&target, Duration::from_secs(5), None)
+            .await
+            .unwrap();
+        let response = conn.request(get()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        drop(response);
+        // Idle and ready, as in the pool; then the backend closes, and the
+        // connection is not polled again before the next request.
+        assert!(conn.is_reusable());
+        close_tx.send(()).unwrap();
+        closed_rx.await.unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), conn.request(get())).await;
+        match outcome {
+            Ok(Err(mut failed)) => {
+                assert!(failed.take_message().is_some(), "no request handed back")
+            }
+            Ok(Ok(r)) => panic!("answered {}", r.status()),
+            Err(_) => panic!("the request was left queued on the ended connection"),
+        }
+    }
 }

@@ -7,12 +7,17 @@
 //! - the connection was found dead before the request was written (hyper
 //!   hands the request back): any request, nothing reached the backend;
 //! - the connection died after the request was written but before any
-//!   response byte, the request is idempotent and has no body, and the
-//!   connection had been idle long enough for the backend's idle timer to be
-//!   the likely cause ([`REPLAY_AFTER_IDLE`]). Only then is the request head
-//!   copied before sending, so a busy connection (a benchmark's, a busy
-//!   site's) never pays for the copy, and a backend that fails requests on
-//!   busy connections gets a 502 instead of a second request.
+//!   response byte (hyper reports the end of the connection, an
+//!   `IncompleteMessage` or a reset, and keeps the request), and the request
+//!   is idempotent and has no body: its head is copied before sending on a
+//!   reused connection, and sent again from the copy.
+//!
+//! How long the connection sat in the pool says nothing here: the backend's
+//! idle timer starts at its last response byte, bellhop's pool clock when the
+//! response has been forwarded, which for a download to a slow client can be
+//! seconds later. So a connection idle for a millisecond can still meet the
+//! backend's close. A request with a body is never replayed (the body has been
+//! streamed and is gone): it gets the 502.
 //!
 //! A new connection that fails is not retried: another would fail the same way.
 
@@ -26,11 +31,6 @@ use super::conn::{Home, OpenError, UpstreamConn};
 use super::reach::{reach, Ready, Source};
 use super::upstream::UpstreamTarget;
 use crate::body::Body;
-
-/// A pooled connection idle for at least this long may have met the backend's
-/// keep-alive timer (uvicorn 5 s, Node 5 s, gunicorn 2 s); below it, a dead
-/// connection means a failing backend, not a stale connection.
-const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(50);
 
 /// Timeouts and pool settings for reaching one `proxy` directive's upstreams.
 #[derive(Debug, Clone, Copy)]
@@ -62,9 +62,8 @@ pub(super) async fn send(
         key: upstream.key,
         idle_timeout: settings.idle_timeout,
     });
-    let replay = (conn.idled >= REPLAY_AFTER_IDLE)
-        .then(|| Replay::of(&request))
-        .flatten();
+    let replay = Replay::of(&request);
+    let idled = conn.idled;
     let mut failed =
         match tokio::time::timeout(settings.header_timeout, conn.request(request)).await {
             Err(_) => return Err(SendError::HeaderTimeout),
@@ -79,7 +78,7 @@ pub(super) async fn send(
     let error = failed.into_error();
     match replay {
         Some(replay) if !error.is_user() => {
-            tracing::debug!(upstream = %upstream.label, error = %error_chain(&error), "retrying on a fresh connection");
+            tracing::debug!(upstream = %upstream.label, error = %error_chain(&error), ?idled, "reused connection closed before any response byte; replaying on a fresh connection");
             // The replacement serves this request only, as before the pool
             // was rewritten: tests count the connections this costs.
             send_fresh(upstream, settings, replay.into_request(), false).await

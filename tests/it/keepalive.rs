@@ -5,10 +5,26 @@
 use std::time::Duration;
 
 use crate::support::backends::idle_close::IdleClose;
-use crate::support::client::{collect, empty, h1, req};
+use hyper::client::conn::http1::SendRequest;
+
+use crate::support::client::{body, collect, empty, h1, req, ReqBody};
 use crate::support::config::{proxy, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
 use crate::support::{bounded, millis, secs};
+
+/// bellhop proxying to `backend`, and one client connection to it: the
+/// server (keep it alive), the Host to send, the client.
+async fn front(backend: &IdleClose) -> (TestServer, String, SendRequest<ReqBody>) {
+    let server = TestServer::start(
+        ConfigBuilder::new()
+            .site(site("127.0.0.1").proxy(tcp(backend.addr)))
+            .build(),
+    )
+    .await;
+    let host = server.addr().to_string();
+    let client = h1(server.addr(), None).await;
+    (server, host, client)
+}
 
 /// A long run of requests spaced around the backend's 1 s idle close. Three lanes
 /// run at once, each against its own backend (so each has its own pooled
@@ -90,14 +106,7 @@ async fn spaced_requests_against_a_1s_idle_backend_never_get_502() {
 async fn get_on_a_pooled_connection_the_backend_closed_is_retried() {
     bounded(secs(30), "test", async {
         let backend = IdleClose::start_lazy(millis(300)).await;
-        let server = TestServer::start(
-            ConfigBuilder::new()
-                .site(site("127.0.0.1").proxy(tcp(backend.addr)))
-                .build(),
-        )
-        .await;
-        let host = server.addr().to_string();
-        let mut client = h1(server.addr(), None).await;
+        let (_server, host, mut client) = front(&backend).await;
         for i in 0..8 {
             if i > 0 {
                 // Longer than the backend's idle time, shorter than bellhop's pool idle timeout.
@@ -167,6 +176,48 @@ async fn idle_pooled_connection_is_closed_after_the_pool_idle_timeout() {
         let (n, idle) = closed.await.expect("backend task");
         assert_eq!(n, 0, "bellhop sent more bytes instead of closing");
         assert!(idle >= millis(250), "closed after only {idle:?}");
+    })
+    .await
+}
+
+/// The race without the idle gap: the backend's keep-alive timer started before
+/// bellhop's pool clock (a long download to a slow client keeps the connection
+/// out of the pool after the backend's last byte), so it fires just as bellhop
+/// reuses the connection. The backend here closes a reused connection the
+/// moment a request arrives on it, unanswered, however short the idle time.
+/// A GET sent right after the previous exchange is replayed once on a fresh
+/// connection; a PUT with a body is not (bellhop no longer has the body): 502,
+/// and the backend sees no second connection for it.
+#[tokio::test]
+async fn reused_upstream_connection_dying_at_once_replays_a_get_but_not_a_put_with_a_body() {
+    bounded(secs(30), "test", async {
+        let backend = IdleClose::start_lazy(Duration::ZERO).await;
+        let (_server, host, mut client) = front(&backend).await;
+        let mut send = async |method: &str, path: &str, payload: &'static str| {
+            let request = req(method, &host, path).body(body(payload));
+            let resp = client
+                .send_request(request.unwrap())
+                .await
+                .expect("client request");
+            collect(resp).await
+        };
+        // A fresh connection, which goes to the pool.
+        assert_eq!(send("GET", "/first", "").await.status, 200);
+        // Reused at once, closed by the backend: replayed on a fresh one.
+        let r = send("GET", "/second", "").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!((backend.idle_closes(), backend.conns()), (1, 2));
+        // The replay's connection served that request only: a new pooled one.
+        assert_eq!(send("GET", "/third", "").await.status, 200);
+        assert_eq!(backend.conns(), 3);
+        // Reused at once with a body: not replayed.
+        let r = send("PUT", "/upload", "payload").await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(
+            (backend.idle_closes(), backend.conns(), backend.requests()),
+            (2, 3, 3),
+            "(dropped requests, connections, answered requests)"
+        );
     })
     .await
 }

@@ -23,7 +23,9 @@ use crate::support::backends::slow::Slow;
 use crate::support::backends::upgrade::UpgradeBackend;
 use crate::support::binary::{text_field, Bellhop};
 use crate::support::client::{body, collect, connect_from, empty, get, h2_tls, raw_upgrade, req};
-use crate::support::config::{https_site, proxy, respond, site, tcp, ConfigBuilder};
+use crate::support::config::{
+    https_site, proxy, proxy_with, respond, site, tcp, unix, ConfigBuilder,
+};
 use crate::support::server::TestServer;
 use crate::support::{bounded, secs, wait_for, wait_for_async, TempDir};
 
@@ -471,6 +473,63 @@ async fn h2_bodies_over_max_body_and_connect_are_refused() {
             before_connect,
             "the CONNECT reached the backend"
         );
+    })
+    .await
+}
+
+/// A request waiting in `upstream-wait` for a backend that is not there yet
+/// holds its head, not its body, and keeps its place under `max-connections`:
+/// of a 16 MiB upload bellhop takes no more than what the sockets buffer
+/// (the client's writes stall), a second client is refused meanwhile, and
+/// when the backend's socket appears the whole body goes through.
+#[tokio::test]
+async fn upstream_wait_holds_the_head_only_and_counts_against_the_cap() {
+    bounded(secs(60), "test", async {
+        const BODY: usize = 16 << 20;
+        let dir = TempDir::new("wait-holds-head");
+        let sock = dir.path().join("app.sock");
+        let handler = proxy_with(vec![unix(&sock)], |p| p.upstream_wait = secs(30));
+        let server = TestServer::start(
+            ConfigBuilder::new()
+                .site(site("").handle(handler))
+                .options(|o| o.max_connections = Some(1))
+                .build(),
+        )
+        .await;
+        let mut upload = connect_from(server.addr(), from(1)).await;
+        let head =
+            format!("PUT /upload HTTP/1.1\r\nHost: limits.test\r\nContent-Length: {BODY}\r\n\r\n");
+        upload.write_all(head.as_bytes()).await.expect("write head");
+        // Push the body until bellhop stops taking it: a write that makes no
+        // progress for half a second means nobody reads the other end.
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < BODY {
+            let n = chunk.len().min(BODY - sent);
+            match tokio::time::timeout(Duration::from_millis(500), upload.write(&chunk[..n])).await
+            {
+                Ok(Ok(n)) => sent += n,
+                Ok(Err(e)) => panic!("upload write failed after {sent} bytes: {e}"),
+                Err(_) => break,
+            }
+        }
+        assert!(
+            sent < 4 << 20,
+            "bellhop took {sent} of {BODY} body bytes while waiting for its upstream"
+        );
+        let mut second = connect_from(server.addr(), from(2)).await;
+        assert!(
+            refused(&mut second).await,
+            "a second connection was served while the first waited (max-connections 1)"
+        );
+        let echo = Echo::start_unix("late", &sock).await;
+        upload
+            .write_all(&vec![b'x'; BODY - sent])
+            .await
+            .expect("write the rest of the body");
+        let head = read_head(&mut upload).await.expect("the upload's answer");
+        assert_eq!(status(&head), 200, "{head}");
+        assert_eq!(echo.stats.bytes_in.load(Ordering::SeqCst), BODY as u64);
     })
     .await
 }
