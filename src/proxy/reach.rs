@@ -136,7 +136,7 @@ fn is_restarting(error: &OpenError) -> bool {
 }
 
 /// Connects to `upstream`, recording the outcome in its health record.
-async fn open(
+pub(super) async fn open(
     upstream: &UpstreamTarget,
     settings: SendSettings,
     reuse: bool,

@@ -19,7 +19,14 @@
 //! backend's close. A request with a body is never replayed (the body has been
 //! streamed and is gone): it gets the 502.
 //!
-//! A new connection that fails is not retried: another would fail the same way.
+//! A new connection that fails is retried in one case only: it died before
+//! any response byte, the request is replayable, and a second connect is then
+//! refused. That is a backend going down (`systemctl restart`) with the
+//! request still in its accept queue, unread: closing the listening socket
+//! resets what is queued. The request then waits for the backend like any
+//! other (`upstream-wait`). If the second connect succeeds the backend is up
+//! and the failure was this request's own: it gets the 502, and a request
+//! that crashes its backend is not sent twice.
 
 use std::time::Duration;
 
@@ -28,7 +35,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 
 use super::conn::{Home, OpenError, UpstreamConn};
-use super::reach::{reach, Ready, Source};
+use super::reach::{open, reach, Ready, Source};
 use super::upstream::UpstreamTarget;
 use crate::body::Body;
 
@@ -55,7 +62,7 @@ pub(super) async fn send(
     request: Request<Body>,
 ) -> Result<(Response<Incoming>, Box<UpstreamConn>), SendError> {
     let mut conn = match ready {
-        Ready::New(conn) => return send_on(conn, settings, request).await,
+        Ready::New(conn) => return send_new(upstream, settings, conn, request).await,
         Ready::Pooled(conn) => conn,
     };
     conn.home = Some(Home {
@@ -101,6 +108,55 @@ async fn send_fresh(
         Ok((_, Ready::New(conn) | Ready::Pooled(conn))) => send_on(conn, settings, request).await,
         Err(unreached) => Err(SendError::Open(unreached.error)),
     }
+}
+
+/// Sends `request` on a connection just opened for it, replaying it once if
+/// the backend turns out to have been going down (see the module docs).
+async fn send_new(
+    upstream: &UpstreamTarget,
+    settings: SendSettings,
+    conn: Box<UpstreamConn>,
+    request: Request<Body>,
+) -> Result<(Response<Incoming>, Box<UpstreamConn>), SendError> {
+    let replay = Replay::of(&request);
+    let error = match send_on(conn, settings, request).await {
+        Err(SendError::Failed(error)) if died_unanswered(&error) => error,
+        other => return other,
+    };
+    let Some(replay) = replay else {
+        return Err(SendError::Failed(error));
+    };
+    // A probe: its refusal is recorded like any failed connect; a connection
+    // it opens is dropped (the backend is up, so the 502 stands).
+    match open(upstream, settings, false).await {
+        Err(OpenError::Connect(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            tracing::debug!(upstream = %upstream.label, error = %error_chain(&error), "new connection reset unanswered and the upstream now refuses: restarting; the request waits for it");
+            send_fresh(upstream, settings, replay.into_request(), true).await
+        }
+        _ => Err(SendError::Failed(error)),
+    }
+}
+
+/// Whether an exchange ended with the connection closing or resetting before
+/// any response byte (not a timeout, a malformed response or our own error).
+fn died_unanswered(error: &hyper::Error) -> bool {
+    if error.is_user() || error.is_parse() || error.is_timeout() {
+        return false;
+    }
+    if error.is_incomplete_message() || error.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Sends `request` on a connection nobody has used yet.

@@ -50,6 +50,13 @@ impl Echo {
         Echo { http, stats }
     }
 
+    /// Starts an echo backend at `addr`.
+    pub async fn start_at(name: &str, addr: std::net::SocketAddr) -> Echo {
+        let stats = Arc::new(EchoStats::default());
+        let http = HttpBackend::tcp_at(addr, echo_handler(name, &stats)).await;
+        Echo { http, stats }
+    }
+
     /// Starts an echo backend on a unix socket at `path`.
     pub async fn start_unix(name: &str, path: &Path) -> Echo {
         let stats = Arc::new(EchoStats::default());

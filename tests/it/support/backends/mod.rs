@@ -147,9 +147,12 @@ pub struct HttpBackend {
 impl HttpBackend {
     /// Serves `h` on 127.0.0.1 at an ephemeral port.
     pub async fn tcp(h: Handler) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind backend");
+        Self::tcp_at(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), h).await
+    }
+
+    /// Serves `h` at `addr` (a backend coming back on its port).
+    pub async fn tcp_at(addr: std::net::SocketAddr, h: Handler) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
         let stats = Arc::new(ConnStats::default());
         let st = stats.clone();
