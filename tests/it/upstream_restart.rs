@@ -245,7 +245,7 @@ async fn a_get_reset_by_a_live_app_is_not_sent_twice() {
                         seen.fetch_add(1, Ordering::SeqCst);
                     }
                     // Close with a reset, before any response byte.
-                    let _ = sock.set_linger(Some(std::time::Duration::ZERO));
+                    let _ = sock.set_zero_linger();
                 });
             }
         });
