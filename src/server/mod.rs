@@ -11,6 +11,10 @@
 //!                         connections and tunnels keep their snapshot
 //! ShutdownHandle       ─► stop accepting, finish in-flight requests within the
 //!                         grace period, close upgraded tunnels, return
+//! UpgradeHandle        ─► start the new binary with the listening sockets
+//!                         handed over (handover.rs); once it serves, stop
+//!                         accepting and drain: open requests and tunnels run
+//!                         until they end or `drain-timeout`, then return
 //! ```
 
 mod access_line;
@@ -19,18 +23,23 @@ mod admin;
 mod answers;
 mod caps;
 mod connection;
+mod handover;
 mod https;
 mod listener;
+mod main_pid;
 mod malformed;
 mod notify;
 mod reload;
 mod service;
 mod traffic;
+mod upgrade;
 mod watchdog;
 mod worker;
 mod write_deadline;
 
+pub use handover::Handover;
 pub use reload::{ReloadHandle, ReloadSummary};
+pub use upgrade::UpgradeHandle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,6 +112,9 @@ struct Background {
     tasks: TaskTracker,
     /// Cancelled when bellhop shuts down.
     shutdown: CancellationToken,
+    /// Cancelled when the listeners stop accepting: on shutdown (a child of
+    /// it), or alone once an upgrade has handed them to a new process.
+    accepting: CancellationToken,
 }
 
 impl Shared {
@@ -158,8 +170,13 @@ pub struct Server {
     admin: Option<tokio::net::TcpListener>,
     shared: Arc<Shared>,
     grace_period: Duration,
+    /// How long open connections may run on after an upgrade (`drain-timeout`).
+    drain_timeout: Duration,
     /// Worker threads `run` starts; every listener has one socket per worker.
     workers: usize,
+    /// When this process was started by an upgrade: the old process, told
+    /// once every listener accepts.
+    handover: Option<Handover>,
 }
 
 /// Starts a graceful shutdown of the server it came from.
@@ -176,6 +193,27 @@ impl ShutdownHandle {
 impl Server {
     /// Builds the router and binds every listener the config needs.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        Server::bind_with(config, None).await
+    }
+
+    /// [`bind`](Self::bind) for the new process of an upgrade: adopts the
+    /// listening sockets the old process handed over (binding only what the
+    /// config adds), and tells the old process that it serves once
+    /// [`run`](Self::run) accepts, or here why it cannot start.
+    pub async fn take_over(config: Config, mut handover: Handover) -> anyhow::Result<Server> {
+        match Server::bind_with(config, Some(&mut handover)).await {
+            Ok(mut server) => {
+                server.handover = Some(handover);
+                Ok(server)
+            }
+            Err(e) => {
+                handover.fail(&format!("{e:#}"));
+                Err(e)
+            }
+        }
+    }
+
+    async fn bind_with(config: Config, handover: Option<&mut Handover>) -> anyhow::Result<Server> {
         let metrics = Arc::new(Metrics::new());
         let access_logs = AccessLogFiles::default();
         let router = Router::new(&config, &metrics, None, &access_logs)
@@ -185,16 +223,30 @@ impl Server {
         // ACME starts in `run`, once the listeners can answer validations.
         let https = https::Https::new(&config, &metrics).await?;
         let shutdown = CancellationToken::new();
+        let accepting = shutdown.child_token();
         let workers = worker::count(&config.options);
-        let listeners = Listeners::bind(specs, workers, config.options.clone(), &shutdown)?;
+        let mut adopted = handover.map(Handover::sockets);
+        let listeners = Listeners::bind(
+            specs,
+            workers,
+            config.options.clone(),
+            &accepting,
+            adopted.as_deref_mut(),
+        )?;
         let admin = config
             .options
             .admin
             .map(|addr| {
-                admin::bind(addr)
+                let handed = adopted.as_mut().and_then(|a| a.take_admin(addr));
+                admin::bind_or_adopt(addr, handed)
                     .with_context(|| format!("cannot listen on {addr} (the admin listener)"))
             })
             .transpose()?;
+        if let Some(admin) = &admin {
+            listeners
+                .set_admin(admin)
+                .context("cannot copy the admin listener's descriptor")?;
+        }
 
         let mut http1 = http1::Builder::new();
         http1
@@ -224,6 +276,7 @@ impl Server {
                 background: Background {
                     tasks: TaskTracker::new(),
                     shutdown,
+                    accepting,
                 },
                 http1,
                 http2,
@@ -237,7 +290,9 @@ impl Server {
                 access_logs,
             }),
             grace_period: config.options.grace_period,
+            drain_timeout: config.options.drain_timeout,
             workers,
+            handover: None,
         })
     }
 
@@ -256,6 +311,12 @@ impl Server {
     /// A handle that starts graceful shutdown.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shared.background.shutdown.clone())
+    }
+
+    /// A handle that starts a new binary with this server's listening
+    /// sockets, then drains this server (see [`UpgradeHandle`]).
+    pub fn upgrade_handle(&self) -> UpgradeHandle {
+        UpgradeHandle::new(self.shared.clone(), self.listeners.clone())
     }
 
     /// A handle that swaps in a new config while the server runs (also usable
@@ -286,30 +347,40 @@ impl Server {
                 admin,
                 self.shared.clone(),
                 self.listeners.clone(),
-                self.shared.background.shutdown.clone(),
+                self.shared.background.accepting.clone(),
             ));
         }
 
         if let Some(https) = &self.shared.https {
             https.start();
         }
+        if let Some(handover) = self.handover.take() {
+            handover.ready();
+        }
         let _service_manager = self.tell_service_manager(workers.handles());
 
         let background = &self.shared.background;
-        background.shutdown.cancelled().await;
-        self.shared.notify.stopping();
+        background.accepting.cancelled().await;
+        if background.shutdown.is_cancelled() {
+            self.shared.notify.stopping();
+        }
         if let Some(https) = &self.shared.https {
+            // After an upgrade the new process renews; two would race.
             https.shutdown();
         }
         for accept in self.listeners.take_loops() {
-            // An accept loop only ends on shutdown or when a reload removes
-            // its port; a panic there is a bug
+            // An accept loop only ends on shutdown, an upgrade, or when a
+            // reload removes its port; a panic there is a bug
             // worth reporting but not worth failing the drain for.
             if let Err(e) = accept.await {
                 tracing::error!(error = %e, "accept loop failed");
             }
         }
+        self.listeners.release();
         background.tasks.close();
+        if !background.shutdown.is_cancelled() {
+            self.drain().await;
+        }
         let open = background.tasks.len();
         if open > 0 {
             tracing::info!(connections = open, grace_period = ?self.grace_period, "waiting for in-flight requests");
@@ -362,5 +433,26 @@ impl Server {
             })));
         }
         tasks
+    }
+
+    /// After an upgrade: lets the open connections and tunnels run until
+    /// they end, `drain-timeout` passes, or shutdown is asked for; then
+    /// shuts down (closing tunnels, as on SIGTERM).
+    async fn drain(&self) {
+        let background = &self.shared.background;
+        tracing::info!(
+            connections = background.tasks.len(),
+            drain_timeout = ?self.drain_timeout,
+            "no longer accepting (the new process serves); draining open connections"
+        );
+        tokio::select! {
+            () = background.tasks.wait() => tracing::info!("drained: every connection has ended"),
+            () = tokio::time::sleep(self.drain_timeout) => tracing::warn!(
+                remaining = background.tasks.len(),
+                "drain-timeout over, closing the remaining connections"
+            ),
+            () = background.shutdown.cancelled() => {}
+        }
+        background.shutdown.cancel();
     }
 }
