@@ -10,7 +10,14 @@
 //! Sockets{listeners, admin} + SCM_RIGHTS ─►  adopt them (no bind for those ports)
 //!                                            load, bind the rest, start serving
 //!                                  ◄──────── Ready{pid} | Failed{reason} | EOF
+//! MAINPID=new to systemd, stop accepting
+//! Handed ────────────────────────────────►  READY=1 to systemd (now its main PID)
+//! drain; exit (the connection closes) ────►  EOF: the old process is gone
 //! ```
+//!
+//! The connection stays open after `Handed` so that the new process learns,
+//! by its end, when the old one has drained and exited (its status line says
+//! that the old one drains until then).
 //!
 //! The sockets themselves cross, not copies bound anew: both processes hold
 //! the same listening sockets, so a connection waiting in an accept queue is
@@ -42,7 +49,7 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags,
 };
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 use super::listener::ListenerSpec;
 
@@ -65,6 +72,9 @@ enum Message {
     Ready { pid: u32 },
     /// New → old: it could not start, and why (what it also logs).
     Failed { reason: String },
+    /// Old → new, after `Ready`: the old process has stopped accepting and
+    /// told systemd the new main PID; the new one may now say `READY=1`.
+    Handed,
 }
 
 /// The sockets of one configured listener (one per worker of the old process).
@@ -127,14 +137,14 @@ impl Offer {
         &self.name
     }
 
-    /// Waits for process `child` to connect (connections from anyone else
-    /// are dropped), sends it `offered`, and reads what it says back.
-    pub(super) async fn hand_over(&self, child: u32, offered: Offered) -> anyhow::Result<Outcome> {
-        let stream = loop {
+    /// Waits for process `child` to connect; connections from anyone else
+    /// are dropped.
+    pub(super) async fn accept(&self, child: u32) -> io::Result<Successor> {
+        loop {
             let (stream, _) = self.listener.accept().await?;
             match rustix::net::sockopt::socket_peercred(&stream) {
                 Ok(cred) if cred.pid.as_raw_nonzero().get().unsigned_abs() == child => {
-                    break stream
+                    return Ok(Successor { stream })
                 }
                 Ok(cred) => tracing::warn!(
                     pid = cred.pid.as_raw_nonzero().get(),
@@ -142,18 +152,57 @@ impl Offer {
                 ),
                 Err(e) => tracing::warn!(error = %e, "upgrade: cannot identify a peer; ignored"),
             }
-        };
-        send_sockets(&stream, offered).await?;
-        let mut line = String::new();
-        let mut reader = tokio::io::BufReader::new(stream);
-        if reader.read_line(&mut line).await? == 0 {
-            return Ok(Outcome::Gone);
         }
-        match serde_json::from_str(&line) {
+    }
+}
+
+/// The old process's connection to the new one, once it has connected.
+#[derive(Debug)]
+pub(super) struct Successor {
+    stream: tokio::net::UnixStream,
+}
+
+impl Successor {
+    /// Sends `offered` and reads what the new process says back. Once
+    /// connected, the connection alone tells how it went: what the new
+    /// process wrote before it exited is read before the end of the stream,
+    /// so its reason is never lost to the news of its exit.
+    pub(super) async fn hand_over(&mut self, offered: Offered) -> anyhow::Result<Outcome> {
+        send_sockets(&self.stream, offered).await?;
+        let mut line = Vec::new();
+        loop {
+            let mut byte = [0u8; 1];
+            // One byte at a time: nothing after the answer may be consumed
+            // here (the stream is kept for `handed`), and the line is short.
+            match self.stream.read(&mut byte).await? {
+                0 if line.is_empty() => return Ok(Outcome::Gone),
+                0 => bail!(
+                    "the new process answered {:?} and left",
+                    String::from_utf8_lossy(&line)
+                ),
+                _ if byte[0] == b'\n' => break,
+                _ => line.push(byte[0]),
+            }
+        }
+        match serde_json::from_slice(&line) {
             Ok(Message::Ready { .. }) => Ok(Outcome::Ready),
             Ok(Message::Failed { reason }) => Ok(Outcome::Failed(reason)),
-            _ => bail!("the new process answered {:?}", line.trim_end()),
+            _ => bail!(
+                "the new process answered {:?}",
+                String::from_utf8_lossy(&line)
+            ),
         }
+    }
+
+    /// Tells the new process that the hand-over is complete (this process
+    /// no longer accepts and systemd knows the new main PID). The connection
+    /// is returned to be kept open until this process exits: its end tells
+    /// the new process that the drain is over.
+    pub(super) async fn handed(mut self) -> io::Result<tokio::net::UnixStream> {
+        let mut line = serde_json::to_vec(&Message::Handed)?;
+        line.push(b'\n');
+        tokio::io::AsyncWriteExt::write_all(&mut self.stream, &line).await?;
+        Ok(self.stream)
     }
 }
 
@@ -226,6 +275,23 @@ pub struct Handover {
     sockets: Adopted,
 }
 
+/// The old process after the hand-over, draining its connections.
+#[derive(Debug)]
+pub(super) struct Predecessor {
+    /// Its process id.
+    pub pid: u32,
+    stream: tokio::io::BufReader<tokio::net::UnixStream>,
+}
+
+impl Predecessor {
+    /// Resolves when the old process has exited (its end of the connection
+    /// closes with it; it writes nothing more).
+    pub(super) async fn exited(mut self) {
+        let mut rest = Vec::new();
+        let _ = self.stream.read_to_end(&mut rest).await;
+    }
+}
+
 /// Sockets handed over and not yet taken by a listener of the new config.
 #[derive(Debug, Default)]
 pub(super) struct Adopted {
@@ -260,11 +326,48 @@ impl Handover {
         });
     }
 
-    /// Tells the old process this one serves: it stops accepting and drains.
-    pub(super) fn ready(mut self) {
+    /// Tells the old process this one serves, and waits until it has
+    /// stopped accepting and passed the main PID to this process (`Handed`):
+    /// only then may `READY=1` go to systemd, which takes it from the main
+    /// PID alone. Returns the old process, to learn when it has drained;
+    /// `None` if it went away before handing over (it is not draining then).
+    pub(super) async fn ready(mut self) -> Option<Predecessor> {
         self.say(&Message::Ready {
             pid: std::process::id(),
         });
+        let parent = std::os::unix::process::parent_id();
+        let stream = self
+            .control
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixStream::from_std(self.control));
+        let mut stream = match stream {
+            Ok(stream) => tokio::io::BufReader::new(stream),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot wait for the old bellhop to hand over");
+                return None;
+            }
+        };
+        let mut line = String::new();
+        match stream.read_line(&mut line).await {
+            Ok(n) if n > 0 && matches!(serde_json::from_str(&line), Ok(Message::Handed)) => {
+                Some(Predecessor {
+                    pid: parent,
+                    stream,
+                })
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    pid = parent,
+                    answer = line.trim_end(),
+                    "the old bellhop went away before it handed over; serving on"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(pid = parent, error = %e, "lost the old bellhop during the hand-over; serving on");
+                None
+            }
+        }
     }
 
     /// The sockets for the listeners to adopt.

@@ -26,7 +26,6 @@ mod connection;
 mod handover;
 mod https;
 mod listener;
-mod main_pid;
 mod malformed;
 mod notify;
 mod reload;
@@ -42,6 +41,7 @@ pub use reload::{ReloadHandle, ReloadSummary};
 pub use upgrade::UpgradeHandle;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,6 +102,9 @@ pub(crate) struct Shared {
     notify: Notifier,
     /// The sites' access-log files, reopened on SIGUSR1 and reload.
     access_logs: AccessLogFiles,
+    /// After an upgrade, the old process while it drains (0: none), named in
+    /// the status line until it exits.
+    draining_predecessor: AtomicU32,
 }
 
 /// Where the server keeps the tasks that outlive the code that started them
@@ -153,12 +156,19 @@ impl Shared {
             .https
             .as_ref()
             .map_or((0, None), https::Https::renewal_summary);
-        notify::status_line(
+        let mut line = notify::status_line(
             sites,
             certificates,
             next_renewal,
             std::time::SystemTime::now(),
-        )
+        );
+        match self.draining_predecessor.load(Ordering::Relaxed) {
+            0 => {}
+            pid => line.push_str(&format!(
+                "; bellhop {pid} (before the upgrade) drains its connections"
+            )),
+        }
+        line
     }
 }
 
@@ -288,6 +298,7 @@ impl Server {
                 client_write_timeout: config.options.client_write_timeout,
                 notify: Notifier::from_env(),
                 access_logs,
+                draining_predecessor: AtomicU32::new(0),
             }),
             grace_period: config.options.grace_period,
             drain_timeout: config.options.drain_timeout,
@@ -354,15 +365,21 @@ impl Server {
         if let Some(https) = &self.shared.https {
             https.start();
         }
-        if let Some(handover) = self.handover.take() {
-            handover.ready();
-        }
-        let _service_manager = self.tell_service_manager(workers.handles());
+        // Started by an upgrade: READY=1 waits until the old process has
+        // handed the main PID over (notify.rs says why).
+        let predecessor = match self.handover.take() {
+            Some(handover) => handover.ready().await,
+            None => None,
+        };
+        let service_manager = self.tell_service_manager(workers.handles(), predecessor);
 
         let background = &self.shared.background;
         background.accepting.cancelled().await;
         if background.shutdown.is_cancelled() {
             self.shared.notify.stopping();
+        } else {
+            // Handed over: the watchdog and status are the new process's now.
+            drop(service_manager);
         }
         if let Some(https) = &self.shared.https {
             // After an upgrade the new process renews; two would race.
@@ -403,17 +420,30 @@ impl Server {
     /// Once everything serves: `READY=1` with the status line, then the
     /// tasks that keep the service manager informed while `run` runs (the
     /// watchdog pings when `WatchdogSec=` is set, the status line after each
-    /// certificate event); they stop when the returned handles drop.
+    /// certificate event, and once the `predecessor` of an upgrade has
+    /// drained and exited); they stop when the returned handles drop.
     fn tell_service_manager(
         &self,
         workers: &[tokio::runtime::Handle],
+        predecessor: Option<handover::Predecessor>,
     ) -> Vec<AbortOnDropHandle<()>> {
         let notify = &self.shared.notify;
         if !notify.enabled() {
             return Vec::new();
         }
-        notify.ready(&self.shared.status_line());
         let mut tasks = Vec::new();
+        if let Some(predecessor) = predecessor {
+            self.shared
+                .draining_predecessor
+                .store(predecessor.pid, Ordering::Relaxed);
+            let shared = self.shared.clone();
+            tasks.push(AbortOnDropHandle::new(tokio::spawn(async move {
+                predecessor.exited().await;
+                shared.draining_predecessor.store(0, Ordering::Relaxed);
+                shared.notify.status(&shared.status_line());
+            })));
+        }
+        notify.ready(&self.shared.status_line());
         if let Some(interval) = notify::watchdog_interval() {
             let heartbeats = watchdog::Heartbeats::start(workers, interval);
             let ping = watchdog::ping(heartbeats, *notify, interval);

@@ -5,10 +5,13 @@
 //! UpgradeHandle::upgrade(command)
 //!   1. Offer::bind, Listeners::offer (copies of every listening descriptor)
 //!   2. spawn command with BELLHOP_UPGRADE ──► the new process connects
-//!   3. hand the sockets over, wait for Ready | Failed | EOF | exit | timeout
-//!   4. Ready: tell systemd MAINPID=new, stop accepting (`accepting`), and
-//!      `Server::run` drains: open requests and WebSockets go on until they
-//!      end or `drain-timeout`, then the process exits
+//!   3. wait for it to connect (or exit), hand the sockets over, wait for
+//!      Ready | Failed | EOF | timeout
+//!   4. Ready: tell systemd MAINPID=new (notify.rs says why this order),
+//!      stop accepting (`accepting`), tell the new process `Handed` (it then
+//!      says READY=1), and `Server::run` drains: open requests and
+//!      WebSockets go on until they end or `drain-timeout`, then the
+//!      process exits
 //!      anything else: the new process is ended, this one serves on unchanged
 //! ```
 //!
@@ -23,9 +26,10 @@ use anyhow::{anyhow, bail, Context as _};
 use tokio::process::Child;
 use tokio::sync::Mutex;
 
-use super::handover::{self, Offer, Outcome};
+use super::handover::{self, Offer, Outcome, Successor};
+use super::notify;
 use super::reload::Listeners;
-use super::{main_pid, Shared};
+use super::Shared;
 
 /// How long the new process may take to accept on every listener (it loads
 /// its config and stored certificates; ACME runs after, in the background).
@@ -40,8 +44,10 @@ const EXIT_WAIT: Duration = Duration::from_secs(5);
 pub struct UpgradeHandle {
     shared: Arc<Shared>,
     listeners: Arc<Listeners>,
-    /// Held while an upgrade runs.
-    busy: Arc<Mutex<()>>,
+    /// Held while an upgrade runs; after a successful one, the connection
+    /// to the new process, kept open until this process exits (its end
+    /// tells the new process that the drain is over).
+    busy: Arc<Mutex<Option<tokio::net::UnixStream>>>,
 }
 
 impl UpgradeHandle {
@@ -49,7 +55,7 @@ impl UpgradeHandle {
         UpgradeHandle {
             shared,
             listeners,
-            busy: Arc::new(Mutex::new(())),
+            busy: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -60,7 +66,7 @@ impl UpgradeHandle {
     /// process has been ended and this server serves on as before; the error
     /// says why (the new process's own reason, or its exit status).
     pub async fn upgrade(&self, command: std::process::Command) -> anyhow::Result<u32> {
-        let Ok(_busy) = self.busy.try_lock() else {
+        let Ok(mut busy) = self.busy.try_lock() else {
             bail!("an upgrade is already in progress");
         };
         if self.shared.background.accepting.is_cancelled() {
@@ -73,6 +79,7 @@ impl UpgradeHandle {
             .context("cannot copy the listening sockets")?;
         let mut command = tokio::process::Command::from(command);
         command.env(handover::ENV, offer.name());
+        notify::successor_env(&mut command);
         let program = command
             .as_std()
             .get_program()
@@ -85,26 +92,27 @@ impl UpgradeHandle {
         tracing::info!(pid, %program, "upgrade: started the new process, handing over the listeners");
 
         let outcome = tokio::time::timeout(READY_TIMEOUT, async {
-            tokio::select! {
-                outcome = offer.hand_over(pid, offered) => outcome,
-                // Before it connects, its exit is the only news (a binary
-                // that is not bellhop, or one that crashed at once).
-                _ = child.wait() => Ok(Outcome::Gone),
-            }
+            // Before it connects, its exit is the only news (a binary that
+            // is not bellhop, or one that crashed at once); once connected,
+            // the connection says everything, its end included.
+            let mut successor = tokio::select! {
+                successor = offer.accept(pid) => successor?,
+                _ = child.wait() => return Ok((Outcome::Gone, None)),
+            };
+            let outcome = successor.hand_over(offered).await?;
+            anyhow::Ok((outcome, Some(successor)))
         })
         .await;
         match outcome {
-            Ok(Ok(Outcome::Ready)) => {
-                main_pid::hand_to(pid);
-                tracing::info!(pid, "upgrade: the new process serves");
-                self.shared.background.accepting.cancel();
+            Ok(Ok((Outcome::Ready, Some(successor)))) => {
+                *busy = self.hand_over(pid, successor).await;
                 Ok(pid)
             }
-            Ok(Ok(Outcome::Failed(reason))) => {
+            Ok(Ok((Outcome::Failed(reason), _))) => {
                 let status = end(&mut child).await;
                 Err(anyhow!("{reason}\n(the new process {status})"))
             }
-            Ok(Ok(Outcome::Gone)) => {
+            Ok(Ok(_)) => {
                 let status = end(&mut child).await;
                 Err(anyhow!(
                     "the new process {status} before it was ready (its log says why)"
@@ -122,6 +130,23 @@ impl UpgradeHandle {
                     "the new process did not serve within {} s; it was killed",
                     READY_TIMEOUT.as_secs()
                 ))
+            }
+        }
+    }
+
+    /// The new process serves: systemd learns its pid, this process stops
+    /// accepting, and the new one is told (in that order, see notify.rs).
+    /// Returns the connection to keep open until this process exits.
+    async fn hand_over(&self, pid: u32, successor: Successor) -> Option<tokio::net::UnixStream> {
+        let background = &self.shared.background;
+        self.shared.notify.hand_over(pid, background.tasks.len());
+        tracing::info!(pid, "upgrade: the new process serves");
+        background.accepting.cancel();
+        match successor.handed().await {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                tracing::warn!(pid, error = %e, "upgrade: cannot tell the new process the hand-over is complete");
+                None
             }
         }
     }
