@@ -6,6 +6,7 @@
 //! process serves a connection is read from the kernel, not from bellhop: the
 //! connection's socket inode (/proc/net/tcp) among each process's descriptors.
 
+use std::ffi::OsStr;
 use std::io::IoSliceMut;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -84,10 +85,15 @@ fn proxyfile(ws: SocketAddr, download: SocketAddr, extra_options: &str) -> Strin
 }
 
 /// `bellhop run --config FILE --pid-file PID` with `env`, once it listens.
-async fn start(file: &Path, pid_file: &Path, env: &[(&str, &Path)]) -> Bellhop {
-    let mut cmd = Command::new(BELLHOP);
-    cmd.arg("run").arg("--config").arg(file);
-    cmd.arg("--pid-file").arg(pid_file);
+/// Started as systemd does, with `WATCHDOG_PID` its own pid (the shell's
+/// `exec` keeps it), so that `WATCHDOG_USEC` in `env` turns the watchdog on.
+async fn start(file: &Path, pid_file: &Path, env: &[(&str, &OsStr)]) -> Bellhop {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"WATCHDOG_PID=$$ exec "$0" run --config "$1" --pid-file "$2""#)
+        .arg(BELLHOP)
+        .arg(file)
+        .arg(pid_file);
     for (key, value) in env {
         cmd.env(key, value);
     }
@@ -155,6 +161,10 @@ fn server_socket_inode(server: u16, client: u16) -> Option<u64> {
             .then(|| inode.parse().ok())
             .flatten()
     })
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
 }
 
 fn pid_in(pid_file: &Path) -> u32 {
@@ -262,12 +272,14 @@ impl ServiceManager {
 /// runtime of its own together with its backend, so that the download's
 /// work in the test's runtime cannot delay a push: a gap is bellhop's.
 /// The backend's address goes out on `backend`; bellhop's comes back on
-/// `bellhop`; arrivals are recorded until `stop`, then the WebSocket closes.
+/// `bellhop`; arrivals are recorded until `stop`, then the WebSocket closes;
+/// `ticks` records a 20 ms pulse of the same thread.
 fn pushes(
     backend: oneshot::Sender<SocketAddr>,
     bellhop: oneshot::Receiver<SocketAddr>,
     mut stop: oneshot::Receiver<()>,
     recorded: Arc<Mutex<Vec<Instant>>>,
+    ticks: Arc<Mutex<Vec<Instant>>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -279,9 +291,13 @@ fn pushes(
             backend.send(ws_backend.addr).expect("backend address");
             let addr = bellhop.await.expect("bellhop's address");
             let mut ws = connect(addr, "/push?ms=100").await;
+            // This thread's own pulse: a gap in it is the machine starving
+            // the test, not bellhop delaying a push.
+            let mut pulse = tokio::time::interval(Duration::from_millis(20));
             loop {
                 tokio::select! {
                     _ = &mut stop => break,
+                    _ = pulse.tick() => ticks.lock().unwrap().push(Instant::now()),
                     message = next_data(&mut ws) => {
                         assert!(matches!(message, Some(Ok(_))), "the WebSocket ended: {message:?}");
                         recorded.lock().unwrap().push(Instant::now());
@@ -316,16 +332,22 @@ async fn upgrade_keeps_a_websocket_and_a_download_and_hands_new_connections_over
         let (stop_ws, stop_rx) = oneshot::channel::<()>();
         let arrivals = Arc::new(Mutex::new(Vec::<Instant>::new()));
         let recorded = arrivals.clone();
-        let pusher = pushes(backend_tx, addr_rx, stop_rx, recorded);
+        let ticks = Arc::new(Mutex::new(Vec::<Instant>::new()));
+        let pusher = pushes(backend_tx, addr_rx, stop_rx, recorded, ticks.clone());
         let ws_addr = backend_rx.await.expect("WebSocket backend");
         let file = dir.write("Proxyfile", &proxyfile(ws_addr, download.addr(), ""));
-        let mut old = start(&file, &pid_file, &[("NOTIFY_SOCKET", &manager.path)]).await;
+        // The watchdog at 2 s: a ping a second, from whichever is the main PID.
+        let env = [
+            ("NOTIFY_SOCKET", manager.path.as_os_str()),
+            ("WATCHDOG_USEC", OsStr::new("2000000")),
+        ];
+        let mut old = start(&file, &pid_file, &env).await;
         let addr = old.addr();
         let old_pid = old.proc.pid();
         let (started, _) = manager
             .follow(old_pid, |n| n.field("READY") == Some("1"))
             .await;
-        assert_eq!(started.len(), 1, "{started:?}");
+        assert!(started[0].field("READY").is_some(), "{started:?}");
         addr_tx.send(addr).expect("start the pushes");
         wait_for("the first pushes", secs(15), || {
             arrivals.lock().unwrap().len() >= 3
@@ -418,8 +440,12 @@ async fn upgrade_keeps_a_websocket_and_a_download_and_hands_new_connections_over
             .expect("join")
             .expect("the pushes thread");
         let times = arrivals.lock().unwrap().clone();
+        let ticks = ticks.lock().unwrap().clone();
+        let starved = widest_gap(&ticks).map(|(pulse, since)| {
+            (pulse, since.saturating_duration_since(upgrade_started))
+        });
         eprintln!(
-            "pushes: {}; upgrade took {:?}; 1 GiB done at +{:?} after SIGUSR2; widest gap {:?}",
+            "pushes: {}; upgrade took {:?}; 1 GiB done at +{:?} after SIGUSR2; widest gap {:?}; widest pause of the test thread {starved:?}",
             times.len(),
             upgrade_over - upgrade_started,
             download_done - upgrade_started,
@@ -430,7 +456,7 @@ async fn upgrade_keeps_a_websocket_and_a_download_and_hands_new_connections_over
         let (gap, at) = widest_gap(&times).expect("pushes");
         assert!(
             gap < Duration::from_secs(1),
-            "a gap of {gap:?} in the pushes, at +{:?} after SIGUSR2",
+            "a gap of {gap:?} in the pushes, at +{:?} after SIGUSR2; the test thread's own widest pause: {starved:?}",
             at.saturating_duration_since(upgrade_started)
         );
 
@@ -448,6 +474,31 @@ async fn upgrade_keeps_a_websocket_and_a_download_and_hands_new_connections_over
             Some("serving 1 site")
         );
         assert_eq!(served_by(addr, &[new_pid]).await, Some(new_pid));
+        // The new process pings the watchdog, and `bellhop reload` (the pid
+        // file and its reload status) reaches it: RELOADING=1, then READY=1.
+        manager
+            .follow(new_pid, |n| n.field("WATCHDOG").is_some())
+            .await;
+        let args = [
+            "reload".to_string(),
+            "--config".to_string(),
+            path_str(&file).to_string(),
+            "--pid-file".to_string(),
+            path_str(&pid_file).to_string(),
+        ];
+        let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+            run_cli(&args.each_ref().map(String::as_str), None)
+        })
+        .await
+        .expect("reload command");
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let (reloaded, _) = manager
+            .follow(new_pid, |n| n.field("READY") == Some("1"))
+            .await;
+        assert!(
+            reloaded.iter().any(|n| n.field("RELOADING") == Some("1")),
+            "{reloaded:?}"
+        );
     })
     .await;
 }
