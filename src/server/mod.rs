@@ -25,6 +25,7 @@ mod caps;
 mod connection;
 mod handover;
 mod https;
+mod linger;
 mod listener;
 mod malformed;
 mod notify;

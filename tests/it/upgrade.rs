@@ -503,6 +503,33 @@ async fn upgrade_keeps_a_websocket_and_a_download_and_hands_new_connections_over
     .await;
 }
 
+/// The backends of the shorter tests: a WebSocket one and the download.
+struct Backends {
+    ws: WsBackend,
+    download: HttpBackend,
+}
+
+impl Backends {
+    async fn start() -> Backends {
+        Backends {
+            ws: WsBackend::start().await,
+            download: download_backend(Arc::default()).await,
+        }
+    }
+
+    fn proxyfile(&self, extra_options: &str) -> String {
+        proxyfile(self.ws.addr, self.download.addr(), extra_options)
+    }
+
+    /// A directory with a Proxyfile in front of them: `(dir, Proxyfile, pid file)`.
+    fn setup(&self, tag: &str, extra_options: &str) -> (TempDir, PathBuf, PathBuf) {
+        let dir = TempDir::new(tag);
+        let file = dir.write("Proxyfile", &self.proxyfile(extra_options));
+        let pid_file = dir.path().join("bellhop.pid");
+        (dir, file, pid_file)
+    }
+}
+
 /// The upgrade's failing cases: the old process answers as before, the
 /// command exits 1 and says why.
 async fn assert_failed_upgrade(old: &Bellhop, pid_file: &Path, why: &str) {
@@ -518,12 +545,9 @@ async fn assert_failed_upgrade(old: &Bellhop, pid_file: &Path, why: &str) {
 #[tokio::test]
 async fn upgrade_to_a_config_that_does_not_load_leaves_the_old_process_serving() {
     bounded(secs(60), "test", async {
-        let ws_backend = WsBackend::start().await;
-        let download = download_backend(Arc::default()).await;
-        let dir = TempDir::new("upgrade-bad-config");
-        let good = proxyfile(ws_backend.addr, download.addr(), "");
-        let file = dir.write("Proxyfile", &good);
-        let pid_file = dir.path().join("bellhop.pid");
+        let backends = Backends::start().await;
+        let (dir, file, pid_file) = backends.setup("upgrade-bad-config", "");
+        let good = backends.proxyfile("");
         let old = start(&file, &pid_file, &[]).await;
 
         dir.write("Proxyfile", &format!("{good}x.example {{ prxy 1 }}\n"));
@@ -536,14 +560,8 @@ async fn upgrade_to_a_config_that_does_not_load_leaves_the_old_process_serving()
 #[tokio::test]
 async fn upgrade_to_a_binary_that_fails_leaves_the_old_process_serving() {
     bounded(secs(60), "test", async {
-        let ws_backend = WsBackend::start().await;
-        let download = download_backend(Arc::default()).await;
-        let dir = TempDir::new("upgrade-bad-binary");
-        let file = dir.write(
-            "Proxyfile",
-            &proxyfile(ws_backend.addr, download.addr(), ""),
-        );
-        let pid_file = dir.path().join("bellhop.pid");
+        let backends = Backends::start().await;
+        let (_dir, file, pid_file) = backends.setup("upgrade-bad-binary", "");
         // The binary, linked where the test may replace it (same file system
         // as the build, so a hard link and no 100 MB copy).
         let bin_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -586,15 +604,9 @@ async fn upgrade_to_a_binary_that_fails_leaves_the_old_process_serving() {
 #[tokio::test]
 async fn drain_timeout_closes_what_is_left_and_the_old_process_exits() {
     bounded(secs(60), "test", async {
-        let ws_backend = WsBackend::start().await;
-        let download = download_backend(Arc::default()).await;
-        let dir = TempDir::new("upgrade-drain-timeout");
+        let backends = Backends::start().await;
         let options = "    drain-timeout \"1s\"\n    grace-period \"2s\"\n";
-        let file = dir.write(
-            "Proxyfile",
-            &proxyfile(ws_backend.addr, download.addr(), options),
-        );
-        let pid_file = dir.path().join("bellhop.pid");
+        let (_dir, file, pid_file) = backends.setup("upgrade-drain-timeout", options);
         let mut old = start(&file, &pid_file, &[]).await;
         let addr = old.addr();
         let mut ws = connect(addr, "/push?ms=100").await;
@@ -657,22 +669,12 @@ async fn drain_timeout_closes_what_is_left_and_the_old_process_exits() {
 #[tokio::test]
 async fn upgrade_applies_an_option_that_needs_a_restart() {
     bounded(secs(60), "test", async {
-        let ws_backend = WsBackend::start().await;
-        let download = download_backend(Arc::default()).await;
-        let dir = TempDir::new("upgrade-new-port");
-        let file = dir.write(
-            "Proxyfile",
-            &proxyfile(ws_backend.addr, download.addr(), ""),
-        );
-        let pid_file = dir.path().join("bellhop.pid");
+        let backends = Backends::start().await;
+        let (dir, file, pid_file) = backends.setup("upgrade-new-port", "");
         let old = start(&file, &pid_file, &[]).await;
         dir.write(
             "Proxyfile",
-            &proxyfile(
-                ws_backend.addr,
-                download.addr(),
-                "    admin \"127.0.0.1:0\"\n",
-            ),
+            &backends.proxyfile("    admin \"127.0.0.1:0\"\n"),
         );
         let (code, stdout, stderr) = upgrade(&pid_file).await;
         assert_eq!(code, 0, "{stdout}{stderr}");
