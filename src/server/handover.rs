@@ -61,6 +61,10 @@ pub(super) const ENV: &str = "BELLHOP_UPGRADE";
 /// every worker's socket of every listener, plus the admin listener.
 const MAX_FDS: usize = 253;
 
+/// Longest answer line the old process reads from the new one (a `Failed`
+/// reason is a rendered config diagnostic: a few KiB).
+const MAX_ANSWER: usize = 256 * 1024;
+
 /// What crosses the unix socket, one JSON line each.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -181,6 +185,9 @@ impl Successor {
                     String::from_utf8_lossy(&line)
                 ),
                 _ if byte[0] == b'\n' => break,
+                _ if line.len() >= MAX_ANSWER => {
+                    bail!("the new process's answer is over {MAX_ANSWER} bytes")
+                }
                 _ => line.push(byte[0]),
             }
         }
