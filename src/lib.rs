@@ -50,8 +50,8 @@ mod state_file;
 mod storage;
 mod tls;
 
-/// Run a config: bind, serve, reload, shut down.
-pub use server::{ReloadHandle, ReloadSummary, Server, ShutdownHandle};
+/// Run a config: bind, serve, reload, upgrade, shut down.
+pub use server::{Handover, ReloadHandle, ReloadSummary, Server, ShutdownHandle, UpgradeHandle};
 
 /// `bellhop hash-password`: an argon2id hash for `basic-auth`.
 pub use access::hash_password;

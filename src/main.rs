@@ -16,7 +16,9 @@ use bellhop::config::{
 };
 use bellhop::{init_logging, LogFormat};
 use bellhop::{read_reload_status, ReloadOutcome, ReloadStatus};
-use bellhop::{ReloadHandle, Server};
+use bellhop::{Handover, ReloadHandle, Server};
+
+use cli::pid_file::{self, PidFile};
 
 /// Where `bellhop run` looks for its config when `--config` is not given.
 const DEFAULT_CONFIG_PATHS: [&str; 2] = ["Proxyfile", "/etc/bellhop/Proxyfile"];
@@ -42,10 +44,21 @@ enum Command {
         /// Config file [default: ./Proxyfile, then /etc/bellhop/Proxyfile].
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Write the process id here once listening (for `bellhop reload`);
-        /// removed on exit.
+        /// Write the process id here once listening (for `bellhop reload`
+        /// and `bellhop upgrade`); removed on exit.
         #[arg(long)]
         pid_file: Option<PathBuf>,
+    },
+    /// Replace the running bellhop with the binary on disk now, without
+    /// dropping a connection (SIGUSR2): the new process takes over the
+    /// listening sockets and reads the Proxyfile afresh; the old one stops
+    /// accepting, finishes its open requests and WebSockets (up to
+    /// `drain-timeout`) and exits. Exits 0 once the new process serves, 1
+    /// with the reason if it could not start (the old one serves on).
+    Upgrade {
+        /// The `--pid-file` the running bellhop was started with.
+        #[arg(long, default_value = pid_file::DEFAULT)]
+        pid_file: PathBuf,
     },
     /// Check a Proxyfile, tell the bellhop that runs it to reload it (SIGHUP),
     /// and wait for the outcome: exit 0 when applied, 1 with the reason when
@@ -120,16 +133,18 @@ fn main() -> ExitCode {
         Command::Validate { config } => validate(config.as_deref()),
         Command::Fmt { check, path } => fmt(check, path.as_deref()),
         Command::Run { config, pid_file } => {
-            let loaded = find_config(config.as_deref())
-                .and_then(|path| load(&path).map(|config| (path, config)));
-            match loaded {
-                Ok((path, config)) => {
-                    serve(&cli.log_level, cli.log_format, config, Some(path), pid_file)
-                }
-                Err(e) => fail(&e),
-            }
+            let run = Run {
+                path: None,
+                pid_file,
+                handover: None,
+            };
+            run.start((cli.log_level, cli.log_format), || {
+                let path = find_config(config.as_deref())?;
+                load(&path).map(|config| (Some(path), config))
+            })
         }
         Command::Reload { config, pid_file } => reload(config.as_deref(), &pid_file),
+        Command::Upgrade { pid_file } => cli::upgrade::command(&pid_file),
         Command::CaRoot { config } => ca_root(config.as_deref()),
         Command::Certs { config, json } => {
             let shown = find_config(config.as_deref())
@@ -147,10 +162,53 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Proxy { from, to } => match one_shot(&from, &to) {
-            Ok(config) => serve(&cli.log_level, cli.log_format, config, None, None),
-            Err(e) => fail(&e),
-        },
+        Command::Proxy { from, to } => {
+            let run = Run {
+                path: None,
+                pid_file: None,
+                handover: None,
+            };
+            run.start((cli.log_level, cli.log_format), || {
+                one_shot(&from, &to).map(|config| (None, config))
+            })
+        }
+    }
+}
+
+/// What `serve` needs besides the config.
+struct Run {
+    /// The Proxyfile that SIGHUP re-reads (`None` for the one-shot `bellhop proxy`).
+    path: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+    /// The listening sockets of the bellhop that started this one (`bellhop upgrade`).
+    handover: Option<Handover>,
+}
+
+impl Run {
+    /// Loads the config with `load` and serves it. Started by an upgrade, the
+    /// sockets are fetched first, so that a config that fails to load is
+    /// reported to the old process (which serves on) as well as here.
+    fn start(
+        mut self,
+        (level, format): (LevelFilter, LogFormat),
+        load: impl FnOnce() -> anyhow::Result<(Option<PathBuf>, Config)>,
+    ) -> ExitCode {
+        self.handover = match Handover::from_env() {
+            Ok(handover) => handover,
+            Err(e) => return fail(&e.context("cannot take over from the running bellhop")),
+        };
+        match load() {
+            Ok((path, config)) => {
+                self.path = path;
+                serve(&level, format, config, self)
+            }
+            Err(e) => {
+                if let Some(handover) = self.handover {
+                    handover.fail(&format!("{e:#}"));
+                }
+                fail(&e)
+            }
+        }
     }
 }
 
@@ -317,15 +375,9 @@ fn one_shot(from: &str, to: &str) -> anyhow::Result<Config> {
     })
 }
 
-/// Runs the server; `path` is the Proxyfile that SIGHUP re-reads (`None` for
-/// the one-shot `bellhop proxy`).
-fn serve(
-    level: &LevelFilter,
-    format: LogFormat,
-    config: Config,
-    path: Option<PathBuf>,
-    pid_file: Option<PathBuf>,
-) -> ExitCode {
+/// Runs the server until it stops (SIGTERM, SIGINT, or the end of the drain
+/// after an upgrade).
+fn serve(level: &LevelFilter, format: LogFormat, config: Config, run_: Run) -> ExitCode {
     let _log_guard = match init_logging(*level, format) {
         Ok(guard) => guard,
         Err(e) => return fail(&e),
@@ -341,7 +393,7 @@ fn serve(
         Ok(runtime) => runtime,
         Err(e) => return fail(&e),
     };
-    match runtime.block_on(run(config, path, pid_file)) {
+    match runtime.block_on(run(config, run_)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -350,20 +402,34 @@ fn serve(
     }
 }
 
-async fn run(
-    config: Config,
-    path: Option<PathBuf>,
-    pid_file: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let server = Server::bind(config).await?;
+async fn run(config: Config, run: Run) -> anyhow::Result<()> {
+    let Run {
+        path,
+        pid_file,
+        handover,
+    } = run;
+    let server = match handover {
+        Some(handover) => Server::take_over(config, handover).await?,
+        None => Server::bind(config).await?,
+    };
     let shutdown = server.shutdown_handle();
     let reload = server.reload_handle();
-    // Before the pid file exists: a SIGHUP sent on seeing it must not find
-    // the default action (exit) still in place.
+    let upgrade = server.upgrade_handle();
+    // Before the pid file exists: a SIGHUP or SIGUSR2 sent on seeing it must
+    // not find the default action (exit) still in place.
     let signals = Signals::new().context("cannot listen for signals")?;
     let pid_file = pid_file.map(PidFile::write).transpose()?;
     let status = pid_file.as_ref().map(PidFile::status);
+    let outcome_beside = pid_file.as_ref().map(|p| p.path().to_path_buf());
     tokio::spawn(async move {
+        let on_usr2 = || {
+            // Its own task: SIGTERM and SIGHUP are still heard while the
+            // new process starts (UpgradeHandle runs one at a time).
+            tokio::spawn(cli::upgrade::on_signal(
+                upgrade.clone(),
+                outcome_beside.clone(),
+            ));
+        };
         let signal = signals
             .wait_for_stop(
                 || reload_from(path.as_deref(), &reload, status.as_deref()),
@@ -371,6 +437,7 @@ async fn run(
                     tracing::info!("SIGUSR1 received: reopening access-log files");
                     reload.reopen_logs();
                 },
+                on_usr2,
             )
             .await;
         tracing::info!(signal, "shutting down");
@@ -429,6 +496,7 @@ struct Signals {
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
     usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -439,13 +507,20 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 
     /// Resolves on SIGTERM or SIGINT; runs `on_hup` for every SIGHUP meanwhile
-    /// (one at a time, so reloads never overlap) and `on_usr1` for every
-    /// SIGUSR1 (reopen the access-log files, after logrotate).
-    async fn wait_for_stop<F, Fut>(mut self, mut on_hup: F, on_usr1: impl Fn()) -> &'static str
+    /// (one at a time, so reloads never overlap), `on_usr1` for every
+    /// SIGUSR1 (reopen the access-log files, after logrotate) and `on_usr2`
+    /// for every SIGUSR2 (upgrade).
+    async fn wait_for_stop<F, Fut>(
+        mut self,
+        mut on_hup: F,
+        on_usr1: impl Fn(),
+        mut on_usr2: impl FnMut(),
+    ) -> &'static str
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = ()>,
@@ -456,50 +531,8 @@ impl Signals {
                 _ = self.int.recv() => return "SIGINT",
                 _ = self.hup.recv() => on_hup().await,
                 _ = self.usr1.recv() => on_usr1(),
+                _ = self.usr2.recv() => on_usr2(),
             }
-        }
-    }
-}
-
-/// `--pid-file`: holds the process id while bellhop serves; removed on drop
-/// unless another process has written its own id there meanwhile.
-struct PidFile {
-    path: PathBuf,
-    pid: String,
-    /// The reload status next to it (see `bellhop::ReloadStatus`).
-    status: std::sync::Arc<ReloadStatus>,
-}
-
-impl PidFile {
-    /// Writes the file atomically (temporary file, then rename).
-    fn write(path: PathBuf) -> anyhow::Result<PidFile> {
-        let pid = std::process::id().to_string();
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(".tmp");
-        std::fs::write(&tmp, format!("{pid}\n"))
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .with_context(|| format!("cannot write the pid file {}", path.display()))?;
-        let status = ReloadStatus::start(&path).with_context(|| {
-            format!("cannot write the reload status next to {}", path.display())
-        })?;
-        Ok(PidFile {
-            path,
-            pid,
-            status: std::sync::Arc::new(status),
-        })
-    }
-
-    fn status(&self) -> std::sync::Arc<ReloadStatus> {
-        self.status.clone()
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let ours = std::fs::read_to_string(&self.path).is_ok_and(|s| s.trim() == self.pid);
-        if ours {
-            let _ = std::fs::remove_file(&self.path);
-            self.status.remove();
         }
     }
 }
@@ -512,18 +545,9 @@ fn reload(config: Option<&Path>, pid_file: &Path) -> ExitCode {
     let result = (|| -> anyhow::Result<(PathBuf, u32, Option<String>)> {
         let path = find_config(config)?;
         load(&path)?;
-        let pid = read_pid(pid_file)?;
+        let pid = pid_file::read(pid_file)?;
         let before = read_reload_status(pid_file).context("cannot read the reload status")?;
-        let status = std::process::Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .context("cannot run `kill`")?;
-        if !status.success() {
-            anyhow::bail!(
-                "cannot signal process {pid} from {} (not running, or not ours?)",
-                pid_file.display()
-            );
-        }
+        pid_file::signal(pid, "HUP", pid_file)?;
         let Some(before) = before else {
             return Ok((path, pid, None));
         };
@@ -548,21 +572,6 @@ fn reload(config: Option<&Path>, pid_file: &Path) -> ExitCode {
         }
         Err(e) => fail(&e),
     }
-}
-
-/// The process id in `pid_file`.
-fn read_pid(pid_file: &Path) -> anyhow::Result<u32> {
-    let text = std::fs::read_to_string(pid_file).with_context(|| {
-        format!(
-            "cannot read the pid file {} (is bellhop running with --pid-file?)",
-            pid_file.display()
-        )
-    })?;
-    text.trim()
-        .parse()
-        .ok()
-        .filter(|&p| p > 1)
-        .with_context(|| format!("{} does not hold a process id", pid_file.display()))
 }
 
 /// How long `bellhop reload` waits for the outcome: applying is file reads

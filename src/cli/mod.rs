@@ -2,3 +2,5 @@
 //! (main.rs keeps the argument parsing and the small ones).
 
 pub(crate) mod certs;
+pub(crate) mod pid_file;
+pub(crate) mod upgrade;

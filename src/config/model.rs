@@ -41,6 +41,9 @@ pub mod defaults {
     pub const UPSTREAM_WAIT: Duration = Duration::from_secs(5);
     /// How long SIGTERM waits for in-flight requests before exiting.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// After an upgrade hands the listeners over, how long the old process
+    /// keeps serving its open requests and WebSockets before closing them.
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
     /// A client must finish sending request headers within this time; it also bounds
     /// how long an idle HTTP/1.1 keep-alive connection is held open.
     pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -128,6 +131,9 @@ pub struct Options {
     /// The part of `trusted_proxies` that is Cloudflare (`trusted-proxies
     /// cloudflare`): from these peers `CF-Connecting-IP` names the client.
     pub cloudflare_proxies: Vec<IpNet>,
+    /// After `bellhop upgrade` hands the listeners to the new process, how
+    /// long the old one keeps serving what it has open (`drain-timeout`).
+    pub drain_timeout: Duration,
 }
 
 /// `storage`: the state directory alone, or Redis shared by several instances
@@ -191,6 +197,7 @@ impl Default for Options {
             client_body_timeout: defaults::CLIENT_BODY_TIMEOUT,
             client_write_timeout: defaults::CLIENT_WRITE_TIMEOUT,
             cloudflare_proxies: Vec::new(),
+            drain_timeout: defaults::DRAIN_TIMEOUT,
         }
     }
 }

@@ -37,6 +37,7 @@ pub(crate) const OPTION_NAMES: &[&str] = &[
     "max-connections-per-ip",
     "client-body-timeout",
     "client-write-timeout",
+    "drain-timeout",
 ];
 
 /// Parsed options plus where each one was written, for later cross-checks
@@ -152,6 +153,7 @@ fn usage(name: &str) -> &'static str {
         "bind" => "bind \"127.0.0.1\"",
         "storage" => "storage \"redis://127.0.0.1:6379/0\"",
         name if LIMIT_OPTIONS.contains(&name) => limits::usage(name),
+        "drain-timeout" => "drain-timeout \"24h\"",
         // The caller only passes names from OPTION_NAMES; a test checks that each
         // of them has an arm in `option`.
         _ => "",
@@ -202,6 +204,11 @@ fn option(d: &Directive<'_>, o: &mut Options, problems: &mut Problems) {
         "grace-period" => {
             if let Some(t) = arg.parse_string("a duration", usage, values::duration, problems) {
                 o.grace_period = t;
+            }
+        }
+        "drain-timeout" => {
+            if let Some(t) = arg.parse_string("a duration", usage, values::duration, problems) {
+                o.drain_timeout = t;
             }
         }
         "client-header-timeout" => {

@@ -42,6 +42,17 @@ pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(64)
 }
 
+/// The admin listener an upgrade handed over, else [`bind`]'s.
+pub(super) fn bind_or_adopt(
+    addr: SocketAddr,
+    handed: Option<std::net::TcpListener>,
+) -> std::io::Result<TcpListener> {
+    match handed {
+        Some(socket) => TcpListener::from_std(socket),
+        None => bind(addr),
+    }
+}
+
 /// Accepts admin connections until `stop`, serving each on its own task.
 pub(super) async fn serve(
     listener: TcpListener,

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::access_log::LoggedBody;
+use super::linger::Linger;
 use super::traffic::Counted;
 use super::write_deadline::WriteDeadline;
 use super::{service, Shared};
@@ -91,9 +92,12 @@ impl ConnContext {
         self.upgraded.load(Ordering::Acquire)
     }
 
-    /// The client's stream with `client-write-timeout` applied.
-    fn guard<I>(self: &Arc<Self>, stream: I) -> WriteDeadline<I> {
-        WriteDeadline::new(stream, self.shared.client_write_timeout, self.clone())
+    /// The client's stream with `client-write-timeout` applied, closed
+    /// with a lingering close (linger.rs says why).
+    fn guard<I>(self: &Arc<Self>, stream: I) -> WriteDeadline<Linger<I>> {
+        let timeout = self.shared.client_write_timeout;
+        let stream = Linger::new(stream, timeout, self.clone());
+        WriteDeadline::new(stream, timeout, self.clone())
     }
 
     /// Notes the site a request was routed to; the connection's bytes go to

@@ -81,6 +81,52 @@ pub(super) fn bind(spec: &ListenerSpec, count: usize) -> io::Result<Vec<std::net
     Ok(sockets)
 }
 
+/// [`bind`] for the new process of an upgrade: on each address of `spec`,
+/// the sockets the old process handed over for it (plus more beside them if
+/// this process has more workers), else fresh ones. Handed sockets on an
+/// address `spec` no longer has close when dropped here. With fewer workers
+/// than handed sockets every socket is still accepted on (`Entry::start`
+/// cycles the workers), so no connection already queued on one is stranded.
+pub(super) fn adopt(
+    spec: &ListenerSpec,
+    count: usize,
+    mut handed: Vec<std::net::TcpListener>,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    // For port 0, the port the old process was given.
+    let port = match handed.first() {
+        Some(first) => first.local_addr()?.port(),
+        None => spec.port,
+    };
+    let mut sockets = Vec::with_capacity(count * spec.bind.len());
+    for ip in &spec.bind {
+        // `[::]` may have fallen back to 0.0.0.0 (see `bind`).
+        let fits = |s: &std::net::TcpListener| {
+            s.local_addr()
+                .is_ok_and(|a| a.ip() == *ip || (*ip == EVERYWHERE && a.ip().is_unspecified()))
+        };
+        let (mut group, rest): (Vec<_>, Vec<_>) = handed.into_iter().partition(fits);
+        handed = rest;
+        match group.first() {
+            Some(first) => {
+                let addr = first.local_addr()?;
+                while group.len() < count {
+                    group.push(bind_addr(addr)?);
+                }
+                sockets.extend(group);
+            }
+            None => {
+                let fresh = ListenerSpec {
+                    port,
+                    bind: vec![*ip],
+                    scheme: spec.scheme,
+                };
+                sockets.extend(bind(&fresh, count)?);
+            }
+        }
+    }
+    Ok(sockets)
+}
+
 /// `count` listening sockets sharing `addr` (its port fixed by the first).
 fn bind_group(mut addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
     let mut sockets = Vec::with_capacity(count);

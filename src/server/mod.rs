@@ -11,6 +11,10 @@
 //!                         connections and tunnels keep their snapshot
 //! ShutdownHandle       ─► stop accepting, finish in-flight requests within the
 //!                         grace period, close upgraded tunnels, return
+//! UpgradeHandle        ─► start the new binary with the listening sockets
+//!                         handed over (handover.rs); once it serves, stop
+//!                         accepting and drain: open requests and tunnels run
+//!                         until they end or `drain-timeout`, then return
 //! ```
 
 mod access_line;
@@ -19,20 +23,26 @@ mod admin;
 mod answers;
 mod caps;
 mod connection;
+mod handover;
 mod https;
+mod linger;
 mod listener;
 mod malformed;
 mod notify;
 mod reload;
 mod service;
 mod traffic;
+mod upgrade;
 mod watchdog;
 mod worker;
 mod write_deadline;
 
+pub use handover::Handover;
 pub use reload::{ReloadHandle, ReloadSummary};
+pub use upgrade::UpgradeHandle;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,6 +103,9 @@ pub(crate) struct Shared {
     notify: Notifier,
     /// The sites' access-log files, reopened on SIGUSR1 and reload.
     access_logs: AccessLogFiles,
+    /// After an upgrade, the old process while it drains (0: none), named in
+    /// the status line until it exits.
+    draining_predecessor: AtomicU32,
 }
 
 /// Where the server keeps the tasks that outlive the code that started them
@@ -103,6 +116,9 @@ struct Background {
     tasks: TaskTracker,
     /// Cancelled when bellhop shuts down.
     shutdown: CancellationToken,
+    /// Cancelled when the listeners stop accepting: on shutdown (a child of
+    /// it), or alone once an upgrade has handed them to a new process.
+    accepting: CancellationToken,
 }
 
 impl Shared {
@@ -141,12 +157,19 @@ impl Shared {
             .https
             .as_ref()
             .map_or((0, None), https::Https::renewal_summary);
-        notify::status_line(
+        let mut line = notify::status_line(
             sites,
             certificates,
             next_renewal,
             std::time::SystemTime::now(),
-        )
+        );
+        match self.draining_predecessor.load(Ordering::Relaxed) {
+            0 => {}
+            pid => line.push_str(&format!(
+                "; bellhop {pid} (before the upgrade) drains its connections"
+            )),
+        }
+        line
     }
 }
 
@@ -158,8 +181,13 @@ pub struct Server {
     admin: Option<tokio::net::TcpListener>,
     shared: Arc<Shared>,
     grace_period: Duration,
+    /// How long open connections may run on after an upgrade (`drain-timeout`).
+    drain_timeout: Duration,
     /// Worker threads `run` starts; every listener has one socket per worker.
     workers: usize,
+    /// When this process was started by an upgrade: the old process, told
+    /// once every listener accepts.
+    handover: Option<Handover>,
 }
 
 /// Starts a graceful shutdown of the server it came from.
@@ -176,6 +204,27 @@ impl ShutdownHandle {
 impl Server {
     /// Builds the router and binds every listener the config needs.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        Server::bind_with(config, None).await
+    }
+
+    /// [`bind`](Self::bind) for the new process of an upgrade: adopts the
+    /// listening sockets the old process handed over (binding only what the
+    /// config adds), and tells the old process that it serves once
+    /// [`run`](Self::run) accepts, or here why it cannot start.
+    pub async fn take_over(config: Config, mut handover: Handover) -> anyhow::Result<Server> {
+        match Server::bind_with(config, Some(&mut handover)).await {
+            Ok(mut server) => {
+                server.handover = Some(handover);
+                Ok(server)
+            }
+            Err(e) => {
+                handover.fail(&format!("{e:#}"));
+                Err(e)
+            }
+        }
+    }
+
+    async fn bind_with(config: Config, handover: Option<&mut Handover>) -> anyhow::Result<Server> {
         let metrics = Arc::new(Metrics::new());
         let access_logs = AccessLogFiles::default();
         let router = Router::new(&config, &metrics, None, &access_logs)
@@ -185,16 +234,30 @@ impl Server {
         // ACME starts in `run`, once the listeners can answer validations.
         let https = https::Https::new(&config, &metrics).await?;
         let shutdown = CancellationToken::new();
+        let accepting = shutdown.child_token();
         let workers = worker::count(&config.options);
-        let listeners = Listeners::bind(specs, workers, config.options.clone(), &shutdown)?;
+        let mut adopted = handover.map(Handover::sockets);
+        let listeners = Listeners::bind(
+            specs,
+            workers,
+            config.options.clone(),
+            &accepting,
+            adopted.as_deref_mut(),
+        )?;
         let admin = config
             .options
             .admin
             .map(|addr| {
-                admin::bind(addr)
+                let handed = adopted.as_mut().and_then(|a| a.take_admin(addr));
+                admin::bind_or_adopt(addr, handed)
                     .with_context(|| format!("cannot listen on {addr} (the admin listener)"))
             })
             .transpose()?;
+        if let Some(admin) = &admin {
+            listeners
+                .set_admin(admin)
+                .context("cannot copy the admin listener's descriptor")?;
+        }
 
         let mut http1 = http1::Builder::new();
         http1
@@ -224,6 +287,7 @@ impl Server {
                 background: Background {
                     tasks: TaskTracker::new(),
                     shutdown,
+                    accepting,
                 },
                 http1,
                 http2,
@@ -235,9 +299,12 @@ impl Server {
                 client_write_timeout: config.options.client_write_timeout,
                 notify: Notifier::from_env(),
                 access_logs,
+                draining_predecessor: AtomicU32::new(0),
             }),
             grace_period: config.options.grace_period,
+            drain_timeout: config.options.drain_timeout,
             workers,
+            handover: None,
         })
     }
 
@@ -256,6 +323,12 @@ impl Server {
     /// A handle that starts graceful shutdown.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shared.background.shutdown.clone())
+    }
+
+    /// A handle that starts a new binary with this server's listening
+    /// sockets, then drains this server (see [`UpgradeHandle`]).
+    pub fn upgrade_handle(&self) -> UpgradeHandle {
+        UpgradeHandle::new(self.shared.clone(), self.listeners.clone())
     }
 
     /// A handle that swaps in a new config while the server runs (also usable
@@ -286,30 +359,46 @@ impl Server {
                 admin,
                 self.shared.clone(),
                 self.listeners.clone(),
-                self.shared.background.shutdown.clone(),
+                self.shared.background.accepting.clone(),
             ));
         }
 
         if let Some(https) = &self.shared.https {
             https.start();
         }
-        let _service_manager = self.tell_service_manager(workers.handles());
+        // Started by an upgrade: READY=1 waits until the old process has
+        // handed the main PID over (notify.rs says why).
+        let predecessor = match self.handover.take() {
+            Some(handover) => handover.ready().await,
+            None => None,
+        };
+        let service_manager = self.tell_service_manager(workers.handles(), predecessor);
 
         let background = &self.shared.background;
-        background.shutdown.cancelled().await;
-        self.shared.notify.stopping();
+        background.accepting.cancelled().await;
+        if background.shutdown.is_cancelled() {
+            self.shared.notify.stopping();
+        } else {
+            // Handed over: the watchdog and status are the new process's now.
+            drop(service_manager);
+        }
         if let Some(https) = &self.shared.https {
+            // After an upgrade the new process renews; two would race.
             https.shutdown();
         }
         for accept in self.listeners.take_loops() {
-            // An accept loop only ends on shutdown or when a reload removes
-            // its port; a panic there is a bug
+            // An accept loop only ends on shutdown, an upgrade, or when a
+            // reload removes its port; a panic there is a bug
             // worth reporting but not worth failing the drain for.
             if let Err(e) = accept.await {
                 tracing::error!(error = %e, "accept loop failed");
             }
         }
+        self.listeners.release();
         background.tasks.close();
+        if !background.shutdown.is_cancelled() {
+            self.drain().await;
+        }
         let open = background.tasks.len();
         if open > 0 {
             tracing::info!(connections = open, grace_period = ?self.grace_period, "waiting for in-flight requests");
@@ -332,17 +421,30 @@ impl Server {
     /// Once everything serves: `READY=1` with the status line, then the
     /// tasks that keep the service manager informed while `run` runs (the
     /// watchdog pings when `WatchdogSec=` is set, the status line after each
-    /// certificate event); they stop when the returned handles drop.
+    /// certificate event, and once the `predecessor` of an upgrade has
+    /// drained and exited); they stop when the returned handles drop.
     fn tell_service_manager(
         &self,
         workers: &[tokio::runtime::Handle],
+        predecessor: Option<handover::Predecessor>,
     ) -> Vec<AbortOnDropHandle<()>> {
         let notify = &self.shared.notify;
         if !notify.enabled() {
             return Vec::new();
         }
-        notify.ready(&self.shared.status_line());
         let mut tasks = Vec::new();
+        if let Some(predecessor) = predecessor {
+            self.shared
+                .draining_predecessor
+                .store(predecessor.pid, Ordering::Relaxed);
+            let shared = self.shared.clone();
+            tasks.push(AbortOnDropHandle::new(tokio::spawn(async move {
+                predecessor.exited().await;
+                shared.draining_predecessor.store(0, Ordering::Relaxed);
+                shared.notify.status(&shared.status_line());
+            })));
+        }
+        notify.ready(&self.shared.status_line());
         if let Some(interval) = notify::watchdog_interval() {
             let heartbeats = watchdog::Heartbeats::start(workers, interval);
             let ping = watchdog::ping(heartbeats, *notify, interval);
@@ -362,5 +464,26 @@ impl Server {
             })));
         }
         tasks
+    }
+
+    /// After an upgrade: lets the open connections and tunnels run until
+    /// they end, `drain-timeout` passes, or shutdown is asked for; then
+    /// shuts down (closing tunnels, as on SIGTERM).
+    async fn drain(&self) {
+        let background = &self.shared.background;
+        tracing::info!(
+            connections = background.tasks.len(),
+            drain_timeout = ?self.drain_timeout,
+            "no longer accepting (the new process serves); draining open connections"
+        );
+        tokio::select! {
+            () = background.tasks.wait() => tracing::info!("drained: every connection has ended"),
+            () = tokio::time::sleep(self.drain_timeout) => tracing::warn!(
+                remaining = background.tasks.len(),
+                "drain-timeout over, closing the remaining connections"
+            ),
+            () = background.shutdown.cancelled() => {}
+        }
+        background.shutdown.cancel();
     }
 }

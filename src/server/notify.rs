@@ -7,10 +7,32 @@
 //! (`forbid(unsafe_code)`); the crate is one small file on top of libc, which
 //! is already in the tree. Without `NOTIFY_SOCKET` (not under systemd, the
 //! in-process tests) every call is a no-op.
+//!
+//! An upgrade (`bellhop upgrade`) passes the main PID on. With the unit's
+//! `NotifyAccess=main` systemd takes messages from its main PID only, so the
+//! order is fixed:
+//!
+//! 1. the new process serves and says so over the hand-over connection;
+//! 2. the old process (still the main PID) sends `MAINPID=<new>` with a
+//!    status saying it drains ([`Notifier::hand_over`]); from then on this
+//!    process sends nothing, since systemd would refuse it (and a late
+//!    `STOPPING=1` or watchdog ping must never be taken as the service's);
+//! 3. it stops accepting and tells the new process (`Handed`);
+//! 4. the new process, now the main PID, sends `READY=1` and its status.
+//!
+//! `READY=1` before step 2 would be dropped with a "reception only permitted
+//! for main PID" warning, and the datagrams of the two processes are read in
+//! the order they were queued, which step 3 makes the order above.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sd_notify::NotifyState;
+
+/// Set once this process has passed the main PID to its successor. A
+/// process-wide flag, not a field: systemd's main PID is a property of the
+/// process, and every copy of the [`Notifier`] must fall silent at once.
+static HANDED_OVER: AtomicBool = AtomicBool::new(false);
 
 /// Sends state changes to the service manager, if one listens. A copy is
 /// as good as the original: each message opens its own socket.
@@ -68,13 +90,30 @@ impl Notifier {
         self.send(&[NotifyState::Status(status)]);
     }
 
+    /// `MAINPID=pid`: the successor of an upgrade is the service now. Sent
+    /// with a status saying that this process drains `connections` (systemd
+    /// shows it until the successor sends its own); afterwards this process
+    /// sends nothing more (see the module doc).
+    pub(super) fn hand_over(&self, pid: u32, connections: usize) {
+        let status = format!(
+            "upgrading: bellhop {pid} serves; bellhop {} drains {connections} open connection{}",
+            std::process::id(),
+            if connections == 1 { "" } else { "s" }
+        );
+        self.send(&[NotifyState::MainPid(pid), NotifyState::Status(&status)]);
+        HANDED_OVER.store(true, Ordering::Relaxed);
+        if self.enabled {
+            tracing::info!(pid, "told systemd the new main process");
+        }
+    }
+
     /// `WATCHDOG=1`: the server is alive.
     pub(super) fn watchdog(&self) {
         self.send(&[NotifyState::Watchdog]);
     }
 
     fn send(&self, states: &[NotifyState<'_>]) {
-        if !self.enabled {
+        if !self.enabled || HANDED_OVER.load(Ordering::Relaxed) {
             return;
         }
         // A service manager that went away is no reason to stop serving.
@@ -88,6 +127,18 @@ impl Notifier {
 /// for this process (`WATCHDOG_PID`, if set, is ours).
 pub(super) fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().filter(|d| !d.is_zero())
+}
+
+/// Prepares the environment of an upgrade's new process for the watchdog.
+/// systemd set `WATCHDOG_PID` to this process; inherited as is, it would
+/// tell the new one (soon the main PID, which systemd expects the pings
+/// from) that the watchdog is not its business. So the new process gets the
+/// watchdog exactly when this one has it.
+pub(super) fn successor_env(command: &mut tokio::process::Command) {
+    command.env_remove("WATCHDOG_PID");
+    if watchdog_interval().is_none() {
+        command.env_remove("WATCHDOG_USEC");
+    }
 }
 
 /// What the server does, in one line for `systemctl status`:

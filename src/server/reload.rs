@@ -14,10 +14,13 @@
 //!
 //! Requests and tunnels hold the router snapshot they started with, so a
 //! swap never cuts them. Every accept loop has its own stop token, a child of
-//! the shutdown token, so one port can stop accepting without the others.
+//! the server's `accepting` token (itself a child of shutdown, cancelled
+//! alone when an upgrade hands the listeners over), so one port can stop
+//! accepting without the others.
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use anyhow::{bail, Context as _};
@@ -25,6 +28,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::handover::{Adopted, Offered};
 use super::listener::{self, ListenerSpec};
 use super::Shared;
 use crate::config::{Config, Options, Scheme};
@@ -49,6 +53,8 @@ struct Inner {
     loops: Vec<JoinHandle<()>>,
     /// The options the server runs with (those only read at start-up).
     options: Options,
+    /// A copy of the admin listener's descriptor, for an upgrade to hand over.
+    admin: Option<OwnedFd>,
 }
 
 #[derive(Debug)]
@@ -60,20 +66,27 @@ struct Entry {
     stop: CancellationToken,
     /// The sockets (one per worker) until `run` starts their accept loops.
     pending: Option<Vec<std::net::TcpListener>>,
+    /// Copies of the sockets' descriptors, for an upgrade to hand over
+    /// (the accept loops own the sockets themselves).
+    descriptors: Vec<OwnedFd>,
 }
 
 impl Listeners {
     /// Binds every listener of `specs`, `per_port` sockets each (one per
-    /// worker); fails on the first that cannot bind.
+    /// worker), taking the sockets an upgrade handed over where they fit;
+    /// fails on the first that cannot bind. Every accept loop stops when
+    /// `accepting` is cancelled.
     pub(super) fn bind(
         specs: Vec<ListenerSpec>,
         per_port: usize,
         options: Options,
-        shutdown: &CancellationToken,
+        accepting: &CancellationToken,
+        mut adopted: Option<&mut Adopted>,
     ) -> anyhow::Result<Listeners> {
         let mut entries = Vec::with_capacity(specs.len());
         for spec in specs {
-            entries.push(Entry::bind(spec, per_port, shutdown)?);
+            let handed = adopted.as_deref_mut().and_then(|a| a.take(&spec));
+            entries.push(Entry::bind(spec, per_port, accepting, handed)?);
         }
         Ok(Listeners {
             inner: Mutex::new(Inner {
@@ -82,6 +95,7 @@ impl Listeners {
                 entries,
                 loops: Vec::new(),
                 options,
+                admin: None,
             }),
         })
     }
@@ -118,6 +132,38 @@ impl Listeners {
                 .all(|e| e.pending.is_none() && !e.stop.is_cancelled())
     }
 
+    /// Keeps a copy of the admin listener's descriptor for an upgrade.
+    pub(super) fn set_admin(&self, admin: &impl AsFd) -> std::io::Result<()> {
+        self.lock().admin = Some(admin.as_fd().try_clone_to_owned()?);
+        Ok(())
+    }
+
+    /// Copies of every listening socket's descriptor, for an upgrade.
+    pub(super) fn offer(&self) -> std::io::Result<Offered> {
+        let inner = self.lock();
+        let mut offered = Offered::default();
+        for entry in &inner.entries {
+            let fds = entry
+                .descriptors
+                .iter()
+                .map(|fd| fd.try_clone())
+                .collect::<std::io::Result<_>>()?;
+            offered.listeners.push((entry.spec.port, fds));
+        }
+        offered.admin = inner.admin.as_ref().map(OwnedFd::try_clone).transpose()?;
+        Ok(offered)
+    }
+
+    /// Closes the descriptor copies once the accept loops are done (after an
+    /// upgrade handed them over, this process holds no listener any more).
+    pub(super) fn release(&self) {
+        let mut inner = self.lock();
+        inner.admin = None;
+        for entry in &mut inner.entries {
+            entry.descriptors.clear();
+        }
+    }
+
     /// The accept loops to await once shutdown has been signalled. Reloads
     /// after shutdown are refused, so no loop starts after this.
     pub(super) fn take_loops(&self) -> Vec<JoinHandle<()>> {
@@ -126,18 +172,34 @@ impl Listeners {
 }
 
 impl Entry {
+    /// Binds `count` sockets for `spec`, or adopts those `handed` over.
     fn bind(
         spec: ListenerSpec,
         count: usize,
-        shutdown: &CancellationToken,
+        accepting: &CancellationToken,
+        handed: Option<Vec<std::net::TcpListener>>,
     ) -> anyhow::Result<Entry> {
-        let sockets = listener::bind(&spec, count)
-            .with_context(|| format!("cannot listen on {}", addresses(&spec)))?;
+        let sockets = match handed {
+            Some(handed) => listener::adopt(&spec, count, handed).with_context(|| {
+                format!(
+                    "cannot listen on {} beside the handed-over sockets",
+                    addresses(&spec)
+                )
+            })?,
+            None => listener::bind(&spec, count)
+                .with_context(|| format!("cannot listen on {}", addresses(&spec)))?,
+        };
+        let descriptors = sockets
+            .iter()
+            .map(|s| s.as_fd().try_clone_to_owned())
+            .collect::<std::io::Result<_>>()
+            .context("cannot copy a listening socket's descriptor")?;
         Ok(Entry {
             addr: sockets.first().and_then(|s| s.local_addr().ok()),
             spec,
-            stop: shutdown.child_token(),
+            stop: accepting.child_token(),
             pending: Some(sockets),
+            descriptors,
         })
     }
 
@@ -157,6 +219,8 @@ impl Entry {
                 tracing::info!(%addr, tls = self.spec.scheme == Scheme::Https, workers = workers.len(), "listening");
             }
         }
+        // One socket per worker, unless an upgrade handed over more: then
+        // some worker accepts on two, so no queued connection is left behind.
         sockets
             .into_iter()
             .zip(workers.iter().cycle())
@@ -274,9 +338,14 @@ impl ReloadHandle {
         // Everything below is synchronous and short (file reads for
         // certificates, bind calls); holding the lock serializes reloads.
         let mut inner = self.listeners.lock();
-        let shutdown = &self.shared.background.shutdown;
-        if shutdown.is_cancelled() {
+        let accepting = &self.shared.background.accepting;
+        if self.shared.background.shutdown.is_cancelled() {
             bail!("the server is shutting down");
+        }
+        if accepting.is_cancelled() {
+            bail!(
+                "this bellhop has handed its listeners to a new process (upgrade) and is draining"
+            );
         }
 
         // 1. Routes, taking over the running router's rate-limit buckets.
@@ -311,7 +380,7 @@ impl ReloadHandle {
         let mut added = Vec::new();
         for spec in &specs {
             if !inner.entries.iter().any(|e| e.spec.port == spec.port) {
-                added.push(Entry::bind(spec.clone(), inner.per_port, shutdown)?);
+                added.push(Entry::bind(spec.clone(), inner.per_port, accepting, None)?);
             }
         }
 

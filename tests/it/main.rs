@@ -36,6 +36,7 @@ mod site_log;
 mod sovgrid;
 mod spa;
 mod streaming;
+mod upgrade;
 mod upstream_restart;
 mod upstreams;
 mod uvicorn;

@@ -46,6 +46,7 @@ fn docs_state_the_code_defaults() {
         defaults::HTTPS_PORT.to_string()
     );
     assert_duration("grace-period", defaults::SHUTDOWN_GRACE);
+    assert_duration("drain-timeout", defaults::DRAIN_TIMEOUT);
     // Resolved at start-up from the CPUs the process may use (server::worker).
     assert_eq!(default_in_docs("workers"), "one per CPU");
     assert_duration("client-header-timeout", defaults::CLIENT_HEADER_TIMEOUT);

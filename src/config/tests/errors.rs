@@ -105,6 +105,8 @@ snapshots! {
     site_address_bad_port: "\"example.com:99999\" { proxy 8000 }\n";
     duration_bad_unit: "app.example.com {\n    proxy 8000 {\n        header-timeout \"5x\"\n    }\n}\n";
     duration_without_unit: "app.example.com {\n    proxy 8000 {\n        idle-timeout 30\n    }\n}\n";
+    drain_timeout_bare: "options {\n    drain-timeout 24h\n}\napp.example.com { proxy 8000 }\n";
+    drain_timeout_bad_unit: "options {\n    drain-timeout \"1y\"\n}\napp.example.com { proxy 8000 }\n";
     duration_zero_timeout: "app.example.com {\n    proxy 8000 {\n        connect-timeout \"0s\"\n    }\n}\n";
     bind_not_an_ip: "app.example.com {\n    bind \"localhost\"\n    proxy 8000\n}\n";
     bind_in_a_route: "app.example.com {\n    route \"/api/*\" {\n        bind \"127.0.0.1\"\n        proxy 3000\n    }\n    proxy 8000\n}\n";

@@ -82,6 +82,7 @@ fn every_option_name_sets_something() {
         "max-connections-per-ip" => "8",
         "client-body-timeout" => "\"1s\"",
         "client-write-timeout" => "\"1s\"",
+        "drain-timeout" => "\"1h\"",
         other => panic!("add a sample value for option `{other}` to this test"),
     };
     for name in OPTION_NAMES {
@@ -197,4 +198,14 @@ fn storage_errors_point_at_the_value() {
     assert!(err.render().contains("shared=#true"), "{}", err.render());
     let line = err.render();
     assert!(line.contains("2:"), "names the line: {line}");
+}
+
+#[test]
+fn drain_timeout_option() {
+    let o = parse_ok("options { drain-timeout \"90m\" }\na.example.com { proxy 1 }").options;
+    assert_eq!(o.drain_timeout, Duration::from_secs(90 * 60));
+    // Zero is allowed: the old process closes what it has as soon as the new one serves.
+    let o = parse_ok("options { drain-timeout \"0s\" }\na.example.com { proxy 1 }").options;
+    assert_eq!(o.drain_timeout, Duration::ZERO);
+    assert_eq!(Options::default().drain_timeout, defaults::DRAIN_TIMEOUT);
 }
