@@ -31,16 +31,21 @@ pub(super) enum FirstByte {
     Stopped,
 }
 
-/// Waits until `stream` is readable, `deadline` passes, or `stop` is
-/// cancelled. Allocates nothing: readiness comes from the reactor.
+/// Waits until a byte (or the end of the stream) has arrived on `stream`,
+/// `deadline` passes, or `stop` is cancelled; consumes nothing.
+///
+/// A peek, not `readable()`: tokio reports a freshly accepted socket
+/// readable at once (seen with strace: rustls' 4 KiB read right after
+/// accept, answered EAGAIN), so `readable()` alone waited for nothing.
 pub(super) async fn first_byte(
     stream: &TcpStream,
     deadline: Instant,
     stop: &CancellationToken,
 ) -> FirstByte {
+    let mut byte = [0u8; 1];
     tokio::select! {
-        ready = tokio::time::timeout_at(deadline, stream.readable()) => match ready {
-            Ok(Ok(())) => FirstByte::Arrived,
+        ready = tokio::time::timeout_at(deadline, stream.peek(&mut byte)) => match ready {
+            Ok(Ok(_)) => FirstByte::Arrived,
             Ok(Err(e)) => FirstByte::Failed(e),
             Err(_) => FirstByte::TimedOut,
         },

@@ -175,9 +175,9 @@ impl TlsTerminator {
             None
         };
         // Nothing is allocated for the handshake before the client sends its
-        // first byte (rustls sizes its read buffer on the first read attempt),
-        // so a connection that stays silent costs only its socket and task.
-        tcp.readable().await.map_err(TlsError::Handshake)?;
+        // first byte (rustls sizes its read buffer on the first read attempt).
+        // A peek: tokio reports a new socket readable before any byte came.
+        tcp.peek(&mut [0u8; 1]).await.map_err(TlsError::Handshake)?;
         let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
             .await
             .map_err(TlsError::Handshake)?;
