@@ -11,6 +11,9 @@
 
 PROXY_MAIN=
 PROXY_PIDS=
+# Overrides for other scripts (bench/memory.sh): the bellhop binary, extra lines
+# for its options block, environment for it (an allocator), nginx's slot count.
+BELLHOP_BIN=${BELLHOP_BIN:-target/release/bellhop}
 
 # The proxy's processes (a master's workers are its children), for CPU and RSS.
 proxy_ticks() { if [[ -n $PROXY_PIDS ]]; then cpu_ticks "$PROXY_PIDS"; else echo 0; fi; }
@@ -57,6 +60,7 @@ options {
     http-port $(free_port)
     https-port $(free_port)
     @WORKERS@
+    ${BELLHOP_OPTIONS:-}
 }
 "http://127.0.0.1:$2" { proxy "$BACKEND" }
 "https://127.0.0.1:$3" {
@@ -66,14 +70,14 @@ options {
 KDL
     # One worker when this bellhop has the option; else its default runtime.
     sed 's/@WORKERS@/workers 1/' "$dir/Proxyfile" >"$dir/Proxyfile.workers"
-    if target/release/bellhop validate --config "$dir/Proxyfile.workers" >/dev/null 2>&1; then
+    if "$BELLHOP_BIN" validate --config "$dir/Proxyfile.workers" >/dev/null 2>&1; then
         mv "$dir/Proxyfile.workers" "$dir/Proxyfile"
         BELLHOP_NOTE="(workers 1)"
     else
         sed -i '/@WORKERS@/d' "$dir/Proxyfile"
         BELLHOP_NOTE="(no workers option: default runtime, pinned to one CPU)"
     fi
-    PROXY_CMD=(target/release/bellhop run --config "$dir/Proxyfile" --log-level error)
+    PROXY_CMD=(env ${BELLHOP_ENV:-} "$BELLHOP_BIN" run --config "$dir/Proxyfile" --log-level error)
 }
 
 config_nginx() {
@@ -86,7 +90,7 @@ worker_rlimit_nofile $(ulimit -n);
 pid $dir/nginx.pid;
 error_log stderr warn;
 # Above the open-file limit, so that limit (the same for every proxy) is the cap.
-events { worker_connections $((2 * $(ulimit -n))); }
+events { worker_connections ${NGINX_CONNECTIONS:-$((2 * $(ulimit -n)))}; }
 http {
     access_log off;
     client_body_temp_path $dir/body;

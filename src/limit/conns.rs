@@ -56,6 +56,9 @@ pub(crate) struct ConnCaps {
     max: usize,
     per_ip_max: usize,
     open: AtomicUsize,
+    /// The most connections open at once since [`ConnCaps::take_peak`] last
+    /// ran: tells the allocator trim (server/trim.rs) that a burst ended.
+    peak: AtomicUsize,
     shards: Box<[Mutex<HashMap<IpAddr, PerIp>>]>,
     hasher: RandomState,
     /// When a global refusal was last logged, in ms since `epoch` (+1, 0 = never).
@@ -78,6 +81,7 @@ impl ConnCaps {
             max,
             per_ip_max,
             open: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             global_logged: AtomicU64::new(0),
@@ -90,7 +94,8 @@ impl ConnCaps {
     /// it hits. A refusal is counted, and logged unless its key was logged
     /// within the last second.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnPermit, Refused> {
-        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max {
+        let before = self.open.fetch_add(1, Ordering::AcqRel);
+        if before >= self.max {
             self.open.fetch_sub(1, Ordering::AcqRel);
             self.refused.max_connections.inc();
             if self.log_global_now() {
@@ -115,10 +120,20 @@ impl ConnCaps {
             return Err(Refused::PerIp);
         }
         entry.open += 1;
+        drop(shard);
+        self.peak.fetch_max(before + 1, Ordering::Relaxed);
         Ok(ConnPermit {
             caps: self.clone(),
             ip,
         })
+    }
+
+    /// The most connections open at once since the last call, and how many
+    /// are open now; the peak starts again from now.
+    pub(crate) fn take_peak(&self) -> (usize, usize) {
+        let open = self.open.load(Ordering::Acquire);
+        let peak = self.peak.swap(open, Ordering::Relaxed);
+        (peak.max(open), open)
     }
 
     /// Whether a global refusal may be logged now (at most once per second).

@@ -13,9 +13,11 @@ use http::{header, HeaderValue, Response};
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{self, Accepted};
+use super::first_byte::{first_byte, FirstByte};
 use super::Shared;
 use crate::acme::{Http01Tokens, HTTP01_PATH_PREFIX};
 use crate::body::Body;
@@ -137,6 +139,15 @@ impl Https {
         self.certs.shutdown();
     }
 
+    /// Counts and logs a handshake that did not complete.
+    fn refused(&self, accepted: &Accepted, error: &TlsError) {
+        match error {
+            TlsError::HandshakeTimeout(_) => self.refused_timeout.inc(),
+            _ => self.refused_handshake.inc(),
+        };
+        tracing::debug!(peer = %accepted.peer, error = %error, "TLS handshake failed");
+    }
+
     /// The answer to an ACME HTTP-01 request on the plain HTTP port: the key
     /// authorization if `path` is a pending token, else `None` (tokens are
     /// unguessable, so answering them for any host is harmless, and other
@@ -177,9 +188,9 @@ pub(super) fn is_http01_path(path: &str) -> bool {
     path.starts_with(HTTP01_PATH_PREFIX)
 }
 
-/// Serves one connection accepted on a TLS port: handshake (bounded by the
-/// handshake timeout), then HTTP/2 or HTTP/1.1 as negotiated through ALPN.
-/// ACME TLS-ALPN-01 validations end right after their handshake.
+/// Serves one connection accepted on a TLS port once its first byte
+/// arrives (see [`first_byte`](super::first_byte)): until then the task holds
+/// only the socket and a timer. The wait counts against the handshake timeout.
 pub(super) async fn serve_tls(
     stream: TcpStream,
     accepted: Accepted,
@@ -191,8 +202,35 @@ pub(super) async fn serve_tls(
         // Not reachable: TLS listeners only exist when a site needs HTTPS.
         return;
     };
+    let timeout = https.terminator.handshake_timeout();
+    let deadline = Instant::now() + timeout;
+    match first_byte(&stream, deadline, &stop).await {
+        FirstByte::Arrived => {}
+        FirstByte::TimedOut => {
+            return https.refused(&accepted, &TlsError::HandshakeTimeout(timeout));
+        }
+        FirstByte::Failed(e) => return https.refused(&accepted, &TlsError::Handshake(e)),
+        FirstByte::Stopped => return,
+    }
+    let serve = handshake_and_serve(stream, accepted, permit, shared.clone(), stop, deadline);
+    Box::pin(serve).await;
+}
+
+/// The handshake (by `deadline`), then HTTP/2 or HTTP/1.1 as negotiated
+/// through ALPN. ACME TLS-ALPN-01 validations end right after their handshake.
+async fn handshake_and_serve(
+    stream: TcpStream,
+    accepted: Accepted,
+    permit: ConnPermit,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    deadline: Instant,
+) {
+    let Some(https) = &shared.https else {
+        return;
+    };
     let handshake = tokio::select! {
-        handshake = https.terminator.accept_on(stream, accepted.port) => handshake,
+        handshake = https.terminator.accept_until(stream, accepted.port, deadline) => handshake,
         () = stop.cancelled() => return,
     };
     let version = |tls: &tokio_rustls::server::TlsStream<TcpStream>| {
@@ -214,13 +252,7 @@ pub(super) async fn serve_tls(
             connection::serve_http1(tls, accepted, permit, shared.clone(), stop).await
         }
         Ok(None) => {}
-        Err(e) => {
-            match e {
-                TlsError::HandshakeTimeout(_) => https.refused_timeout.inc(),
-                _ => https.refused_handshake.inc(),
-            };
-            tracing::debug!(peer = %accepted.peer, error = %e, "TLS handshake failed");
-        }
+        Err(e) => https.refused(&accepted, &e),
     }
 }
 

@@ -23,6 +23,7 @@ mod admin;
 mod answers;
 mod caps;
 mod connection;
+mod first_byte;
 mod handover;
 mod https;
 mod linger;
@@ -32,6 +33,7 @@ mod notify;
 mod reload;
 mod service;
 mod traffic;
+mod trim;
 mod upgrade;
 mod watchdog;
 mod worker;
@@ -373,6 +375,8 @@ impl Server {
             None => None,
         };
         let service_manager = self.tell_service_manager(workers.handles(), predecessor);
+        let _trim =
+            AbortOnDropHandle::new(tokio::spawn(trim::after_bursts(self.shared.caps.clone())));
 
         let background = &self.shared.background;
         background.accepting.cancelled().await;

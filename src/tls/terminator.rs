@@ -20,6 +20,14 @@ use crate::crypto::provider;
 /// The ALPN protocol of RFC 8737 validation connections.
 pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
+/// Encrypted bytes rustls may hold for a client that is not reading: one
+/// full TLS record. rustls' default is 64 KiB, which a slow reader pins on
+/// top of hyper's write buffer and the upstream read; a write that finds the
+/// record still unsent waits for the socket instead (tokio-rustls flushes
+/// after each record, so a fast client loses nothing but a few batched
+/// writes).
+const SEND_BUFFER_LIMIT: usize = 16 * 1024;
+
 /// Which HTTP version the client and server agreed on through ALPN.
 ///
 /// The server dispatches on this instead of sniffing the first bytes, so a client
@@ -92,6 +100,11 @@ impl TlsTerminator {
         self
     }
 
+    /// How long a client has for its whole handshake, from accept.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
     /// The SNI resolver of the main config.
     pub fn resolver(&self) -> &Arc<CertResolver> {
         &self.resolver
@@ -130,7 +143,20 @@ impl TlsTerminator {
         tcp: TcpStream,
         port: u16,
     ) -> Result<Option<(TlsStream<TcpStream>, Alpn)>, TlsError> {
-        match tokio::time::timeout(self.handshake_timeout, self.handshake(tcp, port)).await {
+        let deadline = tokio::time::Instant::now() + self.handshake_timeout;
+        self.accept_until(tcp, port, deadline).await
+    }
+
+    /// [`accept_on`](Self::accept_on) with the handshake bounded by
+    /// `deadline` instead: for a caller that already waited for the
+    /// client's first byte, so the wait and the handshake share one timeout.
+    pub async fn accept_until(
+        &self,
+        tcp: TcpStream,
+        port: u16,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<(TlsStream<TcpStream>, Alpn)>, TlsError> {
+        match tokio::time::timeout_at(deadline, self.handshake(tcp, port)).await {
             Ok(result) => result,
             Err(_) => Err(TlsError::HandshakeTimeout(self.handshake_timeout)),
         }
@@ -149,9 +175,9 @@ impl TlsTerminator {
             None
         };
         // Nothing is allocated for the handshake before the client sends its
-        // first byte (rustls sizes its read buffer on the first read attempt),
-        // so a connection that stays silent costs only its socket and task.
-        tcp.readable().await.map_err(TlsError::Handshake)?;
+        // first byte (rustls sizes its read buffer on the first read attempt).
+        // A peek: tokio reports a new socket readable before any byte came.
+        tcp.peek(&mut [0u8; 1]).await.map_err(TlsError::Handshake)?;
         let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
             .await
             .map_err(TlsError::Handshake)?;
@@ -186,10 +212,11 @@ impl TlsTerminator {
             Some(cert) => self.main_with(cert),
             None => self.main.clone(),
         };
-        let stream = start
+        let mut stream = start
             .into_stream(config)
             .await
             .map_err(TlsError::Handshake)?;
+        stream.get_mut().1.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
         let alpn = match stream.get_ref().1.alpn_protocol() {
             Some(b"h2") => Alpn::H2,
             _ => Alpn::Http1,

@@ -111,6 +111,35 @@ async fn slow_client(
     })
 }
 
+/// Connects and stays silent for `silence`, then writes `first` and `drip`
+/// every 100 ms after it: a client whose first byte comes late.
+async fn late_client(
+    addr: SocketAddr,
+    silence: Duration,
+    first: &'static [u8],
+    drip: &'static [u8],
+) -> tokio::task::JoinHandle<Cut> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    let (read, mut write) = stream.into_split();
+    tokio::spawn(async move {
+        let dripping = spawn_task(async move {
+            // The attacker's own pace, not a wait for a condition.
+            tokio::time::sleep(silence).await;
+            let mut next = first;
+            let mut tick = tokio::time::interval(millis(100));
+            loop {
+                tick.tick().await;
+                if write.write_all(next).await.is_err() {
+                    break;
+                }
+                next = drip;
+            }
+        });
+        until_closed(read, started, dripping).await
+    })
+}
+
 fn assert_cut_at(cut: &Cut, what: &str, deadline: Duration) {
     assert!(
         cut.after + millis(100) >= deadline && cut.after < deadline + secs(2),
@@ -243,6 +272,18 @@ async fn silent_tls_clients_are_cut_at_the_handshake_timeout_while_others_are_se
             (
                 "a ClientHello byte every 100 ms",
                 slow_client(addr, b"\x16\x03\x01\x02\x00".to_vec(), Some(b"\x00")).await,
+            ),
+            (
+                // Waiting for the first byte and the handshake share one
+                // deadline, counted from accept.
+                "silent for half the timeout, then a ClientHello byte every 100 ms",
+                late_client(
+                    addr,
+                    TLS_HANDSHAKE_TIMEOUT / 2,
+                    b"\x16\x03\x01\x02\x00",
+                    b"\x00",
+                )
+                .await,
             ),
         ];
 
