@@ -77,7 +77,13 @@ KDL
         sed -i '/@WORKERS@/d' "$dir/Proxyfile"
         BELLHOP_NOTE="(no workers option: default runtime, pinned to one CPU)"
     fi
-    PROXY_CMD=(env ${BELLHOP_ENV:-} "$BELLHOP_BIN" run --config "$dir/Proxyfile" --log-level error)
+    PROXY_CMD=("$BELLHOP_BIN" run --config "$dir/Proxyfile" --log-level error)
+    # Through `env` only when asked: under callgrind (callgrind-check.sh) the
+    # measured process must be bellhop itself, not an `env` that execs it.
+    # shellcheck disable=SC2206 # BELLHOP_ENV is a list of NAME=value words
+    if [[ -n ${BELLHOP_ENV:-} ]]; then
+        PROXY_CMD=(env ${BELLHOP_ENV} "${PROXY_CMD[@]}")
+    fi
 }
 
 config_nginx() {
