@@ -464,9 +464,11 @@ impl Action {
                     .clone()
                     .unwrap_or(HeaderValue::from_static("text/plain; charset=utf-8")),
             },
-            Handler::Files { root, fallback } => {
-                Action::Files(Files::new(root, fallback.as_deref()))
-            }
+            Handler::Files { root, fallback } => Action::Files(Files::new(
+                root,
+                fallback.as_deref(),
+                !route.encode.is_empty(),
+            )),
         })
     }
 }

@@ -43,6 +43,10 @@ pub(crate) struct Files {
     root: PathBuf,
     /// `try="/index.html"`: the request path served when nothing matches.
     fallback: Option<Box<str>>,
+    /// The route compresses (`encode`): whole files are marked with their
+    /// [`encode::Source`] so their compressed form can be kept. Off, the mark
+    /// would only cost an allocation per response.
+    mark_source: bool,
 }
 
 /// A regular file found under the root, open.
@@ -81,11 +85,12 @@ impl From<io::Error> for Miss {
 }
 
 impl Files {
-    /// A handler for `root`.
-    pub(crate) fn new(root: &Path, fallback: Option<&str>) -> Self {
+    /// A handler for `root`; `mark_source` when the route has `encode`.
+    pub(crate) fn new(root: &Path, fallback: Option<&str>, mark_source: bool) -> Self {
         Files {
             root: root.to_path_buf(),
             fallback: fallback.map(Into::into),
+            mark_source,
         }
     }
 
@@ -118,7 +123,7 @@ impl Files {
             Err(Miss::Forbidden) => return forbidden(),
             Err(Miss::Io(e)) => return io_error(&self.root, uri, &e),
         };
-        send_file(found, method, headers)
+        send_file(found, method, headers, self.mark_source)
     }
 
     /// The regular file a request path names, inside the root, opened. The
@@ -190,8 +195,14 @@ fn resolve_blocking(
     })
 }
 
-/// The 200, 206, 304 or 416 for this request of an open file.
-fn send_file(found: Found, method: &Method, headers: &HeaderMap) -> Response<Body> {
+/// The 200, 206, 304 or 416 for this request of an open file; a whole 200 of
+/// the plain file carries its [`encode::Source`] when `mark_source`.
+fn send_file(
+    found: Found,
+    method: &Method,
+    headers: &HeaderMap,
+    mark_source: bool,
+) -> Response<Body> {
     let Found {
         path,
         file,
@@ -264,7 +275,7 @@ fn send_file(found: Found, method: &Method, headers: &HeaderMap) -> Response<Bod
     if method == Method::GET && count > 0 {
         *response.body_mut() = Body::File(FileBody::new(file, start, count));
     }
-    if coding.is_none() && response.status() == StatusCode::OK {
+    if mark_source && coding.is_none() && response.status() == StatusCode::OK {
         // A whole plain file: `encode` may keep its compressed form.
         response.extensions_mut().insert(encode::Source {
             path,
