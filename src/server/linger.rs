@@ -76,15 +76,7 @@ impl<I: AsyncRead + Unpin> Linger<I> {
     }
 }
 
-impl<I: AsyncRead + Unpin> AsyncRead for Linger<I> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
-    }
-}
+super::read_through::read_through!(Linger);
 
 impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Linger<I> {
     fn poll_write(

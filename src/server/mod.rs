@@ -30,6 +30,7 @@ mod linger;
 mod listener;
 mod malformed;
 mod notify;
+mod read_through;
 mod reload;
 mod service;
 mod traffic;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 
 use super::connection::ConnContext;
@@ -85,15 +85,7 @@ impl<I> WriteDeadline<I> {
     }
 }
 
-impl<I: AsyncRead + Unpin> AsyncRead for WriteDeadline<I> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
-    }
-}
+super::read_through::read_through!(WriteDeadline);
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<I> {
     fn poll_write(
