@@ -16,6 +16,7 @@ use crate::support::ports::Port;
 use crate::support::server::TestServer;
 use crate::support::{bounded, millis, secs, wait_for, wait_for_async, TempDir};
 use crate::uvicorn::{repo, uvicorn_bin};
+use bellhop::config::Handler;
 
 /// uvicorn serving tests/apps/ws_app.py on `port`, ready to accept.
 async fn uvicorn_on(port: u16) -> Proc {
@@ -188,18 +189,7 @@ async fn a_get_reset_in_a_closing_accept_queue_waits_for_the_restart() {
         // Listens, never accepts: the proxied connection stays queued.
         let old_app = std::net::TcpListener::bind(addr).expect("bind the old app");
         let dir = TempDir::new("accept-queue");
-        let admin = Port::reserve();
-        let file = dir.path().join("Proxyfile");
-        std::fs::write(
-            &file,
-            format!(
-                "options {{ admin \"127.0.0.1:{}\" }}\n\"http://127.0.0.1:0\" {{ proxy \"{addr}\" {{ upstream-wait \"30s\" }} }}\n",
-                admin.number()
-            ),
-        )
-        .unwrap();
-        let bellhop = Bellhop::run_config(&file, &[], 1).await;
-        let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin.number()));
+        let (bellhop, admin, _admin_port) = waiting_front(&dir, &addr.to_string()).await;
         let front = bellhop.addr();
         let request = tokio::spawn(async move { get(front, &front.to_string(), "/queued").await });
         wait_for("the request queued at the old app", secs(20), || {
@@ -250,12 +240,7 @@ async fn a_get_reset_by_a_live_app_is_not_sent_twice() {
             }
         });
         let handler = proxy_with(vec![tcp(addr)], |p| p.upstream_wait = secs(10));
-        let server = TestServer::start(
-            ConfigBuilder::new()
-                .site(site("127.0.0.1").handle(handler))
-                .build(),
-        )
-        .await;
+        let server = front(handler).await;
         let r = get(server.addr(), &server.addr().to_string(), "/breaks").await;
         assert_eq!(r.status, 502, "{}", r.text());
         assert_eq!(
@@ -264,6 +249,35 @@ async fn a_get_reset_by_a_live_app_is_not_sent_twice() {
             "the request was sent again"
         );
     })
+    .await
+}
+
+/// bellhop (the binary) with an admin listener, proxying to `upstream` with
+/// `upstream-wait "30s"`: for tests that watch a request wait. Returns the
+/// admin address and the port reservation that keeps it.
+async fn waiting_front(dir: &TempDir, upstream: &str) -> (Bellhop, std::net::SocketAddr, Port) {
+    let admin = Port::reserve();
+    let file = dir.path().join("Proxyfile");
+    std::fs::write(
+        &file,
+        format!(
+            "options {{ admin \"127.0.0.1:{}\" }}\n\"http://127.0.0.1:0\" {{ proxy \"{upstream}\" {{ upstream-wait \"30s\" }} }}\n",
+            admin.number()
+        ),
+    )
+    .expect("write the Proxyfile");
+    let bellhop = Bellhop::run_config(&file, &[], 1).await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], admin.number()));
+    (bellhop, addr, admin)
+}
+
+/// bellhop in this process with one site on 127.0.0.1 answered by `handler`.
+async fn front(handler: Handler) -> TestServer {
+    TestServer::start(
+        ConfigBuilder::new()
+            .site(site("127.0.0.1").handle(handler))
+            .build(),
+    )
     .await
 }
 
@@ -288,18 +302,7 @@ async fn request_waits_for_a_unix_socket_that_appears() {
         let dir = TempDir::new("late-sock");
         let sock = dir.path().join("app.sock");
         let label = format!("unix:{}", sock.display());
-        let admin = Port::reserve();
-        let file = dir.path().join("Proxyfile");
-        std::fs::write(
-            &file,
-            format!(
-                "options {{ admin \"127.0.0.1:{}\" }}\n\"http://127.0.0.1:0\" {{ proxy \"{label}\" {{ upstream-wait \"30s\" }} }}\n",
-                admin.number()
-            ),
-        )
-        .unwrap();
-        let bellhop = Bellhop::run_config(&file, &[], 1).await;
-        let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin.number()));
+        let (bellhop, admin, _admin_port) = waiting_front(&dir, &label).await;
         let addr = bellhop.addr();
         let started = Instant::now();
         let request = tokio::spawn(async move { get(addr, &addr.to_string(), "/late").await });
@@ -326,12 +329,7 @@ async fn upstream_that_never_comes_back_gives_502_after_upstream_wait() {
         let closed = std::net::SocketAddr::from(([127, 0, 0, 1], nobody.number()));
         let wait = millis(1500);
         let handler = proxy_with(vec![tcp(closed)], |p| p.upstream_wait = wait);
-        let server = TestServer::start(
-            ConfigBuilder::new()
-                .site(site("127.0.0.1").handle(handler))
-                .build(),
-        )
-        .await;
+        let server = front(handler).await;
         let started = Instant::now();
         let r = get(server.addr(), &server.addr().to_string(), "/").await;
         let took = started.elapsed();
@@ -361,12 +359,7 @@ async fn a_dead_upstream_among_several_costs_no_wait() {
         let handler = proxy_with(vec![dead, dead_tcp, tcp(alive.addr())], |p| {
             p.upstream_wait = wait;
         });
-        let server = TestServer::start(
-            ConfigBuilder::new()
-                .site(site("127.0.0.1").handle(handler))
-                .build(),
-        )
-        .await;
+        let server = front(handler).await;
         let started = Instant::now();
         for i in 0..12 {
             let r = get(server.addr(), &server.addr().to_string(), &format!("/{i}")).await;
