@@ -18,7 +18,7 @@ use miette::SourceSpan;
 use super::error::{Problem, Problems};
 use super::model::PathPattern;
 use super::reader::Directive;
-use super::values::{self, Invalid};
+use super::values;
 
 /// `route "/api/*" strip-prefix=#true`: only a `"/prefix/*"` pattern has a
 /// prefix to strip.
@@ -63,7 +63,7 @@ pub(crate) fn rewrite(
 ) -> Option<PathPattern> {
     const USAGE: &str = "route \"/old/*\" rewrite=\"/new/*\" { proxy 3000 }";
     let v = d.prop("rewrite")?;
-    let target = v.parse_string("a rewrite target", USAGE, target, problems)?;
+    let target = v.parse_string("a rewrite target", USAGE, values::rewrite_target, problems)?;
     if strip_prefix {
         problems.push(
             Problem::new("`strip-prefix` and `rewrite` on one route")
@@ -85,17 +85,6 @@ pub(crate) fn rewrite(
         }
     }
     Some(target)
-}
-
-/// A rewrite target reads like a route pattern; its errors speak of a target.
-fn target(s: &str) -> Result<PathPattern, Invalid> {
-    values::path_pattern(s).map_err(|mut e| {
-        e.message = e
-            .message
-            .replacen("route path", "rewrite target", 1)
-            .replace(", so no request path would match it", "");
-        e
-    })
 }
 
 /// Whether a route pattern has a prefix (`"/api/*"`, not `"/*"` or an exact path).

@@ -477,12 +477,47 @@ pub(crate) fn admin_address(s: &str) -> Result<SocketAddr, Invalid> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// What a path pattern is for, as its errors name it: a route's pattern, or a
+/// `rewrite=` target (written the same way, and in the same normal form).
+#[derive(Clone, Copy)]
+enum PatternUse {
+    Route,
+    RewriteTarget,
+}
+
+impl PatternUse {
+    fn noun(self) -> &'static str {
+        match self {
+            PatternUse::Route => "route path",
+            PatternUse::RewriteTarget => "rewrite target",
+        }
+    }
+
+    /// Why a pattern not in normal form is wrong, after "is not in normal form".
+    fn unnormal_because(self) -> &'static str {
+        match self {
+            PatternUse::Route => ", so no request path would match it",
+            PatternUse::RewriteTarget => "",
+        }
+    }
+}
+
 /// Parses a route pattern: `/exact` or `/prefix/*` (which also matches `/prefix`).
 pub(crate) fn path_pattern(s: &str) -> Result<PathPattern, Invalid> {
+    pattern(s, PatternUse::Route)
+}
+
+/// Parses a `rewrite=` target: `/one/path` or `/prefix/*`, like a route pattern.
+pub(crate) fn rewrite_target(s: &str) -> Result<PathPattern, Invalid> {
+    pattern(s, PatternUse::RewriteTarget)
+}
+
+fn pattern(s: &str, used: PatternUse) -> Result<PathPattern, Invalid> {
+    let noun = used.noun();
     const HELP: &str =
         "write \"/exact\" for one path or \"/prefix/*\" for a path and everything below it";
     if s.is_empty() {
-        return Err(Invalid::new("the route path is empty").help(HELP));
+        return Err(Invalid::new(format!("the {noun} is empty")).help(HELP));
     }
     if !s.starts_with('/') {
         let fixed = if s == "*" {
@@ -491,53 +526,56 @@ pub(crate) fn path_pattern(s: &str) -> Result<PathPattern, Invalid> {
             format!("/{s}")
         };
         return Err(
-            Invalid::new(format!("route path `{s}` does not start with `/`"))
+            Invalid::new(format!("{noun} `{s}` does not start with `/`"))
                 .help(format!("write \"{fixed}\"")),
         );
     }
     if s.contains(['?', '#']) {
         return Err(Invalid::new(format!(
-            "route path `{s}` has a query or fragment, which never takes part in matching"
+            "{noun} `{s}` has a query or fragment, which never takes part in matching"
         ))
         .help(HELP));
     }
     if let Some(prefix) = s.strip_suffix("/*") {
         if !prefix.contains('*') {
-            normal_pattern(s, prefix)?;
+            normal_pattern(s, prefix, used)?;
             return Ok(PathPattern::Prefix(prefix.to_string()));
         }
     }
     if s.contains('*') {
         let base = s.split('*').next().unwrap_or("").trim_end_matches('/');
-        return Err(Invalid::new(format!(
-            "route path `{s}`: `*` is only allowed as a final `/*`"
-        ))
-        .help(format!(
-            "write \"{base}/*\" to match {} and everything below it",
-            if base.is_empty() { "/" } else { base }
-        )));
+        return Err(
+            Invalid::new(format!("{noun} `{s}`: `*` is only allowed as a final `/*`")).help(
+                format!(
+                    "write \"{base}/*\" to match {} and everything below it",
+                    if base.is_empty() { "/" } else { base }
+                ),
+            ),
+        );
     }
-    normal_pattern(s, s)?;
+    normal_pattern(s, s, used)?;
     Ok(PathPattern::Exact(s.to_string()))
 }
 
 /// Requests are matched after their path is normalized (`http_path`), so a
 /// pattern that is not in normal form (`/a/../b`, `/a//b`, `/%41`) could
 /// never match what it seems to say: refused with the form that would.
-fn normal_pattern(pattern: &str, path: &str) -> Result<(), Invalid> {
+fn normal_pattern(pattern: &str, path: &str, used: PatternUse) -> Result<(), Invalid> {
+    let noun = used.noun();
     if path.is_empty() {
         return Ok(());
     }
     match crate::http_path::normalize(path) {
         Ok(normal) if normal == path => Ok(()),
         Ok(normal) => Err(Invalid::new(format!(
-            "route path `{pattern}` is not in normal form, so no request path would match it"
+            "{noun} `{pattern}` is not in normal form{}",
+            used.unnormal_because()
         ))
         .help(format!(
             "request paths are matched with dot segments removed, `//` merged and escapes of letters, digits and -._~ decoded; write \"{}\"",
             pattern.replacen(path, &normal, 1)
         ))),
-        Err(refused) => Err(Invalid::new(format!("route path `{pattern}`: {refused}"))
+        Err(refused) => Err(Invalid::new(format!("{noun} `{pattern}`: {refused}"))
             .help("such request paths are refused with 400, so no route can take them")),
     }
 }
