@@ -265,11 +265,15 @@ fn validate(path: Option<&Path>) -> ExitCode {
     match find_config(path).and_then(|path| load(&path).map(|c| (path, c))) {
         Ok((path, config)) => {
             let addresses: usize = config.sites.iter().map(|s| s.addresses.len()).sum();
+            let sites = config.sites.len();
+            let plural = |n: usize, one: &str, many: &str| {
+                format!("{n} {}", if n == 1 { one } else { many })
+            };
             println!(
-                "{}: valid ({} sites, {} addresses)",
+                "{}: valid ({}, {})",
                 path.display(),
-                config.sites.len(),
-                addresses
+                plural(sites, "site", "sites"),
+                plural(addresses, "address", "addresses")
             );
             ExitCode::SUCCESS
         }
@@ -547,7 +551,7 @@ fn reload(config: Option<&Path>, pid_file: &Path) -> ExitCode {
         load(&path)?;
         let pid = pid_file::read(pid_file)?;
         let before = read_reload_status(pid_file).context("cannot read the reload status")?;
-        pid_file::signal(pid, "HUP", pid_file)?;
+        pid_file::signal(pid, rustix::process::Signal::HUP, pid_file)?;
         let Some(before) = before else {
             return Ok((path, pid, None));
         };

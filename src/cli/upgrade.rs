@@ -64,7 +64,7 @@ fn request(pid_file: &Path) -> anyhow::Result<(u32, u32)> {
         }
         _ => {}
     }
-    pid_file::signal(pid, "USR2", pid_file)?;
+    pid_file::signal(pid, rustix::process::Signal::USR2, pid_file)?;
     let start = Instant::now();
     loop {
         if let Ok(text) = std::fs::read_to_string(&outcome) {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::binary::{run_cli, Bellhop};
+use crate::support::binary::{run_cli_with, Bellhop};
 use crate::support::client::get;
 use crate::support::ports::Port;
 use crate::support::{bounded, secs, wait_for, TempDir};
@@ -23,9 +23,15 @@ async fn running(dir: &TempDir, proxyfile: &str, listeners: usize) -> (Bellhop, 
     (bellhop, args.iter().map(|s| s.to_string()).collect())
 }
 
+/// Runs `bellhop reload` with a `PATH` that holds no programs: systemd runs
+/// `ExecReload` with a bare environment, and a minimal Debian has no `kill`
+/// binary, so the command must signal by itself.
 fn reload(args: &[String]) -> (i32, String, String) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run_cli(&args, None)
+    let empty = TempDir::new("reload-path");
+    run_cli_with(&args, |cmd| {
+        cmd.env("PATH", empty.path());
+    })
 }
 
 fn quoted(path: &Path) -> String {

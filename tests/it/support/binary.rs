@@ -300,11 +300,18 @@ impl Bellhop {
 
 /// Runs `bellhop ARGS…` to completion (at most 30 s) and returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str], cwd: Option<&Path>) -> (i32, String, String) {
+    run_cli_with(args, |cmd| {
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
+    })
+}
+
+/// [`run_cli`] with the command adjusted first (its environment, say).
+pub fn run_cli_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> (i32, String, String) {
     let mut cmd = Command::new(BELLHOP);
     cmd.args(args).stdin(Stdio::null());
-    if let Some(d) = cwd {
-        cmd.current_dir(d);
-    }
+    adjust(&mut cmd);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
