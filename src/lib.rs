@@ -53,7 +53,10 @@ mod storage;
 mod tls;
 
 /// Run a config: bind, serve, reload, upgrade, shut down.
-pub use server::{Handover, ReloadHandle, ReloadSummary, Server, ShutdownHandle, UpgradeHandle};
+pub use server::{
+    run_upgrade_launcher, Handover, ReloadHandle, ReloadSummary, Server, ShutdownHandle,
+    UpgradeHandle,
+};
 
 /// `bellhop hash-password`: an argon2id hash for `basic-auth`.
 pub use access::hash_password;

@@ -193,6 +193,10 @@ impl Run {
         (level, format): (LevelFilter, LogFormat),
         load: impl FnOnce() -> anyhow::Result<(Option<PathBuf>, Config)>,
     ) -> ExitCode {
+        // Started by an upgrade as the launcher of the real new process.
+        if let Some(code) = bellhop::run_upgrade_launcher() {
+            return code;
+        }
         self.handover = match Handover::from_env() {
             Ok(handover) => handover,
             Err(e) => return fail(&e.context("cannot take over from the running bellhop")),

@@ -5,8 +5,8 @@
 //! old process                                new process (the binary on disk now)
 //! Offer::bind: @bellhop-upgrade-PID-N
 //! spawn with BELLHOP_UPGRADE=that name ───►  Handover::from_env: connect, the
-//!                                            peer must be its parent
-//! accept: the peer must be that child
+//! (through launcher.rs)                      peer must be the old process
+//! accept: the peer must be the launcher's child
 //! Sockets{listeners, admin} + SCM_RIGHTS ─►  adopt them (no bind for those ports)
 //!                                            load, bind the rest, start serving
 //!                                  ◄──────── Ready{pid} | Failed{reason} | EOF
@@ -32,7 +32,8 @@
 //! descriptors also stay close-on-exec, so no other program bellhop might
 //! start inherits a listener. The socket is in the abstract namespace (no
 //! file to clean up or to protect); `SO_PEERCRED` on both ends makes sure
-//! only the child that was started gets the sockets, and only from its parent.
+//! only the process that was started gets the sockets, and only from the
+//! process that started it.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut, Write};
@@ -141,14 +142,16 @@ impl Offer {
         &self.name
     }
 
-    /// Waits for process `child` to connect; connections from anyone else
+    /// Waits for a process that `ours` accepts (by its pid) to connect, and
+    /// returns the connection and that pid; connections from anyone else
     /// are dropped.
-    pub(super) async fn accept(&self, child: u32) -> io::Result<Successor> {
+    pub(super) async fn accept(&self, ours: impl Fn(u32) -> bool) -> io::Result<(Successor, u32)> {
         loop {
             let (stream, _) = self.listener.accept().await?;
             match rustix::net::sockopt::socket_peercred(&stream) {
-                Ok(cred) if cred.pid.as_raw_nonzero().get().unsigned_abs() == child => {
-                    return Ok(Successor { stream })
+                Ok(cred) if ours(cred.pid.as_raw_nonzero().get().unsigned_abs()) => {
+                    let pid = cred.pid.as_raw_nonzero().get().unsigned_abs();
+                    return Ok((Successor { stream }, pid));
                 }
                 Ok(cred) => tracing::warn!(
                     pid = cred.pid.as_raw_nonzero().get(),
@@ -317,9 +320,9 @@ impl Handover {
         let addr = UnixAddr::from_abstract_name(name.as_encoded_bytes())?;
         let control = UnixStream::connect_addr(&addr)
             .context("cannot reach the bellhop that started this upgrade")?;
-        let parent = rustix::net::sockopt::socket_peercred(&control)?;
-        if parent.pid.as_raw_nonzero().get().unsigned_abs() != std::os::unix::process::parent_id() {
-            bail!("the upgrade socket {name:?} is not held by the parent process");
+        let peer = rustix::net::sockopt::socket_peercred(&control)?;
+        if peer.pid.as_raw_nonzero().get().unsigned_abs() != predecessor_pid() {
+            bail!("the upgrade socket {name:?} is not held by the bellhop that started this one");
         }
         let sockets = receive(&control)?;
         Ok(Some(Handover { control, sockets }))
@@ -342,7 +345,7 @@ impl Handover {
         self.say(&Message::Ready {
             pid: std::process::id(),
         });
-        let parent = std::os::unix::process::parent_id();
+        let parent = predecessor_pid();
         let stream = self
             .control
             .set_nonblocking(true)
@@ -393,6 +396,15 @@ impl Handover {
             tracing::warn!(error = %e, "cannot answer the bellhop that started this upgrade");
         }
     }
+}
+
+/// The old process: the one the launcher names (launcher.rs), else the
+/// parent (an old process that started this one directly).
+fn predecessor_pid() -> u32 {
+    std::env::var(super::launcher::FROM_ENV)
+        .ok()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(std::os::unix::process::parent_id)
 }
 
 /// Reads the `Sockets` message and its descriptors.

@@ -26,6 +26,7 @@ mod connection;
 mod first_byte;
 mod handover;
 mod https;
+mod launcher;
 mod linger;
 mod listener;
 mod malformed;
@@ -41,6 +42,7 @@ mod worker;
 mod write_deadline;
 
 pub use handover::Handover;
+pub use launcher::run_upgrade_launcher;
 pub use reload::{ReloadHandle, ReloadSummary};
 pub use upgrade::UpgradeHandle;
 

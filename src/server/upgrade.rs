@@ -4,10 +4,12 @@
 //! ```text
 //! UpgradeHandle::upgrade(command)
 //!   1. Offer::bind, Listeners::offer (copies of every listening descriptor)
-//!   2. spawn command with BELLHOP_UPGRADE ──► the new process connects
+//!   2. spawn command with BELLHOP_UPGRADE, through the launcher
+//!      (launcher.rs says why) ──► the new process connects
 //!   3. wait for it to connect (or exit), hand the sockets over, wait for
 //!      Ready | Failed | EOF | timeout
-//!   4. Ready: tell systemd MAINPID=new (notify.rs says why this order),
+//!   4. Ready: let the launcher exit (the new process is now the service
+//!      manager's child), tell systemd MAINPID=new (notify.rs says why this order),
 //!      stop accepting (`accepting`), tell the new process `Handed` (it then
 //!      says READY=1), and `Server::run` drains: open requests and
 //!      WebSockets go on until they end or `drain-timeout`, then the
@@ -18,15 +20,17 @@
 //! Both processes accept on the same sockets until step 4, so a connection
 //! the kernel queued on any of them is accepted by one of the two.
 
-use std::process::ExitStatus;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use tokio::process::Child;
+use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::Mutex;
 
 use super::handover::{self, Offer, Outcome, Successor};
+use super::launcher::{self, Report};
 use super::notify;
 use super::reload::Listeners;
 use super::Shared;
@@ -78,54 +82,59 @@ impl UpgradeHandle {
             .offer()
             .context("cannot copy the listening sockets")?;
         let mut command = tokio::process::Command::from(command);
-        command.env(handover::ENV, offer.name());
+        command
+            .env(handover::ENV, offer.name())
+            .env(launcher::LAUNCH_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
         notify::successor_env(&mut command);
         let program = command
             .as_std()
             .get_program()
             .to_string_lossy()
             .into_owned();
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot start {program}"))?;
-        let pid = child.id().context("the new process has no id")?;
-        tracing::info!(pid, %program, "upgrade: started the new process, handing over the listeners");
+        let mut new =
+            NewProcess::start(command).with_context(|| format!("cannot start {program}"))?;
+        tracing::info!(launcher = new.launcher_pid, %program, "upgrade: started the new process, handing over the listeners");
 
         let outcome = tokio::time::timeout(READY_TIMEOUT, async {
-            // Before it connects, its exit is the only news (a binary that
+            // Before it connects, its end is the only news (a binary that
             // is not bellhop, or one that crashed at once); once connected,
             // the connection says everything, its end included.
-            let mut successor = tokio::select! {
-                successor = offer.accept(pid) => successor?,
-                _ = child.wait() => return Ok((Outcome::Gone, None)),
+            let launcher = new.launcher_pid;
+            let (mut successor, pid) = tokio::select! {
+                connected = offer.accept(|peer| peer == launcher || parent_of(peer) == Some(launcher)) => connected?,
+                () = new.ended() => return Ok((Outcome::Gone, None)),
             };
+            new.pid = Some(pid);
             let outcome = successor.hand_over(offered).await?;
             anyhow::Ok((outcome, Some(successor)))
         })
         .await;
         match outcome {
             Ok(Ok((Outcome::Ready, Some(successor)))) => {
+                let pid = new.release().await;
                 *busy = self.hand_over(pid, successor).await;
                 Ok(pid)
             }
             Ok(Ok((Outcome::Failed(reason), _))) => {
-                let status = end(&mut child).await;
+                let status = new.end().await;
                 Err(anyhow!("{reason}\n(the new process {status})"))
             }
             Ok(Ok(_)) => {
-                let status = end(&mut child).await;
+                let status = new.end().await;
                 Err(anyhow!(
                     "the new process {status} before it was ready (its log says why)"
                 ))
             }
             Ok(Err(e)) => {
-                let status = end(&mut child).await;
+                let status = new.end().await;
                 Err(e.context(format!(
                     "handing over to the new process failed (it {status})"
                 )))
             }
             Err(_) => {
-                end(&mut child).await;
+                new.end().await;
                 Err(anyhow!(
                     "the new process did not serve within {} s; it was killed",
                     READY_TIMEOUT.as_secs()
@@ -152,28 +161,116 @@ impl UpgradeHandle {
     }
 }
 
-/// Waits briefly for a new process that gave up to exit, else kills it;
-/// says how it ended.
-async fn end(child: &mut Child) -> String {
-    let status = match tokio::time::timeout(EXIT_WAIT, child.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
-            let _ = child.start_kill();
-            child.wait().await
+/// The launcher this process started and, once it connects, the new
+/// process (launcher.rs). A binary older than the launcher ignores
+/// `LAUNCH_ENV` and is the new process itself: it then connects from the
+/// launcher's pid, and its output ends when it exits.
+struct NewProcess {
+    launcher: Child,
+    launcher_pid: u32,
+    reports: Lines<BufReader<ChildStdout>>,
+    /// Closing it lets the launcher exit, which hands the new process to
+    /// the service manager.
+    release: Option<ChildStdin>,
+    /// The new process, once connected.
+    pid: Option<u32>,
+    /// How it ended, once known.
+    how: Option<String>,
+}
+
+impl NewProcess {
+    fn start(mut command: tokio::process::Command) -> std::io::Result<NewProcess> {
+        let mut launcher = command.spawn()?;
+        let launcher_pid = launcher
+            .id()
+            .ok_or_else(|| std::io::Error::other("the new process has no id"))?;
+        let (Some(stdout), release) = (launcher.stdout.take(), launcher.stdin.take()) else {
+            return Err(std::io::Error::other("the new process has no output pipe"));
+        };
+        Ok(NewProcess {
+            launcher,
+            launcher_pid,
+            reports: BufReader::new(stdout).lines(),
+            release,
+            pid: None,
+            how: None,
+        })
+    }
+
+    /// Returns once the new process has ended (or the launcher, before
+    /// starting it), with `how` said.
+    async fn ended(&mut self) {
+        if self.how.is_some() {
+            return;
         }
-    };
-    match status {
-        Ok(status) => describe(status),
-        Err(e) => format!("could not be waited for ({e})"),
+        let mut how = None;
+        while let Some(report) = launcher::next_report(&mut self.reports).await {
+            if let Report::Exited(text) = report {
+                how = Some(text);
+                break;
+            }
+        }
+        let status = self.launcher.wait().await;
+        self.how = Some(how.unwrap_or_else(|| match status {
+            Ok(status) => launcher::describe(status),
+            Err(e) => format!("could not be waited for ({e})"),
+        }));
+    }
+
+    /// The new process serves: lets the launcher exit so that the new
+    /// process is adopted by the service manager before `MAINPID=` names
+    /// it (a main PID that is not its child, systemd never waits for at
+    /// stop). Returns the new process's pid.
+    async fn release(&mut self) -> u32 {
+        let pid = self.pid.unwrap_or(self.launcher_pid);
+        if pid != self.launcher_pid {
+            self.release = None;
+            if tokio::time::timeout(EXIT_WAIT, self.launcher.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    launcher = self.launcher_pid,
+                    "upgrade: the launcher did not exit; the new process stays its child"
+                );
+            }
+        }
+        pid
+    }
+
+    /// Waits briefly for a new process that gave up to exit, else kills it;
+    /// says how it ended.
+    async fn end(&mut self) -> String {
+        if tokio::time::timeout(EXIT_WAIT, self.ended()).await.is_err() {
+            match self.pid.filter(|&pid| pid != self.launcher_pid) {
+                Some(pid) => kill(pid),
+                None => {
+                    let _ = self.launcher.start_kill();
+                }
+            }
+            self.ended().await;
+        }
+        self.how.clone().unwrap_or_default()
     }
 }
 
-/// `exited with status 1`, `was killed by signal 9`.
-fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with status {code}"),
-        (None, Some(signal)) => format!("was killed by signal {signal}"),
-        _ => status.to_string(),
+/// SIGKILL to a new process that is not this one's child (the launcher's).
+fn kill(pid: u32) {
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(target) = target {
+        let _ = rustix::process::kill_process(target, rustix::process::Signal::KILL);
     }
+}
+
+/// The parent of process `pid`, from /proc.
+fn parent_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
 }

@@ -175,6 +175,13 @@ fn pid_in(pid_file: &Path) -> u32 {
         .expect("a pid")
 }
 
+/// The parent of process `pid`, from /proc.
+fn parent_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:"))?;
+    ppid.trim().parse().ok()
+}
+
 /// systemd's end of `NOTIFY_SOCKET`, with `NotifyAccess=main`: every message
 /// is read with its sender's pid (`SO_PASSCRED`, as systemd does), so the
 /// test can tell which of them systemd would have refused.
@@ -199,7 +206,12 @@ impl Notification {
 }
 
 impl ServiceManager {
+    /// Also makes this test process what systemd is as PID 1: the parent
+    /// of any process orphaned below it (a subreaper), so that `follow`
+    /// can check that a new main PID is the manager's own child.
     fn bind(dir: &TempDir) -> ServiceManager {
+        rustix::process::set_child_subreaper(rustix::process::Pid::from_raw(1))
+            .expect("PR_SET_CHILD_SUBREAPER");
         let path = dir.path().join("notify");
         let socket = UnixDatagram::bind(&path).expect("notify socket");
         rustix::net::sockopt::set_socket_passcred(&socket, true).expect("SO_PASSCRED");
@@ -256,6 +268,14 @@ impl ServiceManager {
                 );
                 if let Some(pid) = n.field("MAINPID") {
                     main = pid.parse().expect("MAINPID is a pid");
+                    // systemd marks a main PID that is not its child as
+                    // alien and does not wait for it at stop: SIGTERM and
+                    // SIGKILL at once.
+                    assert_eq!(
+                        parent_of(main),
+                        Some(std::process::id()),
+                        "MAINPID={main} is not the service manager's child"
+                    );
                 }
                 seen.push(n.clone());
                 if done(&n) {
