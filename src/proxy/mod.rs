@@ -22,6 +22,7 @@ mod send;
 pub(crate) mod splice;
 mod tunnel;
 mod upstream;
+mod ws_frames;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -182,7 +183,8 @@ impl Proxy {
         headers::rewrite_response(&mut parts.headers, switching);
         match client_upgrade {
             Some(client_upgrade) if switching => {
-                let tunnel = Tunnel::new(client_upgrade, conn, self.idle_timeout, label.clone());
+                let (idle, label) = (self.idle_timeout, label.clone());
+                let tunnel = Tunnel::new(client_upgrade, conn, idle, label, &parts.headers);
                 (Response::from_parts(parts, Body::empty()), Some(tunnel))
             }
             _ => {

@@ -5,21 +5,34 @@
 //! are done. Half-close is respected: EOF from one side becomes a write shutdown
 //! on the other while the opposite direction keeps flowing. There is no lifetime
 //! limit, only an idle timeout: no bytes either way for `idle` closes both.
+//!
+//! When bellhop must end a tunnel itself (shutdown, or the end of the drain
+//! after an upgrade), a WebSocket is closed as WebSocket peers expect: each
+//! side gets a Close frame with code 1001 (going away) once the frame under way
+//! has been forwarded, and then has up to [`CLOSE_GRACE`] to answer with its
+//! own Close or EOF (see `splice`). Other upgraded protocols end with a FIN.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use http::{header, HeaderMap};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::UpstreamConn;
 use super::splice::{splice, Way};
+
+/// How long a WebSocket that bellhop closes may take to finish the frame
+/// under way and answer bellhop's Close, before its sockets are shut
+/// regardless. Long enough for a browser on a slow link to send its Close
+/// (a round trip plus a frame in flight), short enough that a stop is not
+/// held up by a peer that never answers. Shutdown's `grace-period` bounds
+/// it too, when shorter.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Both halves of a `101 Switching Protocols`, waiting to be spliced.
 ///
@@ -36,20 +49,30 @@ pub(crate) struct Tunnel {
     idle: Duration,
     /// The upstream's label, for the log lines.
     label: Arc<str>,
+    /// The protocol is WebSocket: frames are followed, and a shutdown
+    /// closes it with Close frames rather than a FIN.
+    websocket: bool,
 }
 
 impl Tunnel {
+    /// `switched`: the headers of the upstream's 101, whose `Upgrade` says
+    /// which protocol the tunnel carries.
     pub(super) fn new(
         client: OnUpgrade,
         upstream: Box<UpstreamConn>,
         idle: Duration,
         label: Arc<str>,
+        switched: &HeaderMap,
     ) -> Tunnel {
+        let websocket = switched
+            .get(header::UPGRADE)
+            .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"websocket"));
         Tunnel {
             client,
             upstream,
             idle,
             label,
+            websocket,
         }
     }
 
@@ -61,8 +84,9 @@ impl Tunnel {
             upstream,
             idle,
             label,
+            websocket,
         } = self;
-        let end = splice_until_end(client, upstream, idle, shutdown).await;
+        let end = splice_until_end(client, upstream, idle, websocket, shutdown).await;
         let TunnelEnd {
             why,
             sent,
@@ -74,6 +98,9 @@ impl Tunnel {
             }
             Why::Idle => {
                 tracing::info!(upstream = %label, idle_timeout = ?idle, sent, received, "upgraded connection idle, closed")
+            }
+            Why::Shutdown if websocket => {
+                tracing::debug!(upstream = %label, sent, received, "WebSocket closed (1001) for shutdown")
             }
             Why::Shutdown => {
                 tracing::debug!(upstream = %label, sent, received, "upgraded connection closed for shutdown")
@@ -117,11 +144,13 @@ pub(crate) enum Why {
     Error(io::Error),
 }
 
-/// Waits for both upgrades, then copies bytes both ways until the tunnel ends.
+/// Waits for both upgrades, then copies bytes both ways until the tunnel
+/// ends; on shutdown a WebSocket gets its goodbye, bounded by [`CLOSE_GRACE`].
 async fn splice_until_end(
     client: OnUpgrade,
     upstream: Box<UpstreamConn>,
     idle: Duration,
+    websocket: bool,
     shutdown: CancellationToken,
 ) -> TunnelEnd {
     let client = async { client.await.map_err(io::Error::other) };
@@ -143,43 +172,39 @@ async fn splice_until_end(
     let sent = AtomicU64::new(0);
     let received = AtomicU64::new(0);
     let mut client = TokioIo::new(client);
-    let copy = async {
-        let early = send_early(&mut client, early).await?;
-        received.fetch_add(early, Ordering::Relaxed);
-        splice(&mut client, &mut upstream, |way, n| {
-            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            activity.store(ms, Ordering::Relaxed);
-            let count = match way {
-                Way::AToB => &sent,
-                Way::BToA => &received,
-            };
-            count.fetch_add(n as u64, Ordering::Relaxed);
-        })
-        .await
-    };
+    // What the upstream sent right behind its 101 (hyper had already read
+    // it) goes to the client before anything else.
+    received.fetch_add(early.len() as u64, Ordering::Relaxed);
+    let mut copy = splice(&mut client, &mut upstream, |way, n| {
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        activity.store(ms, Ordering::Relaxed);
+        let count = match way {
+            Way::AToB => &sent,
+            Way::BToA => &received,
+        };
+        count.fetch_add(n as u64, Ordering::Relaxed);
+    });
+    if websocket {
+        copy = copy.websocket();
+    }
+    let mut copy = copy.b_sent_first(&early);
     let why = tokio::select! {
-        result = copy => match result {
+        result = &mut copy => match result {
             Ok(_) => Why::Closed,
             Err(e) => Why::Error(e),
         },
         () = idle_expired(started, &activity, idle) => Why::Idle,
         () = shutdown.cancelled() => Why::Shutdown,
     };
+    if matches!(why, Why::Shutdown) && copy.close_now() {
+        // Past the grace the sockets close with a FIN, as without tracking.
+        let _ = tokio::time::timeout(CLOSE_GRACE, copy).await;
+    }
     TunnelEnd {
         why,
         sent: sent.into_inner(),
         received: received.into_inner(),
     }
-}
-
-/// Writes what the upstream sent right behind its 101 (hyper had already read
-/// it) to the client before the splice starts; returns its length.
-async fn send_early(client: &mut (impl AsyncWrite + Unpin), early: Bytes) -> io::Result<u64> {
-    if early.is_empty() {
-        return Ok(0);
-    }
-    client.write_all(&early).await?;
-    Ok(early.len() as u64)
 }
 
 /// Resolves once no read has seen a byte for `idle`.
