@@ -614,4 +614,145 @@ mod tests {
         assert!(reads > 0);
         assert_eq!(seen, copied, "on_read sees every byte, each way");
     }
+
+    use crate::proxy::ws_frames::tests::frame;
+
+    /// The Close frame's payload a peer reads: code 1001 and the reason.
+    fn going_away(masked: bool, frame: &[u8]) -> Vec<u8> {
+        assert_eq!(frame[0], 0x88, "a final Close frame");
+        assert_eq!(
+            frame[1] & 0x80 != 0,
+            masked,
+            "masked only towards the upstream"
+        );
+        let (key, payload) = if masked {
+            (&frame[2..6], &frame[6..])
+        } else {
+            (&[0u8; 4][..], &frame[2..])
+        };
+        assert_eq!(usize::from(frame[1] & 0x7f), payload.len());
+        let plain: Vec<u8> = payload
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ key[i % 4])
+            .collect();
+        assert_eq!(&plain[..2], &1001u16.to_be_bytes());
+        plain
+    }
+
+    /// bellhop's Close frame takes this many bytes: header, code, reason
+    /// (and the mask key towards the upstream).
+    fn close_len(masked: bool) -> usize {
+        crate::proxy::ws_frames::CloseFrame::to_client()
+            .as_bytes()
+            .len()
+            + if masked { 4 } else { 0 }
+    }
+
+    #[tokio::test]
+    async fn close_now_finishes_the_frames_under_way_then_both_sides_get_a_close() {
+        let (mut client, mut a) = tokio::io::duplex(64 * 1024);
+        let (mut b, mut server) = tokio::io::duplex(64 * 1024);
+        let key = Some([1, 2, 3, 4]);
+        let up = frame(0x2, &[5u8; 3000], key);
+        let down = frame(0x2, &[6u8; 3000], None);
+        let mut copy = splice(&mut a, &mut b, |_, _| {}).websocket();
+
+        // Half of a frame each way goes through before the close.
+        client.write_all(&up[..1500]).await.unwrap();
+        server.write_all(&down[..1500]).await.unwrap();
+        let (mut got_up, mut got_down) = (vec![0u8; 1500], vec![0u8; 1500]);
+        tokio::select! {
+            _ = &mut copy => panic!("the splice ended"),
+            _ = async {
+                server.read_exact(&mut got_up).await.unwrap();
+                client.read_exact(&mut got_down).await.unwrap();
+            } => {}
+        }
+        assert!(copy.close_now());
+
+        // The rest of each frame, then a frame that must not go through.
+        client.write_all(&up[1500..]).await.unwrap();
+        client.write_all(&frame(0x1, b"late", key)).await.unwrap();
+        server.write_all(&down[1500..]).await.unwrap();
+        server.write_all(&frame(0x1, b"late", None)).await.unwrap();
+        let server_side = async {
+            let mut rest = vec![0u8; up.len() - 1500 + close_len(true)];
+            server.read_exact(&mut rest).await.unwrap();
+            assert_eq!(&rest[..up.len() - 1500], &up[1500..]);
+            going_away(true, &rest[up.len() - 1500..]);
+            server
+                .write_all(&frame(0x8, &1001u16.to_be_bytes(), None))
+                .await
+                .unwrap();
+            let mut after = Vec::new();
+            server.read_to_end(&mut after).await.unwrap();
+            assert!(after.is_empty(), "nothing after the Close");
+        };
+        let client_side = async {
+            let mut rest = vec![0u8; down.len() - 1500 + close_len(false)];
+            client.read_exact(&mut rest).await.unwrap();
+            assert_eq!(&rest[..down.len() - 1500], &down[1500..]);
+            going_away(false, &rest[down.len() - 1500..]);
+            client
+                .write_all(&frame(0x8, &1001u16.to_be_bytes(), key))
+                .await
+                .unwrap();
+            let mut after = Vec::new();
+            client.read_to_end(&mut after).await.unwrap();
+            assert!(after.is_empty(), "nothing after the Close");
+        };
+        let (copied, (), ()) = tokio::join!(copy, server_side, client_side);
+        let copied = copied.unwrap();
+        assert_eq!(
+            copied.a_to_b,
+            up.len() as u64,
+            "the late frame was not counted"
+        );
+        assert_eq!(copied.b_to_a, down.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_side_that_got_a_close_already_gets_no_second_one() {
+        let (mut client, mut a) = tokio::io::duplex(4096);
+        let (mut b, mut server) = tokio::io::duplex(4096);
+        let key = Some([9, 8, 7, 6]);
+        // The upstream's Close, right behind its 101.
+        let upstream_close = frame(0x8, &1000u16.to_be_bytes(), None);
+        let mut copy = splice(&mut a, &mut b, |_, _| {})
+            .websocket()
+            .b_sent_first(&upstream_close);
+        let mut got = vec![0u8; upstream_close.len()];
+        tokio::select! {
+            _ = &mut copy => panic!("the splice ended"),
+            r = client.read_exact(&mut got) => { r.unwrap(); }
+        }
+        assert_eq!(got, upstream_close);
+        assert!(copy.close_now());
+        let server_side = async {
+            let mut close = vec![0u8; close_len(true)];
+            server.read_exact(&mut close).await.unwrap();
+            going_away(true, &close);
+            let mut after = Vec::new();
+            server.read_to_end(&mut after).await.unwrap();
+            assert!(after.is_empty());
+        };
+        let client_side = async {
+            // The client answers the upstream's Close; bellhop has said its
+            // own to the upstream, so this one stays with bellhop.
+            client
+                .write_all(&frame(0x8, &1000u16.to_be_bytes(), key))
+                .await
+                .unwrap();
+            let mut after = Vec::new();
+            client.read_to_end(&mut after).await.unwrap();
+            assert!(after.is_empty(), "no second Close: {after:?}");
+        };
+        let (copied, (), ()) = tokio::join!(copy, server_side, client_side);
+        assert_eq!(copied.unwrap().a_to_b, 0);
+
+        // Without frame tracking there is no goodbye: the caller drops it.
+        let (mut a, mut b) = (tokio::io::duplex(16).0, tokio::io::duplex(16).0);
+        assert!(!splice(&mut a, &mut b, |_, _| {}).close_now());
+    }
 }

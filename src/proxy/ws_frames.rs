@@ -180,7 +180,7 @@ impl CloseFrame {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A frame header: `fin`, `opcode`, payload `len`, optional mask key.
@@ -204,7 +204,8 @@ mod tests {
         h
     }
 
-    fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    /// A whole frame (FIN set); the payload goes as given, masked or not.
+    pub(crate) fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
         let mut f = header(true, opcode, payload.len() as u64, mask);
         f.extend_from_slice(payload);
         f
