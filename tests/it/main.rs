@@ -4,7 +4,7 @@
 //!
 //! Modules follow the issue's criteria: `headers`, `routing`, `upstreams`,
 //! `streaming`, `keepalive`, `websocket`, `failures`, `logging`, `shutdown`, `reload`,
-//! `cli`, `uvicorn`, `files`, `encode`, `admin` and `rate_reload` (issue 14), and attacks on bellhop itself: `attack`
+//! `cli`, `uvicorn`, `files`, `encode`, `admin`, `rate_reload` and `ws_close` (issue 14), and attacks on bellhop itself: `attack`
 //! (slow and silent clients, h2 rapid reset) and `malformed` (bad request framing
 //! and hosts, a backend dying mid-response). Shared machinery lives in `support`.
 
@@ -42,3 +42,4 @@ mod upstreams;
 mod uvicorn;
 mod websocket;
 mod workers;
+mod ws_close;

@@ -38,7 +38,7 @@ const CHUNK: usize = 64 * 1024;
 
 /// Kills a process by id when dropped: the new bellhop is the old one's
 /// child, not the test's, so no `Proc` owns it.
-struct KillOnDrop(u32);
+pub(crate) struct KillOnDrop(pub(crate) u32);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -87,7 +87,7 @@ fn proxyfile(ws: SocketAddr, download: SocketAddr, extra_options: &str) -> Strin
 /// `bellhop run --config FILE --pid-file PID` with `env`, once it listens.
 /// Started as systemd does, with `WATCHDOG_PID` its own pid (the shell's
 /// `exec` keeps it), so that `WATCHDOG_USEC` in `env` turns the watchdog on.
-async fn start(file: &Path, pid_file: &Path, env: &[(&str, &OsStr)]) -> Bellhop {
+pub(crate) async fn start(file: &Path, pid_file: &Path, env: &[(&str, &OsStr)]) -> Bellhop {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(r#"WATCHDOG_PID=$$ exec "$0" run --config "$1" --pid-file "$2""#)
@@ -110,7 +110,7 @@ async fn start(file: &Path, pid_file: &Path, env: &[(&str, &OsStr)]) -> Bellhop 
 }
 
 /// `bellhop upgrade --pid-file PID`, off the runtime (it blocks while it waits).
-async fn upgrade(pid_file: &Path) -> (i32, String, String) {
+pub(crate) async fn upgrade(pid_file: &Path) -> (i32, String, String) {
     let pid_file = pid_file.to_str().expect("utf-8 path").to_string();
     tokio::task::spawn_blocking(move || run_cli(&["upgrade", "--pid-file", &pid_file], None))
         .await
@@ -167,7 +167,7 @@ fn path_str(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
 }
 
-fn pid_in(pid_file: &Path) -> u32 {
+pub(crate) fn pid_in(pid_file: &Path) -> u32 {
     std::fs::read_to_string(pid_file)
         .expect("pid file")
         .trim()
