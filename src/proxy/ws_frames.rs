@@ -27,7 +27,7 @@ const CLOSE_FRAME_MAX: usize = 2 + 4 + 2 + REASON.len();
 /// inside its payload, or between frames.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct FrameTracker {
-    /// The header bytes seen so far of a frame whose header is incomplete.
+    /// The bytes so far of a header split over reads.
     header: [u8; MAX_HEADER],
     /// How many bytes of `header` are filled (0: no header under way).
     have: u8,
@@ -63,8 +63,9 @@ impl FrameTracker {
         self.close_seen
     }
 
-    /// Walks `data`: skips payload by count, collects header bytes one by
-    /// one (at most 14 a frame). With `stop`, returns at the first frame end.
+    /// Walks `data`: skips payload by count, reads a header in place when
+    /// it is whole in `data`, else collects its bytes until it is (at most
+    /// 13 kept). With `stop`, returns at the first frame end.
     fn advance(&mut self, data: &[u8], stop: bool) -> usize {
         let mut pos = 0;
         while pos < data.len() {
@@ -74,12 +75,28 @@ impl FrameTracker {
                 self.payload_left -= skip;
                 // `skip` is at most `rest`, a slice length.
                 pos += skip as usize;
+            } else if self.have == 0 {
+                let rest = &data[pos..];
+                match Header::parse(rest) {
+                    Some(header) => {
+                        pos += header.len;
+                        self.begin(header);
+                    }
+                    None => {
+                        // Split over reads: shorter than a header, so it fits.
+                        self.header[..rest.len()].copy_from_slice(rest);
+                        self.have = rest.len() as u8;
+                        pos = data.len();
+                    }
+                }
             } else {
-                self.header[usize::from(self.have)] = data[pos];
+                let have = usize::from(self.have);
+                self.header[have] = data[pos];
                 self.have += 1;
                 pos += 1;
-                if !self.header_complete() {
-                    continue;
+                if let Some(header) = Header::parse(&self.header[..=have]) {
+                    self.have = 0;
+                    self.begin(header);
                 }
             }
             if stop && self.at_boundary() {
@@ -89,39 +106,54 @@ impl FrameTracker {
         pos
     }
 
-    /// If `header` now holds a whole header: takes its payload length and
-    /// opcode, clears it, and says so.
-    fn header_complete(&mut self) -> bool {
-        let have = usize::from(self.have);
-        if have < 2 {
-            return false;
+    /// A frame's header has been read: its payload comes next.
+    fn begin(&mut self, header: Header) {
+        self.payload_left = header.payload;
+        self.close_seen |= header.close;
+    }
+}
+
+/// What the tracker needs of a frame header.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    /// Bytes of the header itself (2 to 14).
+    len: usize,
+    /// Bytes of payload that follow it.
+    payload: u64,
+    /// The frame is a Close frame.
+    close: bool,
+}
+
+impl Header {
+    /// The header at the start of `bytes`, if they hold all of it.
+    fn parse(bytes: &[u8]) -> Option<Header> {
+        let [first, second, ..] = *bytes else {
+            return None;
+        };
+        let extended = match second & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let mask = if second & 0x80 != 0 { 4 } else { 0 };
+        let len = 2 + extended + mask;
+        if bytes.len() < len {
+            return None;
         }
-        let second = self.header[1];
-        let (extended, mask) = (
-            match second & 0x7f {
-                126 => 2,
-                127 => 8,
-                _ => 0,
-            },
-            if second & 0x80 != 0 { 4 } else { 0 },
-        );
-        if have < 2 + extended + mask {
-            return false;
-        }
-        self.payload_left = match extended {
+        let payload = match extended {
             0 => u64::from(second & 0x7f),
-            2 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
+            2 => u64::from(u16::from_be_bytes([bytes[2], bytes[3]])),
             _ => {
                 let mut length = [0u8; 8];
-                length.copy_from_slice(&self.header[2..10]);
+                length.copy_from_slice(&bytes[2..10]);
                 u64::from_be_bytes(length)
             }
         };
-        if self.header[0] & 0x0f == OPCODE_CLOSE {
-            self.close_seen = true;
-        }
-        self.have = 0;
-        true
+        Some(Header {
+            len,
+            payload,
+            close: first & 0x0f == OPCODE_CLOSE,
+        })
     }
 }
 
@@ -284,6 +316,51 @@ pub(super) mod tests {
         t.observe(&bytes[first..first + 1]);
         assert_eq!(t.until_boundary(&bytes[first + 1..]), 1, "a header alone");
         assert!(t.at_boundary());
+    }
+
+    /// Where each frame of `stream` ends, as the tracker finds them when
+    /// the stream arrives in reads of the given sizes (cycled).
+    fn frame_ends(stream: &[u8], reads: &[usize]) -> Vec<usize> {
+        let mut t = FrameTracker::default();
+        let (mut ends, mut at, mut sizes) = (Vec::new(), 0, reads.iter().cycle());
+        while at < stream.len() {
+            let read_end = (at + sizes.next().unwrap()).min(stream.len());
+            // Consume one read frame by frame, as a closing splice would.
+            while at < read_end {
+                if t.at_boundary() {
+                    t.observe(&stream[at..at + 1]);
+                    at += 1;
+                } else {
+                    at += t.until_boundary(&stream[at..read_end]);
+                }
+                if t.at_boundary() {
+                    ends.push(at);
+                }
+            }
+        }
+        ends
+    }
+
+    #[test]
+    fn headers_whole_in_a_read_or_split_over_reads_give_the_same_frames() {
+        let mut stream = Vec::new();
+        let mut expected = Vec::new();
+        for (i, len) in [0usize, 1, 125, 126, 127, 65535, 65536, 70000, 3]
+            .into_iter()
+            .enumerate()
+        {
+            let mask = (i % 2 == 0).then_some([i as u8, 1, 2, 3]);
+            stream.extend(frame(0x2, &vec![0xAB; len], mask));
+            expected.push(stream.len());
+        }
+        for reads in [
+            &[1usize][..],
+            &[2, 3, 5, 7, 11, 13],
+            &[16 * 1024],
+            &[1 << 20],
+        ] {
+            assert_eq!(frame_ends(&stream, reads), expected, "reads of {reads:?}");
+        }
     }
 
     #[test]
