@@ -69,41 +69,42 @@ impl FrameTracker {
     fn advance(&mut self, data: &[u8], stop: bool) -> usize {
         let mut pos = 0;
         while pos < data.len() {
-            if self.payload_left > 0 {
-                let rest = (data.len() - pos) as u64;
-                let skip = self.payload_left.min(rest);
-                self.payload_left -= skip;
-                // `skip` is at most `rest`, a slice length.
-                pos += skip as usize;
-            } else if self.have == 0 {
-                let rest = &data[pos..];
-                match Header::parse(rest) {
-                    Some(header) => {
-                        pos += header.len;
-                        self.begin(header);
-                    }
-                    None => {
-                        // Split over reads: shorter than a header, so it fits.
-                        self.header[..rest.len()].copy_from_slice(rest);
-                        self.have = rest.len() as u8;
-                        pos = data.len();
-                    }
-                }
-            } else {
-                let have = usize::from(self.have);
-                self.header[have] = data[pos];
-                self.have += 1;
-                pos += 1;
-                if let Some(header) = Header::parse(&self.header[..=have]) {
-                    self.have = 0;
-                    self.begin(header);
-                }
+            if self.payload_left == 0 {
+                pos += self.read_header(&data[pos..]);
             }
+            // In the same turn as its header: one check of `stop` a frame.
+            let skip = self.payload_left.min((data.len() - pos) as u64);
+            self.payload_left -= skip;
+            // `skip` is at most what is left of `data`, a slice length.
+            pos += skip as usize;
             if stop && self.at_boundary() {
                 break;
             }
         }
         pos
+    }
+
+    /// Reads (the rest of) a header from the start of `data`, in place when
+    /// it is all there, else into `header`; returns the bytes taken.
+    fn read_header(&mut self, data: &[u8]) -> usize {
+        if self.have == 0 {
+            if let Some(header) = Header::parse(data) {
+                self.begin(header);
+                return header.len;
+            }
+            // Split over reads: shorter than a header, so it fits.
+            self.header[..data.len()].copy_from_slice(data);
+            self.have = data.len() as u8;
+            return data.len();
+        }
+        let have = usize::from(self.have);
+        self.header[have] = data[0];
+        self.have += 1;
+        if let Some(header) = Header::parse(&self.header[..=have]) {
+            self.have = 0;
+            self.begin(header);
+        }
+        1
     }
 
     /// A frame's header has been read: its payload comes next.
