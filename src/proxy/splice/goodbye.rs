@@ -46,8 +46,11 @@ enum Stage {
     /// dropped); once the bytes still pending are written, bellhop's Close
     /// goes out, unless a Close went through this way already.
     Boundary { close_forwarded: bool },
-    /// Writing bellhop's Close frame; `written` bytes of it are out.
-    Sending { frame: CloseFrame, written: usize },
+    /// Writing bellhop's Close frame (masked with `key` towards the
+    /// upstream); `written` bytes of it are out. The frame is rebuilt from
+    /// these few bytes on each poll rather than kept: every open tunnel
+    /// carries this state.
+    Sending { key: [u8; 4], written: u8 },
     /// Nothing more goes out this way; the reader is read (and dropped)
     /// until its peer's Close frame or EOF.
     Listening,
@@ -95,10 +98,10 @@ impl Frames {
     }
 
     /// bellhop's Close frame for this direction's writer.
-    fn close_frame(&self) -> CloseFrame {
+    fn close_frame(&self, key: [u8; 4]) -> CloseFrame {
         match self.to {
             CloseTo::Client => CloseFrame::to_client(),
-            CloseTo::Upstream => CloseFrame::to_server(crate::crypto::random_u32().to_le_bytes()),
+            CloseTo::Upstream => CloseFrame::to_server(key),
         }
     }
 }
@@ -188,20 +191,28 @@ impl Direction {
                 Stage::Open | Stage::Finishing => Stage::Over,
                 Stage::Boundary { close_forwarded } => {
                     ready!(self.poll_write_pending(cx, writer))?;
-                    match self.frames.as_ref().map(Frames::close_frame) {
-                        Some(frame) if !close_forwarded && !self.done => {
-                            Stage::Sending { frame, written: 0 }
-                        }
-                        _ => Stage::Listening,
+                    if close_forwarded || self.done {
+                        Stage::Listening
+                    } else {
+                        // A fresh mask key each time, from the CSPRNG
+                        // (RFC 6455 5.3); unused towards the client.
+                        let key = crate::crypto::random_u32().to_le_bytes();
+                        Stage::Sending { key, written: 0 }
                     }
                 }
-                Stage::Sending { frame, mut written } => {
+                Stage::Sending { key, written } => {
+                    let Some(frame) = self.frames.as_ref().map(|f| f.close_frame(key)) else {
+                        return Poll::Ready(Ok(()));
+                    };
                     let bytes = frame.as_bytes();
+                    let mut written = usize::from(written);
                     while written < bytes.len() {
                         let n = match Pin::new(&mut *writer).poll_write(cx, &bytes[written..]) {
                             Poll::Ready(n) => n?,
                             Poll::Pending => {
-                                self.set_stage(Stage::Sending { frame, written });
+                                // Under 30 bytes: fits the u8.
+                                let written = written as u8;
+                                self.set_stage(Stage::Sending { key, written });
                                 return Poll::Pending;
                             }
                         };
@@ -210,7 +221,8 @@ impl Direction {
                         }
                         written += n;
                     }
-                    self.set_stage(Stage::Sending { frame, written });
+                    let written = written as u8;
+                    self.set_stage(Stage::Sending { key, written });
                     ready!(Pin::new(&mut *writer).poll_flush(cx))?;
                     Stage::Listening
                 }
