@@ -10,7 +10,8 @@
 //! ReloadHandle         ─► new router, certificates and listener set; open
 //!                         connections and tunnels keep their snapshot
 //! ShutdownHandle       ─► stop accepting, finish in-flight requests within the
-//!                         grace period, close upgraded tunnels, return
+//!                         grace period, close upgraded tunnels (a WebSocket
+//!                         with Close 1001 to both ends: proxy/tunnel.rs), return
 //! UpgradeHandle        ─► start the new binary with the listening sockets
 //!                         handed over (handover.rs); once it serves, stop
 //!                         accepting and drain: open requests and tunnels run
