@@ -100,7 +100,7 @@ impl Tunnel {
                 tracing::info!(upstream = %label, idle_timeout = ?idle, sent, received, "upgraded connection idle, closed")
             }
             Why::Shutdown if websocket => {
-                tracing::debug!(upstream = %label, sent, received, "WebSocket closed (1001) for shutdown")
+                tracing::debug!(upstream = %label, sent, received, "WebSocket closed for shutdown (Close 1001 to both sides)")
             }
             Why::Shutdown => {
                 tracing::debug!(upstream = %label, sent, received, "upgraded connection closed for shutdown")
@@ -198,7 +198,9 @@ async fn splice_until_end(
     };
     if matches!(why, Why::Shutdown) && copy.close_now() {
         // Past the grace the sockets close with a FIN, as without tracking.
-        let _ = tokio::time::timeout(CLOSE_GRACE, copy).await;
+        if tokio::time::timeout(CLOSE_GRACE, copy).await.is_err() {
+            tracing::debug!(close_grace = ?CLOSE_GRACE, "WebSocket goodbye unfinished (a frame under way or no Close reply); closing its sockets");
+        }
     }
     TunnelEnd {
         why,
