@@ -3,8 +3,9 @@
 //! away), the client's unmasked and the backend's masked, and a frame that
 //! is half-way through when the close starts is finished first.
 //!
-//! The spawned binary each time: signals and the upgrade are process
-//! matters. The clients and backends are tokio-tungstenite; the in-flight
+//! Another upgraded protocol is not parsed, and still ends with a FIN.
+//!
+//! The spawned binary where signals and the upgrade are process matters. The clients and backends are tokio-tungstenite; the in-flight
 //! test reads and writes its frames by hand after tungstenite's handshakes,
 //! to know how much of a frame bellhop has passed on.
 
@@ -14,8 +15,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::support::backends::upgrade::UpgradeBackend;
 use crate::support::backends::ws::WsBackend;
 use crate::support::binary::Bellhop;
+use crate::support::client::raw_upgrade;
+use crate::support::config::{site, tcp, ConfigBuilder};
+use crate::support::server::TestServer;
 use crate::support::ws::{connect, next_data, read_until_end};
 use crate::support::{bounded, secs, spawn_task, wait_for, Task, TempDir};
 use crate::upgrade::{pid_in, start, upgrade, KillOnDrop};
@@ -226,6 +231,31 @@ async fn a_frame_under_way_is_finished_before_the_close() {
         assert_going_away(&close, true);
         let status = bellhop.proc.wait_exit(secs(15)).await;
         assert_eq!(status.code(), Some(0), "{status}");
+    })
+    .await;
+}
+
+/// Only a WebSocket gets Close frames: another protocol behind a 101 is not
+/// bellhop's to parse, and shutdown ends it with a FIN and no bytes.
+#[tokio::test]
+async fn shutdown_ends_another_upgraded_protocol_with_a_fin_alone() {
+    bounded(secs(30), "test", async {
+        let backend = UpgradeBackend::start().await;
+        let config = ConfigBuilder::new()
+            .site(site("127.0.0.1").proxy(tcp(backend.addr)))
+            .build();
+        let server = TestServer::start(config).await;
+        let (mut stream, head) = raw_upgrade(server.addr(), "/echo-until-eof", "testproto").await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+
+        server.shutdown();
+        let mut rest = Vec::new();
+        let n = bounded(secs(5), "the tunnel to end", stream.read_to_end(&mut rest))
+            .await
+            .expect("a FIN, not a reset");
+        assert_eq!(n, 0, "no bytes of bellhop's own: {rest:?}");
+        let result = bounded(secs(10), "run() to return", server.finished()).await;
+        assert_eq!(result, Ok(()));
     })
     .await;
 }
