@@ -184,6 +184,7 @@ impl CloseFrame {
         &self.bytes[..self.len]
     }
 
+    /// Header, then code and reason, masked with `mask` when given.
     fn build(mask: Option<[u8; 4]>) -> CloseFrame {
         let mut bytes = [0u8; CLOSE_FRAME_MAX];
         let payload_len = 2 + REASON.len();

@@ -59,6 +59,7 @@ enum Stage {
 }
 
 impl Frames {
+    /// A direction writing `to` that peer, between frames, nothing asked.
     pub(super) fn new(to: CloseTo) -> Frames {
         Frames {
             tracker: FrameTracker::default(),
@@ -128,6 +129,7 @@ impl Direction {
         }
     }
 
+    /// Moves the goodbye on (a direction without frames has none).
     fn set_stage(&mut self, stage: Stage) {
         if let Some(frames) = &mut self.frames {
             frames.stage = stage;

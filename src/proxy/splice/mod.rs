@@ -261,6 +261,7 @@ impl Direction {
 }
 
 impl<A, B, F> Splice<'_, A, B, F> {
+    /// The bytes forwarded each way so far.
     fn copied(&self) -> Copied {
         Copied {
             a_to_b: self.a_to_b.copied,
