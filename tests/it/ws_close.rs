@@ -13,15 +13,16 @@ use futures_util::SinkExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::backends::upgrade::UpgradeBackend;
 use crate::support::backends::ws::WsBackend;
 use crate::support::binary::Bellhop;
-use crate::support::client::raw_upgrade;
-use crate::support::config::{site, tcp, ConfigBuilder};
+use crate::support::client::{raw_upgrade, tls_connect};
+use crate::support::config::{https_site, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
-use crate::support::ws::{connect, next_data, read_until_end};
+use crate::support::ws::{connect, next_data, read_until_end, ws_config};
 use crate::support::{bounded, secs, spawn_task, wait_for, Task, TempDir};
 use crate::upgrade::{pid_in, start, upgrade, KillOnDrop};
 
@@ -83,6 +84,46 @@ async fn sigterm_sends_close_1001_to_both_ends_of_a_websocket() {
         assert_eq!(backend.close_codes(), [1001]);
         let status = bellhop.proc.wait_exit(secs(15)).await;
         assert_eq!(status.code(), Some(0), "{status}");
+    })
+    .await;
+}
+
+/// Over TLS the Close frames go through the TLS stream like any bytes, and
+/// the end is TLS's own (close_notify, then the FIN).
+#[tokio::test]
+async fn shutdown_sends_close_1001_over_tls_too() {
+    bounded(secs(30), "test", async {
+        let backend = WsBackend::start().await;
+        let state = TempDir::new("ws-close-tls");
+        let config = ConfigBuilder::new()
+            .state_dir(state.path())
+            .site(https_site("localhost").proxy(tcp(backend.addr)))
+            .build();
+        let server = TestServer::start(config).await;
+        let root = state.path().join("internal/root.pem");
+        wait_for("the internal CA root", secs(10), || root.exists()).await;
+        let root = std::fs::read(&root).expect("read root.pem");
+        let tls = tls_connect(server.addr(), "localhost", &root, &[b"http/1.1"]).await;
+        let url = format!("wss://localhost:{}/echo", server.addr().port());
+        let request = url.into_client_request().expect("request");
+        let (mut ws, _) =
+            tokio_tungstenite::client_async_with_config(request, tls, Some(ws_config()))
+                .await
+                .expect("handshake over TLS");
+        ws.send(Message::text("before")).await.expect("send");
+        let echoed = next_data(&mut ws).await;
+        assert_eq!(echoed, Some(Ok(Message::text("before"))));
+
+        server.shutdown();
+        let close = bounded(secs(10), "the WebSocket to end", read_until_end(&mut ws)).await;
+        assert_eq!(close, Some(1001), "the client's Close code");
+        wait_for("the backend to get a Close", secs(10), || {
+            !backend.close_codes().is_empty()
+        })
+        .await;
+        assert_eq!(backend.close_codes(), [1001]);
+        let result = bounded(secs(10), "run() to return", server.finished()).await;
+        assert_eq!(result, Ok(()));
     })
     .await;
 }

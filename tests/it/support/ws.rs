@@ -39,7 +39,10 @@ pub async fn try_connect(
 
 /// The next text or binary message, skipping pings and pongs. `None` when the
 /// stream ended, errored, or a Close frame arrived (which is returned as `Err`).
-pub async fn next_data(ws: &mut Ws) -> Option<Result<Message, Message>> {
+pub async fn next_data<S>(ws: &mut WebSocketStream<S>) -> Option<Result<Message, Message>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         match ws.next().await {
             None | Some(Err(_)) => return None,
@@ -51,8 +54,11 @@ pub async fn next_data(ws: &mut Ws) -> Option<Result<Message, Message>> {
 }
 
 /// Reads until the stream ends (after a Close frame, an error or EOF); returns the
-/// Close frame's code if one came.
-pub async fn read_until_end(ws: &mut Ws) -> Option<u16> {
+/// Close frame's code if one came. Over TCP or TLS alike.
+pub async fn read_until_end<S>(ws: &mut WebSocketStream<S>) -> Option<u16>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut code = None;
     while let Some(msg) = ws.next().await {
         match msg {
