@@ -10,11 +10,12 @@
 //! to know how much of a frame bellhop has passed on.
 
 use futures_util::SinkExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 use crate::support::backends::upgrade::UpgradeBackend;
 use crate::support::backends::ws::WsBackend;
@@ -28,6 +29,28 @@ use crate::upgrade::{pid_in, start, upgrade, KillOnDrop};
 
 /// The reason bellhop gives in its Close frames.
 const REASON: &[u8] = b"bellhop is going away";
+
+/// A message to the backend's `/echo` and back: the tunnel is up.
+async fn echo_once<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) {
+    ws.send(Message::text("before")).await.expect("send");
+    let echoed = next_data(ws).await;
+    assert_eq!(echoed, Some(Ok(Message::text("before"))));
+}
+
+/// bellhop's goodbye reached both ends: the client's stream ends after a
+/// Close with code 1001, and the backend got a Close 1001 as well.
+async fn both_ends_got_going_away<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    backend: &WsBackend,
+) {
+    let close = bounded(secs(20), "the WebSocket to end", read_until_end(ws)).await;
+    assert_eq!(close, Some(1001), "the client's Close code");
+    wait_for("the backend to get a Close", secs(10), || {
+        !backend.close_codes().is_empty()
+    })
+    .await;
+    assert_eq!(backend.close_codes(), [1001]);
+}
 
 #[tokio::test]
 async fn drain_timeout_sends_close_1001_to_both_ends_of_an_old_websocket() {
@@ -49,15 +72,9 @@ async fn drain_timeout_sends_close_1001_to_both_ends_of_an_old_websocket() {
         let (code, stdout, stderr) = upgrade(&pid_file).await;
         assert_eq!(code, 0, "{stdout}{stderr}");
         let _new = KillOnDrop(pid_in(&pid_file));
-        // Pushes go on through the old process until the drain-timeout;
-        // then its goodbye.
-        let close = bounded(secs(20), "the WebSocket to end", read_until_end(&mut ws)).await;
-        assert_eq!(close, Some(1001), "the client's Close code");
-        wait_for("the backend to get a Close", secs(10), || {
-            !backend.close_codes().is_empty()
-        })
-        .await;
-        assert_eq!(backend.close_codes(), [1001]);
+        // Pushes go on through the old process until the drain-timeout
+        // (1 s); then its goodbye.
+        both_ends_got_going_away(&mut ws, &backend).await;
         let status = old.proc.wait_exit(secs(15)).await;
         assert!(status.success(), "{status}");
     })
@@ -70,18 +87,10 @@ async fn sigterm_sends_close_1001_to_both_ends_of_a_websocket() {
         let backend = WsBackend::start().await;
         let mut bellhop = Bellhop::proxy(&backend.addr.to_string(), &[]).await;
         let mut ws = connect(bellhop.addr(), "/echo").await;
-        ws.send(Message::text("before")).await.expect("send");
-        let echoed = next_data(&mut ws).await;
-        assert_eq!(echoed, Some(Ok(Message::text("before"))));
+        echo_once(&mut ws).await;
 
         bellhop.proc.signal(libc::SIGTERM);
-        let close = bounded(secs(10), "the WebSocket to end", read_until_end(&mut ws)).await;
-        assert_eq!(close, Some(1001), "the client's Close code");
-        wait_for("the backend to get a Close", secs(10), || {
-            !backend.close_codes().is_empty()
-        })
-        .await;
-        assert_eq!(backend.close_codes(), [1001]);
+        both_ends_got_going_away(&mut ws, &backend).await;
         let status = bellhop.proc.wait_exit(secs(15)).await;
         assert_eq!(status.code(), Some(0), "{status}");
     })
@@ -110,18 +119,10 @@ async fn shutdown_sends_close_1001_over_tls_too() {
             tokio_tungstenite::client_async_with_config(request, tls, Some(ws_config()))
                 .await
                 .expect("handshake over TLS");
-        ws.send(Message::text("before")).await.expect("send");
-        let echoed = next_data(&mut ws).await;
-        assert_eq!(echoed, Some(Ok(Message::text("before"))));
+        echo_once(&mut ws).await;
 
         server.shutdown();
-        let close = bounded(secs(10), "the WebSocket to end", read_until_end(&mut ws)).await;
-        assert_eq!(close, Some(1001), "the client's Close code");
-        wait_for("the backend to get a Close", secs(10), || {
-            !backend.close_codes().is_empty()
-        })
-        .await;
-        assert_eq!(backend.close_codes(), [1001]);
+        both_ends_got_going_away(&mut ws, &backend).await;
         let result = bounded(secs(10), "run() to return", server.finished()).await;
         assert_eq!(result, Ok(()));
     })
