@@ -14,6 +14,7 @@ mod body;
 mod client;
 mod conn;
 mod connector;
+mod h1;
 pub(crate) mod headers;
 mod health;
 mod pool;
@@ -29,7 +30,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 
 use crate::body::{text_response, Body};
 use crate::config::{HeaderOp, ProxyConfig};
@@ -37,9 +37,8 @@ use crate::limit::{ClientBody, ClientBodyError};
 use crate::metrics::Metrics;
 pub(crate) use body::UpstreamBody;
 pub(crate) use client::ClientInfo;
-use conn::UpstreamConn;
 use reach::{reach, Ready, Source};
-use send::{SendError, SendSettings};
+use send::{Answer, SendError, SendSettings};
 pub(crate) use tunnel::Tunnel;
 use upstream::UpstreamTarget;
 
@@ -163,9 +162,9 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         upstream_head(&mut parts, upstream, client, host, upgrade);
         crate::header_ops::apply(&mut parts.headers, &self.request_headers);
-        let request = Request::from_parts(parts, Body::Client(body));
-        let (response, conn) = send::send(upstream, self.settings, ready, request).await?;
-        Ok(self.client_response(response, conn, client_upgrade, &upstream.label))
+        let body = Body::Client(body);
+        let answer = send::send(upstream, self.settings, ready, &parts, body, upgrade).await?;
+        Ok(self.client_response(answer, client_upgrade, &upstream.label))
     }
 
     /// The upstream's response as the client gets it; its body keeps driving
@@ -173,25 +172,32 @@ impl Proxy {
     /// empty and the client's upgrade and `conn` become the tunnel.
     fn client_response(
         &self,
-        response: Response<Incoming>,
-        conn: Box<UpstreamConn>,
+        (head, delimited, conn): Answer,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         label: &Arc<str>,
     ) -> (Response<Body>, Option<Tunnel>) {
-        let (mut parts, body) = response.into_parts();
-        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-        headers::rewrite_response(&mut parts.headers, switching);
-        match client_upgrade {
+        let h1::decode::Head {
+            status,
+            mut headers,
+            ..
+        } = head;
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+        headers::rewrite_response(&mut headers, switching);
+        let (body, tunnel) = match client_upgrade {
             Some(client_upgrade) if switching => {
                 let (idle, label) = (self.idle_timeout, label.clone());
-                let tunnel = Tunnel::new(client_upgrade, conn, idle, label, &parts.headers);
-                (Response::from_parts(parts, Body::empty()), Some(tunnel))
+                let tunnel = Tunnel::new(client_upgrade, conn, idle, label, &headers);
+                (Body::empty(), Some(tunnel))
             }
             _ => {
-                let body = Body::Upstream(UpstreamBody::new(body, conn));
-                (Response::from_parts(parts, body), None)
+                let body = UpstreamBody::new(delimited.framing, conn);
+                (Body::Upstream(body), None)
             }
-        }
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        (response, tunnel)
     }
 
     /// The page for a client whose request got no upstream response. The

@@ -4,13 +4,12 @@
 //! uvicorn (and most backends) close an idle keep-alive connection after a
 //! few seconds; a request that meets such a connection fails through no fault
 //! of the backend. It is retried once on a new connection when that is safe:
-//! - the connection was found dead before the request was written (hyper
-//!   hands the request back): any request, nothing reached the backend;
+//! - the connection was found dead before the request was written: any
+//!   request, nothing reached the backend and its body is untouched;
 //! - the connection died after the request was written but before any
-//!   response byte (hyper reports the end of the connection, an
-//!   `IncompleteMessage` or a reset, and keeps the request), and the request
-//!   is idempotent and has no body: its head is copied before sending on a
-//!   reused connection, and sent again from the copy.
+//!   response byte (closed or reset), and the request is idempotent and has
+//!   no body: the encoded head bytes are the replay (nothing else of the
+//!   request is kept), sent again on the new connection.
 //!
 //! How long the connection sat in the pool says nothing here: the backend's
 //! idle timer starts at its last response byte, bellhop's pool clock when the
@@ -30,11 +29,14 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::request::Parts;
+use http::Method;
 use http_body::Body as _;
-use hyper::body::Incoming;
 
 use super::conn::{Home, OpenError, UpstreamConn};
+use super::h1::decode::{Delimited, Head};
+use super::h1::encode::BodyKind;
+use super::h1::{self, Asked, Failure, Stage};
 use super::reach::{open, reach, Ready, Source};
 use super::upstream::UpstreamTarget;
 use crate::body::Body;
@@ -52,149 +54,149 @@ pub(super) struct SendSettings {
     pub wait: Duration,
 }
 
-/// Sends `request` on `ready`, a connection to `upstream`, and returns the
-/// response head with the connection it arrived on (the caller streams the
-/// body from it).
+/// A response head, how its body is framed, and the connection it arrived on
+/// (the caller streams the body from it).
+pub(super) type Answer = (Head, Delimited, Box<UpstreamConn>);
+
+/// The request as it goes from one attempt to the next (its head bytes
+/// travel in the connection's buffer).
+struct Outgoing {
+    body: Body,
+    kind: BodyKind,
+    asked: Asked,
+    /// Idempotent and bodiless: may be sent again after it reached a backend.
+    replayable: bool,
+}
+
+/// Sends the request of `parts` and `body` on `ready`, a connection to
+/// `upstream`, and returns the response head. `upgrade`: the request asks
+/// for a protocol switch.
 pub(super) async fn send(
     upstream: &UpstreamTarget,
     settings: SendSettings,
     ready: Ready,
-    request: Request<Body>,
-) -> Result<(Response<Incoming>, Box<UpstreamConn>), SendError> {
+    parts: &Parts,
+    body: Body,
+    upgrade: bool,
+) -> Result<Answer, SendError> {
+    let kind = body_kind(&body);
+    let mut out = Outgoing {
+        body,
+        kind,
+        asked: Asked {
+            head_request: parts.method == Method::HEAD,
+            upgrade,
+        },
+        replayable: kind == BodyKind::Empty && is_idempotent(&parts.method),
+    };
     let mut conn = match ready {
-        Ready::New(conn) => return send_new(upstream, settings, conn, request).await,
+        Ready::New(mut conn) => {
+            conn.io.encode(parts, kind);
+            return send_new(upstream, settings, conn, out).await;
+        }
         Ready::Pooled(conn) => conn,
     };
+    conn.io.encode(parts, kind);
     conn.home = Some(Home {
         key: upstream.key,
         idle_timeout: settings.idle_timeout,
     });
-    let replay = Replay::of(&request);
     let idled = conn.idled;
-    let mut failed =
-        match tokio::time::timeout(settings.header_timeout, conn.request(request)).await {
-            Err(_) => return Err(SendError::HeaderTimeout),
-            Ok(Ok(response)) => return Ok((response, conn)),
-            Ok(Err(failed)) => failed,
-        };
+    let failure = match attempt(&mut conn, settings, &mut out).await {
+        Ok((head, delimited)) => return Ok((head, delimited, conn)),
+        Err(None) => return Err(SendError::HeaderTimeout),
+        Err(Some(failure)) => failure,
+    };
+    let head = conn.io.take_head();
     drop(conn);
-    if let Some(unsent) = failed.take_message() {
-        tracing::debug!(upstream = %upstream.label, error = %error_chain(failed.error()), "pooled connection closed, sending on a new one");
-        return send_fresh(upstream, settings, unsent, true).await;
-    }
-    let error = failed.into_error();
-    match replay {
-        Some(replay) if !error.is_user() => {
-            tracing::debug!(upstream = %upstream.label, error = %error_chain(&error), ?idled, "reused connection closed before any response byte; replaying on a fresh connection");
+    match failure.stage {
+        Stage::Unsent => {
+            tracing::debug!(upstream = %upstream.label, error = %error_chain(&failure.error), "pooled connection closed, sending on a new one");
+            send_fresh(upstream, settings, head, out, true).await
+        }
+        Stage::Unanswered if out.replayable => {
+            tracing::debug!(upstream = %upstream.label, error = %error_chain(&failure.error), ?idled, "reused connection closed before any response byte; replaying on a fresh connection");
             // The replacement serves this request only, as before the pool
             // was rewritten: tests count the connections this costs.
-            send_fresh(upstream, settings, replay.into_request(), false).await
+            send_fresh(upstream, settings, head, out, false).await
         }
-        _ => Err(SendError::Failed(error)),
+        _ => Err(SendError::Failed(failure.error)),
     }
 }
 
-/// Sends `request` on a new connection to `upstream` (waiting for it if it
-/// is restarting: its pooled connection may have died for that reason),
-/// which returns to the pool after the exchange when `reuse`.
+/// How the request body goes on the wire: nothing, its known length, or
+/// chunked.
+fn body_kind(body: &Body) -> BodyKind {
+    if body.is_end_stream() {
+        return BodyKind::Empty;
+    }
+    match body.size_hint().exact() {
+        Some(len) => BodyKind::Length(len),
+        None => BodyKind::Chunked,
+    }
+}
+
+/// Sends the request whose encoded `head` failed elsewhere on a new
+/// connection to `upstream` (waiting for it if it is restarting: its pooled
+/// connection may have died for that reason), which returns to the pool after
+/// the exchange when `reuse`.
 async fn send_fresh(
     upstream: &UpstreamTarget,
     settings: SendSettings,
-    request: Request<Body>,
+    head: Vec<u8>,
+    mut out: Outgoing,
     reuse: bool,
-) -> Result<(Response<Incoming>, Box<UpstreamConn>), SendError> {
+) -> Result<Answer, SendError> {
     let source = Source::New { reuse };
     match reach(std::slice::from_ref(upstream), 0, settings, source).await {
-        Ok((_, Ready::New(conn) | Ready::Pooled(conn))) => send_on(conn, settings, request).await,
+        Ok((_, Ready::New(mut conn) | Ready::Pooled(mut conn))) => {
+            conn.io.put_head(head);
+            match attempt(&mut conn, settings, &mut out).await {
+                Ok((head, delimited)) => Ok((head, delimited, conn)),
+                Err(failure) => Err(SendError::from_attempt(failure)),
+            }
+        }
         Err(unreached) => Err(SendError::Open(unreached.error)),
     }
 }
 
-/// Sends `request` on a connection just opened for it, replaying it once if
-/// the backend turns out to have been going down (see the module docs).
+/// Sends the request on a connection just opened for it, replaying it once
+/// if the backend turns out to have been going down (see the module docs).
 async fn send_new(
     upstream: &UpstreamTarget,
     settings: SendSettings,
-    conn: Box<UpstreamConn>,
-    request: Request<Body>,
-) -> Result<(Response<Incoming>, Box<UpstreamConn>), SendError> {
-    let replay = Replay::of(&request);
-    let error = match send_on(conn, settings, request).await {
-        Err(SendError::Failed(error)) if died_unanswered(&error) => error,
-        other => return other,
+    mut conn: Box<UpstreamConn>,
+    mut out: Outgoing,
+) -> Result<Answer, SendError> {
+    let failure = match attempt(&mut conn, settings, &mut out).await {
+        Ok((head, delimited)) => return Ok((head, delimited, conn)),
+        Err(Some(failure)) if out.replayable && failure.died_unanswered() => failure,
+        Err(failure) => return Err(SendError::from_attempt(failure)),
     };
-    let Some(replay) = replay else {
-        return Err(SendError::Failed(error));
-    };
+    let head = conn.io.take_head();
+    drop(conn);
     // A probe: its refusal is recorded like any failed connect; a connection
     // it opens is dropped (the backend is up, so the 502 stands).
     match open(upstream, settings, false).await {
         Err(OpenError::Connect(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            tracing::debug!(upstream = %upstream.label, error = %error_chain(&error), "new connection reset unanswered and the upstream now refuses: restarting; the request waits for it");
-            send_fresh(upstream, settings, replay.into_request(), true).await
+            tracing::debug!(upstream = %upstream.label, error = %error_chain(&failure.error), "new connection reset unanswered and the upstream now refuses: restarting; the request waits for it");
+            send_fresh(upstream, settings, head, out, true).await
         }
-        _ => Err(SendError::Failed(error)),
+        _ => Err(SendError::Failed(failure.error)),
     }
 }
 
-/// Whether an exchange ended with the connection closing or resetting before
-/// any response byte (not a timeout, a malformed response or our own error).
-fn died_unanswered(error: &hyper::Error) -> bool {
-    if error.is_user() || error.is_parse() || error.is_timeout() {
-        return false;
-    }
-    if error.is_incomplete_message() || error.is_closed() {
-        return true;
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            );
-        }
-        source = cause.source();
-    }
-    false
-}
-
-/// Sends `request` on a connection nobody has used yet.
-async fn send_on(
-    mut conn: Box<UpstreamConn>,
+/// One exchange on `conn` within the header timeout; `Err(None)` when the
+/// timeout struck first.
+async fn attempt(
+    conn: &mut UpstreamConn,
     settings: SendSettings,
-    request: Request<Body>,
-) -> Result<(Response<Incoming>, Box<UpstreamConn>), SendError> {
-    match tokio::time::timeout(settings.header_timeout, conn.request(request)).await {
-        Err(_) => Err(SendError::HeaderTimeout),
-        Ok(Ok(response)) => Ok((response, conn)),
-        Ok(Err(failed)) => Err(SendError::Failed(failed.into_error())),
-    }
-}
-
-/// A copy of a bodiless idempotent request head, to send it again.
-struct Replay {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-}
-
-impl Replay {
-    /// `None` for requests that must not be sent twice.
-    fn of(request: &Request<Body>) -> Option<Replay> {
-        (is_idempotent(request.method()) && request.body().is_end_stream()).then(|| Replay {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            headers: request.headers().clone(),
-        })
-    }
-
-    fn into_request(self) -> Request<Body> {
-        let mut request = Request::new(Body::empty());
-        *request.method_mut() = self.method;
-        *request.uri_mut() = self.uri;
-        *request.headers_mut() = self.headers;
-        request
+    out: &mut Outgoing,
+) -> Result<(Head, Delimited), Option<Failure>> {
+    let exchange = conn.io.exchange(&mut out.body, out.kind, out.asked);
+    match tokio::time::timeout(settings.header_timeout, exchange).await {
+        Err(_) => Err(None),
+        Ok(result) => result.map_err(Some),
     }
 }
 
@@ -211,12 +213,20 @@ pub(super) enum SendError {
     /// No connection could be set up.
     Open(OpenError),
     /// The exchange failed.
-    Failed(hyper::Error),
+    Failed(h1::Error),
     /// The upstream took longer than `header-timeout` to send response headers.
     HeaderTimeout,
 }
 
 impl SendError {
+    /// The error of an attempt that failed or (`None`) timed out.
+    fn from_attempt(failure: Option<Failure>) -> SendError {
+        match failure {
+            None => SendError::HeaderTimeout,
+            Some(failure) => SendError::Failed(failure.error),
+        }
+    }
+
     /// The status for the client and a one-line reason for the log and page.
     pub(super) fn describe(&self, header_timeout: Duration) -> (http::StatusCode, String) {
         use http::StatusCode;
@@ -229,7 +239,7 @@ impl SendError {
                 StatusCode::BAD_GATEWAY,
                 format!("cannot connect to upstream: {}", error_chain(e)),
             ),
-            SendError::Open(OpenError::Handshake(e)) | SendError::Failed(e) => (
+            SendError::Failed(e) => (
                 StatusCode::BAD_GATEWAY,
                 format!("upstream connection failed: {}", error_chain(e)),
             ),

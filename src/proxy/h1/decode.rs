@@ -1,0 +1,336 @@
+//! An upstream's response head: httparse into `http` types, and the body
+//! framing it announces (RFC 9112 section 6.3).
+//!
+//! The head is parsed once, straight into the one `HeaderMap` the server side
+//! sends on; header values are slices of the bytes read (no copy per value).
+//! Anything ambiguous about the framing (several lengths, chunked applied
+//! twice, a length that is not a number) is an error: the response becomes a
+//! 502 and its connection is closed, so a backend cannot smuggle a second
+//! response past bellhop.
+
+use bytes::BytesMut;
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+
+use super::Error;
+
+/// Most header fields one response head may carry (hyper's limit too).
+const MAX_HEADERS: usize = 100;
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(in crate::proxy) struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+}
+
+/// How the body after a head is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::proxy) enum Framing {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Everything until the upstream closes the connection.
+    Close,
+}
+
+/// What a head says about its body and its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::proxy) struct Delimited {
+    pub framing: Framing,
+    /// Whether the connection may carry another request after this body.
+    pub keep_alive: bool,
+}
+
+/// Parses a complete response head at the start of `buf` and removes it from
+/// `buf`; `Ok(None)` while the head is still incomplete (nothing removed).
+pub(in crate::proxy) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut fields);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(Error::Parse(e)),
+    };
+    let status = response
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or(Error::Malformed("invalid status code"))?;
+    let version = match response.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    // Offsets into `buf`, so that the values can be cut from the frozen head
+    // once the borrow of `buf` by httparse is over.
+    let base = buf.as_ptr() as usize;
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = response.headers.len();
+    for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
+        let name = field.name.as_ptr() as usize - base;
+        let value = field.value.as_ptr() as usize - base;
+        *span = (name, field.name.len(), value, field.value.len());
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(name, name_len, value, value_len) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name..name + name_len])
+            .map_err(|_| Error::Malformed("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
+            .map_err(|_| Error::Malformed("invalid header value"))?;
+        headers.append(name, value);
+    }
+    Ok(Some(Head {
+        status,
+        version,
+        headers,
+    }))
+}
+
+/// The framing of `head`'s body (RFC 9112 section 6.3) and whether its
+/// connection stays open. `head_request`: the request was a HEAD. A
+/// `Content-Length` that `Transfer-Encoding` overrides is removed from the
+/// headers, so the client never sees both.
+pub(in crate::proxy) fn delimit(head: &mut Head, head_request: bool) -> Result<Delimited, Error> {
+    let mut keep_alive = connection_persists(&head.headers, head.version);
+    let status = head.status.as_u16();
+    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok(Delimited {
+            framing: Framing::Empty,
+            keep_alive,
+        });
+    }
+    if head.headers.contains_key(TRANSFER_ENCODING) {
+        let chunked = chunked_is_final(&head.headers)?;
+        if head.headers.remove(CONTENT_LENGTH).is_some() || head.version == Version::HTTP_10 {
+            // Both (or chunked from an HTTP/1.0 server): a smuggling shape;
+            // chunked wins, and nothing after this response is trusted.
+            keep_alive = false;
+        }
+        let framing = if chunked {
+            Framing::Chunked
+        } else {
+            keep_alive = false;
+            Framing::Close
+        };
+        return Ok(Delimited {
+            framing,
+            keep_alive,
+        });
+    }
+    match content_length(&head.headers)? {
+        Some(len) => Ok(Delimited {
+            framing: Framing::Length(len),
+            keep_alive,
+        }),
+        None => Ok(Delimited {
+            framing: Framing::Close,
+            keep_alive: false,
+        }),
+    }
+}
+
+/// Whether `Transfer-Encoding` ends in `chunked`; chunked anywhere else, or
+/// twice, is an error.
+fn chunked_is_final(headers: &HeaderMap) -> Result<bool, Error> {
+    let mut codings = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|coding| !coding.is_empty())
+        .peekable();
+    let mut chunked_final = false;
+    while let Some(coding) = codings.next() {
+        if coding.eq_ignore_ascii_case(b"chunked") {
+            if codings.peek().is_some() {
+                return Err(Error::Malformed("chunked is not the final transfer coding"));
+            }
+            chunked_final = true;
+        }
+    }
+    Ok(chunked_final)
+}
+
+/// The one `Content-Length` of `headers`: repeated fields or list members
+/// must agree, and be plain decimal digits.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for member in value.as_bytes().split(|&b| b == b',') {
+            let parsed = parse_decimal(member.trim_ascii())
+                .ok_or(Error::Malformed("invalid content-length"))?;
+            if length.is_some_and(|known| known != parsed) {
+                return Err(Error::Malformed("several different content-lengths"));
+            }
+            length = Some(parsed);
+        }
+    }
+    Ok(length)
+}
+
+/// Digits only (no sign, no spaces), without overflow.
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// Whether the upstream keeps the connection open after this response: not
+/// when it says `Connection: close`, and HTTP/1.0 only with `keep-alive`.
+fn connection_persists(headers: &HeaderMap, version: Version) -> bool {
+    let has = |token: &[u8]| {
+        headers.get_all(CONNECTION).iter().any(|value| {
+            value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        })
+    };
+    if has(b"close") {
+        return false;
+    }
+    version == Version::HTTP_11 || has(b"keep-alive")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<Head>, Error> {
+        parse_head(&mut BytesMut::from(text.as_bytes()))
+    }
+
+    fn delimited(text: &str, head_request: bool) -> Result<(Delimited, Head), Error> {
+        let mut head = parse(text)?.expect("complete head");
+        Ok((delimit(&mut head, head_request)?, head))
+    }
+
+    fn framing(text: &str) -> Result<(Framing, bool), Error> {
+        delimited(text, false).map(|(d, _)| (d.framing, d.keep_alive))
+    }
+
+    #[test]
+    fn a_head_split_at_every_byte_is_partial_until_its_end() {
+        let text = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-a: 1\r\n\r\nbody";
+        let end = text.len() - 4;
+        for cut in 0..end {
+            let mut buf = BytesMut::from(&text[..cut]);
+            assert!(parse_head(&mut buf).unwrap().is_none(), "cut at {cut}");
+            assert_eq!(buf.len(), cut, "nothing consumed at {cut}");
+        }
+        let mut buf = BytesMut::from(&text[..]);
+        let head = parse_head(&mut buf).unwrap().unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.headers["content-type"], "text/plain");
+        assert_eq!(head.headers["x-a"], "1");
+        assert_eq!(&buf[..], b"body");
+    }
+
+    #[test]
+    fn repeated_fields_are_kept_in_order() {
+        let head = parse("HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let cookies: Vec<_> = head.headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+    }
+
+    #[test]
+    fn garbage_and_bad_fields_are_errors() {
+        assert!(parse("HTTX/1.1 200 OK\r\n\r\n").is_err());
+        assert!(parse("HTTP/1.1 2000 OK\r\n\r\n").is_err());
+        assert!(parse("HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n").is_err());
+        assert!(parse("HTTP/1.1 200 OK\r\nx: a\rb\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn bodiless_statuses_and_head_requests_have_no_body() {
+        for status in ["204 No Content", "304 Not Modified", "100 Continue"] {
+            let text = format!("HTTP/1.1 {status}\r\ncontent-length: 10\r\n\r\n");
+            assert_eq!(framing(&text).unwrap(), (Framing::Empty, true));
+        }
+        let (d, head) = delimited("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", true).unwrap();
+        assert_eq!(d.framing, Framing::Empty);
+        assert_eq!(head.headers["content-length"], "10");
+    }
+
+    #[test]
+    fn content_length_must_be_one_number() {
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n").unwrap(),
+            (Framing::Length(5), true)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\ncontent-length: 5\r\n\r\n")
+                .unwrap(),
+            (Framing::Length(5), true)
+        );
+        for bad in ["5, 6", "+5", "-1", "5a", "", "0x5", "99999999999999999999"] {
+            let text = format!("HTTP/1.1 200 OK\r\ncontent-length: {bad}\r\n\r\n");
+            assert!(framing(&text).is_err(), "{bad:?} accepted");
+        }
+        assert!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n").is_err()
+        );
+    }
+
+    #[test]
+    fn chunked_wins_over_content_length_and_ends_the_connection() {
+        let (d, head) = delimited(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(d.framing, Framing::Chunked);
+        assert!(!d.keep_alive);
+        assert!(!head.headers.contains_key("content-length"));
+    }
+
+    #[test]
+    fn transfer_codings_other_than_final_chunked() {
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\n\r\n").unwrap(),
+            (Framing::Chunked, true)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n").unwrap(),
+            (Framing::Close, false)
+        );
+        assert!(framing("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n").is_err());
+        assert!(framing(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection() {
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\n\r\n").unwrap(),
+            (Framing::Close, false)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nconnection: Close\r\ncontent-length: 0\r\n\r\n").unwrap(),
+            (Framing::Length(0), false)
+        );
+        assert_eq!(
+            framing("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap(),
+            (Framing::Length(0), false)
+        );
+        assert_eq!(
+            framing("HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n")
+                .unwrap(),
+            (Framing::Length(0), true)
+        );
+    }
+}
