@@ -95,10 +95,30 @@ impl Connection {
         }
         self.used = true;
         self.keep_alive = false;
-        self.write_request(body, kind).await?;
+        if let Err(failure) = self.write_request(body, kind).await {
+            return self.answer_despite(failure, asked).await;
+        }
         let (head, delimited) = self.read_head(asked).await?;
         self.keep_alive = delimited.keep_alive;
         Ok((head, delimited))
+    }
+
+    /// After writing the body failed: an upstream that refuses a body (413,
+    /// 401) may answer and close before taking all of it, and its answer is
+    /// what the client should get. Anything else keeps `failure`; the
+    /// connection is not reused either way.
+    async fn answer_despite(
+        &mut self,
+        failure: Failure,
+        asked: Asked,
+    ) -> Result<(Head, Delimited), Failure> {
+        if failure.stage == Stage::Unsent || !matches!(failure.error, Error::Io(_)) {
+            return Err(failure);
+        }
+        match self.read_head(asked).await {
+            Ok((head, delimited)) => Ok((head, delimited)),
+            Err(_) => Err(failure),
+        }
     }
 
     /// Writes the head, with the first body bytes when they are at hand, then
