@@ -8,6 +8,8 @@
 //! 502 and its connection is closed, so a backend cannot smuggle a second
 //! response past bellhop.
 
+use std::mem::MaybeUninit;
+
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
@@ -49,9 +51,14 @@ pub(in crate::proxy) struct Delimited {
 /// Parses a complete response head at the start of `buf` and removes it from
 /// `buf`; `Ok(None)` while the head is still incomplete (nothing removed).
 pub(in crate::proxy) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    let len = match response.parse(buf) {
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(Error::Parse(e)),
@@ -64,22 +71,29 @@ pub(in crate::proxy) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, E
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Offsets into `buf`, so that the values can be cut from the frozen head
-    // once the borrow of `buf` by httparse is over.
+    // Offsets into `buf` (a head is far below 4 GiB: the read buffer is
+    // bounded), so that the values can be cut from the frozen head once the
+    // borrow of `buf` by httparse is over.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let offset = |field: &[u8]| (field.as_ptr() as usize - base) as u32;
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let count = response.headers.len();
     for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
-        let name = field.name.as_ptr() as usize - base;
-        let value = field.value.as_ptr() as usize - base;
-        *span = (name, field.name.len(), value, field.value.len());
+        let (name, value) = (field.name.as_bytes(), field.value);
+        *span = (
+            offset(name),
+            name.len() as u32,
+            offset(value),
+            value.len() as u32,
+        );
     }
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count);
     for &(name, name_len, value, value_len) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name..name + name_len])
+        let (name, value) = (name as usize, value as usize);
+        let name = HeaderName::from_bytes(&head[name..name + name_len as usize])
             .map_err(|_| Error::Malformed("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
+        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len as usize))
             .map_err(|_| Error::Malformed("invalid header value"))?;
         headers.append(name, value);
     }
