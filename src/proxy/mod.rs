@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 
 use crate::body::{text_response, Body};
 use crate::config::{HeaderOp, ProxyConfig};
@@ -247,9 +247,10 @@ pub(crate) struct LogStatus(pub(crate) StatusCode);
 #[derive(Debug, Clone)]
 pub(crate) struct ForwardedPrefix(pub HeaderValue);
 
-/// Rewrites the client's request head for `upstream` in place: headers
-/// (hop-by-hop out, `X-Forwarded-*` in), Host, an origin-form target, and
-/// HTTP/1.1 whatever the client spoke (the upstream connection is HTTP/1.1).
+/// Rewrites the client's request headers for `upstream` in place: hop-by-hop
+/// out, `X-Forwarded-*` in, and Host. The request line needs nothing: the
+/// head encoder writes the origin-form target and HTTP/1.1 whatever the
+/// client spoke (`h1/encode.rs`).
 fn upstream_head(
     parts: &mut http::request::Parts,
     upstream: &UpstreamTarget,
@@ -266,22 +267,6 @@ fn upstream_head(
             parts.headers.insert(header::HOST, value);
         }
     }
-    if parts.uri.authority().is_some() {
-        parts.uri = origin_form(&parts.uri);
-    }
-    parts.version = Version::HTTP_11;
-}
-
-/// `/path?query` of an absolute or h2 request target: the connection sends
-/// the target as given, and an origin server expects origin-form. The path is
-/// reference-counted, so this copies no bytes.
-fn origin_form(original: &Uri) -> Uri {
-    Uri::from(
-        original
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    )
 }
 
 #[cfg(test)]
