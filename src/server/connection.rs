@@ -4,19 +4,23 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::http1::UpgradeableConnection;
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::access_log::LoggedBody;
+use super::first_byte::{first_byte, FirstByte};
 use super::linger::Linger;
 use super::traffic::Counted;
 use super::write_deadline::WriteDeadline;
@@ -51,6 +55,9 @@ pub(super) struct ConnContext {
     pub accepted: Accepted,
     /// Requests whose response has not finished yet.
     in_flight: AtomicUsize,
+    /// Set when the first request head arrived (its deadline then no longer
+    /// applies).
+    requested: AtomicBool,
     /// When the last response finished, in ms since `opened`.
     last_done_ms: AtomicU64,
     opened: Instant,
@@ -74,6 +81,7 @@ impl ConnContext {
             shared,
             accepted,
             in_flight: AtomicUsize::new(0),
+            requested: AtomicBool::new(false),
             last_done_ms: AtomicU64::new(0),
             opened: Instant::now(),
             upgraded: AtomicBool::new(false),
@@ -128,6 +136,7 @@ impl InFlight {
     /// Counts a new request on `conn`.
     pub(super) fn new(conn: Arc<ConnContext>) -> Self {
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        conn.requested.store(true, Ordering::Release);
         InFlight(conn)
     }
 }
@@ -156,6 +165,52 @@ fn requests(
     })
 }
 
+/// Serves one connection accepted on a plain-HTTP port once its first byte
+/// arrives (see [`first_byte`](super::first_byte)): until then the task holds
+/// only the socket and a timer, not hyper's connection and buffers.
+///
+/// `client-header-timeout` still counts from accept: the wait takes its
+/// share, and the first request head must be complete by the same deadline
+/// (hyper's own header timer would only start at its first read). Later
+/// heads on the connection get hyper's full timeout, as before.
+///
+/// A function returning an `async move` block, for the reason
+/// [`serve_tls`](super::https::serve_tls) gives.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice (see above)"
+)]
+pub(super) fn serve_plain(
+    stream: TcpStream,
+    accepted: Accepted,
+    permit: ConnPermit,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let deadline = Instant::now() + shared.idle_timeout;
+        match first_byte(&stream, deadline, &stop).await {
+            FirstByte::Arrived => {}
+            FirstByte::TimedOut => {
+                return tracing::debug!(peer = %accepted.peer, "no request within client-header-timeout");
+            }
+            FirstByte::Failed(e) => {
+                return tracing::debug!(peer = %accepted.peer, error = %e, "connection failed before its request");
+            }
+            FirstByte::Stopped => return,
+        }
+        let serve = Box::pin(serve_http1(
+            stream,
+            accepted,
+            permit,
+            shared,
+            stop,
+            Some(deadline),
+        ));
+        serve.await;
+    }
+}
+
 /// Runs the HTTP/1.1 server side of one connection (plain TCP or TLS).
 ///
 /// `stop` is the listener's token: cancelled on shutdown, and when a reload
@@ -163,25 +218,76 @@ fn requests(
 ///
 /// The header-read timeout doubles as the keep-alive idle timeout. On shutdown
 /// the connection finishes its current request and closes; an idle one closes
-/// at once.
-pub(super) async fn serve_http1<I>(
+/// at once. With `first_head_by`, a connection whose first request head is
+/// not complete by then is dropped (hyper too closes such a connection
+/// without an answer: there is no request to answer yet).
+///
+/// The hyper connection is built before the returned future and moved into
+/// it once, so the future holds one copy of it and of the stream (an `async
+/// fn` holds its arguments twice, and each `async` layer around the
+/// connection adds another copy: this is what every open HTTP/1.1
+/// connection, slow reader or not, keeps on the heap).
+pub(super) fn serve_http1<I>(
     stream: I,
     accepted: Accepted,
     permit: ConnPermit,
     shared: Arc<Shared>,
     stop: CancellationToken,
-) where
+    first_head_by: Option<Instant>,
+) -> impl Future<Output = ()> + Send
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = accepted.peer;
     let context = ConnContext::new(shared.clone(), accepted, permit);
+    let watched = context.clone();
     let stream = Counted::new(context.guard(stream), context.clone());
-    let svc = requests(context);
-    if let Err(e) = drive_http1(&shared, stream, svc, &stop).await {
-        // Clients that vanish or send garbage end here; hyper already answered
-        // what deserved an answer (400, 431, 408).
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    let mut conn = http1_connection(&shared, stream, requests(context));
+    async move {
+        let served = until_stopped(Pin::new(&mut conn), &stop);
+        let result = match first_head_by {
+            None => served.await,
+            Some(deadline) => {
+                tokio::pin!(served);
+                tokio::select! {
+                    result = served.as_mut() => result,
+                    () = tokio::time::sleep_until(deadline) => {
+                        if watched.requested.load(Ordering::Acquire) {
+                            served.await
+                        } else {
+                            tracing::debug!(%peer, "first request head not complete within client-header-timeout");
+                            Ok(())
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(e) = result {
+            // Clients that vanish or send garbage end here; hyper already answered
+            // what deserved an answer (400, 431, 408).
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
     }
+}
+
+/// An HTTP/1.1 server connection (with upgrades) of `svc` on `stream`, with
+/// the server's HTTP/1.1 settings.
+fn http1_connection<I, S, B>(
+    shared: &Shared,
+    stream: I,
+    svc: S,
+) -> UpgradeableConnection<TokioIo<I>, S>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    shared
+        .http1
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades()
 }
 
 /// Drives one HTTP/1.1 connection with `svc` (and the server's HTTP/1.1
@@ -200,11 +306,24 @@ where
     B: http_body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let conn = shared
-        .http1
-        .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades();
+    let conn = http1_connection(shared, stream, svc);
     tokio::pin!(conn);
+    until_stopped(conn, stop).await
+}
+
+/// Drives `conn` until it closes; on `stop` it finishes the request in
+/// progress, then closes (an idle connection closes at once).
+async fn until_stopped<I, S, B>(
+    mut conn: Pin<&mut UpgradeableConnection<TokioIo<I>, S>>,
+    stop: &CancellationToken,
+) -> hyper::Result<()>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     tokio::select! {
         result = conn.as_mut() => result,
         () = stop.cancelled() => {
@@ -222,13 +341,17 @@ where
 /// hyper only closes once the peer has sent its connection preface (and, after
 /// that, answered the GOAWAY's ping), so a peer that stays silent after the TLS
 /// handshake would otherwise keep the connection forever.
-pub(super) async fn serve_h2<I>(
+///
+/// Built like [`serve_http1`]: the connection is moved into the returned
+/// future once.
+pub(super) fn serve_h2<I>(
     stream: I,
     accepted: Accepted,
     permit: ConnPermit,
     shared: Arc<Shared>,
     stop: CancellationToken,
-) where
+) -> impl Future<Output = ()> + Send
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (peer, idle) = (accepted.peer, shared.idle_timeout);
@@ -237,34 +360,36 @@ pub(super) async fn serve_h2<I>(
     let watched = context.clone();
     let stream = Counted::new(stream, context.clone());
     let svc = requests(context);
-    let conn = shared.http2.serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
-    // When the idle GOAWAY went out; idleness counts again from there.
-    let mut goaway: Option<Instant> = None;
-    let result = loop {
-        let idle_from = |since: Instant| goaway.map_or(since, |sent| sent.max(since));
-        let deadline = watched
-            .idle_since()
-            .map_or_else(|| Instant::now() + idle, |since| idle_from(since) + idle);
-        tokio::select! {
-            result = conn.as_mut() => break result,
-            () = stop.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                break conn.await;
-            }
-            () = tokio::time::sleep_until(deadline) => {
-                if watched.idle_since().is_some_and(|since| idle_from(since) + idle <= Instant::now()) {
-                    if goaway.is_some() {
-                        tracing::debug!(%peer, "h2 connection still open and idle after its GOAWAY, dropped");
-                        break Ok(());
-                    }
+    let mut conn = shared.http2.serve_connection(TokioIo::new(stream), svc);
+    async move {
+        let mut conn = Pin::new(&mut conn);
+        // When the idle GOAWAY went out; idleness counts again from there.
+        let mut goaway: Option<Instant> = None;
+        let result = loop {
+            let idle_from = |since: Instant| goaway.map_or(since, |sent| sent.max(since));
+            let deadline = watched
+                .idle_since()
+                .map_or_else(|| Instant::now() + idle, |since| idle_from(since) + idle);
+            tokio::select! {
+                result = conn.as_mut() => break result,
+                () = stop.cancelled() => {
                     conn.as_mut().graceful_shutdown();
-                    goaway = Some(Instant::now());
+                    break conn.await;
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    if watched.idle_since().is_some_and(|since| idle_from(since) + idle <= Instant::now()) {
+                        if goaway.is_some() {
+                            tracing::debug!(%peer, "h2 connection still open and idle after its GOAWAY, dropped");
+                            break Ok(());
+                        }
+                        conn.as_mut().graceful_shutdown();
+                        goaway = Some(Instant::now());
+                    }
                 }
             }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "h2 connection ended with an error");
         }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "h2 connection ended with an error");
     }
 }

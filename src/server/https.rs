@@ -5,6 +5,8 @@
 //! ports, the request handler calls [`Https::http01_response`] first on plain
 //! ports, and everything else about certificates lives in `tls`, `certs` and `acme`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -14,6 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{self, Accepted};
@@ -188,71 +191,88 @@ pub(super) fn is_http01_path(path: &str) -> bool {
     path.starts_with(HTTP01_PATH_PREFIX)
 }
 
-/// Serves one connection accepted on a TLS port once its first byte
-/// arrives (see [`first_byte`](super::first_byte)): until then the task holds
-/// only the socket and a timer. The wait counts against the handshake timeout.
-pub(super) async fn serve_tls(
+/// Serves one connection accepted on a TLS port: waits for its first byte
+/// (see [`first_byte`](super::first_byte)), then the handshake (the wait
+/// counts against the handshake timeout), then HTTP/2 or HTTP/1.1 as
+/// negotiated through ALPN. ACME TLS-ALPN-01 validations end right after
+/// their handshake.
+///
+/// Each stage after the wait is boxed on its own: the task's future (what a
+/// silent connection holds) stays a few hundred bytes, the handshake's state
+/// is freed once it is done, and an HTTP/1.1 connection does not carry room
+/// for HTTP/2's state or the handshake's while it serves (what a slow
+/// reader holds, next to its buffers). A function returning an `async move`
+/// block rather than an `async fn`: an `async fn` keeps its arguments twice
+/// in its future (rust-lang/rust#62958).
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice (see above)"
+)]
+pub(super) fn serve_tls(
     stream: TcpStream,
     accepted: Accepted,
     permit: ConnPermit,
     shared: Arc<Shared>,
     stop: CancellationToken,
-) {
-    let Some(https) = &shared.https else {
-        // Not reachable: TLS listeners only exist when a site needs HTTPS.
-        return;
-    };
-    let timeout = https.terminator.handshake_timeout();
-    let deadline = Instant::now() + timeout;
-    match first_byte(&stream, deadline, &stop).await {
-        FirstByte::Arrived => {}
-        FirstByte::TimedOut => {
-            return https.refused(&accepted, &TlsError::HandshakeTimeout(timeout));
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let Some(https) = &shared.https else {
+            // Not reachable: TLS listeners only exist when a site needs HTTPS.
+            return;
+        };
+        let timeout = https.terminator.handshake_timeout();
+        let deadline = Instant::now() + timeout;
+        match first_byte(&stream, deadline, &stop).await {
+            FirstByte::Arrived => {}
+            FirstByte::TimedOut => {
+                return https.refused(&accepted, &TlsError::HandshakeTimeout(timeout));
+            }
+            FirstByte::Failed(e) => return https.refused(&accepted, &TlsError::Handshake(e)),
+            FirstByte::Stopped => return,
         }
-        FirstByte::Failed(e) => return https.refused(&accepted, &TlsError::Handshake(e)),
-        FirstByte::Stopped => return,
+        // The handshake's result only lives inside this block: kept out of
+        // the task's future, which then holds one pointer while it serves.
+        let serve = {
+            let handshake = Box::pin(https.terminator.accept_until(
+                stream,
+                accepted.port,
+                deadline,
+            ));
+            let handshake = tokio::select! {
+                handshake = handshake => handshake,
+                () = stop.cancelled() => return,
+            };
+            match handshake {
+                Ok(Some((tls, alpn))) => {
+                    serve_negotiated(tls, alpn, accepted, permit, shared.clone(), stop)
+                }
+                Ok(None) => return,
+                Err(e) => return https.refused(&accepted, &e),
+            }
+        };
+        serve.await;
     }
-    let serve = handshake_and_serve(stream, accepted, permit, shared.clone(), stop, deadline);
-    Box::pin(serve).await;
 }
 
-/// The handshake (by `deadline`), then HTTP/2 or HTTP/1.1 as negotiated
-/// through ALPN. ACME TLS-ALPN-01 validations end right after their handshake.
-async fn handshake_and_serve(
-    stream: TcpStream,
+/// The boxed future that serves a TLS connection with the protocol ALPN
+/// chose: each sized for its own protocol only.
+fn serve_negotiated(
+    tls: TlsStream<TcpStream>,
+    alpn: Alpn,
     accepted: Accepted,
     permit: ConnPermit,
     shared: Arc<Shared>,
     stop: CancellationToken,
-    deadline: Instant,
-) {
-    let Some(https) = &shared.https else {
-        return;
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let accepted = Accepted {
+        tls: tls.get_ref().1.protocol_version().map(tls_version_name),
+        ..accepted
     };
-    let handshake = tokio::select! {
-        handshake = https.terminator.accept_until(stream, accepted.port, deadline) => handshake,
-        () = stop.cancelled() => return,
-    };
-    let version = |tls: &tokio_rustls::server::TlsStream<TcpStream>| {
-        tls.get_ref().1.protocol_version().map(tls_version_name)
-    };
-    match handshake {
-        Ok(Some((tls, Alpn::H2))) => {
-            let accepted = Accepted {
-                tls: version(&tls),
-                ..accepted
-            };
-            connection::serve_h2(tls, accepted, permit, shared.clone(), stop).await
-        }
-        Ok(Some((tls, Alpn::Http1))) => {
-            let accepted = Accepted {
-                tls: version(&tls),
-                ..accepted
-            };
-            connection::serve_http1(tls, accepted, permit, shared.clone(), stop).await
-        }
-        Ok(None) => {}
-        Err(e) => https.refused(&accepted, &e),
+    match alpn {
+        Alpn::H2 => Box::pin(connection::serve_h2(tls, accepted, permit, shared, stop)),
+        Alpn::Http1 => Box::pin(connection::serve_http1(
+            tls, accepted, permit, shared, stop, None,
+        )),
     }
 }
 

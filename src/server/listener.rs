@@ -229,7 +229,7 @@ fn spawn_connection(
     let (shared, stop) = (shared.clone(), stop.clone());
     match accepted.scheme {
         Scheme::Https => tasks.spawn(https::serve_tls(stream, accepted, permit, shared, stop)),
-        Scheme::Http => tasks.spawn(connection::serve_http1(
+        Scheme::Http => tasks.spawn(connection::serve_plain(
             stream, accepted, permit, shared, stop,
         )),
     };
