@@ -209,6 +209,38 @@ async fn slow_request_heads_are_cut_at_the_client_header_timeout_while_others_ar
     .await
 }
 
+/// On plain HTTP the wait for a connection's first byte (nothing is built for
+/// it before) takes its share of `client-header-timeout`: a client silent for
+/// most of the timeout and then dripping its head is cut at the timeout after
+/// accept, not one timeout after its first byte.
+#[tokio::test]
+async fn a_late_first_byte_does_not_extend_the_client_header_timeout() {
+    bounded(secs(20), "test", async {
+        let timeout = secs(2);
+        let silence = millis(1500);
+        let (echo, server) = front(timeout).await;
+        let addr = server.addr();
+        let attacker = late_client(addr, silence, b"GET / HTTP/1.1\r\n", b"X-Drip: 1\r\n").await;
+        let cut = attacker.await.expect("attacker task");
+        assert_cut_at(&cut, "late slowloris", timeout);
+        // A timer restarted at the first byte would cut at 3.5 s.
+        assert!(
+            cut.after < timeout + secs(1),
+            "cut after {:?}: the wait was not counted",
+            cut.after
+        );
+        assert!(
+            cut.bytes.is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(&cut.bytes)
+        );
+        assert_eq!(echo.http.stats.requests(), 0);
+        let host = addr.to_string();
+        assert_eq!(get(addr, &host, "/after").await.status, 200);
+    })
+    .await
+}
+
 /// The header timeout also closes idle keep-alive connections, but it restarts
 /// with each request: a connection kept busy longer than the timeout, with idle
 /// gaps shorter than it, is not cut; one idle past it is.
