@@ -2,11 +2,12 @@
 //! removed, or shutdown.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -248,18 +249,21 @@ where
         let result = match first_head_by {
             None => served.await,
             Some(deadline) => {
-                tokio::pin!(served);
-                tokio::select! {
-                    result = served.as_mut() => result,
-                    () = tokio::time::sleep_until(deadline) => {
-                        if watched.requested.load(Ordering::Acquire) {
-                            served.await
-                        } else {
-                            tracing::debug!(%peer, "first request head not complete within client-header-timeout");
-                            Ok(())
-                        }
+                // Polled by hand: once the first request arrived, the timer is
+                // no longer polled with every wake-up of a busy connection.
+                let mut served = pin!(served);
+                let mut expired = pin!(tokio::time::sleep_until(deadline));
+                poll_fn(|cx| {
+                    if let Poll::Ready(result) = served.as_mut().poll(cx) {
+                        return Poll::Ready(result);
                     }
-                }
+                    if !watched.requested.load(Ordering::Acquire) && expired.as_mut().poll(cx).is_ready() {
+                        tracing::debug!(%peer, "first request head not complete within client-header-timeout");
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Pending
+                })
+                .await
             }
         };
         if let Err(e) = result {
