@@ -189,8 +189,8 @@ pub(super) fn serve_plain(
     stop: CancellationToken,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let deadline = Instant::now() + shared.idle_timeout;
-        match first_byte(&stream, deadline, &stop).await {
+        let mut expired = pin!(tokio::time::sleep(shared.idle_timeout));
+        match first_byte(&stream, expired.as_mut(), &stop).await {
             FirstByte::Arrived => {}
             FirstByte::TimedOut => {
                 return tracing::debug!(peer = %accepted.peer, "no request within client-header-timeout");
@@ -200,6 +200,7 @@ pub(super) fn serve_plain(
             }
             FirstByte::Stopped => return,
         }
+        let deadline = expired.deadline();
         let serve = Box::pin(serve_http1(
             stream,
             accepted,

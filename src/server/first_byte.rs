@@ -15,11 +15,12 @@
 //! on plain HTTP), so it never adds to it.
 
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::task::Poll;
 
 use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 /// How the wait for the first byte ended.
@@ -36,7 +37,7 @@ pub(super) enum FirstByte {
 }
 
 /// Waits until a byte (or the end of the stream) has arrived on `stream`,
-/// `deadline` passes, or `stop` is cancelled; consumes nothing.
+/// `expired` fires, or `stop` is cancelled; consumes nothing.
 ///
 /// A peek, not `readable()`: tokio reports a freshly accepted socket
 /// readable at once (seen with strace: rustls' 4 KiB read right after
@@ -45,14 +46,17 @@ pub(super) enum FirstByte {
 /// then sits in the socket's own readiness slot instead of a readiness
 /// future inline in the task, which halves this future (it is what every
 /// silent connection holds).
+///
+/// `expired` is the caller's timer: what comes after the wait needs its
+/// deadline too, and one timer in the caller's future is smaller than a
+/// timer here plus a copy of the deadline there.
 pub(super) async fn first_byte(
     stream: &TcpStream,
-    deadline: Instant,
+    mut expired: Pin<&mut Sleep>,
     stop: &CancellationToken,
 ) -> FirstByte {
-    let expired = tokio::time::sleep_until(deadline);
     let stopped = stop.cancelled();
-    tokio::pin!(expired, stopped);
+    tokio::pin!(stopped);
     poll_fn(|cx| {
         if stopped.as_mut().poll(cx).is_ready() {
             return Poll::Ready(FirstByte::Stopped);

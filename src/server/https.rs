@@ -6,7 +6,7 @@
 //! ports, and everything else about certificates lives in `tls`, `certs` and `acme`.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -15,7 +15,6 @@ use http::{header, HeaderValue, Response};
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
-use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
@@ -220,16 +219,18 @@ pub(super) fn serve_tls(
             // Not reachable: TLS listeners only exist when a site needs HTTPS.
             return;
         };
-        let timeout = https.terminator.handshake_timeout();
-        let deadline = Instant::now() + timeout;
-        match first_byte(&stream, deadline, &stop).await {
+        let mut expired = pin!(tokio::time::sleep(https.terminator.handshake_timeout()));
+        match first_byte(&stream, expired.as_mut(), &stop).await {
             FirstByte::Arrived => {}
             FirstByte::TimedOut => {
+                // Read again rather than kept across the wait.
+                let timeout = https.terminator.handshake_timeout();
                 return https.refused(&accepted, &TlsError::HandshakeTimeout(timeout));
             }
             FirstByte::Failed(e) => return https.refused(&accepted, &TlsError::Handshake(e)),
             FirstByte::Stopped => return,
         }
+        let deadline = expired.deadline();
         // The handshake's result only lives inside this block: kept out of
         // the task's future, which then holds one pointer while it serves.
         let serve = {
