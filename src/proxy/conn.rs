@@ -19,9 +19,16 @@ use super::h1;
 use super::pool::PoolKey;
 use crate::config::Upstream;
 
-/// Upper bound of the read buffer per upstream connection: the largest
-/// response head bellhop accepts, and how far it reads ahead of a slow client.
-pub(super) const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
+/// The largest response head bellhop accepts from an upstream.
+pub(super) const UPSTREAM_HEAD_LIMIT: usize = 64 * 1024;
+
+/// The largest single read from an upstream, which bounds how far a body
+/// is read ahead of a slow client per read: each piece stays allocated while
+/// hyper's write queue holds it. 16 KiB (one TLS record) rather than 64:
+/// a slow reader of an 8 MiB response held 197 KiB with 64 KiB reads and
+/// 157 KiB with 16 KiB ones, and a 256 MiB HTTPS download was no slower
+/// (bench/RESULTS.md, "memory per connection").
+pub(super) const UPSTREAM_READ_MAX: usize = 16 * 1024;
 
 /// Where a connection goes once its exchange is over.
 #[derive(Debug, Clone, Copy)]

@@ -104,10 +104,20 @@ fn script(path: &str) -> Vec<u8> {
         ),
         "/bad-chunk" => "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n",
         "/close-read-to-close" => "HTTP/1.1 200 OK\r\n\r\nuntil the end",
-        "/huge-head" => {
+        "/huge-head" | "/big-head" => {
+            // About 114 KiB of head (over the 64 KiB limit), or 40 headers
+            // of 900 bytes, 36 KiB (over one 16 KiB upstream read, under
+            // the limit).
+            let (lines, width) = if path == "/huge-head" {
+                (2000, 40)
+            } else {
+                (40, 900)
+            };
             let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
-            for i in 0..2000 {
-                head.extend_from_slice(format!("x-filler-{i}: {}\r\n", "a".repeat(40)).as_bytes());
+            for i in 0..lines {
+                head.extend_from_slice(
+                    format!("x-filler-{i}: {}\r\n", "a".repeat(width)).as_bytes(),
+                );
             }
             head.extend_from_slice(b"content-length: 0\r\n\r\n");
             return head;
@@ -152,6 +162,23 @@ async fn ambiguous_framing_is_a_502_and_the_connection_is_dropped() {
         assert_eq!(backend.connections(), expected, "after {path}");
         // Start every case on a fresh connection.
         let _ = get(server.addr(), &host, "/close-read-to-close").await;
+    }
+}
+
+#[tokio::test]
+async fn a_head_longer_than_one_read_arrives_whole() {
+    let backend = Scripted::start(script).await;
+    let server = front(&backend).await;
+    let host = server.addr().to_string();
+    let r = get(server.addr(), &host, "/big-head").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let filler = "a".repeat(900);
+    for i in [0, 20, 39] {
+        assert_eq!(
+            r.header(&format!("x-filler-{i}")).as_deref(),
+            Some(filler.as_str()),
+            "x-filler-{i}"
+        );
     }
 }
 

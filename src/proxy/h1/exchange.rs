@@ -22,7 +22,7 @@ use super::decode::{self, Delimited, Head};
 use super::encode::{self, BodyKind, ChunkSize};
 use super::{Connection, Error};
 use crate::body::Body;
-use crate::proxy::conn::UPSTREAM_READ_BUFFER;
+use crate::proxy::conn::UPSTREAM_HEAD_LIMIT;
 
 /// How far a failed exchange got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +196,7 @@ impl Connection {
                 let delimited = decode::delimit(&mut head, asked.head_request).map_err(fail)?;
                 return Ok((head, delimited));
             }
-            if self.read.len() >= UPSTREAM_READ_BUFFER {
+            if self.read.len() >= UPSTREAM_HEAD_LIMIT {
                 return Err(fail(Error::HeadTooLarge));
             }
             match poll_fn(|cx| self.poll_fill(cx)).await {

@@ -29,14 +29,14 @@ use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 
-use super::conn::UPSTREAM_READ_BUFFER;
+use super::conn::{UPSTREAM_HEAD_LIMIT, UPSTREAM_READ_MAX};
 use super::connector::UpstreamStream;
 use crate::body::BodyError;
 use body::{BodyDecoder, Decoded};
 pub(in crate::proxy) use exchange::{Asked, Failure, Stage};
 
 /// First read size; reads grow while they fill the buffer, up to
-/// [`UPSTREAM_READ_BUFFER`].
+/// [`UPSTREAM_READ_MAX`].
 const FIRST_READ: usize = 8 * 1024;
 
 /// Why an exchange or a response body failed.
@@ -58,7 +58,7 @@ pub(in crate::proxy) enum Error {
     #[error("malformed response from upstream: {0}")]
     Malformed(&'static str),
     /// The response head did not fit the read buffer.
-    #[error("upstream response head larger than {UPSTREAM_READ_BUFFER} bytes")]
+    #[error("upstream response head larger than {UPSTREAM_HEAD_LIMIT} bytes")]
     HeadTooLarge,
     /// The client's request body failed (limit, timeout, bad framing, gone).
     #[error("request body failed")]
@@ -131,8 +131,8 @@ impl Connection {
         let spare = self.read.capacity() - self.read.len();
         let polled = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read);
         if let Poll::Ready(Ok(n)) = polled {
-            if n == spare && self.read_size < UPSTREAM_READ_BUFFER {
-                self.read_size = (self.read_size * 2).min(UPSTREAM_READ_BUFFER);
+            if n == spare && self.read_size < UPSTREAM_READ_MAX {
+                self.read_size = (self.read_size * 2).min(UPSTREAM_READ_MAX);
             }
         }
         polled
