@@ -108,10 +108,16 @@ clients_held() { ss -Htn state established "( sport = :${HTTPS_ADDR##*:} )" | wc
 # sample FILE — "clients RSS-KiB anon-KiB" of the proxy every 250 ms into
 # FILE until $BENCH_TMP/stop-sampling exists.
 sample() {
-    while [[ ! -e $BENCH_TMP/stop-sampling ]]; do
+    {
+        while [[ ! -e $BENCH_TMP/stop-sampling ]]; do
+            echo "$(clients_held) $(rss_kib "$PROXY_PIDS") $(anon_kib "$PROXY_PIDS")"
+            sleep 0.25
+        done
+        # One more when told to stop: a few hundred clients connect between
+        # two samples, and the wait for them ends before the next one (the
+        # table then said 0 held).
         echo "$(clients_held) $(rss_kib "$PROXY_PIDS") $(anon_kib "$PROXY_PIDS")"
-        sleep 0.25
-    done >"$1"
+    } >"$1"
 }
 
 # attack KIND COUNT [PATH] — runs the clients and sets RESULT to
