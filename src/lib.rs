@@ -54,8 +54,8 @@ mod tls;
 
 /// Run a config: bind, serve, reload, upgrade, shut down.
 pub use server::{
-    run_upgrade_launcher, Handover, ReloadHandle, ReloadSummary, Server, ShutdownHandle,
-    UpgradeHandle,
+    run_upgrade_launcher, signal_process, Handover, ReloadHandle, ReloadSummary, Server,
+    ShutdownHandle, UpgradeHandle,
 };
 
 /// `bellhop hash-password`: an argon2id hash for `basic-auth`.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use bellhop::ReloadStatus;
-use rustix::process::{kill_process, Pid, Signal};
+use rustix::process::Signal;
 
 /// Where `bellhop upgrade` looks when `--pid-file` is not given: the path the
 /// packaged systemd unit passes to `bellhop run` (its `RuntimeDirectory`).
@@ -81,16 +81,12 @@ pub fn read(pid_file: &Path) -> anyhow::Result<u32> {
         .with_context(|| format!("{} does not hold a process id", pid_file.display()))
 }
 
-/// Sends `signal` to `pid` with kill(2) through rustix (the crate has no
-/// unsafe code of its own). Not kill(1): the unit runs `bellhop reload` with
-/// systemd's minimal environment, and a minimal Debian has no `kill` binary
-/// (procps), which made `systemctl reload` fail there.
+/// Sends `signal` to `pid`, the process in `pid_file`. With kill(2), not
+/// kill(1): the unit runs `bellhop reload` with systemd's minimal
+/// environment, and a minimal Debian has no `kill` binary (procps), which
+/// made `systemctl reload` fail there.
 pub fn signal(pid: u32, signal: Signal, pid_file: &Path) -> anyhow::Result<()> {
-    let target = i32::try_from(pid)
-        .ok()
-        .and_then(Pid::from_raw)
-        .with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
-    kill_process(target, signal).with_context(|| {
+    bellhop::signal_process(pid, signal).with_context(|| {
         format!(
             "cannot signal process {pid} from {} (not running, or not ours?)",
             pid_file.display()

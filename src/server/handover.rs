@@ -148,13 +148,12 @@ impl Offer {
     pub(super) async fn accept(&self, ours: impl Fn(u32) -> bool) -> io::Result<(Successor, u32)> {
         loop {
             let (stream, _) = self.listener.accept().await?;
-            match rustix::net::sockopt::socket_peercred(&stream) {
-                Ok(cred) if ours(cred.pid.as_raw_nonzero().get().unsigned_abs()) => {
-                    let pid = cred.pid.as_raw_nonzero().get().unsigned_abs();
-                    return Ok((Successor { stream }, pid));
-                }
-                Ok(cred) => tracing::warn!(
-                    pid = cred.pid.as_raw_nonzero().get(),
+            let peer = rustix::net::sockopt::socket_peercred(&stream)
+                .map(|cred| cred.pid.as_raw_nonzero().get().unsigned_abs());
+            match peer {
+                Ok(pid) if ours(pid) => return Ok((Successor { stream }, pid)),
+                Ok(pid) => tracing::warn!(
+                    pid,
                     "upgrade: a process other than the new bellhop connected; ignored"
                 ),
                 Err(e) => tracing::warn!(error = %e, "upgrade: cannot identify a peer; ignored"),

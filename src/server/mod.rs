@@ -45,7 +45,7 @@ mod write_deadline;
 pub use handover::Handover;
 pub use launcher::run_upgrade_launcher;
 pub use reload::{ReloadHandle, ReloadSummary};
-pub use upgrade::UpgradeHandle;
+pub use upgrade::{signal_process, UpgradeHandle};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};

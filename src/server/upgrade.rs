@@ -169,9 +169,9 @@ struct NewProcess {
     launcher: Child,
     launcher_pid: u32,
     reports: Lines<BufReader<ChildStdout>>,
-    /// Closing it lets the launcher exit, which hands the new process to
-    /// the service manager.
-    release: Option<ChildStdin>,
+    /// The launcher's stdin: closing it lets the launcher exit, which hands
+    /// the new process to the service manager.
+    launcher_stdin: Option<ChildStdin>,
     /// The new process, once connected.
     pid: Option<u32>,
     /// How it ended, once known.
@@ -184,14 +184,14 @@ impl NewProcess {
         let launcher_pid = launcher
             .id()
             .ok_or_else(|| std::io::Error::other("the new process has no id"))?;
-        let (Some(stdout), release) = (launcher.stdout.take(), launcher.stdin.take()) else {
+        let (Some(stdout), launcher_stdin) = (launcher.stdout.take(), launcher.stdin.take()) else {
             return Err(std::io::Error::other("the new process has no output pipe"));
         };
         Ok(NewProcess {
             launcher,
             launcher_pid,
             reports: BufReader::new(stdout).lines(),
-            release,
+            launcher_stdin,
             pid: None,
             how: None,
         })
@@ -224,7 +224,7 @@ impl NewProcess {
     async fn release(&mut self) -> u32 {
         let pid = self.pid.unwrap_or(self.launcher_pid);
         if pid != self.launcher_pid {
-            self.release = None;
+            self.launcher_stdin = None;
             if tokio::time::timeout(EXIT_WAIT, self.launcher.wait())
                 .await
                 .is_err()
@@ -243,7 +243,9 @@ impl NewProcess {
     async fn end(&mut self) -> String {
         if tokio::time::timeout(EXIT_WAIT, self.ended()).await.is_err() {
             match self.pid.filter(|&pid| pid != self.launcher_pid) {
-                Some(pid) => kill(pid),
+                Some(pid) => {
+                    let _ = signal_process(pid, rustix::process::Signal::KILL);
+                }
                 None => {
                     let _ = self.launcher.start_kill();
                 }
@@ -254,14 +256,15 @@ impl NewProcess {
     }
 }
 
-/// SIGKILL to a new process that is not this one's child (the launcher's).
-fn kill(pid: u32) {
+/// Sends `signal` to process `pid` with kill(2) (through rustix: the crate
+/// has no unsafe code of its own). Also what `bellhop reload` and `bellhop
+/// upgrade` signal the running process with.
+pub fn signal_process(pid: u32, signal: rustix::process::Signal) -> std::io::Result<()> {
     let target = i32::try_from(pid)
         .ok()
-        .and_then(rustix::process::Pid::from_raw);
-    if let Some(target) = target {
-        let _ = rustix::process::kill_process(target, rustix::process::Signal::KILL);
-    }
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| std::io::Error::other(format!("{pid} is not a process id")))?;
+    rustix::process::kill_process(target, signal).map_err(std::io::Error::from)
 }
 
 /// The parent of process `pid`, from /proc.
