@@ -16,12 +16,10 @@ use hyper::server::conn::http1::UpgradeableConnection;
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::access_log::LoggedBody;
-use super::first_byte::{first_byte, FirstByte};
 use super::linger::Linger;
 use super::traffic::Counted;
 use super::write_deadline::WriteDeadline;
@@ -164,53 +162,6 @@ fn requests(
         let context = context.clone();
         async move { Ok::<_, Infallible>(service::handle(req, context).await) }
     })
-}
-
-/// Serves one connection accepted on a plain-HTTP port once its first byte
-/// arrives (see [`first_byte`](super::first_byte)): until then the task holds
-/// only the socket and a timer, not hyper's connection and buffers.
-///
-/// `client-header-timeout` still counts from accept: the wait takes its
-/// share, and the first request head must be complete by the same deadline
-/// (hyper's own header timer would only start at its first read). Later
-/// heads on the connection get hyper's full timeout, as before.
-///
-/// A function returning an `async move` block, for the reason
-/// [`serve_tls`](super::https::serve_tls) gives.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn would hold its arguments twice (see above)"
-)]
-pub(super) fn serve_plain(
-    stream: TcpStream,
-    accepted: Accepted,
-    permit: ConnPermit,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-) -> impl Future<Output = ()> + Send {
-    async move {
-        let mut expired = pin!(tokio::time::sleep(shared.idle_timeout));
-        match first_byte(&stream, expired.as_mut(), &stop).await {
-            FirstByte::Arrived => {}
-            FirstByte::TimedOut => {
-                return tracing::debug!(peer = %accepted.peer, "no request within client-header-timeout");
-            }
-            FirstByte::Failed(e) => {
-                return tracing::debug!(peer = %accepted.peer, error = %e, "connection failed before its request");
-            }
-            FirstByte::Stopped => return,
-        }
-        let deadline = expired.deadline();
-        let serve = Box::pin(serve_http1(
-            stream,
-            accepted,
-            permit,
-            shared,
-            stop,
-            Some(deadline),
-        ));
-        serve.await;
-    }
 }
 
 /// Runs the HTTP/1.1 server side of one connection (plain TCP or TLS).

@@ -6,20 +6,21 @@
 //! ports, and everything else about certificates lives in `tls`, `certs` and `acme`.
 
 use std::future::Future;
-use std::pin::{pin, Pin};
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use http::{header, HeaderValue, Response};
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{self, Accepted};
-use super::first_byte::{first_byte, FirstByte};
 use super::Shared;
 use crate::acme::{Http01Tokens, HTTP01_PATH_PREFIX};
 use crate::body::Body;
@@ -143,11 +144,26 @@ impl Https {
 
     /// Counts and logs a handshake that did not complete.
     fn refused(&self, accepted: &Accepted, error: &TlsError) {
+        self.count_refusal(accepted.peer, error);
+    }
+
+    fn count_refusal(&self, peer: SocketAddr, error: &TlsError) {
         match error {
             TlsError::HandshakeTimeout(_) => self.refused_timeout.inc(),
             _ => self.refused_handshake.inc(),
         };
-        tracing::debug!(peer = %accepted.peer, error = %error, "TLS handshake failed");
+        tracing::debug!(%peer, error = %error, "TLS handshake failed");
+    }
+
+    /// How long a client has for its whole handshake, from accept.
+    pub(super) fn handshake_timeout(&self) -> Duration {
+        self.terminator.handshake_timeout()
+    }
+
+    /// Counts and logs a client that did not even start its handshake
+    /// within `timeout` (it waited in the accept loop's waiting room).
+    pub(super) fn handshake_timed_out(&self, peer: SocketAddr, timeout: Duration) {
+        self.count_refusal(peer, &TlsError::HandshakeTimeout(timeout));
     }
 
     /// The answer to an ACME HTTP-01 request on the plain HTTP port: the key
@@ -190,19 +206,18 @@ pub(super) fn is_http01_path(path: &str) -> bool {
     path.starts_with(HTTP01_PATH_PREFIX)
 }
 
-/// Serves one connection accepted on a TLS port: waits for its first byte
-/// (see [`first_byte`](super::first_byte)), then the handshake (the wait
-/// counts against the handshake timeout), then HTTP/2 or HTTP/1.1 as
-/// negotiated through ALPN. ACME TLS-ALPN-01 validations end right after
-/// their handshake.
+/// Serves one connection accepted on a TLS port once its first bytes arrived
+/// (see [`waiting_room`](super::waiting_room)): the handshake, which must be
+/// done by `deadline` (accept + the handshake timeout), then HTTP/2 or
+/// HTTP/1.1 as negotiated through ALPN. ACME TLS-ALPN-01 validations end
+/// right after their handshake.
 ///
-/// Each stage after the wait is boxed on its own: the task's future (what a
-/// silent connection holds) stays a few hundred bytes, the handshake's state
-/// is freed once it is done, and an HTTP/1.1 connection does not carry room
-/// for HTTP/2's state or the handshake's while it serves (what a slow
-/// reader holds, next to its buffers). A function returning an `async move`
-/// block rather than an `async fn`: an `async fn` keeps its arguments twice
-/// in its future (rust-lang/rust#62958).
+/// Each stage is boxed on its own: the handshake's state is freed once it is
+/// done, and an HTTP/1.1 connection does not carry room for HTTP/2's state or
+/// the handshake's while it serves (what a slow reader holds, next to its
+/// buffers). A function returning an `async move` block rather than an
+/// `async fn`: an `async fn` keeps its arguments twice in its future
+/// (rust-lang/rust#62958).
 #[allow(
     clippy::manual_async_fn,
     reason = "an async fn would hold its arguments twice (see above)"
@@ -213,24 +228,13 @@ pub(super) fn serve_tls(
     permit: ConnPermit,
     shared: Arc<Shared>,
     stop: CancellationToken,
+    deadline: Instant,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let Some(https) = &shared.https else {
             // Not reachable: TLS listeners only exist when a site needs HTTPS.
             return;
         };
-        let mut expired = pin!(tokio::time::sleep(https.terminator.handshake_timeout()));
-        match first_byte(&stream, expired.as_mut(), &stop).await {
-            FirstByte::Arrived => {}
-            FirstByte::TimedOut => {
-                // Read again rather than kept across the wait.
-                let timeout = https.terminator.handshake_timeout();
-                return https.refused(&accepted, &TlsError::HandshakeTimeout(timeout));
-            }
-            FirstByte::Failed(e) => return https.refused(&accepted, &TlsError::Handshake(e)),
-            FirstByte::Stopped => return,
-        }
-        let deadline = expired.deadline();
         // The handshake's result only lives inside this block: kept out of
         // the task's future, which then holds one pointer while it serves.
         let serve = {

@@ -9,14 +9,19 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::pin::pin;
+
+use rustix::net::{acceptfrom_with, SocketAddrAny, SocketFlags};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::unix::AsyncFdReadyGuard;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{self, Accepted};
+use super::waiting_room::{watch, Guest, WaitingRoom};
 use super::{https, Shared};
 use crate::config::{port_uses, Config, Need, Scheme};
-use crate::limit::ConnPermit;
 
 /// A port bellhop listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,10 +161,15 @@ fn bind_addr(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// At most this many connections are accepted in one go before the loop
+/// looks at its other work (arrivals, deadlines, stop).
+const ACCEPTS_PER_TURN: usize = 64;
+
 /// Accepts connections until `stop` (a child of the shutdown token, so that a
-/// reload can stop one port) and hands each to its own task on the runtime
-/// this runs on (a worker's). Connections already accepted get `stop` too:
-/// they finish their current request and close.
+/// reload can stop one port). Each waits in this loop's [`WaitingRoom`] until
+/// its first byte arrives, then gets its own task on the runtime this runs on
+/// (a worker's). Connections already being served get `stop` too: they finish
+/// their current request and close; those still waiting are closed.
 pub(super) async fn accept_loop(
     socket: std::net::TcpListener,
     spec: ListenerSpec,
@@ -167,72 +177,171 @@ pub(super) async fn accept_loop(
     shared: Arc<Shared>,
 ) {
     // Registered here, with the reactor of the worker that will accept on it.
-    let listener = match TcpListener::from_std(socket) {
-        Ok(listener) => listener,
+    let started = watch(socket).and_then(|listener| Ok((listener, WaitingRoom::new()?)));
+    let (listener, mut room) = match started {
+        Ok(started) => started,
         Err(e) => {
             tracing::error!(error = %e, port = spec.port, "cannot accept on a listening socket");
             return;
         }
     };
+    let door = Door { spec, shared, stop };
     // When an accept failure was last logged.
-    let mut warned: Option<tokio::time::Instant> = None;
+    let mut warned: Option<Instant> = None;
+    let mut leaving: Vec<Guest> = Vec::new();
+    let mut expiry = pin!(tokio::time::sleep_until(Instant::now()));
     loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, mut peer)) => {
-                // Dual-stack sockets report IPv4 clients as ::ffff:a.b.c.d.
-                peer.set_ip(crate::config::canonical_ip(peer.ip()));
-                // Over a cap: closed at once, before any TLS or HTTP work
-                // (the caps count and log the refusal).
-                let Ok(permit) = shared.caps.admit(peer.ip()) else {
-                    drop(stream);
-                    continue;
-                };
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
-                }
-                let accepted = Accepted {
-                    peer,
-                    port: spec.port,
-                    scheme: spec.scheme,
-                    tls: None,
-                };
-                spawn_connection(stream, accepted, permit, &shared, &stop);
+        let wait = door.first_byte_timeout();
+        let next_expiry = room.oldest_arrival().map(|arrived| arrived + wait);
+        if let Some(at) = next_expiry {
+            if expiry.deadline() != at {
+                expiry.as_mut().reset(at);
             }
-            Err(e) => {
-                // EMFILE/ENFILE and friends: the socket is fine, the process is
-                // out of something. Pause instead of spinning on the error, and
-                // say so at most once a second.
-                let now = tokio::time::Instant::now();
-                if warned.is_none_or(|at| now >= at + Duration::from_secs(1)) {
-                    tracing::warn!(error = %e, port = spec.port, "accept failed; pausing accepts for 100 ms");
-                    warned = Some(now);
+        }
+        tokio::select! {
+            biased;
+            () = door.stop.cancelled() => break,
+            arrived = room.arrivals(&mut leaving) => {
+                if let Err(e) = arrived {
+                    tracing::error!(error = %e, port = door.spec.port, "cannot wait for new connections' first bytes");
+                    break;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                for guest in leaving.drain(..) {
+                    door.serve(guest);
+                }
+            }
+            ready = listener.readable() => {
+                let result = match ready {
+                    Ok(mut ready) => door.accept_some(&mut ready, &mut room),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
+                    // EMFILE/ENFILE and friends: the socket is fine, the
+                    // process is out of something. Pause instead of spinning
+                    // on the error, and say so at most once a second.
+                    let now = Instant::now();
+                    if warned.is_none_or(|at| now >= at + Duration::from_secs(1)) {
+                        tracing::warn!(error = %e, port = door.spec.port, "accept failed; pausing accepts for 100 ms");
+                        warned = Some(now);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            () = &mut expiry, if next_expiry.is_some() => {
+                room.expired(Instant::now() - wait, &mut leaving);
+                for guest in leaving.drain(..) {
+                    door.turn_away(&guest, wait);
+                }
             }
         }
     }
+    room.clear();
 }
 
-/// Serves one accepted connection on its own task, tracked for shutdown.
-fn spawn_connection(
-    stream: TcpStream,
-    accepted: Accepted,
-    permit: ConnPermit,
-    shared: &Arc<Shared>,
-    stop: &CancellationToken,
-) {
-    let tasks = &shared.background.tasks;
-    let (shared, stop) = (shared.clone(), stop.clone());
-    match accepted.scheme {
-        Scheme::Https => tasks.spawn(https::serve_tls(stream, accepted, permit, shared, stop)),
-        Scheme::Http => tasks.spawn(connection::serve_plain(
-            stream, accepted, permit, shared, stop,
-        )),
-    };
+/// What an accept loop needs to let connections in and hand them on.
+struct Door {
+    spec: ListenerSpec,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl Door {
+    /// How long a connection may stay silent, from accept: the TLS handshake
+    /// timeout on TLS ports, `client-header-timeout` on plain-HTTP ones (the
+    /// first byte's wait counts against what follows it).
+    fn first_byte_timeout(&self) -> Duration {
+        match (&self.spec.scheme, &self.shared.https) {
+            (Scheme::Https, Some(https)) => https.handshake_timeout(),
+            _ => self.shared.idle_timeout,
+        }
+    }
+
+    /// Accepts what is queued on the listener (up to [`ACCEPTS_PER_TURN`])
+    /// into `room`. Errors other than "nothing more queued" are returned.
+    fn accept_some(
+        &self,
+        ready: &mut AsyncFdReadyGuard<'_, std::net::TcpListener>,
+        room: &mut WaitingRoom,
+    ) -> io::Result<()> {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+            let accepted = ready.try_io(|listener| {
+                acceptfrom_with(listener.get_ref(), flags).map_err(io::Error::from)
+            });
+            let guest = match accepted {
+                Err(_would_block) => return Ok(()),
+                Ok(Ok((socket, address))) => self.admit(socket.into(), address),
+                // The client gave up between its handshake and this accept.
+                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => None,
+                Ok(Err(e)) => return Err(e),
+            };
+            if let Some(Err(guest)) = guest.map(|guest| room.seat(guest)) {
+                self.serve(guest);
+            }
+        }
+        Ok(())
+    }
+
+    /// A just-accepted connection as a guest, or `None` when a cap refuses
+    /// it: then it is closed at once, before any TLS or HTTP work (the caps
+    /// count and log the refusal).
+    fn admit(&self, stream: std::net::TcpStream, address: Option<SocketAddrAny>) -> Option<Guest> {
+        let mut peer = address.and_then(|a| SocketAddr::try_from(a).ok())?;
+        // Dual-stack sockets report IPv4 clients as ::ffff:a.b.c.d.
+        peer.set_ip(crate::config::canonical_ip(peer.ip()));
+        let permit = self.shared.caps.admit(peer.ip()).ok()?;
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
+        Some(Guest {
+            stream,
+            peer,
+            permit,
+            arrived: Instant::now(),
+        })
+    }
+
+    /// Serves a guest whose first bytes arrived on its own task, tracked for
+    /// shutdown, with the deadline its wait counted against.
+    fn serve(&self, guest: Guest) {
+        let deadline = guest.arrived + self.first_byte_timeout();
+        let stream = match TcpStream::from_std(guest.stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                return tracing::debug!(peer = %guest.peer, error = %e, "cannot register a connection");
+            }
+        };
+        let accepted = Accepted {
+            peer: guest.peer,
+            port: self.spec.port,
+            scheme: self.spec.scheme,
+            tls: None,
+        };
+        let (shared, stop, permit) = (self.shared.clone(), self.stop.clone(), guest.permit);
+        let tasks = &self.shared.background.tasks;
+        match accepted.scheme {
+            Scheme::Https => tasks.spawn(https::serve_tls(
+                stream, accepted, permit, shared, stop, deadline,
+            )),
+            Scheme::Http => tasks.spawn(connection::serve_http1(
+                stream,
+                accepted,
+                permit,
+                shared,
+                stop,
+                Some(deadline),
+            )),
+        };
+    }
+
+    /// Counts and logs a guest that said nothing within `wait`; dropping it
+    /// then closes its socket.
+    fn turn_away(&self, guest: &Guest, wait: Duration) {
+        match (&self.spec.scheme, &self.shared.https) {
+            (Scheme::Https, Some(https)) => https.handshake_timed_out(guest.peer, wait),
+            _ => tracing::debug!(peer = %guest.peer, "no request within client-header-timeout"),
+        }
+    }
 }
 
 #[cfg(test)]
