@@ -228,7 +228,9 @@ pub(super) async fn accept_loop(
                 }
             }
             () = &mut expiry, if next_expiry.is_some() => {
-                room.expired(Instant::now() - wait, &mut leaving);
+                if let Some(cutoff) = Instant::now().checked_sub(wait) {
+                    room.expired(cutoff, &mut leaving);
+                }
                 for guest in leaving.drain(..) {
                     door.turn_away(&guest, wait);
                 }
