@@ -106,8 +106,8 @@ mod tests {
     async fn get(
         conn: &mut UpstreamConn,
     ) -> Result<(h1::decode::Head, h1::decode::Delimited), h1::Failure> {
-        let (parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
-        conn.io.encode(&parts, BodyKind::Empty);
+        let (mut parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+        conn.io.encode(&mut parts, BodyKind::Empty);
         conn.io
             .exchange(&mut Body::empty(), BodyKind::Empty, ASKED)
             .await

@@ -163,7 +163,7 @@ impl Proxy {
         upstream_head(&mut parts, upstream, client, host, upgrade);
         crate::header_ops::apply(&mut parts.headers, &self.request_headers);
         let body = Body::Client(body);
-        let answer = send::send(upstream, self.settings, ready, &parts, body, upgrade).await?;
+        let answer = send::send(upstream, self.settings, ready, &mut parts, body, upgrade).await?;
         Ok(self.client_response(answer, client_upgrade, &upstream.label))
     }
 

@@ -70,12 +70,13 @@ struct Outgoing {
 
 /// Sends the request of `parts` and `body` on `ready`, a connection to
 /// `upstream`, and returns the response head. `upgrade`: the request asks
-/// for a protocol switch.
+/// for a protocol switch. The headers of `parts` are taken once encoded (the
+/// response head is parsed into their map).
 pub(super) async fn send(
     upstream: &UpstreamTarget,
     settings: SendSettings,
     ready: Ready,
-    parts: &Parts,
+    parts: &mut Parts,
     body: Body,
     upgrade: bool,
 ) -> Result<Answer, SendError> {

@@ -50,7 +50,11 @@ pub(in crate::proxy) struct Delimited {
 
 /// Parses a complete response head at the start of `buf` and removes it from
 /// `buf`; `Ok(None)` while the head is still incomplete (nothing removed).
-pub(in crate::proxy) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
+/// The head's headers are put in `into`'s map (taken, with its capacity).
+pub(in crate::proxy) fn parse_head(
+    buf: &mut BytesMut,
+    into: &mut HeaderMap,
+) -> Result<Option<Head>, Error> {
     let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -88,7 +92,8 @@ pub(in crate::proxy) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, E
         );
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = std::mem::take(into);
+    headers.reserve(count);
     for &(name, name_len, value, value_len) in &spans[..count] {
         let (name, value) = (name as usize, value as usize);
         let name = HeaderName::from_bytes(&head[name..name + name_len as usize])
@@ -221,7 +226,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Option<Head>, Error> {
-        parse_head(&mut BytesMut::from(text.as_bytes()))
+        parse_head(&mut BytesMut::from(text.as_bytes()), &mut HeaderMap::new())
     }
 
     fn delimited(text: &str, head_request: bool) -> Result<(Delimited, Head), Error> {
@@ -239,11 +244,18 @@ mod tests {
         let end = text.len() - 4;
         for cut in 0..end {
             let mut buf = BytesMut::from(&text[..cut]);
-            assert!(parse_head(&mut buf).unwrap().is_none(), "cut at {cut}");
+            assert!(
+                parse_head(&mut buf, &mut HeaderMap::new())
+                    .unwrap()
+                    .is_none(),
+                "cut at {cut}"
+            );
             assert_eq!(buf.len(), cut, "nothing consumed at {cut}");
         }
         let mut buf = BytesMut::from(&text[..]);
-        let head = parse_head(&mut buf).unwrap().unwrap();
+        let head = parse_head(&mut buf, &mut HeaderMap::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(head.status, StatusCode::OK);
         assert_eq!(head.headers["content-type"], "text/plain");
         assert_eq!(head.headers["x-a"], "1");

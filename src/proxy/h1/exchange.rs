@@ -69,9 +69,13 @@ pub(in crate::proxy) struct Asked {
 }
 
 impl Connection {
-    /// Encodes the head of `parts` into this connection's buffer.
-    pub(in crate::proxy) fn encode(&mut self, parts: &Parts, kind: BodyKind) {
+    /// Encodes the head of `parts` into this connection's buffer, then
+    /// keeps its emptied header map for the response head (see
+    /// `spare_headers`): nothing reads the request's headers after this.
+    pub(in crate::proxy) fn encode(&mut self, parts: &mut Parts, kind: BodyKind) {
         encode::head(parts, kind, &mut self.head);
+        self.spare_headers = std::mem::take(&mut parts.headers);
+        self.spare_headers.clear();
     }
 
     /// Sends the encoded head and `body` (delimited as `kind`), then reads
@@ -179,7 +183,9 @@ impl Connection {
         let mut stage = Stage::Unanswered;
         loop {
             let fail = move |error| Failure { error, stage };
-            if let Some(mut head) = decode::parse_head(&mut self.read).map_err(fail)? {
+            if let Some(mut head) =
+                decode::parse_head(&mut self.read, &mut self.spare_headers).map_err(fail)?
+            {
                 if head.status == StatusCode::SWITCHING_PROTOCOLS {
                     if !asked.upgrade {
                         return Err(fail(Error::Malformed("101 to a request without upgrade")));

@@ -28,6 +28,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
 
 use super::conn::{UPSTREAM_HEAD_LIMIT, UPSTREAM_READ_MAX};
 use super::connector::UpstreamStream;
@@ -81,6 +82,12 @@ pub(in crate::proxy) struct Connection {
     keep_alive: bool,
     /// Whether a request has been sent on it (it came from the pool).
     used: bool,
+    /// The current request's header map, emptied once its head is encoded:
+    /// the response head is parsed into it. hyper's server parses the next
+    /// request head into the map of the response it just sent, so on a
+    /// keep-alive connection one map goes round (request, response, next
+    /// request) and no request allocates or grows one.
+    spare_headers: HeaderMap,
 }
 
 impl Connection {
@@ -93,6 +100,7 @@ impl Connection {
             head: Vec::new(),
             keep_alive: true,
             used: false,
+            spare_headers: HeaderMap::new(),
         }
     }
 
