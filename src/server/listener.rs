@@ -198,9 +198,20 @@ pub(super) async fn accept_loop(
                 expiry.as_mut().reset(at);
             }
         }
+        // Biased, in this order: stop, then deadlines (a flood that keeps
+        // the listener ready must not keep silent guests past theirs), then
+        // guests with bytes, then new connections.
         tokio::select! {
             biased;
             () = door.stop.cancelled() => break,
+            () = &mut expiry, if next_expiry.is_some() => {
+                if let Some(cutoff) = Instant::now().checked_sub(wait) {
+                    room.expired(cutoff, &mut leaving);
+                }
+                for guest in leaving.drain(..) {
+                    door.turn_away(&guest, wait);
+                }
+            }
             arrived = room.arrivals(&mut leaving) => {
                 if let Err(e) = arrived {
                     tracing::error!(error = %e, port = door.spec.port, "cannot wait for new connections' first bytes");
@@ -225,14 +236,6 @@ pub(super) async fn accept_loop(
                         warned = Some(now);
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-            () = &mut expiry, if next_expiry.is_some() => {
-                if let Some(cutoff) = Instant::now().checked_sub(wait) {
-                    room.expired(cutoff, &mut leaving);
-                }
-                for guest in leaving.drain(..) {
-                    door.turn_away(&guest, wait);
                 }
             }
         }
