@@ -27,6 +27,7 @@
 //! and the failure was this request's own: it gets the 502, and a request
 //! that crashes its backend is not sent twice.
 
+use std::pin::pin;
 use std::time::Duration;
 
 use http::request::Parts;
@@ -103,6 +104,10 @@ pub(super) async fn send(
         idle_timeout: settings.idle_timeout,
     });
     let idled = conn.idled;
+    // Every path off the common one (a stale pooled connection, a replay)
+    // is boxed where it starts: inline, its connect and second exchange
+    // would size the future of every request (the forwarding future is
+    // copied into its box once per request).
     let failure = match attempt(&mut conn, settings, &mut out).await {
         Ok((head, delimited)) => return Ok((head, delimited, conn)),
         Err(None) => return Err(SendError::HeaderTimeout),
@@ -113,13 +118,13 @@ pub(super) async fn send(
     match failure.stage {
         Stage::Unsent => {
             tracing::debug!(upstream = %upstream.label, error = %error_chain(&failure.error), "pooled connection closed, sending on a new one");
-            send_fresh(upstream, settings, head, out, true).await
+            Box::pin(send_fresh(upstream, settings, head, out, true)).await
         }
         Stage::Unanswered if out.replayable => {
             tracing::debug!(upstream = %upstream.label, error = %error_chain(&failure.error), ?idled, "reused connection closed before any response byte; replaying on a fresh connection");
             // The replacement serves this request only, as before the pool
             // was rewritten: tests count the connections this costs.
-            send_fresh(upstream, settings, head, out, false).await
+            Box::pin(send_fresh(upstream, settings, head, out, false)).await
         }
         _ => Err(SendError::Failed(failure.error)),
     }
@@ -176,6 +181,20 @@ async fn send_new(
     };
     let head = conn.io.take_head();
     drop(conn);
+    // Boxed, as every path off the common one (see `send`).
+    Box::pin(replay_if_restarting(upstream, settings, head, out, failure)).await
+}
+
+/// After a request on a new connection was reset unanswered: replays it on
+/// a fresh connection if the upstream now refuses connections (it is
+/// restarting), else the failure stands.
+async fn replay_if_restarting(
+    upstream: &UpstreamTarget,
+    settings: SendSettings,
+    head: Vec<u8>,
+    out: Outgoing,
+    failure: Failure,
+) -> Result<Answer, SendError> {
     // A probe: its refusal is recorded like any failed connect; a connection
     // it opens is dropped (the backend is up, so the 502 stands).
     match open(upstream, settings, false).await {
@@ -194,7 +213,9 @@ async fn attempt(
     settings: SendSettings,
     out: &mut Outgoing,
 ) -> Result<(Head, Delimited), Option<Failure>> {
-    let exchange = conn.io.exchange(&mut out.body, out.kind, out.asked);
+    // Pinned where it is made: `timeout` then holds a pointer, instead of
+    // the exchange future being copied into it (two copies a request).
+    let exchange = pin!(conn.io.exchange(&mut out.body, out.kind, out.asked));
     match tokio::time::timeout(settings.header_timeout, exchange).await {
         Err(_) => Err(None),
         Ok(result) => result.map_err(Some),
