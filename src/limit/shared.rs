@@ -51,10 +51,14 @@ impl Limiter {
     }
 
     /// Takes one token for `client`; `Err` says how long until the next one.
+    ///
+    /// The Redis round trip is boxed: inline, its state (over 1 KiB) would
+    /// size the future of every request on every route, limited or not, and
+    /// that future is copied whole when an HTTP/2 stream is spawned.
     pub(crate) async fn check(&self, client: ClientKey, now: Instant) -> Result<(), Duration> {
         match self {
             Limiter::Local(local) => local.check(client, now),
-            Limiter::Shared(shared) => shared.check(client, now).await,
+            Limiter::Shared(shared) => Box::pin(shared.check(client, now)).await,
         }
     }
 }
