@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::access_log::LoggedBody;
 use super::linger::Linger;
+use super::pace::{Pace, PacedBody, PacedIo};
 use super::traffic::Counted;
 use super::write_deadline::WriteDeadline;
 use super::{service, Shared};
@@ -148,19 +149,25 @@ impl Drop for InFlight {
     }
 }
 
-/// The hyper service of one connection: each request runs through
-/// [`service::handle`] with the connection's context.
+/// The hyper service of one HTTP/1.1 connection: each request runs through
+/// [`service::handle`] with the connection's context, and its response body
+/// is paced by what the client takes (`pace`, see [`pace`](super::pace)).
 fn requests(
     context: Arc<ConnContext>,
+    pace: Arc<Pace>,
 ) -> impl Service<
     Request<Incoming>,
-    Response = Response<LoggedBody>,
+    Response = Response<PacedBody<LoggedBody>>,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response<LoggedBody>, Infallible>> + Send,
+    Future = impl Future<Output = Result<Response<PacedBody<LoggedBody>>, Infallible>> + Send,
 > {
     service_fn(move |req| {
         let context = context.clone();
-        async move { Ok::<_, Infallible>(service::handle(req, context).await) }
+        let pace = pace.clone();
+        async move {
+            let response = service::handle(req, context).await;
+            Ok::<_, Infallible>(response.map(|body| PacedBody::new(body, pace)))
+        }
     })
 }
 
@@ -201,6 +208,9 @@ fn streams(
 /// fn` holds its arguments twice, and each `async` layer around the
 /// connection adds another copy: this is what every open HTTP/1.1
 /// connection, slow reader or not, keeps on the heap).
+///
+/// Response bodies are paced by what the client takes ([`pace`](super::pace)):
+/// a client that stops reading stops the reading of its upstream.
 pub(super) fn serve_http1<I>(
     stream: I,
     accepted: Accepted,
@@ -215,8 +225,11 @@ where
     let peer = accepted.peer;
     let context = ConnContext::new(shared.clone(), accepted, permit);
     let watched = context.clone();
+    let pace = Pace::new();
     let stream = Counted::new(context.guard(stream), context.clone());
-    let mut conn = http1_connection(&shared, stream, requests(context));
+    let stream = PacedIo::new(stream, pace.clone());
+    let svc = requests(context, pace);
+    let mut conn = http1_connection(&shared, stream, svc);
     async move {
         let served = until_stopped(Pin::new(&mut conn), &stop);
         let result = match first_head_by {

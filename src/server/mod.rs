@@ -31,6 +31,7 @@ mod linger;
 mod listener;
 mod malformed;
 mod notify;
+mod pace;
 mod read_through;
 mod reload;
 mod service;

@@ -20,12 +20,17 @@ use crate::crypto::provider;
 /// The ALPN protocol of RFC 8737 validation connections.
 pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
-/// Encrypted bytes rustls may hold for a client that is not reading: one
-/// full TLS record. rustls' default is 64 KiB, which a slow reader pins on
-/// top of hyper's write buffer and the upstream read; a write that finds the
-/// record still unsent waits for the socket instead (tokio-rustls flushes
-/// after each record, so a fast client loses nothing but a few batched
-/// writes).
+/// Encrypted bytes rustls may hold for an h2 client that is not reading:
+/// one full TLS record. rustls' default is 64 KiB, which a slow reader pins
+/// on top of h2's send buffer; a write that finds the record still unsent
+/// waits for the socket instead (tokio-rustls flushes after each record, so
+/// a fast client loses nothing but a few batched writes).
+///
+/// HTTP/1.1 keeps rustls' default: the server hands rustls a write only once
+/// the last one has left for the kernel (`server/pace.rs`), so rustls holds
+/// at most one of hyper's writes, and takes a whole one at once: a piece of
+/// a response then leaves hyper's queue (and its buffer is freed) instead of
+/// waiting there, half taken, beside its own encrypted copy.
 const SEND_BUFFER_LIMIT: usize = 16 * 1024;
 
 /// Which HTTP version the client and server agreed on through ALPN.
@@ -216,11 +221,13 @@ impl TlsTerminator {
             .into_stream(config)
             .await
             .map_err(TlsError::Handshake)?;
-        stream.get_mut().1.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
         let alpn = match stream.get_ref().1.alpn_protocol() {
             Some(b"h2") => Alpn::H2,
             _ => Alpn::Http1,
         };
+        if alpn == Alpn::H2 {
+            stream.get_mut().1.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
+        }
         Ok(Some((stream, alpn)))
     }
 

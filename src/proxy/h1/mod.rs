@@ -156,7 +156,16 @@ impl Connection {
         loop {
             let decoded = decoder.decode(&mut self.read);
             match decoded {
-                Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(Decoded::Data(data)) => {
+                    if self.read.is_empty() {
+                        // The piece is the rest of the buffer's allocation:
+                        // let it go with the piece (freed once written to
+                        // the client) rather than hold it here while the
+                        // client is slow; the next read takes a fresh one.
+                        self.read = BytesMut::new();
+                    }
+                    return Poll::Ready(Some(Ok(data)));
+                }
                 Ok(Decoded::End) => return Poll::Ready(None),
                 Ok(Decoded::NeedMore) => {}
                 Err(e) => return self.fail(e),

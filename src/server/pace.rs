@@ -1,0 +1,198 @@
+//! Backpressure for HTTP/1.1 responses: a response body yields its next piece
+//! only once the client's stream has taken the pieces before it.
+//!
+//! Why: hyper polls a response body for more while its write queue has room
+//! (up to `max_buf_size`, which is also the request-head limit, so it cannot
+//! be made small), whether or not the client reads. For a client that reads
+//! nothing, that queue filled with upstream read buffers, and every byte in
+//! it was a byte bellhop had pulled off the upstream for nobody. Paced, a
+//! body that a client does not read stops at one piece: the rest of the
+//! response waits in the kernel's socket buffers and the backend blocks on
+//! its write, as it does behind nginx.
+//!
+//! How: [`PacedBody`] notes when it hands hyper a piece, and [`PacedIo`],
+//! the stream hyper writes to, notes when a write took everything hyper
+//! offered (hyper offers its whole queue to each write: one `writev`, or its
+//! flattened buffer) and a flush then completed: the piece has left hyper's
+//! queue and every buffer under it (rustls' records included) for the
+//! kernel. Both are polled by the connection's own task (hyper's HTTP/1.1
+//! dispatcher polls the body, writes and flushes in the same poll), so the
+//! flush that completes wakes the task, and the body is polled again. h2 is
+//! not paced this way: its streams share one connection and have flow
+//! control of their own.
+//!
+//! rustls would otherwise go on taking plaintext into its queue of encrypted
+//! records while the socket is full (up to its buffer limit, each record
+//! partly sent keeping its whole allocation); paced, it holds at most the
+//! one write that did not fit in the kernel.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Buf;
+use http_body::{Frame, SizeHint};
+use tokio::io::AsyncWrite;
+
+/// What the stream and the bodies of one connection share. Atomics only
+/// because hyper wants `Send` bodies: one task touches them (`Relaxed`).
+#[derive(Debug, Default)]
+pub(super) struct Pace {
+    /// A piece handed to hyper may still be in its write queue.
+    queued: AtomicBool,
+    /// A body returned `Pending` until the queue is written.
+    waiting: AtomicBool,
+}
+
+impl Pace {
+    /// A new pace for one connection, shared by its stream and bodies.
+    pub(super) fn new() -> Arc<Self> {
+        Arc::new(Pace::default())
+    }
+
+    /// All that hyper had queued reached the kernel: wakes the waiting body
+    /// (with the waker of the task flushing, which is the body's).
+    fn drained(&self, cx: &Context<'_>) {
+        if self.queued.swap(false, Ordering::Relaxed) && self.waiting.swap(false, Ordering::Relaxed)
+        {
+            cx.waker().wake_by_ref();
+        }
+    }
+
+    /// Whether hyper's queue is empty; if not, the body is noted as waiting
+    /// (the write that empties the queue wakes it).
+    fn ready(&self) -> bool {
+        let queued = self.queued.load(Ordering::Relaxed);
+        self.waiting.store(queued, Ordering::Relaxed);
+        !queued
+    }
+
+    /// A non-empty piece was handed to hyper (an empty one is dropped, never
+    /// written, so it must not be waited for).
+    fn yielded(&self) {
+        self.queued.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The client's stream, telling [`Pace`] when what hyper wrote has all
+/// reached the kernel.
+#[derive(Debug)]
+pub(super) struct PacedIo<I> {
+    inner: I,
+    pace: Arc<Pace>,
+    /// The last write took all hyper offered; a completed flush then means
+    /// hyper's queue and the stream's buffers are empty.
+    wrote_all: bool,
+}
+
+impl<I> PacedIo<I> {
+    /// Paces the writes to `inner` with `pace`.
+    pub(super) fn new(inner: I, pace: Arc<Pace>) -> Self {
+        PacedIo {
+            inner,
+            pace,
+            wrote_all: false,
+        }
+    }
+
+    /// Passes a write's result on; `offered` is how many bytes hyper passed
+    /// in, all it had queued.
+    fn wrote(&mut self, offered: usize, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = poll {
+            self.wrote_all = n == offered;
+        }
+        poll
+    }
+}
+
+super::read_through::read_through!(PacedIo);
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for PacedIo<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(buf.len(), poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(bufs.iter().map(|b| b.len()).sum(), poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    /// hyper flushes after each write that emptied its queue.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        if std::mem::take(&mut this.wrote_all) {
+            this.pace.drained(cx);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// A response body that waits for its last piece to leave hyper's write
+/// queue before it polls its source for the next one.
+#[derive(Debug)]
+pub(super) struct PacedBody<B> {
+    inner: B,
+    pace: Arc<Pace>,
+}
+
+impl<B> PacedBody<B> {
+    /// Paces `inner` by the writes `pace` counts.
+    pub(super) fn new(inner: B, pace: Arc<Pace>) -> Self {
+        PacedBody { inner, pace }
+    }
+}
+
+impl<B> http_body::Body for PacedBody<B>
+where
+    B: http_body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.get_mut();
+        if !this.pace.ready() {
+            return Poll::Pending;
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if frame.data_ref().is_some_and(|data| data.has_remaining()) {
+                this.pace.yielded();
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
