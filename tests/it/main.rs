@@ -34,6 +34,7 @@ mod reload_result;
 mod routing;
 mod shutdown;
 mod site_log;
+mod slow_reader;
 mod sovgrid;
 mod spa;
 mod streaming;

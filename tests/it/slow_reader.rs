@@ -1,0 +1,246 @@
+//! A client that stops reading stops bellhop reading its upstream (issue 16,
+//! item 6): what such a client costs then waits in the kernel's socket
+//! buffers (and the backend blocks on its write), not in bellhop's memory;
+//! once the client reads again the download completes intact.
+//!
+//! Observable: the bytes a backend managed to write before its write blocked.
+//! The backend sits on a unix socket with a small send buffer, and the client
+//! asks for a small MSS and receive buffer, so the kernel's share on both
+//! sides is small and what bellhop itself pulled off the upstream decides the
+//! count.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
+
+use crate::support::config::{https_site, unix, ConfigBuilder};
+use crate::support::server::TestServer;
+use crate::support::{bounded, secs, spawn_task, wait_for, Task, TempDir};
+
+/// Size of the response the backend sends.
+const LEN: u64 = 4 << 20;
+/// The most a backend may have written while its client reads nothing: the
+/// kernel's share (about 4 KiB in the backend's socket, 45 KiB in bellhop's
+/// socket to the client and the client's receive buffer, all made small
+/// here) plus one piece of the response in bellhop. Measured: 51,520 bytes
+/// with backpressure; 118,720 without (bellhop also filled hyper's write
+/// queue, up to 64 KiB, and rustls' record queue first).
+const BOUND: u64 = 80 * 1024;
+
+/// The backend's byte at body position `i`: a pattern the client can check.
+fn pattern(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+/// A backend on a unix socket that answers one request with `LEN` bytes of
+/// [`pattern`], counting what its socket took.
+struct Pusher {
+    /// Body bytes the kernel took so far.
+    written: Arc<AtomicU64>,
+    /// The last write found the socket full.
+    blocked: Arc<AtomicBool>,
+    /// The connection ended (all written, or bellhop closed it).
+    ended: Arc<AtomicBool>,
+    _task: Task,
+}
+
+impl Pusher {
+    fn start(path: &Path) -> Pusher {
+        let listener = UnixListener::bind(path).expect("bind the backend's socket");
+        let written = Arc::new(AtomicU64::new(0));
+        let blocked = Arc::new(AtomicBool::new(false));
+        let ended = Arc::new(AtomicBool::new(false));
+        let (w, b, e) = (written.clone(), blocked.clone(), ended.clone());
+        let task = spawn_task(async move {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            push(stream, &w, &b).await;
+            e.store(true, Ordering::SeqCst);
+        });
+        Pusher {
+            written,
+            blocked,
+            ended,
+            _task: task,
+        }
+    }
+
+    fn written(&self) -> u64 {
+        self.written.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads the request head, then writes the response as fast as the socket
+/// takes it.
+async fn push(mut stream: UnixStream, written: &AtomicU64, blocked: &AtomicBool) {
+    socket2::SockRef::from(&stream)
+        .set_send_buffer_size(1)
+        .expect("SO_SNDBUF");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let response = format!("HTTP/1.1 200 OK\r\ncontent-length: {LEN}\r\n\r\n");
+    if stream.write_all(response.as_bytes()).await.is_err() {
+        return;
+    }
+    let block: Vec<u8> = (0..251 * 64).map(pattern).collect();
+    let mut sent = 0u64;
+    while sent < LEN {
+        let from = (sent % 251) as usize;
+        let want = (LEN - sent).min((block.len() - from) as u64) as usize;
+        if stream.writable().await.is_err() {
+            return;
+        }
+        match stream.try_write(&block[from..from + want]) {
+            Ok(n) => {
+                sent += n as u64;
+                written.store(sent, Ordering::SeqCst);
+                blocked.store(false, Ordering::SeqCst);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                blocked.store(true, Ordering::SeqCst);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// bellhop serving `https://localhost` in front of the backend at `sock`,
+/// with `client-write-timeout` at `write_timeout`; returns the server and
+/// the internal root to verify it with.
+async fn front(state: &TempDir, sock: &Path, write_timeout: Duration) -> (TestServer, Vec<u8>) {
+    let server = TestServer::start(
+        ConfigBuilder::new()
+            .state_dir(state.path())
+            .options(|o| o.client_write_timeout = write_timeout)
+            .site(https_site("localhost").proxy(unix(sock)))
+            .build(),
+    )
+    .await;
+    let root = state.path().join("internal/root.pem");
+    wait_for("the internal CA root", secs(10), || root.exists()).await;
+    (server, std::fs::read(&root).expect("read root.pem"))
+}
+
+/// A TLS (HTTP/1.1) client that asks for the download, with a small MSS and
+/// receive buffer so the kernel takes little of the response off bellhop.
+async fn ask(
+    server: &TestServer,
+    root: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(1).expect("SO_RCVBUF");
+    socket.set_tcp_mss(536).expect("TCP_MAXSEG");
+    socket.set_nonblocking(true).expect("non-blocking");
+    let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
+    let tcp: TcpStream = socket.connect(server.addr()).await.expect("connect");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(root).expect("root PEM"))
+        .expect("add root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("server name");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    tls.write_all(b"GET /download HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("send the request");
+    tls
+}
+
+/// With `client-write-timeout 1s` bellhop closes the reader once its writes
+/// have been blocked that long; the backend's connection ends with it, and
+/// by then the backend wrote no more than [`BOUND`].
+#[tokio::test]
+async fn a_reader_that_reads_nothing_stops_the_upstream_reads() {
+    bounded(secs(60), "test", async {
+        let dir = TempDir::new("slow-reader-stop");
+        let sock = dir.path().join("backend.sock");
+        let backend = Pusher::start(&sock);
+        let (server, root) = front(&dir, &sock, Duration::from_secs(1)).await;
+        let _reader = ask(&server, &root).await;
+        wait_for(
+            "bellhop to close the reader and the upstream",
+            secs(30),
+            || backend.ended.load(Ordering::SeqCst),
+        )
+        .await;
+        let written = backend.written();
+        eprintln!("the backend wrote {written} bytes");
+        assert!(written > 0, "the request never reached the backend");
+        assert!(
+            written <= BOUND,
+            "the backend wrote {written} bytes for a client that read nothing (at most {BOUND})"
+        );
+    })
+    .await
+}
+
+/// A reader that pauses until the backend is blocked, then reads: the
+/// download completes, every byte in place.
+#[tokio::test]
+async fn a_paused_reader_then_gets_the_whole_download() {
+    bounded(secs(60), "test", async {
+        let dir = TempDir::new("slow-reader-resume");
+        let sock = dir.path().join("backend.sock");
+        let backend = Pusher::start(&sock);
+        let (server, root) = front(&dir, &sock, Duration::from_secs(30)).await;
+        let mut reader = ask(&server, &root).await;
+        wait_for("the backend to block", secs(30), || {
+            backend.blocked.load(Ordering::SeqCst)
+        })
+        .await;
+        let paused_at = backend.written();
+        assert!(
+            paused_at <= BOUND,
+            "the backend wrote {paused_at} bytes for a client that read nothing (at most {BOUND})"
+        );
+        let mut got = Vec::with_capacity(LEN as usize + 1024);
+        let mut buf = vec![0u8; 64 * 1024];
+        let body_at = loop {
+            let n = reader.read(&mut buf).await.expect("read the response");
+            assert!(n > 0, "closed after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+        };
+        assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", &got[..body_at]);
+        while ((got.len() - body_at) as u64) < LEN {
+            let n = reader.read(&mut buf).await.expect("read the body");
+            assert!(n > 0, "closed after {} body bytes", got.len() - body_at);
+            got.extend_from_slice(&buf[..n]);
+        }
+        let body = &got[body_at..];
+        assert_eq!(body.len() as u64, LEN);
+        if let Some(i) = (0..LEN).find(|&i| body[i as usize] != pattern(i)) {
+            panic!("body byte {i} is {}, not {}", body[i as usize], pattern(i));
+        }
+        wait_for("the backend to finish", secs(10), || {
+            backend.ended.load(Ordering::SeqCst)
+        })
+        .await;
+    })
+    .await
+}
