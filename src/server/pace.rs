@@ -196,3 +196,116 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    use bytes::Bytes;
+    use http_body::Body as _;
+
+    use super::*;
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A body of endless 4-byte pieces that counts how often it is asked.
+    #[derive(Default)]
+    struct Pieces(usize);
+
+    impl http_body::Body for Pieces {
+        type Data = Bytes;
+        type Error = io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+            self.0 += 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"data")))))
+        }
+    }
+
+    /// A stream that takes everything while `open`, and nothing otherwise.
+    struct Gate {
+        open: bool,
+    }
+
+    impl AsyncWrite for Gate {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.open {
+                Poll::Ready(Ok(buf.len()))
+            } else {
+                Poll::Pending
+            }
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            if self.open {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Whether `body` gave a piece.
+    fn next(body: &mut PacedBody<Pieces>, cx: &mut Context<'_>) -> bool {
+        Pin::new(body).poll_frame(cx).is_ready()
+    }
+
+    #[test]
+    fn the_next_piece_waits_for_the_last_to_be_written_and_flushed() {
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let pace = Pace::new();
+        let mut body = PacedBody::new(Pieces::default(), pace.clone());
+        let mut io = PacedIo::new(Gate { open: true }, pace);
+
+        assert!(next(&mut body, &mut cx), "the first piece");
+        assert!(
+            !next(&mut body, &mut cx),
+            "a second piece before the first was written"
+        );
+        assert_eq!(body.inner.0, 1, "the source asked again");
+
+        // Written, but the stream below still holds it.
+        assert!(Pin::new(&mut io).poll_write(&mut cx, b"data").is_ready());
+        io.inner.open = false;
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_pending());
+        assert!(!next(&mut body, &mut cx));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+
+        // Gone to the kernel: the waiting body is woken and gets its piece.
+        io.inner.open = true;
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(next(&mut body, &mut cx), "the second piece");
+        assert_eq!(body.inner.0, 2);
+
+        // A write that took only part of what was offered does not count.
+        assert!(!next(&mut body, &mut cx));
+        let poll = io.wrote(8, Poll::Ready(Ok(4)));
+        assert!(matches!(poll, Poll::Ready(Ok(4))));
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+        assert!(!next(&mut body, &mut cx));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    }
+}
