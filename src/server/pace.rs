@@ -1,25 +1,25 @@
-//! Backpressure for HTTP/1.1 responses: a response body yields its next piece
-//! only once the client's stream has taken the pieces before it.
+//! Backpressure for HTTP/1.1 responses: a response body yields more only
+//! once the client's stream has taken what it yielded before.
 //!
 //! Why: hyper polls a response body for more while its write queue has room
 //! (up to `max_buf_size`, which is also the request-head limit, so it cannot
 //! be made small), whether or not the client reads. For a client that reads
 //! nothing, that queue filled with upstream read buffers, and every byte in
 //! it was a byte bellhop had pulled off the upstream for nobody. Paced, a
-//! body that a client does not read stops at one piece: the rest of the
+//! body stops once [`WINDOW`] bytes are on their way: the rest of the
 //! response waits in the kernel's socket buffers and the backend blocks on
 //! its write, as it does behind nginx.
 //!
-//! How: [`PacedBody`] notes when it hands hyper a piece, and [`PacedIo`],
-//! the stream hyper writes to, notes when a write took everything hyper
-//! offered (hyper offers its whole queue to each write: one `writev`, or its
-//! flattened buffer) and a flush then completed: the piece has left hyper's
+//! How: [`PacedBody`] counts what it hands hyper, and [`PacedIo`], the
+//! stream hyper writes to, notes when a write took everything hyper offered
+//! (hyper offers its whole queue to each write: one `writev`, or its
+//! flattened buffer) and a flush then completed: all of it has left hyper's
 //! queue and every buffer under it (rustls' records included) for the
-//! kernel. Both are polled by the connection's own task (hyper's HTTP/1.1
-//! dispatcher polls the body, writes and flushes in the same poll), so the
-//! flush that completes wakes the task, and the body is polled again. h2 is
-//! not paced this way: its streams share one connection and have flow
-//! control of their own.
+//! kernel, and the count starts again. Both are polled by the connection's
+//! own task (hyper's HTTP/1.1 dispatcher polls the body, writes and flushes
+//! in the same poll), so the flush that completes wakes the task, and the
+//! body is polled again. h2 is not paced this way: its streams share one
+//! connection and have flow control of their own.
 //!
 //! rustls would otherwise go on taking plaintext into its queue of encrypted
 //! records while the socket is full (up to its buffer limit, each record
@@ -28,7 +28,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -36,12 +36,19 @@ use bytes::Buf;
 use http_body::{Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
+/// Bytes a body may have on their way (handed to hyper, not yet all in the
+/// kernel) before it waits: two upstream reads (`UPSTREAM_READ_MAX`). What a
+/// client that reads nothing holds in hyper and rustls, and the size of the
+/// writes to a fast one: one read at a time cost a 64 MiB download through
+/// TLS about 14 % of its speed (a write, a flush and a wake-up per 16 KiB).
+const WINDOW: usize = 32 * 1024;
+
 /// What the stream and the bodies of one connection share. Atomics only
 /// because hyper wants `Send` bodies: one task touches them (`Relaxed`).
 #[derive(Debug, Default)]
 pub(super) struct Pace {
-    /// A piece handed to hyper may still be in its write queue.
-    queued: AtomicBool,
+    /// Bytes handed to hyper since its queue last emptied into the kernel.
+    on_the_way: AtomicUsize,
     /// A body returned `Pending` until the queue is written.
     waiting: AtomicBool,
 }
@@ -55,24 +62,25 @@ impl Pace {
     /// All that hyper had queued reached the kernel: wakes the waiting body
     /// (with the waker of the task flushing, which is the body's).
     fn drained(&self, cx: &Context<'_>) {
-        if self.queued.swap(false, Ordering::Relaxed) && self.waiting.swap(false, Ordering::Relaxed)
-        {
+        self.on_the_way.store(0, Ordering::Relaxed);
+        if self.waiting.swap(false, Ordering::Relaxed) {
             cx.waker().wake_by_ref();
         }
     }
 
-    /// Whether hyper's queue is empty; if not, the body is noted as waiting
-    /// (the write that empties the queue wakes it).
+    /// Whether the body may yield more; if not, it is noted as waiting (the
+    /// flush that empties the queue wakes it).
     fn ready(&self) -> bool {
-        let queued = self.queued.load(Ordering::Relaxed);
-        self.waiting.store(queued, Ordering::Relaxed);
-        !queued
+        let full = self.on_the_way.load(Ordering::Relaxed) >= WINDOW;
+        self.waiting.store(full, Ordering::Relaxed);
+        !full
     }
 
-    /// A non-empty piece was handed to hyper (an empty one is dropped, never
-    /// written, so it must not be waited for).
-    fn yielded(&self) {
-        self.queued.store(true, Ordering::Relaxed);
+    /// A piece of `n` bytes was handed to hyper (an empty one is dropped,
+    /// never written, so it counts nothing).
+    fn yielded(&self, n: usize) {
+        let on_the_way = self.on_the_way.load(Ordering::Relaxed);
+        self.on_the_way.store(on_the_way + n, Ordering::Relaxed);
     }
 }
 
@@ -149,8 +157,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for PacedIo<I> {
     }
 }
 
-/// A response body that waits for its last piece to leave hyper's write
-/// queue before it polls its source for the next one.
+/// A response body that waits, once [`WINDOW`] bytes are on their way, for
+/// them to leave hyper's write queue before it polls its source again.
 #[derive(Debug)]
 pub(super) struct PacedBody<B> {
     inner: B,
@@ -181,8 +189,8 @@ where
         }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if frame.data_ref().is_some_and(|data| data.has_remaining()) {
-                this.pace.yielded();
+            if let Some(data) = frame.data_ref() {
+                this.pace.yielded(data.remaining());
             }
         }
         polled
@@ -217,7 +225,8 @@ mod tests {
         }
     }
 
-    /// A body of endless 4-byte pieces that counts how often it is asked.
+    /// A body of endless pieces of half a window that counts how often it
+    /// is asked.
     #[derive(Default)]
     struct Pieces(usize);
 
@@ -230,7 +239,7 @@ mod tests {
             _: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
             self.0 += 1;
-            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"data")))))
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![0; WINDOW / 2])))))
         }
     }
 
@@ -271,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn the_next_piece_waits_for_the_last_to_be_written_and_flushed() {
+    fn a_full_window_waits_until_written_and_flushed() {
         let wakes = Arc::new(Wakes::default());
         let waker = Waker::from(wakes.clone());
         let mut cx = Context::from_waker(&waker);
@@ -279,15 +288,14 @@ mod tests {
         let mut body = PacedBody::new(Pieces::default(), pace.clone());
         let mut io = PacedIo::new(Gate { open: true }, pace);
 
-        assert!(next(&mut body, &mut cx), "the first piece");
-        assert!(
-            !next(&mut body, &mut cx),
-            "a second piece before the first was written"
-        );
-        assert_eq!(body.inner.0, 1, "the source asked again");
+        assert!(next(&mut body, &mut cx), "the first half window");
+        assert!(next(&mut body, &mut cx), "the second half window");
+        assert!(!next(&mut body, &mut cx), "more than a window on its way");
+        assert_eq!(body.inner.0, 2, "the source asked again");
 
         // Written, but the stream below still holds it.
-        assert!(Pin::new(&mut io).poll_write(&mut cx, b"data").is_ready());
+        let window = [0u8; WINDOW];
+        assert!(Pin::new(&mut io).poll_write(&mut cx, &window).is_ready());
         io.inner.open = false;
         assert!(Pin::new(&mut io).poll_flush(&mut cx).is_pending());
         assert!(!next(&mut body, &mut cx));
@@ -297,12 +305,13 @@ mod tests {
         io.inner.open = true;
         assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
-        assert!(next(&mut body, &mut cx), "the second piece");
-        assert_eq!(body.inner.0, 2);
+        assert!(next(&mut body, &mut cx), "the next piece");
+        assert!(next(&mut body, &mut cx));
+        assert_eq!(body.inner.0, 4);
 
         // A write that took only part of what was offered does not count.
         assert!(!next(&mut body, &mut cx));
-        let poll = io.wrote(8, Poll::Ready(Ok(4)));
+        let poll = io.wrote(WINDOW, Poll::Ready(Ok(4)));
         assert!(matches!(poll, Poll::Ready(Ok(4))));
         assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
         assert!(!next(&mut body, &mut cx));
