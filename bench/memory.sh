@@ -29,7 +29,8 @@
 # held at once, and the table says how many.
 #
 # Settings (environment):
-#   IDLE_COUNT    idle pre-handshake connections           20000 / QUICK 2000
+#   IDLE_COUNT    idle pre-handshake connections (0: the   20000 / QUICK 2000
+#                 slow readers only, idle columns left 0)
 #   SLOW_COUNT    slow TLS readers                         1000 / QUICK 200
 #   SLOW_BYTES    size of the response each asks for       1048576
 #   PROXIES       among "bellhop nginx"                    "bellhop nginx"
@@ -76,7 +77,8 @@ make_cert "$BENCH_TMP"
 start_backend "$LOAD_CPU"
 
 # Settings every bellhop run gets: caps above the client count.
-BELLHOP_OPTIONS="max-connections $((IDLE_COUNT * 2)); max-connections-per-ip $((IDLE_COUNT * 2))"
+CAP=$(((IDLE_COUNT + SLOW_COUNT) * 2 + 64))
+BELLHOP_OPTIONS="max-connections $CAP; max-connections-per-ip $CAP"
 NGINX_CONNECTIONS=$((IDLE_COUNT + 1024))
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
@@ -172,8 +174,12 @@ measure() {
     start_proxy "$name"
     idle=$(warm_idle)
     note "$label idle: RSS/anon MiB $idle"
-    attack idle "$IDLE_COUNT"
-    flood=$RESULT
+    # IDLE_COUNT=0: the slow readers only (the idle columns stay empty).
+    flood="0 0 0 0 0 0 0"
+    if ((IDLE_COUNT > 0)); then
+        attack idle "$IDLE_COUNT"
+        flood=$RESULT
+    fi
     stop_proxy
     start_proxy "$name"
     idle2=$(warm_idle)
@@ -198,8 +204,8 @@ row() {
         split(i, I, " "); split(f, F, " "); split(s, S, " ")
         printf "| %s | %s (%s) | %d | %s (%s) | %.1f | %s (%s) | %s (%s) | %.2f× | %d | %s (%s) | %.0f | %s (%s) | %s (%s) | %.2f× |",
             l, I[1], I[2],
-            F[1], F[2], F[3], (F[2] - ir) * 1024 / F[1], F[4], F[5], F[6], F[7], F[6] / ir,
-            S[1], S[2], S[3], (S[2] - ir2) * 1024 / S[1], S[4], S[5], S[6], S[7], S[6] / ir2 }'
+            F[1], F[2], F[3], (F[1] ? (F[2] - ir) * 1024 / F[1] : 0), F[4], F[5], F[6], F[7], (F[1] ? F[6] / ir : 0),
+            S[1], S[2], S[3], (S[1] ? (S[2] - ir2) * 1024 / S[1] : 0), S[4], S[5], S[6], S[7], S[6] / ir2 }'
 }
 
 ROWS=()
