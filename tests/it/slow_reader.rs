@@ -26,9 +26,9 @@ const LEN: u64 = 4 << 20;
 /// The most a backend may have written while its client reads nothing: the
 /// kernel's share (about 4 KiB in the backend's socket, 45 KiB in bellhop's
 /// socket to the client and the client's receive buffer, all made small
-/// here) plus bellhop's window (32 KiB, `server/pace.rs`). Measured: 64,960
-/// bytes with backpressure; 118,720 without (bellhop also filled hyper's
-/// write queue, up to 64 KiB, and rustls' record queue first).
+/// here) plus bellhop's window (16 KiB, `server/pace.rs`). Measured:
+/// 51,520–64,960 bytes with backpressure; 118,720 without (bellhop also
+/// filled hyper's write queue, up to 64 KiB, and rustls' records first).
 const BOUND: u64 = 80 * 1024;
 
 /// The backend's byte at body position `i`: a pattern the client can check.
