@@ -26,10 +26,10 @@ pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// waits for the socket instead (tokio-rustls flushes after each record, so
 /// a fast client loses nothing but a few batched writes).
 ///
-/// HTTP/1.1 keeps rustls' default: the server hands rustls a write only once
-/// the last one has left for the kernel (`server/pace.rs`), so rustls holds
-/// at most one of hyper's writes, and takes a whole one at once: a piece of
-/// a response then leaves hyper's queue (and its buffer is freed) instead of
+/// HTTP/1.1 keeps rustls' default: a response's next piece goes to hyper
+/// only once the last one has left for the kernel (`server/pace.rs`), so
+/// rustls holds at most one write of it, and takes a whole one at once: the
+/// piece then leaves hyper's queue (and its buffer is freed) instead of
 /// waiting there, half taken, beside its own encrypted copy.
 const SEND_BUFFER_LIMIT: usize = 16 * 1024;
 
