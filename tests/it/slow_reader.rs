@@ -169,17 +169,36 @@ async fn ask(
     tls
 }
 
+/// A download in progress: the backend, bellhop in front of it (with
+/// `client-write-timeout` at `write_timeout`), and the client that asked.
+struct Download {
+    backend: Pusher,
+    reader: tokio_rustls::client::TlsStream<TcpStream>,
+    _server: TestServer,
+    _dir: TempDir,
+}
+
+async fn download(tag: &str, write_timeout: Duration) -> Download {
+    let dir = TempDir::new(tag);
+    let sock = dir.path().join("backend.sock");
+    let backend = Pusher::start(&sock);
+    let (server, root) = front(&dir, &sock, write_timeout).await;
+    let reader = ask(&server, &root).await;
+    Download {
+        backend,
+        reader,
+        _server: server,
+        _dir: dir,
+    }
+}
+
 /// With `client-write-timeout 1s` bellhop closes the reader once its writes
 /// have been blocked that long; the backend's connection ends with it, and
 /// by then the backend wrote no more than [`BOUND`].
 #[tokio::test]
 async fn a_reader_that_reads_nothing_stops_the_upstream_reads() {
     bounded(secs(60), "test", async {
-        let dir = TempDir::new("slow-reader-stop");
-        let sock = dir.path().join("backend.sock");
-        let backend = Pusher::start(&sock);
-        let (server, root) = front(&dir, &sock, Duration::from_secs(1)).await;
-        let _reader = ask(&server, &root).await;
+        let Download { backend, .. } = &download("slow-reader-stop", secs(1)).await;
         wait_for(
             "bellhop to close the reader and the upstream",
             secs(30),
@@ -202,11 +221,9 @@ async fn a_reader_that_reads_nothing_stops_the_upstream_reads() {
 #[tokio::test]
 async fn a_paused_reader_then_gets_the_whole_download() {
     bounded(secs(60), "test", async {
-        let dir = TempDir::new("slow-reader-resume");
-        let sock = dir.path().join("backend.sock");
-        let backend = Pusher::start(&sock);
-        let (server, root) = front(&dir, &sock, Duration::from_secs(30)).await;
-        let mut reader = ask(&server, &root).await;
+        let Download {
+            backend, reader, ..
+        } = &mut download("slow-reader-resume", secs(30)).await;
         wait_for("the backend to block", secs(30), || {
             backend.blocked.load(Ordering::SeqCst)
         })
