@@ -8,11 +8,14 @@
 #
 #   bench/idle-rss.sh target/release/bellhop                  # one build
 #   bench/idle-rss.sh before=/tmp/bellhop-old after=target/release/bellhop
+#   PEERS=haproxy bench/idle-rss.sh target/release/bellhop   # and HAProxy's RSS
 #
 # Columns (KiB, bench/smaps_split.py): RSS, anonymous, and the executable's
 # code, read-only segment (relocation tables, .rodata, unwind tables), relro
 # (.data.rel.ro and GOT, written by the loader), data; shared libraries; other
-# anonymous mappings (heap, stacks).
+# anonymous mappings (heap, stacks). PEERS (proxies of bench/proxies.sh, e.g.
+# "haproxy nginx") get the same start and requests; their row has RSS and
+# anonymous, summed over their processes.
 #
 # Settings (environment): ROUNDS (5), PROXY_CPU (0), BACKEND_BIN (the backend
 # to start: target/release/examples/bench-backend; its speed does not matter
@@ -60,12 +63,21 @@ for ((round = 1; round <= ROUNDS; round++)); do
         echo "$name $(python3 bench/smaps_split.py "$PROXY_MAIN")" >>"$BENCH_TMP/samples"
         stop_proxy
     done
+    for name in ${PEERS:-}; do
+        start_proxy "$name"
+        anon=0
+        for pid in ${PROXY_PIDS//,/ }; do
+            anon=$((anon + $(awk '/^Anonymous:/ {print $2}' "/proc/$pid/smaps_rollup")))
+        done
+        echo "$name rss=$(rss_kib "$PROXY_PIDS") anon=$anon" >>"$BENCH_TMP/samples"
+        stop_proxy
+    done
 done
 
 echo "idle RSS after one HTTP and one TLS request, $(date -u '+%Y-%m-%d %H:%M UTC'),"
 echo "load average $(cut -d' ' -f1-3 /proc/loadavg), median of $ROUNDS rounds (KiB)"
 echo
-python3 - "$BENCH_TMP/samples" "${NAMES[@]}" <<'PY'
+python3 - "$BENCH_TMP/samples" "${NAMES[@]}" ${PEERS:-} <<'PY'
 import sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -77,5 +89,5 @@ print("|---|" + "---:|" * len(cols))
 for name in sys.argv[2:]:
     samples = sorted(rows[name], key=lambda s: s["rss"])
     mid = samples[len(samples) // 2]
-    print(f"| {name} | " + " | ".join(str(mid[c]) for c in cols) + " |")
+    print(f"| {name} | " + " | ".join(str(mid.get(c, "-")) for c in cols) + " |")
 PY

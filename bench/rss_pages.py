@@ -45,18 +45,19 @@ def crate_of(name):
 
 def symbols(binary):
     """Sorted (start, end, mangled name, demangled name) of the sized function
-    symbols of BINARY."""
-    out = subprocess.run(["nm", "--defined-only", "-S", "-n", binary],
+    symbols (STT_FUNC: not the data tables some assembly keeps in .text) of
+    BINARY."""
+    out = subprocess.run(["readelf", "-sW", binary],
                          capture_output=True, text=True, check=True).stdout
     syms = []
     for line in out.splitlines():
-        parts = line.split(" ", 3)
-        if len(parts) == 4 and parts[2] in "tTwW" and int(parts[1], 16):
-            start = int(parts[0], 16)
-            syms.append((start, start + int(parts[1], 16), parts[3]))
+        parts = line.split()
+        if len(parts) >= 8 and parts[3] == "FUNC" and parts[6] != "UND" and int(parts[2], 0):
+            start = int(parts[1], 16)
+            syms.append((start, start + int(parts[2], 0), parts[7]))
     names = subprocess.run(["c++filt"], input="\n".join(s[2] for s in syms) + "\n",
                            capture_output=True, text=True, check=True).stdout.splitlines()
-    return sorted((s, e, raw, name) for (s, e, raw), name in zip(syms, names))
+    return sorted(set((s, e, raw, name) for (s, e, raw), name in zip(syms, names)))
 
 
 def resident_code_pages(pid):
