@@ -77,7 +77,6 @@ pub(super) struct WaitingRoom {
     /// Ends of the arrival-order list.
     oldest: u32,
     newest: u32,
-    len: usize,
     /// What the last `epoll_wait` returned: each event's seat and generation
     /// (kept as numbers: rustix's event type is not `Send`).
     events: Vec<u64>,
@@ -93,7 +92,6 @@ impl WaitingRoom {
             free: NONE,
             oldest: NONE,
             newest: NONE,
-            len: 0,
             events: Vec::with_capacity(EVENTS_PER_WAIT),
         })
     }
@@ -101,7 +99,7 @@ impl WaitingRoom {
     /// How many connections wait.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.len
+        self.seats.iter().filter(|s| s.guest.is_some()).count()
     }
 
     /// When the longest-waiting guest arrived.
@@ -151,7 +149,6 @@ impl WaitingRoom {
             newest => self.seats[newest as usize].next = index,
         }
         self.newest = index;
-        self.len += 1;
         Ok(())
     }
 
@@ -235,8 +232,7 @@ impl WaitingRoom {
             NONE => self.newest = prev,
             next => self.seats[next as usize].prev = prev,
         }
-        self.len -= 1;
-        if self.len == 0 && self.seats.len() > SHRINK_ABOVE {
+        if self.oldest == NONE && self.seats.len() > SHRINK_ABOVE {
             self.seats = Vec::new();
             self.free = NONE;
         }
