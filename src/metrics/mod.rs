@@ -96,6 +96,8 @@ pub(crate) struct Metrics {
     rate_limited: Family<SiteLabels, Counter>,
     open_connections: Gauge,
     open_websockets: Gauge,
+    parked_connections: Gauge,
+    parks: Counter,
     reloads: Family<OutcomeLabels, Counter>,
     certificate_not_after: Family<NameLabels, Gauge>,
     refused_connections: Family<ReasonLabels, Counter>,
@@ -151,6 +153,18 @@ impl Metrics {
             "open_websockets",
             "Upgraded connections (WebSockets) being spliced now",
             open_websockets.clone(),
+        );
+        let parked_connections = Gauge::default();
+        registry.register(
+            "parked_connections",
+            "Idle HTTP/1.1 keep-alive connections parked now: their HTTP buffers freed until the client sends again",
+            parked_connections.clone(),
+        );
+        let parks = Counter::default();
+        registry.register(
+            "parks",
+            "Times an idle HTTP/1.1 connection was parked",
+            parks.clone(),
         );
         let reloads = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -220,6 +234,8 @@ impl Metrics {
             rate_limited,
             open_connections,
             open_websockets,
+            parked_connections,
+            parks,
             reloads,
             certificate_not_after,
             refused_connections,
@@ -332,6 +348,13 @@ impl Metrics {
     /// Counts an upgraded connection being spliced until the guard is dropped.
     pub(crate) fn websocket_opened(&self) -> OpenGuard {
         OpenGuard::new(&self.open_websockets)
+    }
+
+    /// Counts a parked connection, and holds it in `parked_connections` until
+    /// the guard is dropped.
+    pub(crate) fn connection_parked(&self) -> OpenGuard {
+        self.parks.inc();
+        OpenGuard::new(&self.parked_connections)
     }
 
     /// Records the outcome of a reload.

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::access_log::LoggedBody;
 use super::linger::Linger;
 use super::pace::{Pace, PacedBody, PacedIo};
+use super::park::{Resume, PARK_AFTER};
 use super::traffic::Counted;
 use super::write_deadline::WriteDeadline;
 use super::{service, Shared};
@@ -55,9 +56,12 @@ pub(super) struct ConnContext {
     pub accepted: Accepted,
     /// Requests whose response has not finished yet.
     in_flight: AtomicUsize,
-    /// Set when the first request head arrived (its deadline then no longer
-    /// applies).
-    requested: AtomicBool,
+    /// Requests that arrived so far (the first head's deadline no longer
+    /// applies once there is one).
+    requests: AtomicU64,
+    /// Set when a request came with a body: hyper may still be reading it
+    /// after the response, so the connection is not parked.
+    had_body: AtomicBool,
     /// When the last response finished, in ms since `opened`.
     last_done_ms: AtomicU64,
     opened: Instant,
@@ -81,7 +85,8 @@ impl ConnContext {
             shared,
             accepted,
             in_flight: AtomicUsize::new(0),
-            requested: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            had_body: AtomicBool::new(false),
             last_done_ms: AtomicU64::new(0),
             opened: Instant::now(),
             upgraded: AtomicBool::new(false),
@@ -121,6 +126,11 @@ impl ConnContext {
         self.site_bytes.get()
     }
 
+    /// How many requests arrived so far.
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Acquire)
+    }
+
     /// When the connection became idle, or `None` while requests are in flight.
     fn idle_since(&self) -> Option<Instant> {
         (self.in_flight.load(Ordering::Acquire) == 0)
@@ -133,10 +143,13 @@ impl ConnContext {
 pub(super) struct InFlight(Arc<ConnContext>);
 
 impl InFlight {
-    /// Counts a new request on `conn`.
-    pub(super) fn new(conn: Arc<ConnContext>) -> Self {
+    /// Counts a new request on `conn`; `body` when it comes with one.
+    pub(super) fn new(conn: Arc<ConnContext>, body: bool) -> Self {
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
-        conn.requested.store(true, Ordering::Release);
+        conn.requests.fetch_add(1, Ordering::AcqRel);
+        if body {
+            conn.had_body.store(true, Ordering::Release);
+        }
         InFlight(conn)
     }
 }
@@ -203,6 +216,10 @@ fn streams(
 /// not complete by then is dropped (hyper too closes such a connection
 /// without an answer: there is no request to answer yet).
 ///
+/// A connection idle for [`PARK_AFTER`] is parked ([`park`](super::park)):
+/// hyper's connection is taken apart until the client sends again, and a
+/// parked connection idle for the rest of the keep-alive timeout closes.
+///
 /// The hyper connection is built before the returned future and moved into
 /// it once, so the future holds one copy of it and of the stream (an `async
 /// fn` holds its arguments twice, and each `async` layer around the
@@ -227,35 +244,182 @@ where
     let watched = context.clone();
     let pace = Pace::new();
     let stream = Counted::new(context.guard(stream), context.clone());
-    let stream = PacedIo::new(stream, pace.clone());
-    let svc = requests(context, pace);
+    let stream = Resume::new(PacedIo::new(stream, pace.clone()), pace.clone());
+    let svc = requests(context, pace.clone());
     let mut conn = http1_connection(&shared, stream, svc);
     async move {
-        let served = until_stopped(Pin::new(&mut conn), &stop);
-        let result = match first_head_by {
-            None => served.await,
-            Some(deadline) => {
-                // Polled by hand: once the first request arrived, the timer is
-                // no longer polled with every wake-up of a busy connection.
-                let mut served = pin!(served);
-                let mut expired = pin!(tokio::time::sleep_until(deadline));
-                poll_fn(|cx| {
-                    if let Poll::Ready(result) = served.as_mut().poll(cx) {
-                        return Poll::Ready(result);
-                    }
-                    if !watched.requested.load(Ordering::Acquire) && expired.as_mut().poll(cx).is_ready() {
-                        tracing::debug!(%peer, "first request head not complete within client-header-timeout");
-                        return Poll::Ready(Ok(()));
-                    }
-                    Poll::Pending
-                })
+        // One timer for the connection's life: the first head's deadline,
+        // then when to park, then (parked) the keep-alive timeout.
+        let mut timer = pin!(tokio::time::sleep_until(
+            first_head_by.unwrap_or_else(|| Instant::now() + PARK_AFTER)
+        ));
+        let mut first_head_by = first_head_by;
+        loop {
+            let run = Run {
+                since: watched.requests(),
+                first_head_by: first_head_by.take(),
+                watched: &watched,
+                pace: &pace,
+            };
+            let result = match run
+                .until_idle(Pin::new(&mut conn), timer.as_mut(), &stop)
                 .await
+            {
+                Ran::Closed(result) => result,
+                Ran::Parked => {
+                    // `Some` unless hyper handed the stream to an upgrade,
+                    // which a parked (idle) connection cannot have started.
+                    let Some(parts) = conn.into_parts() else {
+                        return;
+                    };
+                    pace.set_parking(false);
+                    let _parked = shared.metrics.connection_parked();
+                    let mut stream = parts.io.into_inner();
+                    if parts.read_buf.is_empty() {
+                        let idle_since = watched.idle_since().unwrap_or_else(Instant::now);
+                        timer.as_mut().reset(idle_since + shared.idle_timeout);
+                        match parked(&mut stream, timer.as_mut(), &stop).await {
+                            Some(bytes) => stream.set_prefix(bytes),
+                            None => return,
+                        }
+                    } else {
+                        // The start of a head hyper had read: resumed at once.
+                        stream.set_prefix(parts.read_buf);
+                    }
+                    conn = http1_connection(&shared, stream, parts.service);
+                    continue;
+                }
+            };
+            if let Err(e) = result {
+                // Clients that vanish or send garbage end here; hyper already answered
+                // what deserved an answer (400, 431, 408).
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-        };
-        if let Err(e) = result {
-            // Clients that vanish or send garbage end here; hyper already answered
-            // what deserved an answer (400, 431, 408).
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+            return;
+        }
+    }
+}
+
+/// How one hyper connection's run ended.
+enum Ran {
+    /// hyper closed the connection (or it was dropped at its first-head
+    /// deadline).
+    Closed(hyper::Result<()>),
+    /// hyper let go of an idle connection to park it; the stream is open.
+    Parked,
+}
+
+/// One hyper connection's run on an HTTP/1.1 stream.
+struct Run<'a> {
+    /// Requests that had arrived when it started: it parks only after
+    /// serving one of its own.
+    since: u64,
+    first_head_by: Option<Instant>,
+    watched: &'a ConnContext,
+    pace: &'a Pace,
+}
+
+impl Run<'_> {
+    /// Drives `conn` until it closes, or until it has been idle for
+    /// [`PARK_AFTER`] and let go of its stream; on `stop` it finishes the
+    /// request in progress, then closes.
+    async fn until_idle<I, S, B>(
+        self,
+        mut conn: Pin<&mut UpgradeableConnection<TokioIo<Resume<I>>, S>>,
+        mut timer: Pin<&mut tokio::time::Sleep>,
+        stop: &CancellationToken,
+    ) -> Ran
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: hyper::service::HttpService<Incoming, ResBody = B>,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: http_body::Body + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let mut stopped = pin!(stop.cancelled());
+        let (mut stopping, mut parking) = (false, false);
+        poll_fn(|cx| loop {
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                return Poll::Ready(if parking { Ran::Parked } else { Ran::Closed(result) });
+            }
+            if !stopping && stopped.as_mut().poll(cx).is_ready() {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+                continue;
+            }
+            if stopping || parking {
+                return Poll::Pending;
+            }
+            let requests = self.watched.requests();
+            if requests == 0 {
+                // Polled only until the first request arrived, not with every
+                // wake-up of a busy connection.
+                if let Some(deadline) = self.first_head_by {
+                    if timer.deadline() != deadline {
+                        timer.as_mut().reset(deadline);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        let peer = self.watched.accepted.peer;
+                        tracing::debug!(%peer, "first request head not complete within client-header-timeout");
+                        return Poll::Ready(Ran::Closed(Ok(())));
+                    }
+                }
+                return Poll::Pending;
+            }
+            if requests == self.since
+                || !self.pace.is_settled()
+                || self.watched.had_body.load(Ordering::Acquire)
+                || self.watched.is_upgraded()
+            {
+                return Poll::Pending;
+            }
+            let Some(idle_since) = self.watched.idle_since() else {
+                return Poll::Pending;
+            };
+            let park_at = idle_since + PARK_AFTER;
+            if timer.deadline() != park_at {
+                timer.as_mut().reset(park_at);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Idle and flushed: hyper closes an idle connection at once, and
+            // `Resume` keeps the stream open.
+            parking = true;
+            self.pace.set_parking(true);
+            conn.as_mut().graceful_shutdown();
+        })
+        .await
+    }
+}
+
+/// Waits, parked, for the client's next bytes; `None` once the connection
+/// is over: the client closed (the stream is shut down as hyper would), the
+/// keep-alive `timer` ran out or `stop` came (closed at once).
+async fn parked<I>(
+    stream: &mut Resume<I>,
+    timer: Pin<&mut tokio::time::Sleep>,
+    stop: &CancellationToken,
+) -> Option<bytes::Bytes>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let read = tokio::select! {
+        biased;
+        () = stop.cancelled() => None,
+        () = timer => return None,
+        read = stream.next_bytes() => Some(read),
+    };
+    match read {
+        Some(Ok(Some(bytes))) => Some(bytes),
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "parked connection failed");
+            None
+        }
+        // The client's FIN, or shutdown: close our side as hyper does.
+        Some(Ok(None)) | None => {
+            let _ = tokio::io::AsyncWriteExt::shutdown(stream).await;
+            None
         }
     }
 }

@@ -32,6 +32,7 @@ mod listener;
 mod malformed;
 mod notify;
 mod pace;
+mod park;
 mod read_through;
 mod reload;
 mod service;
@@ -93,7 +94,8 @@ pub(crate) struct Shared {
     http1: http1::Builder,
     /// HTTP/2 connection settings (stream limits, flow control, pings).
     http2: http2::Builder<TokioExecutor>,
-    /// An h2 connection with no request in flight this long is closed.
+    /// A connection with no request in flight this long is closed (h2: a
+    /// GOAWAY first; HTTP/1.1: hyper's header-read timeout, or parked).
     idle_timeout: Duration,
     /// TLS and certificates; `None` when no site is served over HTTPS.
     https: Option<https::Https>,

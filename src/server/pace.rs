@@ -44,29 +44,56 @@ use tokio::io::AsyncWrite;
 /// TLS ran as fast with each (alternating runs, within the machine's noise).
 const WINDOW: usize = 16 * 1024;
 
-/// What the stream and the bodies of one connection share. Atomics only
-/// because hyper wants `Send` bodies: one task touches them (`Relaxed`).
-#[derive(Debug, Default)]
+/// What the stream, the bodies and the task of one HTTP/1.1 connection
+/// share. Atomics only because hyper wants `Send` bodies: one task touches
+/// them (`Relaxed`).
+#[derive(Debug)]
 pub(super) struct Pace {
     /// Bytes handed to hyper since its queue last emptied into the kernel.
     on_the_way: AtomicUsize,
     /// A body returned `Pending` until the queue is written.
     waiting: AtomicBool,
+    /// Everything hyper wrote has reached the kernel, and it has not tried
+    /// to write since: its queue is empty.
+    settled: AtomicBool,
+    /// The connection is being parked ([`park`](super::park)).
+    parking: AtomicBool,
 }
 
 impl Pace {
     /// A new pace for one connection, shared by its stream and bodies.
     pub(super) fn new() -> Arc<Self> {
-        Arc::new(Pace::default())
+        Arc::new(Pace {
+            on_the_way: AtomicUsize::new(0),
+            waiting: AtomicBool::new(false),
+            settled: AtomicBool::new(true),
+            parking: AtomicBool::new(false),
+        })
     }
 
     /// All that hyper had queued reached the kernel: wakes the waiting body
     /// (with the waker of the task flushing, which is the body's).
     fn drained(&self, cx: &Context<'_>) {
         self.on_the_way.store(0, Ordering::Relaxed);
+        self.settled.store(true, Ordering::Relaxed);
         if self.waiting.swap(false, Ordering::Relaxed) {
             cx.waker().wake_by_ref();
         }
+    }
+
+    /// Whether hyper's write queue is empty and all of it in the kernel.
+    pub(super) fn is_settled(&self) -> bool {
+        self.settled.load(Ordering::Relaxed)
+    }
+
+    /// Marks the connection as parking (or back in service).
+    pub(super) fn set_parking(&self, parking: bool) {
+        self.parking.store(parking, Ordering::Relaxed);
+    }
+
+    /// Whether the connection is parking.
+    pub(super) fn is_parking(&self) -> bool {
+        self.parking.load(Ordering::Relaxed)
     }
 
     /// Whether the body may yield more; if not, it is noted as waiting (the
@@ -107,8 +134,12 @@ impl<I> PacedIo<I> {
     }
 
     /// Passes a write's result on; `offered` is how many bytes hyper passed
-    /// in, all it had queued.
+    /// in, all it had queued. Any write, even one that waits, unsettles the
+    /// queue until a full write and a flush settle it again.
     fn wrote(&mut self, offered: usize, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if offered > 0 {
+            self.pace.settled.store(false, Ordering::Relaxed);
+        }
         if let Poll::Ready(Ok(n)) = poll {
             self.wrote_all = n == offered;
         }

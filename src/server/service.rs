@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 
 use super::access_line::RequestLog;
@@ -99,7 +100,7 @@ impl<'r> Outcome<'r> {
 
 /// Answers one request. Never fails: every problem becomes an HTTP status.
 pub(super) async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<LoggedBody> {
-    let in_flight = InFlight::new(conn.clone());
+    let in_flight = InFlight::new(conn.clone(), !req.body().is_end_stream());
     // One router snapshot for the whole request, whatever a reload swaps in.
     let router = conn.shared.router.load();
     let facts = Facts::of(&req, conn.accepted, &router);

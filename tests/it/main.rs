@@ -27,6 +27,7 @@ mod limits;
 mod logging;
 mod malformed;
 mod notify;
+mod park;
 mod paths;
 mod rate_reload;
 mod reload;

@@ -10,6 +10,8 @@ use tokio::task::JoinHandle;
 pub struct TestServer {
     /// One address per listener, in order of first appearance in the config.
     pub addrs: Vec<SocketAddr>,
+    /// The admin listener's address, when the config has one.
+    pub admin: Option<SocketAddr>,
     shutdown: Box<dyn Fn() + Send + Sync>,
     task: Option<JoinHandle<Result<(), String>>>,
 }
@@ -33,10 +35,12 @@ impl TestServer {
             })
             .collect();
         assert!(!addrs.is_empty(), "server has no listeners");
+        let admin = server.admin_addr();
         let handle = server.shutdown_handle();
         let task = tokio::spawn(async move { server.run().await.map_err(|e| format!("{e:?}")) });
         TestServer {
             addrs,
+            admin,
             shutdown: Box::new(move || handle.shutdown()),
             task: Some(task),
         }
