@@ -57,7 +57,7 @@ under_callgrind() {
     "config_$name" "$dir" "$http" "$https"
     # nginx: the worker is the master itself, so callgrind sees the requests.
     [[ $name == nginx ]] && PROXY_CMD+=(-g "master_process off;")
-    spawn "$dir/stderr.log" valgrind --tool=callgrind \
+    spawn "$dir/stderr.log" env "${PROXY_ENV[@]}" valgrind --tool=callgrind \
         --callgrind-out-file="$dir/callgrind.out" "${PROXY_CMD[@]}"
     PID=$SPAWNED HTTP_URL="http://127.0.0.1:$http/" HTTPS_URL="https://127.0.0.1:$https/"
     WAIT_PID=$PID wait_until 120 curl -fsS -o /dev/null "$HTTP_URL" ||

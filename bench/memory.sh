@@ -34,7 +34,9 @@
 #   SLOW_COUNT    slow TLS readers                         1000 / QUICK 200
 #   SLOW_BYTES    size of the response each asks for       1048576
 #   PROXIES       among "bellhop nginx"                    "bellhop nginx"
-#   VARIANTS      bellhop runs: glibc (as built), jemalloc, mimalloc (LD_PRELOAD of
+#   VARIANTS      bellhop runs: glibc (as built, with the systemd unit's
+#                 environment, as every bellhop run here), glibc-defaults
+#                 (without its GLIBC_TUNABLES), jemalloc, mimalloc (LD_PRELOAD of
 #                 the Debian library), trim (glibc with M_TRIM_THRESHOLD and
 #                 M_ARENA_MAX tunables)                     "glibc"
 #   BELLHOP_BIN   the bellhop binary                       target/release/bellhop (built)
@@ -214,6 +216,7 @@ for proxy in $PROXIES; do
         for variant in $VARIANTS; do
             case $variant in
                 glibc) BELLHOP_ENV= ;;
+                glibc-defaults) BELLHOP_ENV="GLIBC_TUNABLES=" ;;
                 trim) BELLHOP_ENV="GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072:glibc.malloc.mmap_threshold=131072:glibc.malloc.arena_max=2" ;;
                 jemalloc) BELLHOP_ENV="LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0" ;;
                 mimalloc) BELLHOP_ENV="LD_PRELOAD=$(ls /usr/lib/x86_64-linux-gnu/libmimalloc.so.* | head -1)" ;;

@@ -27,6 +27,10 @@ proxy_versions() {
     printf "%s; " "${v[@]}" | sed "s/; $//"
 }
 
+# The environment bellhop's systemd unit gives it (its `Environment=` lines,
+# NAME=value words), so bellhop is measured as it is deployed.
+BELLHOP_UNIT_ENV=$(sed -n 's/^Environment=//p' "$(dirname "${BASH_SOURCE[0]}")/../deploy/bellhop.service" | xargs)
+
 start_proxy() {
     local name=$1 dir=$BENCH_TMP/$1 http https
     mkdir -p "$dir"
@@ -39,7 +43,7 @@ start_proxy() {
         haproxy) config_haproxy "$dir" "$http" "$https" ;;
         caddy) config_caddy "$dir" "$http" "$https" ;;
     esac
-    spawn "$dir/stderr.log" taskset -c "$PROXY_CPU" "${PROXY_CMD[@]}"
+    spawn "$dir/stderr.log" env "${PROXY_ENV[@]}" taskset -c "$PROXY_CPU" "${PROXY_CMD[@]}"
     PROXY_MAIN=$SPAWNED
     WAIT_PID=$PROXY_MAIN wait_until 30 curl -fsS -o /dev/null "http://$HTTP_ADDR/" &&
         wait_until 30 curl -fsS -o /dev/null --cacert "$BENCH_TMP/ca.pem" "https://$HTTPS_ADDR/" ||
@@ -78,15 +82,15 @@ KDL
         BELLHOP_NOTE="(no workers option: default runtime, pinned to one CPU)"
     fi
     PROXY_CMD=("$BELLHOP_BIN" run --config "$dir/Proxyfile" --log-level error)
-    # Through `env` only when asked: under callgrind (callgrind-check.sh) the
-    # measured process must be bellhop itself, not an `env` that execs it.
-    # shellcheck disable=SC2206 # BELLHOP_ENV is a list of NAME=value words
-    if [[ -n ${BELLHOP_ENV:-} ]]; then
-        PROXY_CMD=(env ${BELLHOP_ENV} "${PROXY_CMD[@]}")
-    fi
+    # The unit's environment, then BELLHOP_ENV (a variant's, which wins).
+    # Given to whatever starts PROXY_CMD (`env` before it), so that under
+    # callgrind (callgrind-check.sh) the measured process is bellhop itself.
+    # shellcheck disable=SC2206 # NAME=value words
+    PROXY_ENV=($BELLHOP_UNIT_ENV ${BELLHOP_ENV:-})
 }
 
 config_nginx() {
+    PROXY_ENV=()
     local dir=$1
     mkdir -p "$dir/logs"
     cat >"$dir/nginx.conf" <<NGINX
@@ -128,6 +132,7 @@ NGINX
 }
 
 config_haproxy() {
+    PROXY_ENV=()
     local dir=$1
     # maxconn unset: HAProxy derives it from the open-file limit.
     cat >"$dir/haproxy.cfg" <<HAPROXY
@@ -155,6 +160,7 @@ HAPROXY
 }
 
 config_caddy() {
+    PROXY_ENV=()
     local dir=$1
     cat >"$dir/Caddyfile" <<CADDY
 {

@@ -195,6 +195,11 @@ async fn reap() {
             let now = Instant::now();
             for lane in &mut pool.lanes {
                 lane.idle.retain(|idle| idle.expires > now);
+                if lane.idle.is_empty() {
+                    // A burst of upstream connections grew the lane; its
+                    // buffer would otherwise pin a heap page for good.
+                    lane.idle.shrink_to_fit();
+                }
             }
             pool.next_expiry()
         });

@@ -246,7 +246,7 @@ where
     let stream = Counted::new(context.guard(stream), context.clone());
     let stream = Resume::new(PacedIo::new(stream, pace.clone()), pace.clone());
     let svc = requests(context, pace.clone());
-    let mut conn = http1_connection(&shared, stream, svc);
+    let mut phase = Phase::Serving(http1_connection(&shared, stream, svc));
     async move {
         // One timer for the connection's life: the first head's deadline,
         // then when to park, then (parked) the keep-alive timeout.
@@ -255,47 +255,88 @@ where
         ));
         let mut first_head_by = first_head_by;
         loop {
+            let Phase::Serving(conn) = &mut phase else {
+                return;
+            };
             let run = Run {
                 since: watched.requests(),
                 first_head_by: first_head_by.take(),
                 watched: &watched,
                 pace: &pace,
             };
-            let result = match run
-                .until_idle(Pin::new(&mut conn), timer.as_mut(), &stop)
-                .await
+            if let Ran::Closed(result) = run.until_idle(Pin::new(conn), timer.as_mut(), &stop).await
             {
-                Ran::Closed(result) => result,
-                Ran::Parked => {
-                    // `Some` unless hyper handed the stream to an upgrade,
-                    // which a parked (idle) connection cannot have started.
-                    let Some(parts) = conn.into_parts() else {
-                        return;
-                    };
-                    pace.set_parking(false);
-                    let _parked = shared.metrics.connection_parked();
-                    let mut stream = parts.io.into_inner();
-                    if parts.read_buf.is_empty() {
-                        let idle_since = watched.idle_since().unwrap_or_else(Instant::now);
-                        timer.as_mut().reset(idle_since + shared.idle_timeout);
-                        match parked(&mut stream, timer.as_mut(), &stop).await {
-                            Some(bytes) => stream.set_prefix(bytes),
-                            None => return,
-                        }
-                    } else {
-                        // The start of a head hyper had read: resumed at once.
-                        stream.set_prefix(parts.read_buf);
-                    }
-                    conn = http1_connection(&shared, stream, parts.service);
-                    continue;
+                if let Err(e) = result {
+                    // Clients that vanish or send garbage end here; hyper already
+                    // answered what deserved an answer (400, 431, 408).
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
-            };
-            if let Err(e) = result {
-                // Clients that vanish or send garbage end here; hyper already answered
-                // what deserved an answer (400, 431, 408).
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                return;
             }
-            return;
+            let Some(unparsed) = phase.park() else {
+                return;
+            };
+            pace.set_parking(false);
+            let _parked = shared.metrics.connection_parked();
+            let Phase::Parked(stream, _) = &mut phase else {
+                return;
+            };
+            if unparsed.is_empty() {
+                // Even empty, hyper's read buffer comes back holding its
+                // whole allocation: dropped before the wait.
+                drop(unparsed);
+                let idle_since = watched.idle_since().unwrap_or_else(Instant::now);
+                timer.as_mut().reset(idle_since + shared.idle_timeout);
+                match parked(stream, timer.as_mut(), &stop).await {
+                    Some(bytes) => stream.set_prefix(bytes),
+                    None => return,
+                }
+            } else {
+                // The start of a head hyper had read: resumed at once.
+                stream.set_prefix(unparsed);
+            }
+            phase.resume(&shared);
+        }
+    }
+}
+
+/// An HTTP/1.1 connection's stream, with hyper's connection on it or parked.
+/// One value for both, so the connection's future holds the larger of the
+/// two, not both (boxing the larger would cost an allocation per park).
+#[allow(clippy::large_enum_variant)]
+enum Phase<I, S>
+where
+    S: hyper::service::HttpService<Incoming>,
+{
+    Serving(UpgradeableConnection<TokioIo<Resume<I>>, S>),
+    Parked(Resume<I>, S),
+    Over,
+}
+
+impl<I, S, B> Phase<I, S>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// Takes hyper's connection (closed for parking) apart: the stream and
+    /// the service stay; returns what hyper had read and not parsed. `None`
+    /// when there was no connection to take apart (it became a tunnel).
+    fn park(&mut self) -> Option<bytes::Bytes> {
+        let Phase::Serving(conn) = std::mem::replace(self, Phase::Over) else {
+            return None;
+        };
+        let parts = conn.into_parts()?;
+        *self = Phase::Parked(parts.io.into_inner(), parts.service);
+        Some(parts.read_buf)
+    }
+
+    /// A new hyper connection on the parked stream.
+    fn resume(&mut self, shared: &Shared) {
+        if let Phase::Parked(stream, service) = std::mem::replace(self, Phase::Over) {
+            *self = Phase::Serving(http1_connection(shared, stream, service));
         }
     }
 }

@@ -107,6 +107,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for Resume<I> {
         let n = this.prefix.len().min(buf.remaining());
         buf.put_slice(&this.prefix[..n]);
         this.prefix.advance(n);
+        if this.prefix.is_empty() {
+            // Read to its end, it would still hold its allocation.
+            this.prefix = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }
