@@ -14,8 +14,8 @@
 # HTTPS on 127.0.0.1 with a generated ECDSA certificate, proxying to
 # bench-backend), plus for bellhop `max-connections` and `max-connections-per-ip`
 # above the client count (every client is 127.0.0.1), and for nginx
-# `worker_connections` = IDLE_COUNT + 1,024 (its slots are allocated at start, so
-# this is its idle figure too). The script raises the open-file limit (soft and
+# `worker_connections` = IDLE_COUNT + 2 × SLOW_COUNT + 1,024 (its slots are
+# allocated at start, so this is its idle figure too). The script raises the open-file limit (soft and
 # hard, as root) to fit IDLE_COUNT on both sides and stops everything it starts.
 #
 # RSS is VmRSS summed over the proxy's processes (nginx: master + worker);
@@ -81,7 +81,8 @@ start_backend "$LOAD_CPU"
 # Settings every bellhop run gets: caps above the client count.
 CAP=$(((IDLE_COUNT + SLOW_COUNT) * 2 + 64))
 BELLHOP_OPTIONS="max-connections $CAP; max-connections-per-ip $CAP"
-NGINX_CONNECTIONS=$((IDLE_COUNT + 1024))
+# Each slow reader takes two of nginx's slots (client and upstream).
+NGINX_CONNECTIONS=$((IDLE_COUNT + 2 * SLOW_COUNT + 1024))
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 anon_kib() {
