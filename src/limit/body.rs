@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -90,6 +91,14 @@ const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
     Err(_) => StatusCode::BAD_REQUEST,
 };
 
+/// Told once a request body has been read to its end: the client's
+/// connection then carries nothing more of it (HTTP/1.1 parks only such
+/// connections, `server/park.rs`).
+pub(crate) trait BodyEnd: Send + Sync + std::fmt::Debug {
+    /// The body's last byte was read.
+    fn body_ended(&self);
+}
+
 /// A request body held to [`BodyLimits`].
 #[derive(Debug)]
 pub(crate) struct ClientBody {
@@ -105,11 +114,19 @@ pub(crate) struct ClientBody {
     client: IpAddr,
     /// Set after the first error: the body is over.
     failed: bool,
+    /// Told when the body has been read to its end (taken then).
+    ended: Option<Arc<dyn BodyEnd>>,
 }
 
 impl ClientBody {
-    /// Wraps `incoming`, sent by `client`.
-    pub(crate) fn new(incoming: Incoming, limits: BodyLimits, client: IpAddr) -> Self {
+    /// Wraps `incoming`, sent by `client`; `ended` is told when it has been
+    /// read to its end (not when it fails or is dropped before).
+    pub(crate) fn new(
+        incoming: Incoming,
+        limits: BodyLimits,
+        client: IpAddr,
+        ended: Option<Arc<dyn BodyEnd>>,
+    ) -> Self {
         ClientBody {
             incoming,
             limits,
@@ -118,6 +135,14 @@ impl ClientBody {
             waiting: false,
             client,
             failed: false,
+            ended,
+        }
+    }
+
+    /// The body was read to its end: tells whoever asked, once.
+    fn reached_end(&mut self) {
+        if let Some(ended) = self.ended.take() {
+            ended.body_ended();
         }
     }
 
@@ -180,6 +205,9 @@ impl http_body::Body for ClientBody {
                         max: this.limits.max,
                     });
                 }
+                if this.incoming.is_end_stream() {
+                    this.reached_end();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -190,7 +218,10 @@ impl http_body::Body for ClientBody {
                 };
                 this.fail(error)
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.reached_end();
+                Poll::Ready(None)
+            }
         }
     }
 

@@ -59,9 +59,11 @@ pub(super) struct ConnContext {
     /// Requests that arrived so far (the first head's deadline no longer
     /// applies once there is one).
     requests: AtomicU64,
-    /// Set when a request came with a body: hyper may still be reading it
-    /// after the response, so the connection is not parked.
-    had_body: AtomicBool,
+    /// Requests whose body has not been read to its end: hyper may still be
+    /// reading (or discarding) one after its response, so the connection is
+    /// not parked while this is above 0. A body that is never read to its
+    /// end (not proxied, refused, abandoned) keeps the connection unparked.
+    open_bodies: AtomicUsize,
     /// When the last response finished, in ms since `opened`.
     last_done_ms: AtomicU64,
     opened: Instant,
@@ -86,7 +88,7 @@ impl ConnContext {
             accepted,
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
-            had_body: AtomicBool::new(false),
+            open_bodies: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
             opened: Instant::now(),
             upgraded: AtomicBool::new(false),
@@ -138,6 +140,12 @@ impl ConnContext {
     }
 }
 
+impl crate::limit::BodyEnd for ConnContext {
+    fn body_ended(&self) {
+        self.open_bodies.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Marks a request as in flight until its response body is done (dropped).
 #[derive(Debug)]
 pub(super) struct InFlight(Arc<ConnContext>);
@@ -148,7 +156,7 @@ impl InFlight {
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
         conn.requests.fetch_add(1, Ordering::AcqRel);
         if body {
-            conn.had_body.store(true, Ordering::Release);
+            conn.open_bodies.fetch_add(1, Ordering::AcqRel);
         }
         InFlight(conn)
     }
@@ -409,7 +417,7 @@ impl Run<'_> {
             }
             if requests == self.since
                 || !self.pace.is_settled()
-                || self.watched.had_body.load(Ordering::Acquire)
+                || self.watched.open_bodies.load(Ordering::Acquire) > 0
                 || self.watched.is_upgraded()
             {
                 return Poll::Pending;

@@ -20,9 +20,11 @@
 //! Those bytes, or the first read once the client speaks again, go in front
 //! of the stream ([`Resume`]) for the next hyper connection.
 //!
-//! Not parked: a connection whose requests carried a body (hyper may still be
-//! reading or discarding it after the response, which a graceful shutdown
-//! would cut short), an upgraded one, and one that has not served a request
+//! Not parked: a connection with a request body not yet read to its end
+//! (hyper may still be reading or discarding it after the response, which a
+//! graceful shutdown would cut short; a proxied body read whole counts as
+//! done, one never read keeps the connection unparked), an upgraded one, and
+//! one that has not served a request
 //! since it was last resumed (a head that stays incomplete does not cycle
 //! hyper connections; its deadline runs in hyper as before).
 //!

@@ -45,7 +45,7 @@ use crate::encode;
 use crate::error_pages::ErrorPages;
 use crate::header_ops;
 use crate::http_path;
-use crate::limit::{BodyLimits, ClientBody, ClientKey};
+use crate::limit::{BodyEnd, BodyLimits, ClientBody, ClientKey};
 use crate::metrics::RouteMetrics;
 use crate::proxy::{ClientInfo, LogStatus, Tunnel};
 use crate::router::{Action, HostMatch, Routed, Router, SiteLog, SiteRoutes};
@@ -345,7 +345,11 @@ async fn handle_action<'r>(
                 max: route.max_body,
                 stall: conn.shared.client_body_timeout,
             };
-            let req = req.map(|body| ClientBody::new(body, limits, facts.client.ip));
+            let req = req.map(|body| {
+                // Counted open by `InFlight` under the same condition.
+                let ended = (!body.is_end_stream()).then(|| conn.clone() as Arc<dyn BodyEnd>);
+                ClientBody::new(body, limits, facts.client.ip, ended)
+            });
             // Boxed: the forwarding future (waiting for an upstream, connect,
             // send, retry, body limits, timeouts) is several KiB, and every
             // enclosing future would embed it: hyper's h2 server spawns one per

@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::backends::echo::Echo;
 use crate::support::client::{get, tls_connect};
-use crate::support::config::{https_site, respond, site, ConfigBuilder};
+use crate::support::config::{https_site, respond, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
 use crate::support::{bounded, secs, wait_for, wait_for_async, TempDir};
 
@@ -144,6 +145,48 @@ async fn a_parked_tls_connection_is_served_again() {
             wait_metric(admin, "bellhop_parks_total", (i + 1) as f64).await;
             wait_metric(admin, "bellhop_parked_connections", 1.0).await;
         }
+    })
+    .await
+}
+
+/// A request whose body was proxied to its end leaves a connection that
+/// parks like any other, and serves again.
+#[tokio::test]
+async fn a_connection_whose_body_was_proxied_parks() {
+    bounded(secs(60), "test", async {
+        let echo = Echo::start("park-body").await;
+        let state = TempDir::new("park-body");
+        let server = TestServer::start(
+            ConfigBuilder::new()
+                .state_dir(state.path())
+                .options(|o| o.admin = Some(SocketAddr::from(([127, 0, 0, 1], 0))))
+                .site(site("localhost").proxy(tcp(echo.addr())))
+                .build(),
+        )
+        .await;
+        let admin = server.admin.expect("an admin listener");
+        let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+        let body = "x".repeat(10_000);
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .expect("send the head");
+        stream
+            .write_all(body.as_bytes())
+            .await
+            .expect("send the body");
+        let reply = read_response(&mut stream).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.contains("\"body_len\":10000"), "{reply}");
+        wait_metric(admin, "bellhop_parked_connections", 1.0).await;
+
+        let again = exchange(&mut stream, "/after").await;
+        assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+        wait_metric(admin, "bellhop_parks_total", 2.0).await;
     })
     .await
 }
