@@ -79,6 +79,11 @@ use reload::Listeners;
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// Concurrent streams per h2 connection (hyper's default is 200).
 const H2_MAX_STREAMS: u32 = 100;
+/// Bytes an h2 stream may have queued and not yet sent: its body is polled
+/// for more only below this. hyper's default, 400 KiB, is what every slow h2
+/// reader held (517 KiB each with 8 MiB responses, against 51 KiB over
+/// HTTP/1.1, where `pace.rs` holds a body to 16 KiB).
+const H2_SEND_BUFFER: usize = 16 * 1024;
 /// Interval of h2 keep-alive pings and how long to wait for their answer.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -282,6 +287,8 @@ impl Server {
             .timer(TokioTimer::new())
             .max_concurrent_streams(H2_MAX_STREAMS)
             .max_header_list_size(MAX_REQUEST_HEAD as u32)
+            // What a stream may queue that its client has not taken yet.
+            .max_send_buf_size(H2_SEND_BUFFER)
             // One large upload must not stall every other stream (hyper#1960).
             .adaptive_window(true)
             // Pings find peers that vanished without a FIN.

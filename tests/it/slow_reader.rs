@@ -31,6 +31,12 @@ const LEN: u64 = 4 << 20;
 /// filled hyper's write queue, up to 64 KiB, and rustls' records first).
 const BOUND: u64 = 80 * 1024;
 
+/// [`BOUND`] for an h2 reader: the kernel's share as there, and h2's own
+/// buffers: the stream's send buffer (16 KiB), the frames the connection
+/// encoded and rustls' records of them (16 KiB each at most). Measured:
+/// 91,840 bytes; 488,320 with hyper's default send buffer.
+const H2_BOUND: u64 = 128 * 1024;
+
 /// The backend's byte at body position `i`: a pattern the client can check.
 fn pattern(i: u64) -> u8 {
     (i % 251) as u8
@@ -143,11 +149,14 @@ fn fresh_loopback() -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::new(127, x.max(1), y, z.clamp(1, 254))
 }
 
-/// A TLS (HTTP/1.1) client that asks for the download, with a small MSS and
-/// receive buffer so the kernel takes little of the response off bellhop.
+/// A TLS client that asks for the download over `alpn` with `request` (its
+/// first bytes), with a small MSS and receive buffer so the kernel takes
+/// little of the response off bellhop.
 async fn ask(
     server: &TestServer,
     root: &[u8],
+    alpn: &[u8],
+    request: &[u8],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls_pki_types::pem::PemObject;
     let socket =
@@ -175,16 +184,45 @@ async fn ask(
     .expect("TLS versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     let name = rustls_pki_types::ServerName::try_from("localhost").expect("server name");
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
         .expect("TLS handshake");
-    tls.write_all(b"GET /download HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("send the request");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn), "ALPN");
+    tls.write_all(request).await.expect("send the request");
     tls
+}
+
+/// `GET /download` over HTTP/1.1.
+const H1_REQUEST: &[u8] = b"GET /download HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+/// `GET /download` over h2, written by hand so that nothing reads the
+/// response: the connection preface, SETTINGS with the largest stream window
+/// and a WINDOW_UPDATE to the largest connection window (so flow control
+/// never stops bellhop; only the full socket does), then HEADERS
+/// (END_STREAM, END_HEADERS) for stream 1 with an HPACK block of `:method
+/// GET`, `:scheme https` (static table), `:path` and `:authority` (literals).
+fn h2_request() -> Vec<u8> {
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = (payload.len() as u32).to_be_bytes();
+        let mut f = vec![len[1], len[2], len[3], kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE (4) = 2^31 - 1.
+    out.extend(frame(0x4, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]));
+    // The connection window from 65,535 to 2^31 - 1.
+    out.extend(frame(0x8, 0, 0, &0x7fff_0000u32.to_be_bytes()));
+    let mut block = vec![0x82, 0x87, 0x44, 9];
+    block.extend_from_slice(b"/download");
+    block.extend_from_slice(&[0x41, 9]);
+    block.extend_from_slice(b"localhost");
+    out.extend(frame(0x1, 0x5, 1, &block));
+    out
 }
 
 /// A download in progress: the backend, bellhop in front of it (with
@@ -197,11 +235,21 @@ struct Download {
 }
 
 async fn download(tag: &str, write_timeout: Duration) -> Download {
+    download_over(tag, write_timeout, b"http/1.1", H1_REQUEST).await
+}
+
+/// [`download`] over `alpn` with `request`.
+async fn download_over(
+    tag: &str,
+    write_timeout: Duration,
+    alpn: &[u8],
+    request: &[u8],
+) -> Download {
     let dir = TempDir::new(tag);
     let sock = dir.path().join("backend.sock");
     let backend = Pusher::start(&sock);
     let (server, root) = front(&dir, &sock, write_timeout).await;
-    let reader = ask(&server, &root).await;
+    let reader = ask(&server, &root, alpn, request).await;
     Download {
         backend,
         reader,
@@ -229,6 +277,33 @@ async fn a_reader_that_reads_nothing_stops_the_upstream_reads() {
         assert!(
             written <= BOUND,
             "the backend wrote {written} bytes for a client that read nothing (at most {BOUND})"
+        );
+    })
+    .await
+}
+
+/// The same over h2, whose streams are not paced by `pace.rs` but by h2's
+/// send buffer per stream (`H2_SEND_BUFFER`, 16 KiB): with hyper's default
+/// of about 400 KiB the backend wrote that much more for a client that read
+/// nothing.
+#[tokio::test]
+async fn an_h2_reader_that_reads_nothing_stops_the_upstream_reads() {
+    bounded(secs(60), "test", async {
+        let request = h2_request();
+        let Download { backend, .. } =
+            &download_over("slow-reader-h2", secs(1), b"h2", &request).await;
+        wait_for(
+            "bellhop to close the reader and the upstream",
+            secs(30),
+            || backend.ended.load(Ordering::SeqCst),
+        )
+        .await;
+        let written = backend.written();
+        eprintln!("the backend wrote {written} bytes");
+        assert!(written > 0, "the request never reached the backend");
+        assert!(
+            written <= H2_BOUND,
+            "the backend wrote {written} bytes for an h2 client that read nothing (at most {H2_BOUND})"
         );
     })
     .await
