@@ -75,6 +75,12 @@ WS_MAX=$((($(ulimit -n) - 200) / 2 / 100 * 100))
 cap_ws() { local n=$1; ((n > WS_MAX)) && n=$WS_MAX; echo "$n"; }
 WS_COUNTS=$(for n in $WS_COUNTS; do cap_ws "$n"; done | xargs)
 PUSH_COUNT=$(cap_ws "$PUSH_COUNT")
+# Every client here is 127.0.0.1: bellhop's per-address cap (256 by default)
+# would refuse the WebSocket runs, so both caps go above the largest count,
+# as the other proxies have none by default (nginx's worker_connections is
+# set to fit in its config).
+WS_PEAK=$(for n in $WS_COUNTS $PUSH_COUNT; do echo "$n"; done | sort -n | tail -1)
+BELLHOP_OPTIONS="max-connections $((WS_PEAK * 2 + 1024)); max-connections-per-ip $((WS_PEAK * 2 + 1024))"
 
 note "building release binaries (bellhop, bench-backend, ws-load)"
 cargo build --release --quiet --bin bellhop --example bench-backend --example ws-load
