@@ -281,14 +281,11 @@ where
                 }
                 return;
             }
-            let Some(unparsed) = phase.park() else {
+            let Some((stream, unparsed)) = phase.park() else {
                 return;
             };
             pace.set_parking(false);
             let _parked = shared.metrics.connection_parked();
-            let Phase::Parked(stream, _) = &mut phase else {
-                return;
-            };
             if unparsed.is_empty() {
                 // Even empty, hyper's read buffer comes back holding its
                 // whole allocation: dropped before the wait.
@@ -330,15 +327,19 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     /// Takes hyper's connection (closed for parking) apart: the stream and
-    /// the service stay; returns what hyper had read and not parsed. `None`
-    /// when there was no connection to take apart (it became a tunnel).
-    fn park(&mut self) -> Option<bytes::Bytes> {
+    /// the service stay; returns the stream and what hyper had read and not
+    /// parsed. `None` when there was no connection to take apart (it became
+    /// a tunnel).
+    fn park(&mut self) -> Option<(&mut Resume<I>, bytes::Bytes)> {
         let Phase::Serving(conn) = std::mem::replace(self, Phase::Over) else {
             return None;
         };
         let parts = conn.into_parts()?;
         *self = Phase::Parked(parts.io.into_inner(), parts.service);
-        Some(parts.read_buf)
+        match self {
+            Phase::Parked(stream, _) => Some((stream, parts.read_buf)),
+            _ => None,
+        }
     }
 
     /// A new hyper connection on the parked stream.
@@ -386,8 +387,9 @@ impl Run<'_> {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let mut stopped = pin!(stop.cancelled());
-        let (mut stopping, mut parking) = (false, false);
+        let mut stopping = false;
         poll_fn(|cx| loop {
+            let parking = self.pace.is_parking();
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 return Poll::Ready(if parking { Ran::Parked } else { Ran::Closed(result) });
             }
@@ -434,7 +436,6 @@ impl Run<'_> {
             }
             // Idle and flushed: hyper closes an idle connection at once, and
             // `Resume` keeps the stream open.
-            parking = true;
             self.pace.set_parking(true);
             conn.as_mut().graceful_shutdown();
         })

@@ -264,22 +264,29 @@ async fn download_over(
 #[tokio::test]
 async fn a_reader_that_reads_nothing_stops_the_upstream_reads() {
     bounded(secs(60), "test", async {
-        let Download { backend, .. } = &download("slow-reader-stop", secs(1)).await;
-        wait_for(
-            "bellhop to close the reader and the upstream",
-            secs(30),
-            || backend.ended.load(Ordering::SeqCst),
-        )
-        .await;
-        let written = backend.written();
-        eprintln!("the backend wrote {written} bytes");
-        assert!(written > 0, "the request never reached the backend");
-        assert!(
-            written <= BOUND,
-            "the backend wrote {written} bytes for a client that read nothing (at most {BOUND})"
-        );
+        let download = download("slow-reader-stop", secs(1)).await;
+        assert_upstream_stopped(&download, BOUND, "a client").await;
     })
     .await
+}
+
+/// Waits for bellhop to close `download`'s reader and upstream (its write
+/// timeout), then checks the backend wrote something, and at most `bound`.
+async fn assert_upstream_stopped(download: &Download, bound: u64, client: &str) {
+    let backend = &download.backend;
+    wait_for(
+        "bellhop to close the reader and the upstream",
+        secs(30),
+        || backend.ended.load(Ordering::SeqCst),
+    )
+    .await;
+    let written = backend.written();
+    eprintln!("the backend wrote {written} bytes");
+    assert!(written > 0, "the request never reached the backend");
+    assert!(
+        written <= bound,
+        "the backend wrote {written} bytes for {client} that read nothing (at most {bound})"
+    );
 }
 
 /// The same over h2, whose streams are not paced by `pace.rs` but by h2's
@@ -290,21 +297,8 @@ async fn a_reader_that_reads_nothing_stops_the_upstream_reads() {
 async fn an_h2_reader_that_reads_nothing_stops_the_upstream_reads() {
     bounded(secs(60), "test", async {
         let request = h2_request();
-        let Download { backend, .. } =
-            &download_over("slow-reader-h2", secs(1), b"h2", &request).await;
-        wait_for(
-            "bellhop to close the reader and the upstream",
-            secs(30),
-            || backend.ended.load(Ordering::SeqCst),
-        )
-        .await;
-        let written = backend.written();
-        eprintln!("the backend wrote {written} bytes");
-        assert!(written > 0, "the request never reached the backend");
-        assert!(
-            written <= H2_BOUND,
-            "the backend wrote {written} bytes for an h2 client that read nothing (at most {H2_BOUND})"
-        );
+        let download = download_over("slow-reader-h2", secs(1), b"h2", &request).await;
+        assert_upstream_stopped(&download, H2_BOUND, "an h2 client").await;
     })
     .await
 }
