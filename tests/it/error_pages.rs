@@ -5,6 +5,7 @@
 use crate::header_directives::proxyfile;
 use crate::support::backends::echo::Echo;
 use crate::support::client::{empty, get, req, send};
+use crate::support::ports::Port;
 use crate::support::server::TestServer;
 use crate::support::TempDir;
 
@@ -15,10 +16,11 @@ async fn pages_replace_own_and_upstream_errors() {
     let dir = TempDir::new("error-pages");
     let page = dir.write("maint.html", MAINTENANCE);
     let echo = Echo::start("app").await;
-    // A port nothing listens on: bellhop answers 502 itself.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let down = closed.local_addr().unwrap();
-    drop(closed);
+    // A port nothing listens on: bellhop answers 502 itself. Reserved, not
+    // probed with bind(0) and dropped: a parallel test's backend was once
+    // handed that port and answered 404.
+    let closed = Port::reserve();
+    let down = std::net::SocketAddr::from(([127, 0, 0, 1], closed.number()));
     let src = format!(
         r#"
 "http://127.0.0.1:0" {{
