@@ -39,6 +39,7 @@ mod encode;
 mod error_pages;
 mod files;
 mod header_ops;
+mod http1;
 mod http_path;
 mod limit;
 mod logging;

@@ -15,8 +15,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 use super::conn::UpstreamConn;
-use super::h1::body::BodyDecoder;
-use super::h1::decode::Framing;
+use crate::http1::{BodyDecoder, Framing};
 use super::pool;
 
 /// An upstream response body plus the connection it arrives on.

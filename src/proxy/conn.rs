@@ -149,7 +149,7 @@ mod tests {
             .unwrap();
         let (head, delimited) = get(&mut conn).await.unwrap();
         assert_eq!(head.status, 200);
-        assert_eq!(delimited.framing, h1::decode::Framing::Length(0));
+        assert_eq!(delimited.framing, crate::http1::Framing::Length(0));
         // Idle and ready, as in the pool; then the backend closes, and the
         // connection is not checked again before the next request.
         assert!(conn.is_reusable());

@@ -11,13 +11,13 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
 use super::Error;
+use crate::http1::{chunked_is_final, connection_persists, content_length, Framing};
 
-/// Most header fields one response head may carry (hyper's limit too).
-const MAX_HEADERS: usize = 100;
+use crate::http1::MAX_HEADERS;
 
 /// A parsed response head.
 #[derive(Debug)]
@@ -25,19 +25,6 @@ pub(in crate::proxy) struct Head {
     pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
-}
-
-/// How the body after a head is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(in crate::proxy) enum Framing {
-    /// No body (HEAD, 1xx, 204, 304).
-    Empty,
-    /// `Content-Length` bytes.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-    /// Everything until the upstream closes the connection.
-    Close,
 }
 
 /// What a head says about its body and its connection.
@@ -150,75 +137,6 @@ pub(in crate::proxy) fn delimit(head: &mut Head, head_request: bool) -> Result<D
             keep_alive: false,
         }),
     }
-}
-
-/// Whether `Transfer-Encoding` ends in `chunked`; chunked anywhere else, or
-/// twice, is an error.
-fn chunked_is_final(headers: &HeaderMap) -> Result<bool, Error> {
-    let mut codings = headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|coding| !coding.is_empty())
-        .peekable();
-    let mut chunked_final = false;
-    while let Some(coding) = codings.next() {
-        if coding.eq_ignore_ascii_case(b"chunked") {
-            if codings.peek().is_some() {
-                return Err(Error::Malformed("chunked is not the final transfer coding"));
-            }
-            chunked_final = true;
-        }
-    }
-    Ok(chunked_final)
-}
-
-/// The one `Content-Length` of `headers`: repeated fields or list members
-/// must agree, and be plain decimal digits.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for member in value.as_bytes().split(|&b| b == b',') {
-            let parsed = parse_decimal(member.trim_ascii())
-                .ok_or(Error::Malformed("invalid content-length"))?;
-            if length.is_some_and(|known| known != parsed) {
-                return Err(Error::Malformed("several different content-lengths"));
-            }
-            length = Some(parsed);
-        }
-    }
-    Ok(length)
-}
-
-/// Digits only (no sign, no spaces), without overflow.
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-/// Whether the upstream keeps the connection open after this response: not
-/// when it says `Connection: close`, and HTTP/1.0 only with `keep-alive`.
-fn connection_persists(headers: &HeaderMap, version: Version) -> bool {
-    let has = |token: &[u8]| {
-        headers.get_all(CONNECTION).iter().any(|value| {
-            value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
-    };
-    if has(b"close") {
-        return false;
-    }
-    version == Version::HTTP_11 || has(b"keep-alive")
 }
 
 #[cfg(test)]

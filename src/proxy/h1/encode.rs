@@ -20,11 +20,6 @@ pub(in crate::proxy) enum BodyKind {
     Chunked,
 }
 
-/// The end of a chunked body (no trailers).
-pub(in crate::proxy) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
-/// What follows each chunk's data.
-pub(in crate::proxy) const CHUNK_END: &[u8] = b"\r\n";
-
 /// Writes the head of `parts` for a body of `kind` into `out` (cleared
 /// first): request line in origin form and HTTP/1.1, every header as it is,
 /// except the framing headers, which say what `kind` says.
@@ -59,31 +54,6 @@ pub(in crate::proxy) fn head(parts: &Parts, kind: BodyKind, out: &mut Vec<u8>) {
         BodyKind::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// The size line of a chunk of `len` bytes (`len` in hex, then CRLF).
-#[derive(Debug)]
-pub(in crate::proxy) struct ChunkSize {
-    bytes: [u8; 18],
-    len: usize,
-}
-
-impl ChunkSize {
-    pub(in crate::proxy) fn new(len: usize) -> Self {
-        let mut bytes = [0u8; 18];
-        let mut cursor = &mut bytes[..];
-        // 16 hex digits and CRLF always fit.
-        let _ = write!(cursor, "{len:x}\r\n");
-        let left = cursor.len();
-        ChunkSize {
-            bytes,
-            len: 18 - left,
-        }
-    }
-
-    pub(in crate::proxy) fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
 }
 
 #[cfg(test)]

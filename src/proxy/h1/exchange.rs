@@ -19,7 +19,8 @@ use http_body::{Body as _, Frame};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::decode::{self, Delimited, Head};
-use super::encode::{self, BodyKind, ChunkSize};
+use super::encode::{self, BodyKind};
+use crate::http1::{ChunkSize, CHUNK_END, LAST_CHUNK};
 use super::{Connection, Error};
 use crate::body::Body;
 use crate::proxy::conn::UPSTREAM_HEAD_LIMIT;
@@ -165,7 +166,7 @@ impl Connection {
             frame = next_frame(body).await;
         }
         let end: &[u8] = if kind == BodyKind::Chunked {
-            encode::LAST_CHUNK
+            LAST_CHUNK
         } else {
             &[]
         };
@@ -191,7 +192,7 @@ impl Connection {
                         return Err(fail(Error::Malformed("101 to a request without upgrade")));
                     }
                     let delimited = Delimited {
-                        framing: decode::Framing::Empty,
+                        framing: crate::http1::Framing::Empty,
                         keep_alive: false,
                     };
                     return Ok((head, delimited));
@@ -239,7 +240,7 @@ async fn write_data(
             IoSlice::new(head),
             IoSlice::new(size.as_bytes()),
             IoSlice::new(&data),
-            IoSlice::new(encode::CHUNK_END),
+            IoSlice::new(CHUNK_END),
         ];
         write_all(stream, &mut slices).await
     } else {

@@ -18,7 +18,6 @@
 //! Anything malformed from the upstream is an error (a 502) and its
 //! connection is never reused.
 
-pub(in crate::proxy) mod body;
 pub(in crate::proxy) mod decode;
 pub(in crate::proxy) mod encode;
 mod exchange;
@@ -33,7 +32,7 @@ use http::HeaderMap;
 use super::conn::{UPSTREAM_HEAD_LIMIT, UPSTREAM_READ_MAX};
 use super::connector::UpstreamStream;
 use crate::body::BodyError;
-use body::{BodyDecoder, Decoded};
+use crate::http1::{BodyDecoder, Decoded, FramingError};
 pub(in crate::proxy) use exchange::{Asked, Failure, Stage};
 
 /// First read size; reads grow while they fill the buffer, up to
@@ -64,6 +63,15 @@ pub(in crate::proxy) enum Error {
     /// The client's request body failed (limit, timeout, bad framing, gone).
     #[error("request body failed")]
     Body(#[source] BodyError),
+}
+
+impl From<FramingError> for Error {
+    fn from(error: FramingError) -> Self {
+        match error {
+            FramingError::Malformed(what) => Error::Malformed(what),
+            FramingError::Incomplete => Error::Incomplete,
+        }
+    }
 }
 
 /// One HTTP/1.1 connection to an upstream: the stream and its two buffers.
@@ -168,7 +176,7 @@ impl Connection {
                 }
                 Ok(Decoded::End) => return Poll::Ready(None),
                 Ok(Decoded::NeedMore) => {}
-                Err(e) => return self.fail(e),
+                Err(e) => return self.fail(e.into()),
             }
             match ready!(self.poll_fill(cx)) {
                 Ok(0) => match decoder.eof() {
@@ -176,7 +184,7 @@ impl Connection {
                         self.keep_alive = false;
                         return Poll::Ready(None);
                     }
-                    Err(e) => return self.fail(e),
+                    Err(e) => return self.fail(e.into()),
                 },
                 Ok(_) => {}
                 Err(e) => return self.fail(Error::Io(e)),

@@ -1,22 +1,22 @@
-//! Cutting a response body out of the bytes read from an upstream, by the
-//! framing its head announced: a length, chunks, or everything until close.
+//! Cutting a message body out of the bytes read from a peer (a client's
+//! request, an upstream's response), by the framing its head announced: a
+//! length, chunks, or everything until close.
 //!
 //! Data is handed on as it arrives (an SSE event is one chunk, forwarded at
 //! once), as `Bytes` split off the read buffer: no copy. Chunk sizes are
 //! strict hexadecimal; extensions are skipped and trailers dropped, both held
-//! to [`MAX_CHUNK_META`] bytes per body so a backend cannot drip them forever.
+//! to [`MAX_CHUNK_META`] bytes per body so a peer cannot drip them forever.
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::decode::Framing;
-use super::Error;
+use super::{Framing, FramingError};
 
 /// Most bytes of chunk extensions and trailers one body may carry in all.
 const MAX_CHUNK_META: usize = 16 * 1024;
 
 /// What the bytes at hand gave.
 #[derive(Debug, PartialEq, Eq)]
-pub(in crate::proxy) enum Decoded {
+pub(crate) enum Decoded {
     /// The next piece of the body.
     Data(Bytes),
     /// The body is complete.
@@ -27,7 +27,7 @@ pub(in crate::proxy) enum Decoded {
 
 /// Where a body stands.
 #[derive(Debug)]
-pub(in crate::proxy) enum BodyDecoder {
+pub(crate) enum BodyDecoder {
     /// Bytes still to come of a `Content-Length` body.
     Length(u64),
     /// A chunked body.
@@ -40,7 +40,7 @@ pub(in crate::proxy) enum BodyDecoder {
 
 /// Position in a chunked body.
 #[derive(Debug)]
-pub(in crate::proxy) struct Chunked {
+pub(crate) struct Chunked {
     state: State,
     /// Extension and trailer bytes seen so far.
     meta: usize,
@@ -82,7 +82,7 @@ enum State {
 
 impl BodyDecoder {
     /// The decoder for a body framed as `framing`.
-    pub(in crate::proxy) fn new(framing: Framing) -> Self {
+    pub(crate) fn new(framing: Framing) -> Self {
         match framing {
             Framing::Empty | Framing::Length(0) => BodyDecoder::Done,
             Framing::Length(n) => BodyDecoder::Length(n),
@@ -95,12 +95,12 @@ impl BodyDecoder {
     }
 
     /// Whether the body is complete.
-    pub(in crate::proxy) fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         matches!(self, BodyDecoder::Done)
     }
 
     /// Bytes still to come, when known.
-    pub(in crate::proxy) fn remaining(&self) -> Option<u64> {
+    pub(crate) fn remaining(&self) -> Option<u64> {
         match self {
             BodyDecoder::Length(n) => Some(*n),
             BodyDecoder::Done => Some(0),
@@ -109,7 +109,7 @@ impl BodyDecoder {
     }
 
     /// Takes the next piece of the body from the front of `buf`.
-    pub(in crate::proxy) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Error> {
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, FramingError> {
         match self {
             BodyDecoder::Done => Ok(Decoded::End),
             BodyDecoder::Length(left) => {
@@ -135,15 +135,15 @@ impl BodyDecoder {
         }
     }
 
-    /// The upstream closed the connection: the end of a read-to-close body,
+    /// The peer closed the connection: the end of a read-to-close body,
     /// an error for any other unfinished one.
-    pub(in crate::proxy) fn eof(&mut self) -> Result<Decoded, Error> {
+    pub(crate) fn eof(&mut self) -> Result<Decoded, FramingError> {
         match self {
             BodyDecoder::Close | BodyDecoder::Done => {
                 *self = BodyDecoder::Done;
                 Ok(Decoded::End)
             }
-            _ => Err(Error::Incomplete),
+            _ => Err(FramingError::Incomplete),
         }
     }
 }
@@ -151,7 +151,7 @@ impl BodyDecoder {
 impl Chunked {
     /// Consumes size lines, extensions and trailers from `buf` until data,
     /// the end, or the end of `buf`.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Error> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, FramingError> {
         loop {
             if let State::Data(left) = self.state {
                 if buf.is_empty() {
@@ -175,11 +175,11 @@ impl Chunked {
     }
 
     /// One byte outside chunk data; `Some(End)` after the final CRLF.
-    fn step(&mut self, byte: u8) -> Result<Option<Decoded>, Error> {
+    fn step(&mut self, byte: u8) -> Result<Option<Decoded>, FramingError> {
         self.state = match (self.state, byte) {
             (State::Size { size, digits }, _) if byte.is_ascii_hexdigit() => {
                 if digits >= 16 {
-                    return Err(Error::Malformed("chunk size too large"));
+                    return Err(FramingError::Malformed("chunk size too large"));
                 }
                 let digit = u64::from(hex_value(byte));
                 State::Size {
@@ -188,7 +188,7 @@ impl Chunked {
                 }
             }
             (State::Size { digits: 0, .. }, _) => {
-                return Err(Error::Malformed("chunk size is not hexadecimal"))
+                return Err(FramingError::Malformed("chunk size is not hexadecimal"))
             }
             (State::Size { size, .. } | State::SizeSpace { size }, b' ' | b'\t') => {
                 State::SizeSpace { size }
@@ -216,15 +216,15 @@ impl Chunked {
                 State::Trailer
             }
             (State::TrailerLf, b'\n') => State::TrailerStart,
-            _ => return Err(Error::Malformed("invalid chunked framing")),
+            _ => return Err(FramingError::Malformed("invalid chunked framing")),
         };
         Ok(None)
     }
 
-    fn count_meta(&mut self) -> Result<(), Error> {
+    fn count_meta(&mut self) -> Result<(), FramingError> {
         self.meta += 1;
         if self.meta > MAX_CHUNK_META {
-            return Err(Error::Malformed("chunk extensions or trailers too long"));
+            return Err(FramingError::Malformed("chunk extensions or trailers too long"));
         }
         Ok(())
     }
@@ -244,7 +244,7 @@ mod tests {
 
     /// Feeds `wire` in pieces of at most `step` bytes; returns the body, or
     /// the error, and what was left after the end.
-    fn run(framing: Framing, wire: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    fn run(framing: Framing, wire: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), FramingError> {
         let mut decoder = BodyDecoder::new(framing);
         let mut buf = BytesMut::new();
         let mut body = Vec::new();
@@ -272,9 +272,9 @@ mod tests {
     /// Runs `wire` fed whole and fed in pieces of every size: the body (or
     /// error) must be the same. Returns the whole run (with what followed
     /// the body; split runs stop feeding at the end, so theirs is shorter).
-    fn every_split(framing: Framing, wire: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    fn every_split(framing: Framing, wire: &[u8]) -> Result<(Vec<u8>, Vec<u8>), FramingError> {
         let whole = run(framing, wire, wire.len().max(1));
-        let body = |r: &Result<(Vec<u8>, Vec<u8>), Error>| match r {
+        let body = |r: &Result<(Vec<u8>, Vec<u8>), FramingError>| match r {
             Ok((body, _)) => format!("{body:?}"),
             Err(e) => format!("{e:?}"),
         };
@@ -329,7 +329,7 @@ mod tests {
         for wire in [&b""[..], b"5\r\nhel", b"5\r\nhello\r\n", b"0\r\n\r"] {
             assert!(matches!(
                 run(Framing::Chunked, wire, 1),
-                Err(Error::Incomplete)
+                Err(FramingError::Incomplete)
             ));
         }
     }
@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(rest, b"HTTP/1.1");
         assert!(matches!(
             run(Framing::Length(5), b"hel", 1),
-            Err(Error::Incomplete)
+            Err(FramingError::Incomplete)
         ));
     }
 

@@ -1,0 +1,147 @@
+//! The HTTP/1.1 wire format both of bellhop's HTTP/1.1 sides share: the
+//! server that reads clients' requests (`server/h1`) and the client that
+//! talks to upstreams (`proxy/h1`). How a message body is delimited
+//! (RFC 9112 section 6), cutting it out of the bytes read (`body`), and
+//! writing chunk framing.
+//!
+//! Strict on purpose: anything ambiguous about the framing (several lengths,
+//! chunked applied twice, a length that is not a number) is an error, so a
+//! peer cannot make bellhop and the next hop read a different message.
+
+pub(crate) mod body;
+
+use std::io::Write as _;
+
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, Version};
+
+pub(crate) use body::{BodyDecoder, Decoded};
+
+/// Most header fields one head may carry (hyper's limit too).
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// Why a message's framing could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FramingError {
+    /// The framing headers or the chunked encoding are invalid.
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// The peer closed the connection before the body's end.
+    #[error("connection closed before the end of the body")]
+    Incomplete,
+}
+
+/// How the body after a head is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Everything until the upstream closes the connection.
+    Close,
+}
+
+/// Whether `Transfer-Encoding` ends in `chunked`; chunked anywhere else, or
+/// twice, is an error.
+pub(crate) fn chunked_is_final(headers: &HeaderMap) -> Result<bool, FramingError> {
+    let mut codings = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|coding| !coding.is_empty())
+        .peekable();
+    let mut chunked_final = false;
+    while let Some(coding) = codings.next() {
+        if coding.eq_ignore_ascii_case(b"chunked") {
+            if codings.peek().is_some() {
+                return Err(FramingError::Malformed("chunked is not the final transfer coding"));
+            }
+            chunked_final = true;
+        }
+    }
+    Ok(chunked_final)
+}
+
+/// The one `Content-Length` of `headers`: repeated fields or list members
+/// must agree, and be plain decimal digits.
+pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, FramingError> {
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for member in value.as_bytes().split(|&b| b == b',') {
+            let parsed = parse_decimal(member.trim_ascii())
+                .ok_or(FramingError::Malformed("invalid content-length"))?;
+            if length.is_some_and(|known| known != parsed) {
+                return Err(FramingError::Malformed("several different content-lengths"));
+            }
+            length = Some(parsed);
+        }
+    }
+    Ok(length)
+}
+
+/// Digits only (no sign, no spaces), without overflow.
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// Whether the peer keeps the connection open after this message: not
+/// when it says `Connection: close`, and HTTP/1.0 only with `keep-alive`.
+pub(crate) fn connection_persists(headers: &HeaderMap, version: Version) -> bool {
+    let has = |token: &[u8]| {
+        headers.get_all(CONNECTION).iter().any(|value| {
+            value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        })
+    };
+    if has(b"close") {
+        return false;
+    }
+    version == Version::HTTP_11 || has(b"keep-alive")
+}
+
+/// The end of a chunked body (no trailers).
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+/// What follows each chunk's data.
+pub(crate) const CHUNK_END: &[u8] = b"\r\n";
+
+/// The size line of a chunk of `len` bytes (`len` in hex, then CRLF).
+#[derive(Debug)]
+pub(crate) struct ChunkSize {
+    bytes: [u8; 18],
+    len: usize,
+}
+
+impl ChunkSize {
+    /// The size line for `len` bytes.
+    pub(crate) fn new(len: usize) -> Self {
+        let mut bytes = [0u8; 18];
+        let mut cursor = &mut bytes[..];
+        // 16 hex digits and CRLF always fit.
+        let _ = write!(cursor, "{len:x}\r\n");
+        let left = cursor.len();
+        ChunkSize {
+            bytes,
+            len: 18 - left,
+        }
+    }
+
+    /// The line's bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
