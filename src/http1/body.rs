@@ -224,7 +224,9 @@ impl Chunked {
     fn count_meta(&mut self) -> Result<(), FramingError> {
         self.meta += 1;
         if self.meta > MAX_CHUNK_META {
-            return Err(FramingError::Malformed("chunk extensions or trailers too long"));
+            return Err(FramingError::Malformed(
+                "chunk extensions or trailers too long",
+            ));
         }
         Ok(())
     }

@@ -58,7 +58,9 @@ pub(crate) fn chunked_is_final(headers: &HeaderMap) -> Result<bool, FramingError
     while let Some(coding) = codings.next() {
         if coding.eq_ignore_ascii_case(b"chunked") {
             if codings.peek().is_some() {
-                return Err(FramingError::Malformed("chunked is not the final transfer coding"));
+                return Err(FramingError::Malformed(
+                    "chunked is not the final transfer coding",
+                ));
             }
             chunked_final = true;
         }
@@ -145,3 +147,17 @@ impl ChunkSize {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_are_hex() {
+        assert_eq!(ChunkSize::new(0).as_bytes(), b"0\r\n");
+        assert_eq!(ChunkSize::new(255).as_bytes(), b"ff\r\n");
+        assert_eq!(
+            ChunkSize::new(usize::MAX).as_bytes(),
+            b"ffffffffffffffff\r\n"
+        );
+    }
+}

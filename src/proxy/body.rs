@@ -15,8 +15,8 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 use super::conn::UpstreamConn;
-use crate::http1::{BodyDecoder, Framing};
 use super::pool;
+use crate::http1::{BodyDecoder, Framing};
 
 /// An upstream response body plus the connection it arrives on.
 #[derive(Debug)]

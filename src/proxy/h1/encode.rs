@@ -112,14 +112,4 @@ mod tests {
         let bare = Request::get("http://example.com").body(()).unwrap();
         assert!(encoded(bare, BodyKind::Empty).starts_with("GET / HTTP/1.1\r\n"));
     }
-
-    #[test]
-    fn chunk_sizes_are_hex() {
-        assert_eq!(ChunkSize::new(0).as_bytes(), b"0\r\n");
-        assert_eq!(ChunkSize::new(255).as_bytes(), b"ff\r\n");
-        assert_eq!(
-            ChunkSize::new(usize::MAX).as_bytes(),
-            b"ffffffffffffffff\r\n"
-        );
-    }
 }

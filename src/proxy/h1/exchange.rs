@@ -20,9 +20,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::decode::{self, Delimited, Head};
 use super::encode::{self, BodyKind};
-use crate::http1::{ChunkSize, CHUNK_END, LAST_CHUNK};
 use super::{Connection, Error};
 use crate::body::Body;
+use crate::http1::{ChunkSize, CHUNK_END, LAST_CHUNK};
 use crate::proxy::conn::UPSTREAM_HEAD_LIMIT;
 
 /// How far a failed exchange got.
