@@ -12,13 +12,62 @@ pub(crate) mod body;
 
 use std::io::Write as _;
 
+use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
 pub(crate) use body::{BodyDecoder, Decoded};
 
 /// Most header fields one head may carry (hyper's limit too).
 pub(crate) const MAX_HEADERS: usize = 100;
+
+/// Where each header field of a parsed head sits in the head's bytes: taken
+/// while httparse still borrows the read buffer, so that once the head is
+/// split off and frozen, names and values are cut from it without a copy.
+pub(crate) struct FieldSpans {
+    /// Name start, name length, value start, value length.
+    spans: [(u32, u32, u32, u32); MAX_HEADERS],
+    count: usize,
+}
+
+impl FieldSpans {
+    /// The spans of `fields`, which httparse parsed out of `head`.
+    pub(crate) fn of(head: &[u8], fields: &[httparse::Header<'_>]) -> Self {
+        // A head is far below 4 GiB: the read buffers are bounded.
+        let base = head.as_ptr() as usize;
+        let offset = |field: &[u8]| (field.as_ptr() as usize - base) as u32;
+        let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        for (span, field) in spans.iter_mut().zip(fields) {
+            let (name, value) = (field.name.as_bytes(), field.value);
+            *span = (
+                offset(name),
+                name.len() as u32,
+                offset(value),
+                value.len() as u32,
+            );
+        }
+        FieldSpans {
+            spans,
+            count: fields.len().min(MAX_HEADERS),
+        }
+    }
+
+    /// Appends the fields, cut from `head` (the bytes the spans were taken
+    /// from, frozen), to `into`.
+    pub(crate) fn fill(&self, head: &Bytes, into: &mut HeaderMap) -> Result<(), &'static str> {
+        into.reserve(self.count);
+        for &(name, name_len, value, value_len) in &self.spans[..self.count] {
+            let (name, value) = (name as usize, value as usize);
+            let name = HeaderName::from_bytes(&head[name..name + name_len as usize])
+                .map_err(|_| "invalid header name")?;
+            let value =
+                HeaderValue::from_maybe_shared(head.slice(value..value + value_len as usize))
+                    .map_err(|_| "invalid header value")?;
+            into.append(name, value);
+        }
+        Ok(())
+    }
+}
 
 /// Why a message's framing could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -11,7 +11,6 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,6 +19,8 @@ use http::StatusCode;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
+
+use crate::server::H1Body;
 
 /// What the body of one request may do.
 #[derive(Debug, Clone, Copy)]
@@ -44,10 +45,10 @@ pub(crate) enum ClientBodyError {
     Stalled(Duration),
     /// The chunked framing (or h2 stream) was invalid.
     #[error("malformed request body: {0}")]
-    Malformed(#[source] hyper::Error),
+    Malformed(#[source] BoxError),
     /// The client closed or reset the connection mid-body.
     #[error("client went away mid-body: {0}")]
-    Gone(#[source] hyper::Error),
+    Gone(#[source] BoxError),
 }
 
 impl ClientBodyError {
@@ -91,18 +92,65 @@ const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
     Err(_) => StatusCode::BAD_REQUEST,
 };
 
-/// Told once a request body has been read to its end: the client's
-/// connection then carries nothing more of it (HTTP/1.1 parks only such
-/// connections, `server/park.rs`).
-pub(crate) trait BodyEnd: Send + Sync + std::fmt::Debug {
-    /// The body's last byte was read.
-    fn body_ended(&self);
+/// An error from the client's stream, whichever protocol it speaks.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A client's request body as the server hands it to the phases: read by
+/// bellhop's HTTP/1.1 server, or one of hyper's h2 streams.
+#[derive(Debug)]
+pub(crate) enum RequestBody {
+    /// From an HTTP/1.1 connection.
+    H1(H1Body),
+    /// From an h2 stream.
+    H2(Incoming),
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    /// Failures come sorted: bad framing from the client, or the client gone.
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        match self.get_mut() {
+            RequestBody::H1(body) => Pin::new(body).poll_frame(cx).map_err(|e| {
+                if e.is_malformed() {
+                    ClientBodyError::Malformed(e.into())
+                } else {
+                    ClientBodyError::Gone(e.into())
+                }
+            }),
+            RequestBody::H2(body) => Pin::new(body).poll_frame(cx).map_err(|e| {
+                if is_framing_error(&e) {
+                    ClientBodyError::Malformed(e.into())
+                } else {
+                    ClientBodyError::Gone(e.into())
+                }
+            }),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::H1(body) => body.is_end_stream(),
+            RequestBody::H2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::H1(body) => body.size_hint(),
+            RequestBody::H2(body) => body.size_hint(),
+        }
+    }
 }
 
 /// A request body held to [`BodyLimits`].
 #[derive(Debug)]
 pub(crate) struct ClientBody {
-    incoming: Incoming,
+    incoming: RequestBody,
     limits: BodyLimits,
     /// Bytes passed on so far.
     received: u64,
@@ -114,19 +162,11 @@ pub(crate) struct ClientBody {
     client: IpAddr,
     /// Set after the first error: the body is over.
     failed: bool,
-    /// Told when the body has been read to its end (taken then).
-    ended: Option<Arc<dyn BodyEnd>>,
 }
 
 impl ClientBody {
-    /// Wraps `incoming`, sent by `client`; `ended` is told when it has been
-    /// read to its end (not when it fails or is dropped before).
-    pub(crate) fn new(
-        incoming: Incoming,
-        limits: BodyLimits,
-        client: IpAddr,
-        ended: Option<Arc<dyn BodyEnd>>,
-    ) -> Self {
+    /// Wraps `incoming`, sent by `client`.
+    pub(crate) fn new(incoming: RequestBody, limits: BodyLimits, client: IpAddr) -> Self {
         ClientBody {
             incoming,
             limits,
@@ -135,14 +175,6 @@ impl ClientBody {
             waiting: false,
             client,
             failed: false,
-            ended,
-        }
-    }
-
-    /// The body was read to its end: tells whoever asked, once.
-    fn reached_end(&mut self) {
-        if let Some(ended) = self.ended.take() {
-            ended.body_ended();
         }
     }
 
@@ -205,23 +237,10 @@ impl http_body::Body for ClientBody {
                         max: this.limits.max,
                     });
                 }
-                if this.incoming.is_end_stream() {
-                    this.reached_end();
-                }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                let error = if is_framing_error(&e) {
-                    ClientBodyError::Malformed(e)
-                } else {
-                    ClientBodyError::Gone(e)
-                };
-                this.fail(error)
-            }
-            Poll::Ready(None) => {
-                this.reached_end();
-                Poll::Ready(None)
-            }
+            Poll::Ready(Some(Err(error))) => this.fail(error),
+            Poll::Ready(None) => Poll::Ready(None),
         }
     }
 
@@ -234,7 +253,7 @@ impl http_body::Body for ClientBody {
     }
 }
 
-/// Whether a body error is bad framing from the client (an invalid chunk
+/// Whether an h2 body error is bad framing from the client (an invalid chunk
 /// size or chunk end) rather than the connection ending:
 /// hyper reports invalid chunks as `InvalidInput`/`InvalidData` I/O errors
 /// under a body error, and an early end as an incomplete message.

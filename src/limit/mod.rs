@@ -6,7 +6,7 @@ mod conns;
 mod rate;
 mod shared;
 
-pub(crate) use body::{BodyEnd, BodyLimits, ClientBody, ClientBodyError};
+pub(crate) use body::{BodyLimits, ClientBody, ClientBodyError, RequestBody};
 pub(crate) use conns::{ConnCaps, ConnPermit, RefusedCounters};
 pub(crate) use rate::{ClientKey, RateLimiter};
 pub(crate) use shared::Limiter;

@@ -39,7 +39,7 @@ pub(crate) use body::UpstreamBody;
 pub(crate) use client::ClientInfo;
 use reach::{reach, Ready, Source};
 use send::{Answer, SendError, SendSettings};
-pub(crate) use tunnel::Tunnel;
+pub(crate) use tunnel::{upgrade_pair, ClientUpgrade, Tunnel, UpgradeHandover, UpgradeWait};
 use upstream::UpstreamTarget;
 
 /// A configured `proxy` directive, ready to forward requests.
@@ -156,9 +156,14 @@ impl Proxy {
         client: &ClientInfo,
         host: Option<&HeaderValue>,
     ) -> Result<(Response<Body>, Option<Tunnel>), SendError> {
-        let upgrade =
-            req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        // The server hands over the client's connection only where it can
+        // (HTTP/1.1): elsewhere the request goes on as a plain one.
+        let client_upgrade = (req.version() == Version::HTTP_11
+            && headers::is_upgrade_request(req.headers()))
+        .then(|| req.extensions_mut().remove::<ClientUpgrade>())
+        .flatten()
+        .and_then(|upgrade| upgrade.claim());
+        let upgrade = client_upgrade.is_some();
         let (mut parts, body) = req.into_parts();
         upstream_head(&mut parts, upstream, client, host, upgrade);
         crate::header_ops::apply(&mut parts.headers, &self.request_headers);
@@ -173,7 +178,7 @@ impl Proxy {
     fn client_response(
         &self,
         (head, delimited, conn): Answer,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        client_upgrade: Option<UpgradeWait>,
         label: &Arc<str>,
     ) -> (Response<Body>, Option<Tunnel>) {
         let h1::decode::Head {

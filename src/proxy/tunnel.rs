@@ -17,9 +17,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use std::sync::{Mutex, PoisonError};
+
+use bytes::Bytes;
 use http::{header, HeaderMap};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +41,138 @@ use super::splice::{splice, Way};
 /// it too, when shorter.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// The client's side of an upgrade, as the proxy finds it in the request's
+/// extensions: the server hands its connection over once the 101 has been
+/// written. (Extensions must be `Clone`; the one that is claimed first gets
+/// the connection.)
+#[derive(Debug, Clone)]
+pub(crate) struct ClientUpgrade(Arc<Mutex<Option<oneshot::Receiver<UpgradedClient>>>>);
+
+/// A claimed [`ClientUpgrade`]: resolves to the client's connection.
+#[derive(Debug)]
+pub(crate) struct UpgradeWait(Option<oneshot::Receiver<UpgradedClient>>);
+
+/// The server's end of a [`ClientUpgrade`].
+#[derive(Debug)]
+pub(crate) struct UpgradeHandover(oneshot::Sender<UpgradedClient>);
+
+/// A connection's upgrade: the server keeps the handover, the request
+/// carries the other end to the proxy.
+pub(crate) fn upgrade_pair() -> (UpgradeHandover, ClientUpgrade) {
+    let (handover, upgrade) = oneshot::channel();
+    (
+        UpgradeHandover(handover),
+        ClientUpgrade(Arc::new(Mutex::new(Some(upgrade)))),
+    )
+}
+
+impl ClientUpgrade {
+    /// Takes the right to the client's connection (`None` once taken).
+    pub(crate) fn claim(&self) -> Option<UpgradeWait> {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.take().map(|receiver| UpgradeWait(Some(receiver)))
+    }
+}
+
+impl UpgradeHandover {
+    /// Whether a tunnel still waits for the connection.
+    pub(crate) fn is_wanted(&self) -> bool {
+        !self.0.is_closed()
+    }
+
+    /// Hands `io` over, with `early`: what the client sent right behind its
+    /// request. `false` if nobody waits for it any more.
+    pub(crate) fn hand_over<I>(self, io: I, early: Bytes) -> bool
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.0
+            .send(UpgradedClient {
+                io: Box::new(io),
+                early,
+            })
+            .is_ok()
+    }
+}
+
+impl Future for UpgradeWait {
+    type Output = io::Result<UpgradedClient>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(receiver) = &mut self.get_mut().0 else {
+            return Poll::Ready(Err(io::Error::other("upgrade already taken")));
+        };
+        Pin::new(receiver).poll(cx).map(|handed| {
+            handed
+                .map_err(|_| io::Error::other("the client's connection closed before the upgrade"))
+        })
+    }
+}
+
+/// What any client stream is to a tunnel.
+trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+
+/// The client's upgraded connection: `early` is read before the stream.
+pub(crate) struct UpgradedClient {
+    io: Box<dyn ClientIo>,
+    early: Bytes,
+}
+
+impl std::fmt::Debug for UpgradedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpgradedClient")
+            .field("early", &self.early.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for UpgradedClient {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.early.is_empty() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let n = this.early.len().min(buf.remaining());
+        buf.put_slice(&this.early.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for UpgradedClient {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
 /// Both halves of a `101 Switching Protocols`, waiting to be spliced.
 ///
 /// The proxy hands this back with the 101 response instead of spawning it: the
@@ -42,7 +181,7 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 #[must_use = "a tunnel carries nothing until it runs"]
 pub(crate) struct Tunnel {
-    client: OnUpgrade,
+    client: UpgradeWait,
     /// The upstream connection that answered 101; it gives up its stream
     /// once driven past the 101.
     upstream: Box<UpstreamConn>,
@@ -58,7 +197,7 @@ impl Tunnel {
     /// `switched`: the headers of the upstream's 101, whose `Upgrade` says
     /// which protocol the tunnel carries.
     pub(super) fn new(
-        client: OnUpgrade,
+        client: UpgradeWait,
         upstream: Box<UpstreamConn>,
         idle: Duration,
         label: Arc<str>,
@@ -147,13 +286,12 @@ pub(crate) enum Why {
 /// Waits for both upgrades, then copies bytes both ways until the tunnel
 /// ends; on shutdown a WebSocket gets its goodbye, bounded by [`CLOSE_GRACE`].
 async fn splice_until_end(
-    client: OnUpgrade,
+    client: UpgradeWait,
     upstream: Box<UpstreamConn>,
     idle: Duration,
     websocket: bool,
     shutdown: CancellationToken,
 ) -> TunnelEnd {
-    let client = async { client.await.map_err(io::Error::other) };
     let (client, (mut upstream, early)) = match tokio::try_join!(client, upstream.into_upgraded()) {
         Ok(pair) => pair,
         Err(e) => {
@@ -171,7 +309,7 @@ async fn splice_until_end(
     let activity = AtomicU64::new(0);
     let sent = AtomicU64::new(0);
     let received = AtomicU64::new(0);
-    let mut client = TokioIo::new(client);
+    let mut client = client;
     // What the upstream sent right behind its 101 (hyper had already read
     // it) goes to the client before anything else.
     received.fetch_add(early.len() as u64, Ordering::Relaxed);

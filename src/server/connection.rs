@@ -1,13 +1,14 @@
-//! Serves one accepted connection with hyper until it closes, its listener is
-//! removed, or shutdown.
+//! What every connection carries (`Accepted`, `ConnContext`, `InFlight`), and
+//! the HTTP/2 side of one (hyper's server); HTTP/1.1 is bellhop's own
+//! ([`h1`](super::h1)). The admin listener's HTTP/1.1 runs on hyper too
+//! ([`drive_http1`]).
 
 use std::convert::Infallible;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::Poll;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -21,13 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::access_log::LoggedBody;
 use super::linger::Linger;
-use super::pace::{Pace, PacedBody, PacedIo};
-use super::park::{Resume, PARK_AFTER};
 use super::traffic::Counted;
 use super::write_deadline::WriteDeadline;
 use super::{service, Shared};
 use crate::config::Scheme;
-use crate::limit::ConnPermit;
+use crate::limit::{ConnPermit, RequestBody};
 use crate::metrics::{OpenGuard, SiteBytes};
 
 /// One accepted connection as the accept loop saw it: built once there and
@@ -56,14 +55,6 @@ pub(super) struct ConnContext {
     pub accepted: Accepted,
     /// Requests whose response has not finished yet.
     in_flight: AtomicUsize,
-    /// Requests that arrived so far (the first head's deadline no longer
-    /// applies once there is one).
-    requests: AtomicU64,
-    /// Requests whose body has not been read to its end: hyper may still be
-    /// reading (or discarding) one after its response, so the connection is
-    /// not parked while this is above 0. A body that is never read to its
-    /// end (not proxied, refused, abandoned) keeps the connection unparked.
-    open_bodies: AtomicUsize,
     /// When the last response finished, in ms since `opened`.
     last_done_ms: AtomicU64,
     opened: Instant,
@@ -81,14 +72,12 @@ pub(super) struct ConnContext {
 }
 
 impl ConnContext {
-    fn new(shared: Arc<Shared>, accepted: Accepted, permit: ConnPermit) -> Arc<Self> {
+    pub(super) fn new(shared: Arc<Shared>, accepted: Accepted, permit: ConnPermit) -> Arc<Self> {
         Arc::new(ConnContext {
             _open: shared.metrics.connection_opened(),
             shared,
             accepted,
             in_flight: AtomicUsize::new(0),
-            requests: AtomicU64::new(0),
-            open_bodies: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
             opened: Instant::now(),
             upgraded: AtomicBool::new(false),
@@ -109,7 +98,7 @@ impl ConnContext {
 
     /// The client's stream with `client-write-timeout` applied, closed
     /// with a lingering close (linger.rs says why).
-    fn guard<I>(self: &Arc<Self>, stream: I) -> WriteDeadline<Linger<I>> {
+    pub(super) fn guard<I>(self: &Arc<Self>, stream: I) -> WriteDeadline<Linger<I>> {
         let timeout = self.shared.client_write_timeout;
         let stream = Linger::new(stream, timeout, self.clone());
         WriteDeadline::new(stream, timeout, self.clone())
@@ -128,21 +117,10 @@ impl ConnContext {
         self.site_bytes.get()
     }
 
-    /// How many requests arrived so far.
-    fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Acquire)
-    }
-
     /// When the connection became idle, or `None` while requests are in flight.
     fn idle_since(&self) -> Option<Instant> {
         (self.in_flight.load(Ordering::Acquire) == 0)
             .then(|| self.opened + Duration::from_millis(self.last_done_ms.load(Ordering::Acquire)))
-    }
-}
-
-impl crate::limit::BodyEnd for ConnContext {
-    fn body_ended(&self) {
-        self.open_bodies.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -151,13 +129,9 @@ impl crate::limit::BodyEnd for ConnContext {
 pub(super) struct InFlight(Arc<ConnContext>);
 
 impl InFlight {
-    /// Counts a new request on `conn`; `body` when it comes with one.
-    pub(super) fn new(conn: Arc<ConnContext>, body: bool) -> Self {
+    /// Counts a new request on `conn`.
+    pub(super) fn new(conn: Arc<ConnContext>) -> Self {
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
-        conn.requests.fetch_add(1, Ordering::AcqRel);
-        if body {
-            conn.open_bodies.fetch_add(1, Ordering::AcqRel);
-        }
         InFlight(conn)
     }
 }
@@ -170,32 +144,11 @@ impl Drop for InFlight {
     }
 }
 
-/// The hyper service of one HTTP/1.1 connection: each request runs through
-/// [`service::handle`] with the connection's context, and its response body
-/// is paced by what the client takes (`pace`, see [`pace`](super::pace)).
-fn requests(
-    context: Arc<ConnContext>,
-    pace: Arc<Pace>,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response<PacedBody<LoggedBody>>,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response<PacedBody<LoggedBody>>, Infallible>> + Send,
-> {
-    service_fn(move |req| {
-        let context = context.clone();
-        let pace = pace.clone();
-        async move {
-            let response = service::handle(req, context).await;
-            Ok::<_, Infallible>(response.map(|body| PacedBody::new(body, pace)))
-        }
-    })
-}
-
 /// An answered request, as hyper's HTTP/2 server takes it from [`streams`].
 type BoxedAnswer = Pin<Box<dyn Future<Output = Result<Response<LoggedBody>, Infallible>> + Send>>;
 
-/// [`requests`] for an HTTP/2 connection: each request's future boxed.
+/// The hyper service of an HTTP/2 connection: each request runs through
+/// [`service::handle`] with the connection's context, its future boxed.
 /// hyper spawns every stream as a task, and on the way the future is moved
 /// whole about six times (callgrind: six copies of ~2.5 KiB per stream);
 /// boxed, those are copies of a pointer, for one allocation.
@@ -207,271 +160,11 @@ fn streams(
     Error = Infallible,
     Future = BoxedAnswer,
 > {
-    service_fn(move |req| -> BoxedAnswer {
+    service_fn(move |req: Request<Incoming>| -> BoxedAnswer {
         let context = context.clone();
+        let req = req.map(RequestBody::H2);
         Box::pin(async move { Ok::<_, Infallible>(service::handle(req, context).await) })
     })
-}
-
-/// Runs the HTTP/1.1 server side of one connection (plain TCP or TLS).
-///
-/// `stop` is the listener's token: cancelled on shutdown, and when a reload
-/// removes the port, so kept-alive connections there close gently too.
-///
-/// The header-read timeout doubles as the keep-alive idle timeout. On shutdown
-/// the connection finishes its current request and closes; an idle one closes
-/// at once. With `first_head_by`, a connection whose first request head is
-/// not complete by then is dropped (hyper too closes such a connection
-/// without an answer: there is no request to answer yet).
-///
-/// A connection idle for [`PARK_AFTER`] is parked ([`park`](super::park)):
-/// hyper's connection is taken apart until the client sends again, and a
-/// parked connection idle for the rest of the keep-alive timeout closes.
-///
-/// The hyper connection is built before the returned future and moved into
-/// it once, so the future holds one copy of it and of the stream (an `async
-/// fn` holds its arguments twice, and each `async` layer around the
-/// connection adds another copy: this is what every open HTTP/1.1
-/// connection, slow reader or not, keeps on the heap).
-///
-/// Response bodies are paced by what the client takes ([`pace`](super::pace)):
-/// a client that stops reading stops the reading of its upstream.
-pub(super) fn serve_http1<I>(
-    stream: I,
-    accepted: Accepted,
-    permit: ConnPermit,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-    first_head_by: Option<Instant>,
-) -> impl Future<Output = ()> + Send
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = accepted.peer;
-    let context = ConnContext::new(shared.clone(), accepted, permit);
-    let watched = context.clone();
-    let pace = Pace::new();
-    let stream = Counted::new(context.guard(stream), context.clone());
-    let stream = Resume::new(PacedIo::new(stream, pace.clone()), pace.clone());
-    let svc = requests(context, pace.clone());
-    let mut phase = Phase::Serving(http1_connection(&shared, stream, svc));
-    async move {
-        // One timer for the connection's life: the first head's deadline,
-        // then when to park, then (parked) the keep-alive timeout.
-        let mut timer = pin!(tokio::time::sleep_until(
-            first_head_by.unwrap_or_else(|| Instant::now() + PARK_AFTER)
-        ));
-        let mut first_head_by = first_head_by;
-        loop {
-            let Phase::Serving(conn) = &mut phase else {
-                return;
-            };
-            let run = Run {
-                since: watched.requests(),
-                first_head_by: first_head_by.take(),
-                watched: &watched,
-                pace: &pace,
-            };
-            if let Ran::Closed(result) = run.until_idle(Pin::new(conn), timer.as_mut(), &stop).await
-            {
-                if let Err(e) = result {
-                    // Clients that vanish or send garbage end here; hyper already
-                    // answered what deserved an answer (400, 431, 408).
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            let Some((stream, unparsed)) = phase.park() else {
-                return;
-            };
-            pace.set_parking(false);
-            let _parked = shared.metrics.connection_parked();
-            if unparsed.is_empty() {
-                // Even empty, hyper's read buffer comes back holding its
-                // whole allocation: dropped before the wait.
-                drop(unparsed);
-                let idle_since = watched.idle_since().unwrap_or_else(Instant::now);
-                timer.as_mut().reset(idle_since + shared.idle_timeout);
-                match parked(stream, timer.as_mut(), &stop).await {
-                    Some(bytes) => stream.set_prefix(bytes),
-                    None => return,
-                }
-            } else {
-                // The start of a head hyper had read: resumed at once.
-                stream.set_prefix(unparsed);
-            }
-            phase.resume(&shared);
-        }
-    }
-}
-
-/// An HTTP/1.1 connection's stream, with hyper's connection on it or parked.
-/// One value for both, so the connection's future holds the larger of the
-/// two, not both (boxing the larger would cost an allocation per park).
-#[allow(clippy::large_enum_variant)]
-enum Phase<I, S>
-where
-    S: hyper::service::HttpService<Incoming>,
-{
-    Serving(UpgradeableConnection<TokioIo<Resume<I>>, S>),
-    Parked(Resume<I>, S),
-    Over,
-}
-
-impl<I, S, B> Phase<I, S>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    /// Takes hyper's connection (closed for parking) apart: the stream and
-    /// the service stay; returns the stream and what hyper had read and not
-    /// parsed. `None` when there was no connection to take apart (it became
-    /// a tunnel).
-    fn park(&mut self) -> Option<(&mut Resume<I>, bytes::Bytes)> {
-        let Phase::Serving(conn) = std::mem::replace(self, Phase::Over) else {
-            return None;
-        };
-        let parts = conn.into_parts()?;
-        *self = Phase::Parked(parts.io.into_inner(), parts.service);
-        match self {
-            Phase::Parked(stream, _) => Some((stream, parts.read_buf)),
-            _ => None,
-        }
-    }
-
-    /// A new hyper connection on the parked stream.
-    fn resume(&mut self, shared: &Shared) {
-        if let Phase::Parked(stream, service) = std::mem::replace(self, Phase::Over) {
-            *self = Phase::Serving(http1_connection(shared, stream, service));
-        }
-    }
-}
-
-/// How one hyper connection's run ended.
-enum Ran {
-    /// hyper closed the connection (or it was dropped at its first-head
-    /// deadline).
-    Closed(hyper::Result<()>),
-    /// hyper let go of an idle connection to park it; the stream is open.
-    Parked,
-}
-
-/// One hyper connection's run on an HTTP/1.1 stream.
-struct Run<'a> {
-    /// Requests that had arrived when it started: it parks only after
-    /// serving one of its own.
-    since: u64,
-    first_head_by: Option<Instant>,
-    watched: &'a ConnContext,
-    pace: &'a Pace,
-}
-
-impl Run<'_> {
-    /// Drives `conn` until it closes, or until it has been idle for
-    /// [`PARK_AFTER`] and let go of its stream; on `stop` it finishes the
-    /// request in progress, then closes.
-    async fn until_idle<I, S, B>(
-        self,
-        mut conn: Pin<&mut UpgradeableConnection<TokioIo<Resume<I>>, S>>,
-        mut timer: Pin<&mut tokio::time::Sleep>,
-        stop: &CancellationToken,
-    ) -> Ran
-    where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: hyper::service::HttpService<Incoming, ResBody = B>,
-        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-        B: http_body::Body + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let mut stopped = pin!(stop.cancelled());
-        let mut stopping = false;
-        poll_fn(|cx| loop {
-            let parking = self.pace.is_parking();
-            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-                return Poll::Ready(if parking { Ran::Parked } else { Ran::Closed(result) });
-            }
-            if !stopping && stopped.as_mut().poll(cx).is_ready() {
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-                continue;
-            }
-            if stopping || parking {
-                return Poll::Pending;
-            }
-            let requests = self.watched.requests();
-            if requests == 0 {
-                // Polled only until the first request arrived, not with every
-                // wake-up of a busy connection.
-                if let Some(deadline) = self.first_head_by {
-                    if timer.deadline() != deadline {
-                        timer.as_mut().reset(deadline);
-                    }
-                    if timer.as_mut().poll(cx).is_ready() {
-                        let peer = self.watched.accepted.peer;
-                        tracing::debug!(%peer, "first request head not complete within client-header-timeout");
-                        return Poll::Ready(Ran::Closed(Ok(())));
-                    }
-                }
-                return Poll::Pending;
-            }
-            if requests == self.since
-                || !self.pace.is_settled()
-                || self.watched.open_bodies.load(Ordering::Acquire) > 0
-                || self.watched.is_upgraded()
-            {
-                return Poll::Pending;
-            }
-            let Some(idle_since) = self.watched.idle_since() else {
-                return Poll::Pending;
-            };
-            let park_at = idle_since + PARK_AFTER;
-            if timer.deadline() != park_at {
-                timer.as_mut().reset(park_at);
-            }
-            if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            // Idle and flushed: hyper closes an idle connection at once, and
-            // `Resume` keeps the stream open.
-            self.pace.set_parking(true);
-            conn.as_mut().graceful_shutdown();
-        })
-        .await
-    }
-}
-
-/// Waits, parked, for the client's next bytes; `None` once the connection
-/// is over: the client closed (the stream is shut down as hyper would), the
-/// keep-alive `timer` ran out or `stop` came (closed at once).
-async fn parked<I>(
-    stream: &mut Resume<I>,
-    timer: Pin<&mut tokio::time::Sleep>,
-    stop: &CancellationToken,
-) -> Option<bytes::Bytes>
-where
-    I: AsyncRead + AsyncWrite + Unpin,
-{
-    let read = tokio::select! {
-        biased;
-        () = stop.cancelled() => None,
-        () = timer => return None,
-        read = stream.next_bytes() => Some(read),
-    };
-    match read {
-        Some(Ok(Some(bytes))) => Some(bytes),
-        Some(Err(e)) => {
-            tracing::debug!(error = %e, "parked connection failed");
-            None
-        }
-        // The client's FIN, or shutdown: close our side as hyper does.
-        Some(Ok(None)) | None => {
-            let _ = tokio::io::AsyncWriteExt::shutdown(stream).await;
-            None
-        }
-    }
 }
 
 /// An HTTP/1.1 server connection (with upgrades) of `svc` on `stream`, with
@@ -546,8 +239,9 @@ where
 /// that, answered the GOAWAY's ping), so a peer that stays silent after the TLS
 /// handshake would otherwise keep the connection forever.
 ///
-/// Built like [`serve_http1`]: the connection is moved into the returned
-/// future once.
+/// The hyper connection is built before the returned future and moved into
+/// it once, so the future holds one copy of it and of the stream (an `async
+/// fn` holds its arguments twice).
 pub(super) fn serve_h2<I>(
     stream: I,
     accepted: Accepted,

@@ -275,7 +275,7 @@ fn serve_negotiated(
     };
     match alpn {
         Alpn::H2 => Box::pin(connection::serve_h2(tls, accepted, permit, shared, stop)),
-        Alpn::Http1 => Box::pin(connection::serve_http1(
+        Alpn::Http1 => Box::pin(super::h1::serve_http1(
             tls, accepted, permit, shared, stop, None,
         )),
     }

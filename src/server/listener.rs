@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::connection::{self, Accepted};
+use super::connection::Accepted;
 use super::waiting_room::{watch, Guest, WaitingRoom};
 use super::{https, Shared};
 use crate::config::{port_uses, Config, Need, Scheme};
@@ -328,7 +328,7 @@ impl Door {
             Scheme::Https => tasks.spawn(https::serve_tls(
                 stream, accepted, permit, shared, stop, deadline,
             )),
-            Scheme::Http => tasks.spawn(connection::serve_http1(
+            Scheme::Http => tasks.spawn(super::h1::serve_http1(
                 stream,
                 accepted,
                 permit,

@@ -28,8 +28,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
-use http_body::Body as _;
-use hyper::body::Incoming;
 
 use super::access_line::RequestLog;
 use super::access_log::{self, LoggedBody};
@@ -45,7 +43,7 @@ use crate::encode;
 use crate::error_pages::ErrorPages;
 use crate::header_ops;
 use crate::http_path;
-use crate::limit::{BodyEnd, BodyLimits, ClientBody, ClientKey};
+use crate::limit::{BodyLimits, ClientBody, ClientKey, RequestBody};
 use crate::metrics::RouteMetrics;
 use crate::proxy::{ClientInfo, LogStatus, Tunnel};
 use crate::router::{Action, HostMatch, Routed, Router, SiteLog, SiteRoutes};
@@ -99,8 +97,11 @@ impl<'r> Outcome<'r> {
 }
 
 /// Answers one request. Never fails: every problem becomes an HTTP status.
-pub(super) async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Response<LoggedBody> {
-    let in_flight = InFlight::new(conn.clone(), !req.body().is_end_stream());
+pub(super) async fn handle(
+    req: Request<RequestBody>,
+    conn: Arc<ConnContext>,
+) -> Response<LoggedBody> {
+    let in_flight = InFlight::new(conn.clone());
     // One router snapshot for the whole request, whatever a reload swaps in.
     let router = conn.shared.router.load();
     let facts = Facts::of(&req, conn.accepted, &router);
@@ -111,7 +112,7 @@ pub(super) async fn handle(req: Request<Incoming>, conn: Arc<ConnContext>) -> Re
 /// The phases from the module docs: those that find the route, then those
 /// that serve it.
 async fn dispatch<'r>(
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     facts: &Facts,
     router: &'r Router,
     conn: &Arc<ConnContext>,
@@ -151,7 +152,7 @@ fn locate<'r, B>(
 
 /// admit ─► handle ─► filter, for a request whose route is known.
 async fn serve<'r>(
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     site: &'r SiteRoutes,
     route: Routed<'r>,
     facts: &Facts,
@@ -327,7 +328,7 @@ async fn admit<B: http_body::Body>(
 /// Runs the route's handler. An upgraded tunnel the proxy hands back goes
 /// into the outcome, to be spawned (and logged when it closes) by `log`.
 async fn handle_action<'r>(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     route: &Routed<'r>,
     facts: &Facts,
     conn: &Arc<ConnContext>,
@@ -345,11 +346,7 @@ async fn handle_action<'r>(
                 max: route.max_body,
                 stall: conn.shared.client_body_timeout,
             };
-            let req = req.map(|body| {
-                // Counted open by `InFlight` under the same condition.
-                let ended = (!body.is_end_stream()).then(|| conn.clone() as Arc<dyn BodyEnd>);
-                ClientBody::new(body, limits, facts.client.ip, ended)
-            });
+            let req = req.map(|body| ClientBody::new(body, limits, facts.client.ip));
             // Boxed: the forwarding future (waiting for an upstream, connect,
             // send, retry, body limits, timeouts) is several KiB, and every
             // enclosing future would embed it: hyper's h2 server spawns one per

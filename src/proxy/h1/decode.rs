@@ -12,10 +12,10 @@ use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use http::{HeaderMap, StatusCode, Version};
 
 use super::Error;
-use crate::http1::{chunked_is_final, connection_persists, content_length, Framing};
+use crate::http1::{chunked_is_final, connection_persists, content_length, FieldSpans, Framing};
 
 use crate::http1::MAX_HEADERS;
 
@@ -62,33 +62,10 @@ pub(in crate::proxy) fn parse_head(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Offsets into `buf` (a head is far below 4 GiB: the read buffer is
-    // bounded), so that the values can be cut from the frozen head once the
-    // borrow of `buf` by httparse is over.
-    let base = buf.as_ptr() as usize;
-    let offset = |field: &[u8]| (field.as_ptr() as usize - base) as u32;
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let count = response.headers.len();
-    for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
-        let (name, value) = (field.name.as_bytes(), field.value);
-        *span = (
-            offset(name),
-            name.len() as u32,
-            offset(value),
-            value.len() as u32,
-        );
-    }
+    let spans = FieldSpans::of(buf, response.headers);
     let head = buf.split_to(len).freeze();
     let mut headers = std::mem::take(into);
-    headers.reserve(count);
-    for &(name, name_len, value, value_len) in &spans[..count] {
-        let (name, value) = (name as usize, value as usize);
-        let name = HeaderName::from_bytes(&head[name..name + name_len as usize])
-            .map_err(|_| Error::Malformed("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len as usize))
-            .map_err(|_| Error::Malformed("invalid header value"))?;
-        headers.append(name, value);
-    }
+    spans.fill(&head, &mut headers).map_err(Error::Malformed)?;
     Ok(Some(Head {
         status,
         version,

@@ -137,10 +137,14 @@ impl Connection {
             return self.stream.write_all(&self.head).await.map_err(unsent);
         }
         let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
+        // The head still to write: with the first piece when it is at hand,
+        // else alone before waiting for it.
+        let mut head: &[u8] = &self.head;
         let first = match first {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
-                self.stream.write_all(&self.head).await.map_err(unsent)?;
+                self.stream.write_all(head).await.map_err(unsent)?;
+                head = &[];
                 next_frame(body).await
             }
         };
@@ -148,7 +152,6 @@ impl Connection {
             error,
             stage: Stage::Unanswered,
         };
-        let mut head: &[u8] = &self.head;
         let mut frame = first;
         loop {
             match frame {

@@ -1,0 +1,589 @@
+//! bellhop's own HTTP/1.1 server side: one task per connection reads each
+//! request head, runs the request through the service, feeds the service
+//! the request body as it asks, and writes the response, all from that task.
+//!
+//! ```text
+//! read ─► head::parse ─► Request<H1Body> ─► service::handle ─► Response
+//!  ▲       (431/414/400 answered here)       │ the body wants     │
+//!  │                                          ▼ bytes              ▼
+//!  │                   body::Pipe ◄─ decode ◄─ read        respond::head, then
+//!  │                                                        the body's pieces
+//!  └─ keep-alive: the next head; idle for PARK_AFTER, the buffers go
+//! ```
+//!
+//! Why not hyper's server: every proxied request already has its upstream
+//! side in bellhop's own client (`proxy/h1`); hyper's server added a second
+//! dispatch state machine per request and held an 8 KiB read buffer and an
+//! 8 KiB head buffer for each connection's whole life, busy or idle (an idle
+//! connection could only give them back by taking hyper's connection apart).
+//! Here the read buffer exists only while bytes are being read, the head
+//! buffer only while a head is written, and a response body is polled for
+//! its next piece only once the previous one is in the kernel (or in
+//! rustls), so a client that stops reading stops the upstream.
+//!
+//! Behaviour kept from hyper, which the tests hold: 431 past
+//! `MAX_REQUEST_HEAD` or 100 header fields, 400 for a malformed head, no
+//! answer for a head that is incomplete at its deadline (there is no request
+//! to answer), `100 Continue` sent when the service first reads a body the
+//! client announced with `Expect: 100-continue`, a client that closes while
+//! its request is served aborts the request, and shutdown finishes the
+//! request in flight and then closes.
+
+mod body;
+mod head;
+mod respond;
+
+pub(crate) use body::{H1Body, H1BodyError};
+
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice, Write as _};
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::StatusCode;
+use http_body::Body as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::access_log::LoggedBody;
+use super::connection::{Accepted, ConnContext};
+use super::traffic::Counted;
+use super::{service, Shared, MAX_REQUEST_HEAD};
+use crate::http1::{BodyDecoder, ChunkSize, Decoded, CHUNK_END, LAST_CHUNK};
+use crate::limit::{ConnPermit, RequestBody};
+use crate::proxy::{upgrade_pair, UpgradeHandover};
+use body::Pipe;
+use head::{Head, Refusal};
+use respond::{Asked, Sending};
+
+/// How long a keep-alive connection waits with its buffers before it gives
+/// them back (it is then "parked"): a client that sends its next request at
+/// once does not pay for new buffers per request.
+pub(super) const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// What a read asks for at least; the buffer grows by this when less room
+/// than [`MIN_READ_ROOM`] is left.
+const READ_SIZE: usize = 8 * 1024;
+const MIN_READ_ROOM: usize = 1024;
+
+/// The most a read takes at once without a read buffer (parked, or watching
+/// for the client leaving while its request is served): into the stack, and
+/// only what came is copied to the heap.
+const STACK_READ: usize = 4 * 1024;
+
+/// The interim response a client that sent `Expect: 100-continue` waits for.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Serves one HTTP/1.1 connection (plain TCP or TLS) until it closes, it
+/// is upgraded, or `stop` (shutdown, or a reload that removes the port).
+///
+/// `first_head_by`: the connection is dropped unanswered if its first
+/// request head is not complete by then (the waiting room's deadline, from
+/// accept); later heads get `client-header-timeout` from the end of the
+/// previous response, which is also the keep-alive timeout.
+pub(in crate::server) fn serve_http1<I>(
+    stream: I,
+    accepted: Accepted,
+    permit: ConnPermit,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    first_head_by: Option<Instant>,
+) -> impl Future<Output = ()> + Send
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let context = ConnContext::new(shared, accepted, permit);
+    let io = Counted::new(context.guard(stream), context.clone());
+    Connection {
+        io,
+        read: BytesMut::new(),
+        write: Vec::new(),
+        context,
+    }
+    .run(stop, first_head_by)
+}
+
+/// One client connection and its two buffers.
+struct Connection<I> {
+    io: I,
+    /// Bytes read and not yet consumed; no allocation while parked.
+    read: BytesMut,
+    /// The response head being written (and chunk size lines).
+    write: Vec<u8>,
+    context: Arc<ConnContext>,
+}
+
+/// What came instead of, or as, the next request. (Returned at once, never
+/// stored: the size of the head variant costs nothing.)
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Head(Head),
+    /// A head that cannot be served: answered, then closed.
+    Refused(Refusal),
+    /// The client closed, went quiet past its deadline, or shutdown: close.
+    Close,
+    /// The stream failed: drop it.
+    Gone,
+}
+
+/// How an exchange left the connection.
+enum After {
+    KeepAlive,
+    Close,
+    Gone,
+    /// `101 Switching Protocols` went out: the stream goes to the tunnel.
+    Upgrade(UpgradeHandover),
+}
+
+/// Why writing a response stopped.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("writing to the client failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("the response body failed: {0}")]
+    Body(#[source] crate::body::BodyError),
+    #[error("the response body did not match its Content-Length")]
+    Length,
+}
+
+impl<I> Connection<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async fn run(mut self, stop: CancellationToken, first_head_by: Option<Instant>) {
+        let idle = self.context.shared.idle_timeout;
+        let mut head_by = first_head_by.unwrap_or_else(|| Instant::now() + idle);
+        let mut served = false;
+        loop {
+            let after = match self.next_head(head_by, served, &stop).await {
+                Next::Head(head) => self.exchange(head, &stop).await,
+                Next::Refused(refusal) => {
+                    self.refuse(refusal).await;
+                    After::Close
+                }
+                Next::Close => After::Close,
+                Next::Gone => After::Gone,
+            };
+            match after {
+                After::KeepAlive => {}
+                After::Close => {
+                    // `Linger` (under `io`) makes this a lingering close.
+                    let _ = poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
+                    return;
+                }
+                After::Gone => return,
+                After::Upgrade(handover) => {
+                    let Connection { io, read, .. } = self;
+                    // Whatever the client sent behind its request is the
+                    // tunnel's first bytes.
+                    handover.hand_over(io, read.freeze());
+                    return;
+                }
+            }
+            served = true;
+            head_by = Instant::now() + idle;
+        }
+    }
+
+    /// Reads until the next request head is complete (or refused), the
+    /// client closes, `head_by` passes, or shutdown finds nothing begun.
+    /// Once `served`, the buffers go after [`PARK_AFTER`] with nothing read.
+    async fn next_head(
+        &mut self,
+        head_by: Instant,
+        served: bool,
+        stop: &CancellationToken,
+    ) -> Next {
+        let park_at = Instant::now() + PARK_AFTER;
+        let mut timer = pin!(tokio::time::sleep_until(if served && park_at < head_by {
+            park_at
+        } else {
+            head_by
+        }));
+        let mut stopped = pin!(stop.cancelled());
+        let mut parked = None;
+        let peer = self.context.accepted.peer;
+        poll_fn(|cx| loop {
+            if !self.read.is_empty() {
+                match head::parse(&mut self.read, MAX_REQUEST_HEAD) {
+                    Ok(Some(head)) => return Poll::Ready(Next::Head(head)),
+                    Ok(None) => {}
+                    Err(refusal) => return Poll::Ready(Next::Refused(refusal)),
+                }
+            } else if stopped.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Next::Close);
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                if timer.deadline() >= head_by {
+                    tracing::debug!(%peer, "request head not complete within client-header-timeout");
+                    return Poll::Ready(Next::Close);
+                }
+                // Parked: no buffers beyond the bytes of a head begun.
+                self.read = BytesMut::from(&self.read[..]);
+                self.write = Vec::new();
+                parked = Some(self.context.shared.metrics.connection_parked());
+                timer.as_mut().reset(head_by);
+                continue;
+            }
+            let read = if parked.is_some() {
+                self.poll_read_stack(cx)
+            } else {
+                self.poll_read(cx)
+            };
+            match ready!(read) {
+                Ok(0) => return Poll::Ready(Next::Close),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "reading a request head failed");
+                    return Poll::Ready(Next::Gone);
+                }
+            }
+        })
+        .await
+    }
+
+    /// Serves one request: the service runs while its body is fed, then the
+    /// response goes out.
+    async fn exchange(&mut self, head: Head, stop: &CancellationToken) -> After {
+        let Head {
+            request,
+            framing,
+            keep_alive,
+            expects_continue,
+            upgrade,
+        } = head;
+        let mut decoder = BodyDecoder::new(framing);
+        let pipe = (!decoder.is_done()).then(|| Arc::new(Pipe::default()));
+        let mut request = request.map(|()| RequestBody::H1(H1Body::new(framing, pipe.clone())));
+        let handover = upgrade.then(|| {
+            let (handover, client) = upgrade_pair();
+            request.extensions_mut().insert(client);
+            handover
+        });
+        let method = request.method().clone();
+        let version = request.version();
+        // Boxed: the connection's future stays small while it waits for the
+        // next request (the service's future is several KiB).
+        let mut answer = Box::pin(service::handle(request, self.context.clone()));
+        let mut to_continue = expects_continue.then_some(0);
+        let response = poll_fn(|cx| loop {
+            if let Poll::Ready(response) = answer.as_mut().poll(cx) {
+                return Poll::Ready(Some(response));
+            }
+            if let Some(pipe) = pipe.as_ref().filter(|p| p.wants()) {
+                match self.poll_feed(cx, pipe, &mut decoder, &mut to_continue) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(_)) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if decoder.is_done() && self.read.is_empty() && self.poll_client_gone(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            return Poll::Pending;
+        })
+        .await;
+        drop(answer);
+        let Some(response) = response else {
+            tracing::debug!(peer = %self.context.accepted.peer, "client closed the connection before its response");
+            return After::Gone;
+        };
+        let (mut parts, mut body) = response.into_parts();
+        // A request body the service left unread: what is already here of it
+        // is dropped; if that is not all of it, the connection cannot carry
+        // another request.
+        let mut close = !keep_alive || !self.discard_buffered(&mut decoder) || stop.is_cancelled();
+        self.write.clear();
+        let asked = Asked {
+            method: &method,
+            version,
+        };
+        let hint = body.size_hint();
+        let sending = respond::head(
+            parts.status,
+            &mut parts.headers,
+            &hint,
+            asked,
+            &mut close,
+            &mut self.write,
+        );
+        let sent = self.send(sending, &mut body).await;
+        // Ends the request: its access-log line, `InFlight`.
+        drop(body);
+        if let Err(e) = sent {
+            tracing::debug!(peer = %self.context.accepted.peer, error = %e, "response not completed");
+            return After::Gone;
+        }
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            return match handover {
+                Some(handover) if handover.is_wanted() => After::Upgrade(handover),
+                _ => After::Close,
+            };
+        }
+        if close {
+            After::Close
+        } else {
+            After::KeepAlive
+        }
+    }
+
+    /// Gives the service's body its next piece (after the `100 Continue` the
+    /// client may be waiting for): from the read buffer, reading more when
+    /// it holds none.
+    fn poll_feed(
+        &mut self,
+        cx: &mut Context<'_>,
+        pipe: &Pipe,
+        decoder: &mut BodyDecoder,
+        to_continue: &mut Option<usize>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(sent) = to_continue {
+            while *sent < CONTINUE.len() {
+                let n = ready!(Pin::new(&mut self.io).poll_write(cx, &CONTINUE[*sent..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                *sent += n;
+            }
+            ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+            *to_continue = None;
+        }
+        let outcome = loop {
+            match decoder.decode(&mut self.read) {
+                Ok(Decoded::Data(piece)) => break Ok(Some(piece)),
+                Ok(Decoded::End) => break Ok(None),
+                Err(e) => break Err(e.into()),
+                Ok(Decoded::NeedMore) => {}
+            }
+            match ready!(self.poll_read(cx)) {
+                Ok(0) => break decoder.eof().map(|_| None).map_err(H1BodyError::from),
+                Ok(_) => {}
+                Err(e) => break Err(H1BodyError::Io(e)),
+            }
+        };
+        pipe.put(cx, outcome);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Drops what the read buffer holds of an unread request body; whether
+    /// that was the rest of it.
+    fn discard_buffered(&mut self, decoder: &mut BodyDecoder) -> bool {
+        loop {
+            match decoder.decode(&mut self.read) {
+                Ok(Decoded::Data(_)) => {}
+                Ok(Decoded::End) => return true,
+                Ok(Decoded::NeedMore) | Err(_) => return false,
+            }
+        }
+    }
+
+    /// Watches a connection whose request is complete for the client
+    /// leaving; ready when it has (bytes it sends meanwhile, a pipelined
+    /// request, are kept for later and end the watch).
+    fn poll_client_gone(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match ready!(self.poll_read_stack(cx)) {
+            Ok(0) | Err(_) => Poll::Ready(()),
+            Ok(_) => Poll::Pending,
+        }
+    }
+
+    /// Writes the head in `self.write` and then the body's pieces, each
+    /// framed as `sending` says. A piece is asked for only once the one
+    /// before is written; the first is asked for before the head goes, so
+    /// that a ready body leaves with its head in one write.
+    async fn send(&mut self, sending: Sending, body: &mut LoggedBody) -> Result<(), SendError> {
+        let mut out = Out::default();
+        let mut left = match sending {
+            Sending::Length(len) => Some(len),
+            _ => None,
+        };
+        let mut ended = sending == Sending::Nothing;
+        let mut asked_first = false;
+        let mut flushed = true;
+        poll_fn(|cx| loop {
+            let queued = out.pending(&self.write);
+            if !queued && !flushed {
+                // What rustls took of the last piece reaches the kernel
+                // before the body is asked for more: a client that reads
+                // nothing holds one piece in bellhop, not rustls' whole
+                // buffer, and the upstream waits.
+                ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                flushed = true;
+            }
+            if !ended && (!queued || !asked_first) {
+                asked_first = true;
+                match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Pending if queued => {}
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => {
+                        ended = true;
+                        if left.is_some_and(|left| left > 0) {
+                            return Poll::Ready(Err(SendError::Length));
+                        }
+                        if sending == Sending::Chunked {
+                            out.tail = LAST_CHUNK;
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(SendError::Body(e))),
+                    Poll::Ready(Some(Ok(frame))) => {
+                        let Ok(data) = frame.into_data() else {
+                            // Trailers: not sent.
+                            continue;
+                        };
+                        if data.is_empty() {
+                            continue;
+                        }
+                        if let Some(left) = &mut left {
+                            let len = data.len() as u64;
+                            if len > *left {
+                                return Poll::Ready(Err(SendError::Length));
+                            }
+                            *left -= len;
+                        }
+                        if sending == Sending::Chunked {
+                            if !queued {
+                                self.write.clear();
+                                out.lead = 0;
+                            }
+                            self.write
+                                .extend_from_slice(ChunkSize::new(data.len()).as_bytes());
+                            out.tail = CHUNK_END;
+                        }
+                        out.data = data;
+                    }
+                }
+            }
+            if out.pending(&self.write) {
+                ready!(self.poll_write_out(cx, &mut out))?;
+                flushed = false;
+                continue;
+            }
+            if ended {
+                ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                return Poll::Ready(Ok(()));
+            }
+        })
+        .await
+    }
+
+    /// Writes `out` (the unwritten end of `self.write`, then its data and
+    /// tail) to the client, in as few writes as the stream takes.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>, out: &mut Out) -> Poll<io::Result<()>> {
+        while out.pending(&self.write) {
+            let slices = [
+                IoSlice::new(&self.write[out.lead..]),
+                IoSlice::new(&out.data),
+                IoSlice::new(out.tail),
+            ];
+            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            out.advance(n, self.write.len());
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Answers a refused head (no body), before the connection closes.
+    async fn refuse(&mut self, refusal: Refusal) {
+        let peer = self.context.accepted.peer;
+        tracing::debug!(%peer, status = refusal.status.as_u16(), why = refusal.why, "request head refused");
+        self.write.clear();
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            self.write,
+            "HTTP/1.1 {} {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            refusal.status.as_str(),
+            refusal.status.canonical_reason().unwrap_or(""),
+        );
+        let mut out = Out::default();
+        let written = poll_fn(|cx| {
+            ready!(self.poll_write_out(cx, &mut out))?;
+            Pin::new(&mut self.io).poll_flush(cx)
+        })
+        .await;
+        if let Err(e) = written {
+            tracing::debug!(%peer, error = %e, "could not answer a refused head");
+        }
+    }
+
+    /// Reads into the read buffer, growing it when it is nearly full.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < MIN_READ_ROOM {
+            self.read.reserve(READ_SIZE);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+
+    /// Reads up to [`STACK_READ`] bytes into the stack and appends what came
+    /// to the read buffer, which grows only by that (a parked client that
+    /// dribbles a head holds what it sent, not a read buffer).
+    fn poll_read_stack(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut stack = [0u8; STACK_READ];
+        let mut buf = ReadBuf::new(&mut stack);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        let got = buf.filled();
+        self.read.extend_from_slice(got);
+        Poll::Ready(Ok(got.len()))
+    }
+}
+
+/// What is left to write of a response's current step: the end of the
+/// connection's write buffer from `lead`, then `data`, then `tail`.
+#[derive(Debug, Default)]
+struct Out {
+    lead: usize,
+    data: Bytes,
+    tail: &'static [u8],
+}
+
+impl Out {
+    fn pending(&self, write: &[u8]) -> bool {
+        self.lead < write.len() || !self.data.is_empty() || !self.tail.is_empty()
+    }
+
+    /// `n` more bytes were written; `written_len` is the write buffer's.
+    fn advance(&mut self, mut n: usize, write_len: usize) {
+        let lead = (write_len - self.lead).min(n);
+        self.lead += lead;
+        n -= lead;
+        let data = self.data.len().min(n);
+        self.data.advance(data);
+        n -= data;
+        self.tail = &self.tail[n.min(self.tail.len())..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_advances_across_its_parts() {
+        let write = b"head".to_vec();
+        let mut out = Out {
+            lead: 0,
+            data: Bytes::from_static(b"data"),
+            tail: b"\r\n",
+        };
+        out.advance(3, write.len());
+        assert_eq!(
+            (out.lead, &out.data[..], out.tail),
+            (3, &b"data"[..], &b"\r\n"[..])
+        );
+        out.advance(3, write.len());
+        assert_eq!(
+            (out.lead, &out.data[..], out.tail),
+            (4, &b"ta"[..], &b"\r\n"[..])
+        );
+        out.advance(3, write.len());
+        assert_eq!((&out.data[..], out.tail), (&b""[..], &b"\n"[..]));
+        assert!(out.pending(&write));
+        out.advance(1, write.len());
+        assert!(!out.pending(&write));
+    }
+}
