@@ -160,8 +160,7 @@ fn ends_in_chunked(headers: &HeaderMap) -> bool {
         .iter()
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
-        .filter(|coding| !coding.is_empty())
-        .next_back()
+        .rfind(|coding| !coding.is_empty())
         .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
 }
 
