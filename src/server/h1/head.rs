@@ -56,8 +56,13 @@ impl Refusal {
 
 /// Parses a complete request head at the start of `buf` (at most `limit`
 /// bytes) and removes it from `buf`; `Ok(None)` while it is incomplete and
-/// still within `limit` (nothing removed).
-pub(super) fn parse(buf: &mut BytesMut, limit: usize) -> Result<Option<Head>, Refusal> {
+/// still within `limit` (nothing removed). The headers go into `into`'s map
+/// (taken, with its capacity).
+pub(super) fn parse(
+    buf: &mut BytesMut,
+    limit: usize,
+    into: &mut HeaderMap,
+) -> Result<Option<Head>, Refusal> {
     let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
@@ -96,7 +101,7 @@ pub(super) fn parse(buf: &mut BytesMut, limit: usize) -> Result<Option<Head>, Re
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target_at..target_end))
         .map_err(|_| Refusal::bad("invalid request target"))?;
-    let mut headers = HeaderMap::new();
+    let mut headers = std::mem::take(into);
     spans.fill(&head, &mut headers).map_err(Refusal::bad)?;
     let mut keep_alive = connection_persists(&headers, version);
     let framing = framing(&mut headers, version, &mut keep_alive)?;
@@ -169,7 +174,11 @@ mod tests {
     use super::*;
 
     fn parse_all(text: &str) -> Result<Option<Head>, Refusal> {
-        parse(&mut BytesMut::from(text.as_bytes()), 64 * 1024)
+        parse(
+            &mut BytesMut::from(text.as_bytes()),
+            64 * 1024,
+            &mut HeaderMap::new(),
+        )
     }
 
     fn head(text: &str) -> Head {
@@ -186,11 +195,18 @@ mod tests {
         let end = text.len() - 4;
         for cut in 0..end {
             let mut buf = BytesMut::from(&text[..cut]);
-            assert!(parse(&mut buf, 1024).unwrap().is_none(), "cut at {cut}");
+            assert!(
+                parse(&mut buf, 1024, &mut HeaderMap::new())
+                    .unwrap()
+                    .is_none(),
+                "cut at {cut}"
+            );
             assert_eq!(buf.len(), cut, "nothing consumed at {cut}");
         }
         let mut buf = BytesMut::from(&text[..]);
-        let head = parse(&mut buf, 1024).unwrap().unwrap();
+        let head = parse(&mut buf, 1024, &mut HeaderMap::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(&buf[..], b"next", "the next request's bytes stay");
         let req = &head.request;
         assert_eq!(req.method(), Method::GET);
@@ -205,18 +221,26 @@ mod tests {
     fn the_head_limit_is_exact() {
         let text = "GET / HTTP/1.1\r\nhost: x\r\n\r\n";
         let mut buf = BytesMut::from(text.as_bytes());
-        assert!(parse(&mut buf, text.len()).unwrap().is_some());
+        assert!(parse(&mut buf, text.len(), &mut HeaderMap::new())
+            .unwrap()
+            .is_some());
         let mut buf = BytesMut::from(text.as_bytes());
         assert_eq!(
-            parse(&mut buf, text.len() - 1).unwrap_err().status,
+            parse(&mut buf, text.len() - 1, &mut HeaderMap::new())
+                .unwrap_err()
+                .status,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
         );
         // Incomplete, and already past the limit.
         let mut buf = BytesMut::from(&text.as_bytes()[..20]);
-        assert!(parse(&mut buf, 20).unwrap().is_none());
+        assert!(parse(&mut buf, 20, &mut HeaderMap::new())
+            .unwrap()
+            .is_none());
         let mut buf = BytesMut::from(&text.as_bytes()[..20]);
         assert_eq!(
-            parse(&mut buf, 19).unwrap_err().status,
+            parse(&mut buf, 19, &mut HeaderMap::new())
+                .unwrap_err()
+                .status,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
         );
         let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: 1\r\n")).collect();
