@@ -29,7 +29,7 @@ use crate::certs::{CertEvent, CertInfo, CertManager, SharedChallenges};
 use crate::config::{Config, Scheme};
 use crate::limit::ConnPermit;
 use crate::metrics::Metrics;
-use crate::tls::{Alpn, CertResolver, ChallengeCerts, TlsError, TlsTerminator};
+use crate::tls::{Alpn, BoundedBacklog, CertResolver, ChallengeCerts, TlsError, TlsTerminator};
 
 /// TLS termination plus the certificate manager that feeds it.
 #[derive(Debug)]
@@ -273,6 +273,7 @@ fn serve_negotiated(
         tls: tls.get_ref().1.protocol_version().map(tls_version_name),
         ..accepted
     };
+    let tls = BoundedBacklog::new(tls, alpn);
     match alpn {
         Alpn::H2 => Box::pin(connection::serve_h2(tls, accepted, permit, shared, stop)),
         Alpn::Http1 => Box::pin(super::h1::serve_http1(

@@ -2,6 +2,8 @@
 //!
 //! - [`TlsTerminator`] accepts TLS (answering `acme-tls/1` validations on the
 //!   side) and reports the negotiated HTTP version.
+//! - [`BoundedBacklog`] wraps the accepted stream: how much rustls may hold
+//!   for a client whose socket is full.
 //! - [`CertResolver`] maps SNI to a certificate and is swapped at runtime;
 //!   [`ChallengeCerts`] holds TLS-ALPN-01 certificates while a validation runs.
 //! - [`OnDemand`] signs leaves during the handshake for host-less
@@ -12,12 +14,14 @@
 //! the business of `certs`, which fills the resolver; `tls` never calls `certs`
 //! or `acme`.
 
+mod backlog;
 mod error;
 mod leaf_signer;
 mod on_demand;
 mod resolver;
 mod terminator;
 
+pub(crate) use backlog::BoundedBacklog;
 pub use error::TlsError;
 pub(crate) use leaf_signer::LeafSigner;
 pub(crate) use on_demand::OnDemandPort;

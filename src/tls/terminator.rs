@@ -20,19 +20,6 @@ use crate::crypto::provider;
 /// The ALPN protocol of RFC 8737 validation connections.
 pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
-/// Encrypted bytes rustls may hold for an h2 client that is not reading:
-/// one full TLS record. rustls' default is 64 KiB, which a slow reader pins
-/// on top of h2's send buffer; a write that finds the record still unsent
-/// waits for the socket instead (tokio-rustls flushes after each record, so
-/// a fast client loses nothing but a few batched writes).
-///
-/// HTTP/1.1 keeps rustls' default: a response's next piece goes to hyper
-/// only once the last one has left for the kernel (`server/pace.rs`), so
-/// rustls holds at most one write of it, and takes a whole one at once: the
-/// piece then leaves hyper's queue (and its buffer is freed) instead of
-/// waiting there, half taken, beside its own encrypted copy.
-const SEND_BUFFER_LIMIT: usize = 16 * 1024;
-
 /// Which HTTP version the client and server agreed on through ALPN.
 ///
 /// The server dispatches on this instead of sniffing the first bytes, so a client
@@ -217,7 +204,7 @@ impl TlsTerminator {
             Some(cert) => self.main_with(cert),
             None => self.main.clone(),
         };
-        let mut stream = start
+        let stream = start
             .into_stream(config)
             .await
             .map_err(TlsError::Handshake)?;
@@ -225,9 +212,6 @@ impl TlsTerminator {
             Some(b"h2") => Alpn::H2,
             _ => Alpn::Http1,
         };
-        if alpn == Alpn::H2 {
-            stream.get_mut().1.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
-        }
         Ok(Some((stream, alpn)))
     }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 
-use crate::support::config::{https_site, unix, ConfigBuilder};
+use crate::support::config::{https_site, proxy_with, unix, ConfigBuilder};
 use crate::support::server::TestServer;
 use crate::support::{bounded, secs, spawn_task, wait_for, Task, TempDir};
 
@@ -26,24 +26,36 @@ const LEN: u64 = 4 << 20;
 /// The most a backend may have written while its client reads nothing: the
 /// kernel's share (about 4 KiB in the backend's socket, 45 KiB in bellhop's
 /// socket to the client and the client's receive buffer, all made small
-/// here) plus bellhop's window (16 KiB, `server/pace.rs`). Measured:
-/// 51,520–64,960 bytes with backpressure; 118,720 without (bellhop also
-/// filled hyper's write queue, up to 64 KiB, and rustls' records first).
+/// here) plus the one piece bellhop's HTTP/1.1 writer holds (16 KiB, one
+/// upstream read: the next is asked for once it has left for the kernel,
+/// `server/h1`). Measured: 51,520–64,960 bytes with backpressure; 114,240
+/// when the writer took a piece as soon as rustls had taken the last one
+/// (rustls then held up to its 64 KiB of records); 118,720 with hyper's
+/// server and no pacing.
 const BOUND: u64 = 80 * 1024;
 
 /// [`BOUND`] for an h2 reader: the kernel's share as there, and h2's own
 /// buffers: the stream's send buffer (16 KiB), the frames the connection
 /// encoded and rustls' records of them (16 KiB each at most). Measured:
-/// 91,840 bytes; 488,320 with hyper's default send buffer.
+/// 78,400 bytes; 91,840 while rustls took writes up to its h2 limit (16 KiB)
+/// after the socket had filled, instead of 4 KiB (`tls/backlog.rs`);
+/// 488,320 with hyper's default send buffer.
 const H2_BOUND: u64 = 128 * 1024;
+
+/// [`BOUND`] for a WebSocket client: the kernel's share as there, the
+/// splice's copy of a read the TLS stream did not take (16 KiB at most), and
+/// rustls' records: the read that found the socket full (16 KiB at most),
+/// and at most 4 KiB more once it did (`tls/backlog.rs`). Measured: 51,520
+/// bytes; 114,240 while rustls went on taking reads up to its 64 KiB.
+const WS_BOUND: u64 = 80 * 1024;
 
 /// The backend's byte at body position `i`: a pattern the client can check.
 fn pattern(i: u64) -> u8 {
     (i % 251) as u8
 }
 
-/// A backend on a unix socket that answers one request with `LEN` bytes of
-/// [`pattern`], counting what its socket took.
+/// A backend on a unix socket that answers one request with a head, then
+/// `LEN` bytes of [`pattern`], counting what its socket took.
 struct Pusher {
     /// Body bytes the kernel took so far.
     written: Arc<AtomicU64>,
@@ -55,7 +67,9 @@ struct Pusher {
 }
 
 impl Pusher {
-    fn start(path: &Path) -> Pusher {
+    /// Answers with `head` (the response head, and for a WebSocket the
+    /// frame header of the body).
+    fn start(path: &Path, head: Vec<u8>) -> Pusher {
         let listener = UnixListener::bind(path).expect("bind the backend's socket");
         let written = Arc::new(AtomicU64::new(0));
         let blocked = Arc::new(AtomicBool::new(false));
@@ -65,7 +79,7 @@ impl Pusher {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            push(stream, &w, &b).await;
+            push(stream, &head, &w, &b).await;
             e.store(true, Ordering::SeqCst);
         });
         Pusher {
@@ -81,9 +95,28 @@ impl Pusher {
     }
 }
 
-/// Reads the request head, then writes the response as fast as the socket
-/// takes it.
-async fn push(mut stream: UnixStream, written: &AtomicU64, blocked: &AtomicBool) {
+/// The head of an HTTP/1.1 download of `LEN` bytes.
+fn download_head() -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\ncontent-length: {LEN}\r\n\r\n").into_bytes()
+}
+
+/// The 101 answer to [`WS_REQUEST`], then the header of one binary frame
+/// of `LEN` bytes (server frames are not masked).
+fn websocket_head() -> Vec<u8> {
+    let mut head = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\
+        connection: upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+        .to_vec();
+    head.extend_from_slice(&[0x82, 127]);
+    head.extend_from_slice(&LEN.to_be_bytes());
+    head
+}
+
+/// The length of [`websocket_head`]'s frame header.
+const FRAME_HEADER: usize = 10;
+
+/// Reads the request head, then writes `answer` (the response head) and the
+/// body as fast as the socket takes them.
+async fn push(mut stream: UnixStream, answer: &[u8], written: &AtomicU64, blocked: &AtomicBool) {
     socket2::SockRef::from(&stream)
         .set_send_buffer_size(1)
         .expect("SO_SNDBUF");
@@ -95,8 +128,7 @@ async fn push(mut stream: UnixStream, written: &AtomicU64, blocked: &AtomicBool)
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let response = format!("HTTP/1.1 200 OK\r\ncontent-length: {LEN}\r\n\r\n");
-    if stream.write_all(response.as_bytes()).await.is_err() {
+    if stream.write_all(answer).await.is_err() {
         return;
     }
     let block: Vec<u8> = (0..251 * 64).map(pattern).collect();
@@ -122,14 +154,15 @@ async fn push(mut stream: UnixStream, written: &AtomicU64, blocked: &AtomicBool)
 }
 
 /// bellhop serving `https://localhost` in front of the backend at `sock`,
-/// with `client-write-timeout` at `write_timeout`; returns the server and
-/// the internal root to verify it with.
-async fn front(state: &TempDir, sock: &Path, write_timeout: Duration) -> (TestServer, Vec<u8>) {
+/// with `client-write-timeout` and the tunnels' `idle-timeout` at `timeout`;
+/// returns the server and the internal root to verify it with.
+async fn front(state: &TempDir, sock: &Path, timeout: Duration) -> (TestServer, Vec<u8>) {
+    let handler = proxy_with(vec![unix(sock)], |p| p.idle_timeout = timeout);
     let server = TestServer::start(
         ConfigBuilder::new()
             .state_dir(state.path())
-            .options(|o| o.client_write_timeout = write_timeout)
-            .site(https_site("localhost").proxy(unix(sock)))
+            .options(|o| o.client_write_timeout = timeout)
+            .site(https_site("localhost").handle(handler))
             .build(),
     )
     .await;
@@ -198,6 +231,11 @@ async fn ask(
 /// `GET /download` over HTTP/1.1.
 const H1_REQUEST: &[u8] = b"GET /download HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
+/// A WebSocket upgrade of `/feed` (the key of RFC 6455's example).
+const WS_REQUEST: &[u8] = b"GET /feed HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+    Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
 /// `GET /download` over h2, written by hand so that nothing reads the
 /// response: the connection preface, SETTINGS with the largest stream window
 /// and a WINDOW_UPDATE to the largest connection window (so flow control
@@ -226,7 +264,8 @@ fn h2_request() -> Vec<u8> {
 }
 
 /// A download in progress: the backend, bellhop in front of it (with
-/// `client-write-timeout` at `write_timeout`), and the client that asked.
+/// `client-write-timeout` and `idle-timeout` at `timeout`), and the client
+/// that asked.
 struct Download {
     backend: Pusher,
     reader: tokio_rustls::client::TlsStream<TcpStream>,
@@ -234,21 +273,22 @@ struct Download {
     _dir: TempDir,
 }
 
-async fn download(tag: &str, write_timeout: Duration) -> Download {
-    download_over(tag, write_timeout, b"http/1.1", H1_REQUEST).await
+async fn download(tag: &str, timeout: Duration) -> Download {
+    download_over(tag, timeout, b"http/1.1", H1_REQUEST, download_head()).await
 }
 
-/// [`download`] over `alpn` with `request`.
+/// [`download`] over `alpn` with `request`, the backend answering `head`.
 async fn download_over(
     tag: &str,
-    write_timeout: Duration,
+    timeout: Duration,
     alpn: &[u8],
     request: &[u8],
+    head: Vec<u8>,
 ) -> Download {
     let dir = TempDir::new(tag);
     let sock = dir.path().join("backend.sock");
-    let backend = Pusher::start(&sock);
-    let (server, root) = front(&dir, &sock, write_timeout).await;
+    let backend = Pusher::start(&sock, head);
+    let (server, root) = front(&dir, &sock, timeout).await;
     let reader = ask(&server, &root, alpn, request).await;
     Download {
         backend,
@@ -289,7 +329,7 @@ async fn assert_upstream_stopped(download: &Download, bound: u64, client: &str) 
     );
 }
 
-/// The same over h2, whose streams are not paced by `pace.rs` but by h2's
+/// The same over h2, whose streams are not paced by bellhop's writer but by h2's
 /// send buffer per stream (`H2_SEND_BUFFER`, 16 KiB): with hyper's default
 /// of about 400 KiB the backend wrote that much more for a client that read
 /// nothing.
@@ -297,7 +337,8 @@ async fn assert_upstream_stopped(download: &Download, bound: u64, client: &str) 
 async fn an_h2_reader_that_reads_nothing_stops_the_upstream_reads() {
     bounded(secs(60), "test", async {
         let request = h2_request();
-        let download = download_over("slow-reader-h2", secs(1), b"h2", &request).await;
+        let download =
+            download_over("slow-reader-h2", secs(1), b"h2", &request, download_head()).await;
         assert_upstream_stopped(&download, H2_BOUND, "an h2 client").await;
     })
     .await
@@ -308,43 +349,92 @@ async fn an_h2_reader_that_reads_nothing_stops_the_upstream_reads() {
 #[tokio::test]
 async fn a_paused_reader_then_gets_the_whole_download() {
     bounded(secs(60), "test", async {
-        let Download {
-            backend, reader, ..
-        } = &mut download("slow-reader-resume", secs(30)).await;
-        wait_for("the backend to block", secs(30), || {
-            backend.blocked.load(Ordering::SeqCst)
-        })
-        .await;
-        let paused_at = backend.written();
-        assert!(
-            paused_at <= BOUND,
-            "the backend wrote {paused_at} bytes for a client that read nothing (at most {BOUND})"
-        );
-        let mut got = Vec::with_capacity(LEN as usize + 1024);
-        let mut buf = vec![0u8; 64 * 1024];
-        let body_at = loop {
-            let n = reader.read(&mut buf).await.expect("read the response");
-            assert!(n > 0, "closed after {} bytes", got.len());
-            got.extend_from_slice(&buf[..n]);
-            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-        };
-        assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", &got[..body_at]);
-        while ((got.len() - body_at) as u64) < LEN {
-            let n = reader.read(&mut buf).await.expect("read the body");
-            assert!(n > 0, "closed after {} body bytes", got.len() - body_at);
-            got.extend_from_slice(&buf[..n]);
-        }
-        let body = &got[body_at..];
-        assert_eq!(body.len() as u64, LEN);
-        if let Some(i) = (0..LEN).find(|&i| body[i as usize] != pattern(i)) {
-            panic!("body byte {i} is {}, not {}", body[i as usize], pattern(i));
-        }
-        wait_for("the backend to finish", secs(10), || {
-            backend.ended.load(Ordering::SeqCst)
-        })
-        .await;
+        let download = &mut download("slow-reader-resume", secs(30)).await;
+        pause_then_read(download, BOUND, b"HTTP/1.1 200", 0).await;
     })
     .await
+}
+
+/// A WebSocket client that reads nothing while the upstream streams one
+/// large frame: the tunnel stops reading the upstream once rustls holds the
+/// read that found the socket full, and the tunnel's `idle-timeout` then
+/// closes it.
+#[tokio::test]
+async fn a_websocket_reader_that_reads_nothing_stops_the_upstream_reads() {
+    bounded(secs(60), "test", async {
+        let download = download_over(
+            "slow-reader-ws",
+            secs(1),
+            b"http/1.1",
+            WS_REQUEST,
+            websocket_head(),
+        )
+        .await;
+        assert_upstream_stopped(&download, WS_BOUND, "a WebSocket client").await;
+    })
+    .await
+}
+
+/// The same WebSocket client pausing until the backend is blocked, then
+/// reading: the whole frame arrives, every byte in place.
+#[tokio::test]
+async fn a_paused_websocket_reader_then_gets_the_whole_frame() {
+    bounded(secs(60), "test", async {
+        let download = &mut download_over(
+            "slow-reader-ws-resume",
+            secs(30),
+            b"http/1.1",
+            WS_REQUEST,
+            websocket_head(),
+        )
+        .await;
+        pause_then_read(download, WS_BOUND, b"HTTP/1.1 101", FRAME_HEADER).await;
+    })
+    .await
+}
+
+/// Waits for `download`'s backend to block on a client that reads nothing,
+/// checks it wrote at most `bound` by then, then reads: a head starting
+/// with `status`, `skip` bytes, then the whole body in [`pattern`]; and the
+/// backend's connection ends.
+async fn pause_then_read(download: &mut Download, bound: u64, status: &[u8], skip: usize) {
+    let Download {
+        backend, reader, ..
+    } = download;
+    wait_for("the backend to block", secs(30), || {
+        backend.blocked.load(Ordering::SeqCst)
+    })
+    .await;
+    let paused_at = backend.written();
+    eprintln!("the backend wrote {paused_at} bytes before it blocked");
+    assert!(
+        paused_at <= bound,
+        "the backend wrote {paused_at} bytes for a client that read nothing (at most {bound})"
+    );
+    let mut got = Vec::with_capacity(LEN as usize + 1024);
+    let mut buf = vec![0u8; 64 * 1024];
+    let head_len = loop {
+        let n = reader.read(&mut buf).await.expect("read the response");
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    assert!(got.starts_with(status), "{:?}", &got[..head_len]);
+    let body_at = head_len + skip;
+    while got.len() < body_at || ((got.len() - body_at) as u64) < LEN {
+        let n = reader.read(&mut buf).await.expect("read the body");
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    let body = &got[body_at..];
+    assert_eq!(body.len() as u64, LEN);
+    if let Some(i) = (0..LEN).find(|&i| body[i as usize] != pattern(i)) {
+        panic!("body byte {i} is {}, not {}", body[i as usize], pattern(i));
+    }
+    wait_for("the backend to finish", secs(10), || {
+        backend.ended.load(Ordering::SeqCst)
+    })
+    .await;
 }
