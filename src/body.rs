@@ -68,6 +68,18 @@ impl Body {
     }
 }
 
+impl Body {
+    /// The client stopped taking this body for now: buffers it can do
+    /// without until it is polled again go (an upstream's read buffer).
+    pub(crate) fn shed(&mut self) {
+        match self {
+            Body::Upstream(upstream) => upstream.shed(),
+            // The compressor holds its own state either way.
+            Body::Client(_) | Body::Full(_) | Body::File(_) | Body::Encoded(_) => {}
+        }
+    }
+}
+
 impl http_body::Body for Body {
     type Data = Bytes;
     type Error = BodyError;

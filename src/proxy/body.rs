@@ -53,6 +53,16 @@ impl UpstreamBody {
     }
 }
 
+impl UpstreamBody {
+    /// The client stopped taking the body: the connection gives back the
+    /// buffers it does not need while paused.
+    pub(crate) fn shed(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.io.shed();
+        }
+    }
+}
+
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
     type Error = io::Error;

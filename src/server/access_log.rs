@@ -52,6 +52,13 @@ impl LoggedBody {
     }
 }
 
+impl LoggedBody {
+    /// The client stopped taking the body for now ([`Body::shed`]).
+    pub(super) fn shed(&mut self) {
+        self.inner.shed();
+    }
+}
+
 impl http_body::Body for LoggedBody {
     type Data = Bytes;
     type Error = BodyError;

@@ -91,7 +91,7 @@ pub(in crate::proxy) struct Connection {
     /// Whether a request has been sent on it (it came from the pool).
     used: bool,
     /// The current request's header map, emptied once its head is encoded:
-    /// the response head is parsed into it. hyper's server parses the next
+    /// the response head is parsed into it. bellhop's server parses the next
     /// request head into the map of the response it just sent, so on a
     /// keep-alive connection one map goes round (request, response, next
     /// request) and no request allocates or grows one.
@@ -126,6 +126,17 @@ impl Connection {
     /// another: keep-alive, no error, and no bytes beyond the response.
     pub(in crate::proxy) fn is_clean(&self) -> bool {
         self.keep_alive && self.read.is_empty()
+    }
+
+    /// Gives back the buffers a paused response body does not need: the
+    /// read buffer while it holds nothing (the next read allocates again),
+    /// and the request's head, no replay once the response has begun. For a
+    /// client that stopped reading, so that it pins neither.
+    pub(in crate::proxy) fn shed(&mut self) {
+        if self.read.is_empty() {
+            self.read = BytesMut::new();
+        }
+        self.head = Vec::new();
     }
 
     /// The encoded head of the last request, for a replay elsewhere.

@@ -1,7 +1,7 @@
 //! A client's request head: httparse into `http` types, and what the head
 //! says about its body and its connection (RFC 9112 sections 3, 6 and 9).
 //!
-//! Header values are slices of the bytes read (no copy per value). A head
+//! Header values are slices of one copy of the head (no copy per value). A head
 //! bellhop cannot read one way only is refused here with the status hyper
 //! gave the same head before this server replaced it: 431 past
 //! [`MAX_REQUEST_HEAD`](super::MAX_REQUEST_HEAD) or [`MAX_HEADERS`] fields,
@@ -9,7 +9,7 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 
@@ -98,7 +98,12 @@ pub(super) fn parse(
     let target_at = target.as_ptr() as usize - buf.as_ptr() as usize;
     let target_end = target_at + target.len();
     let spans = FieldSpans::of(buf, parsed.headers);
-    let head = buf.split_to(len).freeze();
+    // A copy of its own: what keeps the request's target and headers alive
+    // (a log line waiting for a long response, say) then pins the head's
+    // few hundred bytes, not the connection's read buffer, which stays the
+    // connection's alone (reused, or given back while the client stalls).
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    buf.advance(len);
     let uri = Uri::from_maybe_shared(head.slice(target_at..target_end))
         .map_err(|_| Refusal::bad("invalid request target"))?;
     let mut headers = std::mem::take(into);

@@ -344,10 +344,12 @@ where
             &mut close,
             &mut self.write,
         );
+        // The values are slices of the upstream's read buffer: cleared now,
+        // they do not pin it while the body streams.
+        parts.headers.clear();
         let sent = self.send(sending, &mut body).await;
         // Ends the request: its access-log line, `InFlight`.
         drop(body);
-        parts.headers.clear();
         self.spare_headers = parts.headers;
         if let Err(e) = sent {
             tracing::debug!(peer = %self.context.accepted.peer, error = %e, "response not completed");
@@ -446,7 +448,10 @@ where
                 // before the body is asked for more: a client that reads
                 // nothing holds one piece in bellhop, not rustls' whole
                 // buffer, and the upstream waits.
-                ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                if Pin::new(&mut self.io).poll_flush(cx)?.is_pending() {
+                    self.shed(&mut out, body);
+                    return Poll::Pending;
+                }
                 flushed = true;
             }
             if !ended && (!queued || !asked_first) {
@@ -493,7 +498,10 @@ where
                 }
             }
             if out.pending(&self.write) {
-                ready!(self.poll_write_out(cx, &mut out))?;
+                if self.poll_write_out(cx, &mut out)?.is_pending() {
+                    self.shed(&mut out, body);
+                    return Poll::Pending;
+                }
                 flushed = false;
                 continue;
             }
@@ -503,6 +511,22 @@ where
             }
         })
         .await
+    }
+
+    /// The client is not taking the response: the buffers it need not pin
+    /// while it waits go (the read buffer when empty, the head buffer when
+    /// written, the upstream's read buffer). Only a stalled response pays
+    /// for allocating them again.
+    fn shed(&mut self, out: &mut Out, body: &mut LoggedBody) {
+        if self.read.is_empty() {
+            self.read = BytesMut::new();
+        }
+        if out.lead >= self.write.len() {
+            self.write = Vec::new();
+            out.lead = 0;
+        }
+        self.spare_headers = HeaderMap::new();
+        body.shed();
     }
 
     /// Writes `out` (the unwritten end of `self.write`, then its data and
