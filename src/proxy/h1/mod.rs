@@ -39,6 +39,11 @@ pub(in crate::proxy) use exchange::{Asked, Failure, Stage};
 /// [`UPSTREAM_READ_MAX`].
 const FIRST_READ: usize = 8 * 1024;
 
+/// Read size once the client has stopped taking the response: what it does
+/// not take waits in rustls as the records of one read, so small reads keep
+/// that small; reads grow again as they fill.
+const SHED_READ: usize = 4 * 1024;
+
 /// Why an exchange or a response body failed.
 #[derive(Debug, thiserror::Error)]
 pub(in crate::proxy) enum Error {
@@ -129,13 +134,15 @@ impl Connection {
     }
 
     /// Gives back the buffers a paused response body does not need: the
-    /// read buffer while it holds nothing (the next read allocates again),
-    /// and the request's head, no replay once the response has begun. For a
-    /// client that stopped reading, so that it pins neither.
+    /// read buffer while it holds nothing (the next read allocates again,
+    /// [`SHED_READ`] bytes), and the request's head, no replay once the
+    /// response has begun. For a client that stopped reading, so that it
+    /// pins neither.
     pub(in crate::proxy) fn shed(&mut self) {
         if self.read.is_empty() {
             self.read = BytesMut::new();
         }
+        self.read_size = SHED_READ;
         self.head = Vec::new();
     }
 
