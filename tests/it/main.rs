@@ -19,6 +19,7 @@ mod encode;
 mod error_pages;
 mod failures;
 mod files;
+mod h1_server;
 mod h1_upstream;
 mod header_directives;
 mod headers;
