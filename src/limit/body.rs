@@ -52,6 +52,15 @@ pub(crate) enum ClientBodyError {
 }
 
 impl ClientBodyError {
+    /// A failure of the client's stream: bad framing, or the client gone.
+    fn sorted(malformed: bool, error: impl Into<BoxError>) -> Self {
+        if malformed {
+            ClientBodyError::Malformed(error.into())
+        } else {
+            ClientBodyError::Gone(error.into())
+        }
+    }
+
     /// The status the client gets when no response has started, and the one
     /// logged. They differ only for a client that went away: nobody reads the
     /// answer, and 499 (nginx's "client closed request") is for logs only,
@@ -115,20 +124,12 @@ impl http_body::Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         match self.get_mut() {
-            RequestBody::H1(body) => Pin::new(body).poll_frame(cx).map_err(|e| {
-                if e.is_malformed() {
-                    ClientBodyError::Malformed(e.into())
-                } else {
-                    ClientBodyError::Gone(e.into())
-                }
-            }),
-            RequestBody::H2(body) => Pin::new(body).poll_frame(cx).map_err(|e| {
-                if is_framing_error(&e) {
-                    ClientBodyError::Malformed(e.into())
-                } else {
-                    ClientBodyError::Gone(e.into())
-                }
-            }),
+            RequestBody::H1(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|e| ClientBodyError::sorted(e.is_malformed(), e)),
+            RequestBody::H2(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|e| ClientBodyError::sorted(is_framing_error(&e), e)),
         }
     }
 

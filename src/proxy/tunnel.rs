@@ -139,6 +139,10 @@ impl AsyncRead for UpgradedClient {
         }
         let n = this.early.len().min(buf.remaining());
         buf.put_slice(&this.early.split_to(n));
+        if this.early.is_empty() {
+            // Read to its end, it would still hold its allocation.
+            this.early = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }

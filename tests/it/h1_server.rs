@@ -6,22 +6,8 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::backends::echo::Echo;
-use crate::support::config::{site, tcp, ConfigBuilder};
-use crate::support::server::TestServer;
+use crate::support::server::catch_all;
 use crate::support::{bounded, secs, wait_for};
-
-/// bellhop answering any Host in front of an echo backend.
-async fn echo_site() -> (Echo, TestServer) {
-    let echo = Echo::start("app").await;
-    let server = TestServer::start(
-        ConfigBuilder::new()
-            .site(site("").proxy(tcp(echo.addr())))
-            .build(),
-    )
-    .await;
-    (echo, server)
-}
 
 /// Reads from `s` into `buf` until `done(buf)` holds (or the stream ends).
 async fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
@@ -65,7 +51,7 @@ async fn response(s: &mut TcpStream, buf: &mut Vec<u8>) -> (String, String) {
 #[tokio::test]
 async fn expect_100_continue_is_answered_before_the_body() {
     bounded(secs(20), "test", async {
-        let (_echo, server) = echo_site().await;
+        let (_echo, server) = catch_all().await;
         let mut s = TcpStream::connect(server.addr()).await.expect("connect");
         s.write_all(
             b"POST /upload HTTP/1.1\r\nhost: app.test\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n",
@@ -91,7 +77,7 @@ async fn expect_100_continue_is_answered_before_the_body() {
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
     bounded(secs(20), "test", async {
-        let (echo, server) = echo_site().await;
+        let (echo, server) = catch_all().await;
         let mut s = TcpStream::connect(server.addr()).await.expect("connect");
         s.write_all(
             b"GET /one HTTP/1.1\r\nhost: app.test\r\n\r\nPOST /two HTTP/1.1\r\nhost: app.test\r\ncontent-length: 3\r\n\r\nabcGET /three HTTP/1.1\r\nhost: app.test\r\n\r\n",
@@ -116,7 +102,7 @@ async fn pipelined_requests_are_answered_in_order() {
 #[tokio::test]
 async fn http10_keep_alive_is_kept_and_said() {
     bounded(secs(20), "test", async {
-        let (_echo, server) = echo_site().await;
+        let (_echo, server) = catch_all().await;
         let mut s = TcpStream::connect(server.addr()).await.expect("connect");
         let mut buf = Vec::new();
         for path in ["/a", "/b"] {
@@ -147,7 +133,7 @@ async fn http10_keep_alive_is_kept_and_said() {
 #[tokio::test]
 async fn a_body_that_comes_after_the_head_is_forwarded_after_it() {
     bounded(secs(20), "test", async {
-        let (echo, server) = echo_site().await;
+        let (echo, server) = catch_all().await;
         let mut s = TcpStream::connect(server.addr()).await.expect("connect");
         s.write_all(b"PUT /late HTTP/1.1\r\nhost: app.test\r\ncontent-length: 4\r\n\r\n")
             .await

@@ -14,21 +14,8 @@ use crate::support::backends::echo::{header_values, Echo};
 use crate::support::backends::raw::{Death, DiesMidBody};
 use crate::support::client::{empty, get, h1, h2_tls, raw, req};
 use crate::support::config::{https_site, proxy, site, tcp, ConfigBuilder};
-use crate::support::server::TestServer;
+use crate::support::server::{catch_all, TestServer};
 use crate::support::{bounded, secs, wait_for, TempDir};
-
-/// bellhop answering any Host on 127.0.0.1 (a catch-all site, so a bad Host is
-/// not simply a 404 for an unknown site) in front of an echo backend.
-async fn catch_all() -> (Echo, TestServer) {
-    let echo = Echo::start("app").await;
-    let server = TestServer::start(
-        ConfigBuilder::new()
-            .site(site("").proxy(tcp(echo.addr())))
-            .build(),
-    )
-    .await;
-    (echo, server)
-}
 
 /// The status code of a raw HTTP/1.x response, if there is one.
 fn status_of(response: &str) -> Option<u16> {

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use bellhop::config::Config;
 use tokio::task::JoinHandle;
 
+use super::backends::echo::Echo;
+use super::config::{site, tcp, ConfigBuilder};
+
 /// A bellhop server running in this process; aborted when dropped.
 pub struct TestServer {
     /// One address per listener, in order of first appearance in the config.
@@ -74,4 +77,17 @@ impl Drop for TestServer {
             t.abort();
         }
     }
+}
+
+/// bellhop answering any Host on 127.0.0.1 (a catch-all site, so a bad Host is
+/// not simply a 404 for an unknown site) in front of an echo backend.
+pub async fn catch_all() -> (Echo, TestServer) {
+    let echo = Echo::start("app").await;
+    let server = TestServer::start(
+        ConfigBuilder::new()
+            .site(site("").proxy(tcp(echo.addr())))
+            .build(),
+    )
+    .await;
+    (echo, server)
 }
