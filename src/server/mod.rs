@@ -82,7 +82,7 @@ const H2_MAX_STREAMS: u32 = 100;
 /// Bytes an h2 stream may have queued and not yet sent: its body is polled
 /// for more only below this. hyper's default, 400 KiB, is what every slow h2
 /// reader held (517 KiB each with 8 MiB responses, against 51 KiB over
-/// HTTP/1.1, where `pace.rs` holds a body to 16 KiB).
+/// HTTP/1.1, whose writer holds one piece of a body, `server/h1`).
 const H2_SEND_BUFFER: usize = 16 * 1024;
 /// Interval of h2 keep-alive pings and how long to wait for their answer.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);

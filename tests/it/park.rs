@@ -1,6 +1,6 @@
-//! Idle HTTP/1.1 keep-alive connections are parked (`server/park.rs`):
-//! hyper's connection and its buffers go, the stream stays, and the next
-//! request on the same connection is served as before. Seen from outside
+//! Idle HTTP/1.1 keep-alive connections are parked (`server/h1`): their
+//! read and head buffers go, the stream stays, and the next request on the
+//! same connection is served as before. Seen from outside
 //! through the admin metrics `bellhop_parked_connections` (parked now) and
 //! `bellhop_parks_total`.
 
