@@ -41,6 +41,7 @@ mod files;
 mod header_ops;
 mod http1;
 mod http_path;
+mod io_through;
 mod limit;
 mod logging;
 mod metrics;

@@ -32,7 +32,6 @@ mod linger;
 mod listener;
 mod malformed;
 mod notify;
-mod read_through;
 mod reload;
 mod service;
 mod traffic;

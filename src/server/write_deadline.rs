@@ -85,7 +85,7 @@ impl<I> WriteDeadline<I> {
     }
 }
 
-super::read_through::read_through!(WriteDeadline);
+crate::io_through::read_through!(WriteDeadline);
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<I> {
     fn poll_write(
