@@ -76,6 +76,11 @@ const MIN_READ_ROOM: usize = 1024;
 /// only what came is copied to the heap.
 const STACK_READ: usize = 4 * 1024;
 
+/// A piece of a response body this small is copied behind the head or chunk
+/// size line it goes with, so that the stream gets one slice (a body that is
+/// ready with its head leaves in one plain write).
+const COPY_AT_MOST: usize = 2 * 1024;
+
 /// The interim response a client that sent `Expect: 100-continue` waits for.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -524,16 +529,30 @@ where
                             }
                             *left -= len;
                         }
-                        if sending == Sending::Chunked {
-                            if !queued {
-                                self.write.clear();
-                                out.lead = 0;
-                            }
+                        let chunked = sending == Sending::Chunked;
+                        if (chunked || data.len() <= COPY_AT_MOST) && !queued {
+                            // The last head or chunk line is written: the
+                            // buffer starts again.
+                            self.write.clear();
+                            out.lead = 0;
+                        }
+                        if chunked {
                             self.write
                                 .extend_from_slice(ChunkSize::new(data.len()).as_bytes());
-                            out.tail = CHUNK_END;
                         }
-                        out.data = data;
+                        if data.len() <= COPY_AT_MOST {
+                            // One slice for the stream: rustls takes several
+                            // by collecting them into a `Vec` per write.
+                            self.write.extend_from_slice(&data);
+                            if chunked {
+                                self.write.extend_from_slice(CHUNK_END);
+                            }
+                        } else {
+                            if chunked {
+                                out.tail = CHUNK_END;
+                            }
+                            out.data = data;
+                        }
                     }
                 }
             }
@@ -573,12 +592,15 @@ where
     /// tail) to the client, in as few writes as the stream takes.
     fn poll_write_out(&mut self, cx: &mut Context<'_>, out: &mut Out) -> Poll<io::Result<()>> {
         while out.pending(&self.write) {
-            let slices = [
-                IoSlice::new(&self.write[out.lead..]),
-                IoSlice::new(&out.data),
-                IoSlice::new(out.tail),
-            ];
-            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices))?;
+            let parts = [&self.write[out.lead..], &out.data[..], out.tail];
+            let mut slices = [IoSlice::new(&[]); 3];
+            let mut count = 0;
+            for part in parts.into_iter().filter(|part| !part.is_empty()) {
+                slices[count] = IoSlice::new(part);
+                count += 1;
+            }
+            let slices = &slices[..count];
+            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, slices))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
