@@ -93,16 +93,20 @@ pub(crate) enum Framing {
     Close,
 }
 
-/// Whether `Transfer-Encoding` ends in `chunked`; chunked anywhere else, or
-/// twice, is an error.
-pub(crate) fn chunked_is_final(headers: &HeaderMap) -> Result<bool, FramingError> {
-    let mut codings = headers
+/// The transfer codings of `headers`, in order, across repeated fields.
+pub(crate) fn transfer_codings(headers: &HeaderMap) -> impl DoubleEndedIterator<Item = &[u8]> {
+    headers
         .get_all(TRANSFER_ENCODING)
         .iter()
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|coding| !coding.is_empty())
-        .peekable();
+}
+
+/// Whether `Transfer-Encoding` ends in `chunked`; chunked anywhere else, or
+/// twice, is an error.
+pub(crate) fn chunked_is_final(headers: &HeaderMap) -> Result<bool, FramingError> {
+    let mut codings = transfer_codings(headers).peekable();
     let mut chunked_final = false;
     while let Some(coding) = codings.next() {
         if coding.eq_ignore_ascii_case(b"chunked") {

@@ -50,7 +50,7 @@ pub(crate) struct ClientUpgrade(Arc<Mutex<Option<oneshot::Receiver<UpgradedClien
 
 /// A claimed [`ClientUpgrade`]: resolves to the client's connection.
 #[derive(Debug)]
-pub(crate) struct UpgradeWait(Option<oneshot::Receiver<UpgradedClient>>);
+pub(crate) struct UpgradeWait(oneshot::Receiver<UpgradedClient>);
 
 /// The server's end of a [`ClientUpgrade`].
 #[derive(Debug)]
@@ -70,7 +70,7 @@ impl ClientUpgrade {
     /// Takes the right to the client's connection (`None` once taken).
     pub(crate) fn claim(&self) -> Option<UpgradeWait> {
         let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        slot.take().map(|receiver| UpgradeWait(Some(receiver)))
+        slot.take().map(UpgradeWait)
     }
 }
 
@@ -99,10 +99,7 @@ impl Future for UpgradeWait {
     type Output = io::Result<UpgradedClient>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(receiver) = &mut self.get_mut().0 else {
-            return Poll::Ready(Err(io::Error::other("upgrade already taken")));
-        };
-        Pin::new(receiver).poll(cx).map(|handed| {
+        Pin::new(&mut self.get_mut().0).poll(cx).map(|handed| {
             handed
                 .map_err(|_| io::Error::other("the client's connection closed before the upgrade"))
         })

@@ -13,7 +13,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 
-use crate::http1::{connection_persists, content_length, FieldSpans, Framing, MAX_HEADERS};
+use crate::http1::{
+    connection_persists, content_length, transfer_codings, FieldSpans, Framing, MAX_HEADERS,
+};
 
 /// A request head, parsed.
 #[derive(Debug)]
@@ -165,12 +167,8 @@ fn framing(
 
 /// Whether the last transfer coding is `chunked`.
 fn ends_in_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .rfind(|coding| !coding.is_empty())
+    transfer_codings(headers)
+        .next_back()
         .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
 }
 

@@ -529,30 +529,7 @@ where
                             }
                             *left -= len;
                         }
-                        let chunked = sending == Sending::Chunked;
-                        if (chunked || data.len() <= COPY_AT_MOST) && !queued {
-                            // The last head or chunk line is written: the
-                            // buffer starts again.
-                            self.write.clear();
-                            out.lead = 0;
-                        }
-                        if chunked {
-                            self.write
-                                .extend_from_slice(ChunkSize::new(data.len()).as_bytes());
-                        }
-                        if data.len() <= COPY_AT_MOST {
-                            // One slice for the stream: rustls takes several
-                            // by collecting them into a `Vec` per write.
-                            self.write.extend_from_slice(&data);
-                            if chunked {
-                                self.write.extend_from_slice(CHUNK_END);
-                            }
-                        } else {
-                            if chunked {
-                                out.tail = CHUNK_END;
-                            }
-                            out.data = data;
-                        }
+                        self.queue(&mut out, data, sending == Sending::Chunked, queued);
                     }
                 }
             }
@@ -586,6 +563,35 @@ where
         }
         self.spare_headers = HeaderMap::new();
         body.shed();
+    }
+
+    /// Puts a piece of body `data` behind what `out` still has to write
+    /// (`queued`: the head has not gone yet), with its chunk framing if
+    /// `chunked`. A small piece is copied into the write buffer, so the
+    /// stream gets one slice (rustls takes several by collecting them into
+    /// a `Vec` per write).
+    fn queue(&mut self, out: &mut Out, data: Bytes, chunked: bool, queued: bool) {
+        let copied = data.len() <= COPY_AT_MOST;
+        if (chunked || copied) && !queued {
+            // The last head or chunk line is written: the buffer starts again.
+            self.write.clear();
+            out.lead = 0;
+        }
+        if chunked {
+            self.write
+                .extend_from_slice(ChunkSize::new(data.len()).as_bytes());
+        }
+        if copied {
+            self.write.extend_from_slice(&data);
+            if chunked {
+                self.write.extend_from_slice(CHUNK_END);
+            }
+        } else {
+            if chunked {
+                out.tail = CHUNK_END;
+            }
+            out.data = data;
+        }
     }
 
     /// Writes `out` (the unwritten end of `self.write`, then its data and
