@@ -81,4 +81,4 @@ pub use certs::{table_from_state, CertOrigin, CertRow, CertTable, LastError, Ren
 pub use acme::{account_path, Http01Tokens};
 
 /// The TLS handshake path, for the TLS tests.
-pub use tls::{Alpn, CertResolver, ChallengeCerts, TlsError, TlsTerminator};
+pub use tls::{Alpn, CertResolver, ChallengeCerts, ClientTls, RecordTail, TlsError, TlsTerminator};

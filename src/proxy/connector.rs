@@ -58,6 +58,17 @@ pub(super) enum UpstreamStream {
     Unix(UnixStream),
 }
 
+impl UpstreamStream {
+    /// Ready once the upstream has sent something (or closed): a reader
+    /// allocates its buffer then, not while it waits.
+    pub(super) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            UpstreamStream::Tcp(s) => s.poll_read_ready(cx),
+            UpstreamStream::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+}
+
 impl AsyncRead for UpstreamStream {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -17,7 +17,6 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{self, Accepted};
@@ -29,7 +28,9 @@ use crate::certs::{CertEvent, CertInfo, CertManager, SharedChallenges};
 use crate::config::{Config, Scheme};
 use crate::limit::ConnPermit;
 use crate::metrics::Metrics;
-use crate::tls::{Alpn, BoundedBacklog, CertResolver, ChallengeCerts, TlsError, TlsTerminator};
+use crate::tls::{
+    Alpn, BoundedBacklog, CertResolver, ChallengeCerts, ClientTls, TlsError, TlsTerminator,
+};
 
 /// TLS termination plus the certificate manager that feeds it.
 #[derive(Debug)]
@@ -262,7 +263,7 @@ pub(super) fn serve_tls(
 /// The boxed future that serves a TLS connection with the protocol ALPN
 /// chose: each sized for its own protocol only.
 fn serve_negotiated(
-    tls: TlsStream<TcpStream>,
+    tls: ClientTls,
     alpn: Alpn,
     accepted: Accepted,
     permit: ConnPermit,

@@ -12,6 +12,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
+/// A client's TLS stream as the terminator hands it on.
+pub type ClientTls = TlsStream<RecordTail<TcpStream>>;
+
+use super::record_tail::RecordTail;
 use super::resolver::{CertResolver, ChallengeCerts};
 use super::TlsError;
 use crate::config::defaults;
@@ -109,10 +113,7 @@ impl TlsTerminator {
 
     /// Performs the TLS handshake on an accepted TCP connection, treating it as
     /// arriving on the port its socket is bound to. See [`accept_on`](Self::accept_on).
-    pub async fn accept(
-        &self,
-        tcp: TcpStream,
-    ) -> Result<Option<(TlsStream<TcpStream>, Alpn)>, TlsError> {
+    pub async fn accept(&self, tcp: TcpStream) -> Result<Option<(ClientTls, Alpn)>, TlsError> {
         let port = tcp.local_addr().map_or(0, |a| a.port());
         self.accept_on(tcp, port).await
     }
@@ -134,7 +135,7 @@ impl TlsTerminator {
         &self,
         tcp: TcpStream,
         port: u16,
-    ) -> Result<Option<(TlsStream<TcpStream>, Alpn)>, TlsError> {
+    ) -> Result<Option<(ClientTls, Alpn)>, TlsError> {
         let deadline = tokio::time::Instant::now() + self.handshake_timeout;
         self.accept_until(tcp, port, deadline).await
     }
@@ -147,7 +148,7 @@ impl TlsTerminator {
         tcp: TcpStream,
         port: u16,
         deadline: tokio::time::Instant,
-    ) -> Result<Option<(TlsStream<TcpStream>, Alpn)>, TlsError> {
+    ) -> Result<Option<(ClientTls, Alpn)>, TlsError> {
         match tokio::time::timeout_at(deadline, self.handshake(tcp, port)).await {
             Ok(result) => result,
             Err(_) => Err(TlsError::HandshakeTimeout(self.handshake_timeout)),
@@ -158,7 +159,7 @@ impl TlsTerminator {
         &self,
         tcp: TcpStream,
         port: u16,
-    ) -> Result<Option<(TlsStream<TcpStream>, Alpn)>, TlsError> {
+    ) -> Result<Option<(ClientTls, Alpn)>, TlsError> {
         // The address the client connected to: a client without SNI verifies
         // the certificate against it. Only needed on on-demand ports.
         let local_ip = if self.resolver.on_demand().is_enabled(port) {
@@ -170,7 +171,7 @@ impl TlsTerminator {
         // first byte (rustls sizes its read buffer on the first read attempt).
         // A peek: tokio reports a new socket readable before any byte came.
         tcp.peek(&mut [0u8; 1]).await.map_err(TlsError::Handshake)?;
-        let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
+        let start = LazyConfigAcceptor::new(Acceptor::default(), RecordTail::new(tcp))
             .await
             .map_err(TlsError::Handshake)?;
         let hello = start.client_hello();

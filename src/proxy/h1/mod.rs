@@ -160,6 +160,11 @@ impl Connection {
     /// the stream.
     pub(in crate::proxy) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.read.capacity() - self.read.len() < self.read_size / 2 {
+            // Allocated once the upstream has sent something: a response
+            // the upstream is still producing (a long poll, an SSE stream
+            // between events, a slow backend) holds no read buffer, nor do
+            // the clients waiting on it.
+            ready!(self.stream.poll_read_ready(cx))?;
             self.read.reserve(self.read_size);
         }
         let spare = self.read.capacity() - self.read.len();
