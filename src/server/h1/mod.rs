@@ -179,6 +179,8 @@ enum Next {
 
 /// How an exchange left the connection.
 enum After {
+    /// A head that cannot be served: answered, then closed.
+    Refused(Refusal),
     KeepAlive,
     Close,
     Gone,
@@ -225,26 +227,34 @@ where
                 timer: timer.as_mut(),
                 stopped: stopped.as_mut(),
             };
-            let after = match self.next_head(waiting).await {
-                // Each phase boxed: the connection's own future (what every
-                // idle connection keeps) stays the size of its waiting state
-                // (1.3 KiB on plain TCP), and a response that streams for long
-                // (a slow reader) no longer holds the service's future
-                // (3.3 KiB) beside its own state.
-                Next::Head(head) => match Box::pin(self.answer(head)).await {
-                    Some(answered) => Box::pin(self.respond(answered, &stop)).await,
+            // Each phase boxed: the connection's own future (what every
+            // idle connection keeps) stays the size of its waiting state,
+            // and a response that streams for long (a slow reader) no
+            // longer holds the service's future (3.3 KiB) beside its own
+            // state. The parsed head and the answered request are moved
+            // whole into the next phase, never matched on across an await:
+            // a match's scrutinee, even moved out of, stays in this future
+            // for the whole exchange (1.3 KiB per connection, measured).
+            let after = 'exchange: {
+                let head = match self.next_head(waiting).await {
+                    Next::Head(head) => head,
+                    Next::Refused(refusal) => break 'exchange After::Refused(refusal),
+                    Next::Close => break 'exchange After::Close,
+                    Next::Gone => break 'exchange After::Gone,
+                };
+                let answered = Box::pin(self.answer(head)).await;
+                let responding = answered.map(|answered| Box::pin(self.respond(answered, &stop)));
+                match responding {
+                    Some(responding) => responding.await,
                     None => After::Gone,
-                },
-                Next::Refused(refusal) => {
-                    self.refuse(refusal).await;
-                    After::Close
                 }
-                Next::Close => After::Close,
-                Next::Gone => After::Gone,
             };
             match after {
                 After::KeepAlive => {}
-                After::Close => {
+                After::Refused(_) | After::Close => {
+                    if let After::Refused(refusal) = after {
+                        self.refuse(refusal).await;
+                    }
                     // `Linger` (under `io`) makes this a lingering close.
                     let _ = poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
                     return None;
