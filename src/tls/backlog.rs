@@ -26,7 +26,9 @@
 //! reading still pins that one write's records (one splice read of a
 //! tunnel; an HTTP/1.1 response's piece, whose writes never start on
 //! unsent records: `server/h1` asks for the next piece only once a flush
-//! has sent them, so HTTP/1.1 responses are left as they were). Keeping the
+//! has sent them, so HTTP/1.1 responses are left as they were). Of those
+//! records, the one the socket cut keeps only its unsent tail, at its exact
+//! size, under rustls (`record_tail`); the ones after it stay. Keeping the
 //! limit low from a backed-up write until one went through whole, as first
 //! tried, gave them nothing (50 KiB per slow HTTP/1.1 reader against 48,
 //! one `bench/memory.sh` run each, with hyper's server then): a piece

@@ -141,13 +141,10 @@ mod tests {
     impl AsyncWrite for Socket {
         fn poll_write(
             self: Pin<&mut Self>,
-            _: &mut Context<'_>,
+            cx: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
-            self.poll_write_vectored(
-                &mut Context::from_waker(Waker::noop()),
-                &[IoSlice::new(buf)],
-            )
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
         }
 
         fn poll_write_vectored(
