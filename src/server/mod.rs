@@ -23,6 +23,7 @@ mod access_log;
 mod admin;
 mod answers;
 mod caps;
+mod code_pages;
 mod connection;
 mod h1;
 mod handover;
@@ -365,6 +366,9 @@ impl Server {
         let workers = worker::Workers::spawn(self.workers)
             .await
             .context("cannot start the worker threads")?;
+        // Start-up is over but for this function: its code and data need not
+        // stay mapped, and every request is served after this.
+        code_pages::release();
         self.listeners.start(&self.shared, workers.handles());
         if let Some(admin) = self.admin.take() {
             if let Ok(addr) = admin.local_addr() {

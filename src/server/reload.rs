@@ -307,6 +307,8 @@ impl ReloadHandle {
             Err(e) => Err(e),
         };
         self.shared.metrics.reloaded(result.is_ok());
+        // Reading and planning the config ran start-up's code again.
+        super::code_pages::release();
         if notify.enabled() {
             let status = self.shared.status_line();
             match &result {

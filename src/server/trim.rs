@@ -57,6 +57,8 @@ pub(super) async fn after_bursts(caps: Arc<ConnCaps>) {
         if ended || std::mem::take(&mut again) {
             let released = release_free_memory();
             tracing::debug!(peak, open, released, "gave freed memory back after a burst");
+            // And the code only the burst ran (an attack's paths, mostly).
+            super::code_pages::release();
         }
         again = ended;
     }
