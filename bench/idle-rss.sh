@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idle RSS of bellhop builds side by side, split by where the pages are: what a
 # fresh `bellhop run` (one worker, bench/run.sh's Proxyfile) holds after one
-# plain HTTP and one TLS request, the "idle RSS" row of bench/run.sh. Builds
+# plain HTTP and one TLS request, then IDLE_SETTLE (8) seconds idle and one
+# more of each (settle_idle, bench/proxies.sh): the "idle RSS" row of
+# bench/run.sh. Builds
 # take turns, ROUNDS times, so each figure is from the same minute on the same
 # machine; the table has each build's median round (by RSS). bench/RESULTS.md
 # ("Where idle memory goes") records a run.
@@ -60,11 +62,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for name in "${NAMES[@]}"; do
         BELLHOP_BIN=${BIN[$name]}
         start_proxy bellhop
+        settle_idle
         echo "$name $(python3 bench/smaps_split.py "$PROXY_MAIN")" >>"$BENCH_TMP/samples"
         stop_proxy
     done
     for name in ${PEERS:-}; do
         start_proxy "$name"
+        settle_idle
         anon=0
         for pid in ${PROXY_PIDS//,/ }; do
             anon=$((anon + $(awk '/^Anonymous:/ {print $2}' "/proc/$pid/smaps_rollup")))

@@ -191,10 +191,11 @@ measure() {
     ROWS+=("$(row "$label" "$idle" "$flood" "$RESULT" "${idle%% *}" "${idle2%% *}")")
 }
 
-# warm_idle — a few requests, then the "RSS anon" snapshot.
+# warm_idle — a few requests, the settle of bench/run.sh's idle figure
+# (settle_idle), then the "RSS anon" snapshot.
 warm_idle() {
     for _ in $(seq 20); do curl -fsS -o /dev/null "http://$HTTP_ADDR/"; done
-    sleep 1
+    settle_idle
     snapshot
 }
 

@@ -51,6 +51,19 @@ start_proxy() {
     PROXY_PIDS=$(tree_pids "$PROXY_MAIN")
 }
 
+# settle_idle — after start_proxy: lets the proxy idle IDLE_SETTLE seconds (8),
+# then sends one more plain and one TLS request, so that an "idle" figure is
+# that of a proxy which has been idle a while and still serves, not a snapshot
+# of its start-up. Every proxy gets the same. (bellhop gives start-up's memory
+# back once, 5 s after it starts: src/server/trim.rs; the peers have no such
+# step, and their figures do not move with the wait.)
+settle_idle() {
+    [[ -n $PROXY_PIDS ]] || return 0
+    sleep "${IDLE_SETTLE:-8}"
+    curl -fsS -o /dev/null "http://$HTTP_ADDR/"
+    [[ -z $HTTPS_ADDR ]] || curl -fsS -o /dev/null --cacert "$BENCH_TMP/ca.pem" "https://$HTTPS_ADDR/"
+}
+
 stop_proxy() {
     [[ -n $PROXY_MAIN ]] && stop "$PROXY_MAIN"
     PROXY_MAIN=; PROXY_PIDS=

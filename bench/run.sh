@@ -25,7 +25,9 @@
 #   processes from /proc over exactly the load run, divided by requests done) for
 #   HTTP/1.1 (wrk), h2 over TLS and HTTP/1.1 over TLS (h2load); new TLS handshakes/s
 #   and CPU per handshake (h2load, one request per connection, `Connection: close`);
-#   idle RSS; RSS and KiB per connection with idle WebSockets (ws and wss); the share
+#   idle RSS (after start, one request, IDLE_SETTLE s idle and one more request:
+#   settle_idle in bench/proxies.sh); RSS and KiB per connection with idle
+#   WebSockets (ws and wss); the share
 #   of pushes (one every 0.5 s to every socket) delivered and their p99 delay.
 #   RSS is VmRSS summed over the proxy's processes (nginx: master + worker).
 #
@@ -193,6 +195,7 @@ for name in $PROXIES; do
     note "$name"
     start_proxy "$name"
     if [[ -n $PROXY_PIDS ]]; then
+        settle_idle
         R[$name,idle.rss]=$(awk -v k="$(rss_kib "$PROXY_PIDS")" 'BEGIN { printf "%.1f", k / 1024 }')
     fi
     measure "$name" h1 "http://$HTTP_ADDR/"

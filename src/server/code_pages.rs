@@ -11,7 +11,9 @@
 //! (bench/RESULTS.md, "Where idle memory goes"). So, like the kernel freeing
 //! its `__init` sections after boot, bellhop drops its page-table entries for
 //! every read-only segment of the executable and its shared libraries
-//! (`madvise(MADV_DONTNEED)`) once such a phase is over, and what serving
+//! (`madvise(MADV_DONTNEED)`) once such a phase is over (start-up: before
+//! the listeners start, and once more when it has settled, `trim.rs`; a
+//! reload; a burst of connections, `trim.rs`), and what serving
 //! runs next faults back in from the page cache: minor faults, a few dozen,
 //! on the next requests.
 //!
@@ -44,7 +46,6 @@ pub(super) fn release() -> usize {
     unsafe {
         libc::dl_iterate_phdr(Some(each_object), (&raw mut walk).cast::<libc::c_void>());
     }
-    tracing::debug!(bytes = walk.released, "unmapped read-only code and data");
     walk.released
 }
 

@@ -392,8 +392,7 @@ impl Server {
             None => None,
         };
         let service_manager = self.tell_service_manager(workers.handles(), predecessor);
-        let _trim =
-            AbortOnDropHandle::new(tokio::spawn(trim::after_bursts(self.shared.caps.clone())));
+        let _trim = AbortOnDropHandle::new(tokio::spawn(trim::give_back(self.shared.caps.clone())));
 
         let background = &self.shared.background;
         background.accepting.cancelled().await;
