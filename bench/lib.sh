@@ -85,14 +85,20 @@ tree_pids() {
     echo "$all"
 }
 
-# cpu_ticks PIDS — utime+stime (clock ticks) summed over comma-separated PIDS.
+# cpu_ticks PIDS [kernel] — utime+stime (clock ticks) summed over
+# comma-separated PIDS; with "kernel", stime alone (time in system calls and
+# the kernel work they cause).
 cpu_ticks() {
     local pid total=0 stat f
     for pid in ${1//,/ }; do
         stat=$(<"/proc/$pid/stat") || continue
         stat=${stat##*) }                   # the command name may contain spaces
         read -r -a f <<<"$stat"
-        total=$((total + f[11] + f[12]))    # fields 14 and 15 of stat(5)
+        if [[ ${2:-} == kernel ]]; then
+            total=$((total + f[12]))        # field 15 of stat(5)
+        else
+            total=$((total + f[11] + f[12])) # fields 14 and 15
+        fi
     done
     echo "$total"
 }

@@ -16,7 +16,7 @@ PROXY_PIDS=
 BELLHOP_BIN=${BELLHOP_BIN:-target/release/bellhop}
 
 # The proxy's processes (a master's workers are its children), for CPU and RSS.
-proxy_ticks() { if [[ -n $PROXY_PIDS ]]; then cpu_ticks "$PROXY_PIDS"; else echo 0; fi; }
+proxy_ticks() { if [[ -n $PROXY_PIDS ]]; then cpu_ticks "$PROXY_PIDS" "$@"; else echo 0; fi; }
 
 proxy_versions() {
     local v=()

@@ -22,7 +22,8 @@
 #
 # Measures, per proxy:
 #   requests/s, p50, p99 and proxy CPU µs per request (utime+stime of the proxy's
-#   processes from /proc over exactly the load run, divided by requests done) for
+#   processes from /proc over exactly the load run, divided by requests done;
+#   and of it the kernel's share, stime) for
 #   HTTP/1.1 (wrk), h2 over TLS and HTTP/1.1 over TLS (h2load); new TLS handshakes/s
 #   and CPU per handshake (h2load, one request per connection, `Connection: close`);
 #   idle RSS (after start, one request, IDLE_SETTLE s idle and one more request:
@@ -103,7 +104,8 @@ cpu_us_per() { awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", 
 # measure NAME KIND URL — one load run; stores rps, p50, p99, cpu per request.
 measure() {
     local name=$1 kind=$2 url=$3 out=$BENCH_TMP/$1.$2 before after requests rps p50 p99
-    before=$(proxy_ticks)
+    local kernel_before kernel_after
+    before=$(proxy_ticks) kernel_before=$(proxy_ticks kernel)
     case $kind in
         h1)
             load wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url" >"$out"
@@ -123,9 +125,12 @@ measure() {
             grep -q '^TLS Protocol: TLSv1.3' "$out" || note "$name $kind: $(grep '^TLS Protocol' "$out")"
             ;;
     esac
-    after=$(proxy_ticks)
+    after=$(proxy_ticks) kernel_after=$(proxy_ticks kernel)
     R[$name,$kind.rps]=$rps; R[$name,$kind.p50]=$p50; R[$name,$kind.p99]=$p99
-    if [[ -n $PROXY_PIDS ]]; then R[$name,$kind.cpu]=$(cpu_us_per $((after - before)) "$requests"); fi
+    if [[ -n $PROXY_PIDS ]]; then
+        R[$name,$kind.cpu]=$(cpu_us_per $((after - before)) "$requests")
+        R[$name,$kind.sys]=$(cpu_us_per $((kernel_after - kernel_before)) "$requests")
+    fi
 }
 
 # handshakes NAME URL — HANDSHAKES new TLS connections, one request each.
@@ -179,14 +184,17 @@ row h1.rps "HTTP/1.1 requests/s (wrk c=$CONNECTIONS)"
 row h1.p50 "HTTP/1.1 p50 ms"
 row h1.p99 "HTTP/1.1 p99 ms"
 row h1.cpu "HTTP/1.1 proxy CPU µs/request"
+row h1.sys "HTTP/1.1 of which kernel µs/request"
 row h2.rps "h2 over TLS requests/s (h2load c=$CONNECTIONS m=1)"
 row h2.p50 "h2 over TLS p50 ms"
 row h2.p99 "h2 over TLS p99 ms"
 row h2.cpu "h2 over TLS proxy CPU µs/request"
+row h2.sys "h2 over TLS of which kernel µs/request"
 row h1tls.rps "HTTP/1.1 over TLS requests/s (h2load --h1)"
 row h1tls.p50 "HTTP/1.1 over TLS p50 ms"
 row h1tls.p99 "HTTP/1.1 over TLS p99 ms"
 row h1tls.cpu "HTTP/1.1 over TLS proxy CPU µs/request"
+row h1tls.sys "HTTP/1.1 over TLS of which kernel µs/request"
 row hs.rate "new TLS 1.3 connections/s"
 row hs.cpu "proxy CPU µs per new TLS connection"
 row idle.rss "idle RSS (MB)"
