@@ -89,7 +89,12 @@ note "building release binaries (bellhop, bench-backend, ws-load)"
 cargo build --release --quiet --bin bellhop --example bench-backend --example ws-load
 make_cert "$BENCH_TMP"
 start_backend "$LOAD_CPU"
-load() { taskset -c "$LOAD_CPU" "$@"; }
+# A load generator that hangs (h2load once waited 7 minutes on a 10 s run
+# against nginx) is stopped, noted, and leaves its cells empty.
+load() {
+    timeout "$((DURATION + 60))" taskset -c "$LOAD_CPU" "$@" ||
+        note "load generator failed or timed out (exit $?): ${*:1:3} ..."
+}
 
 source bench/proxies.sh
 
