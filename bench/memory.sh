@@ -162,9 +162,14 @@ attack() {
     # Closes every client socket (the processes exit).
     for n in "${clients[@]}"; do stop "$n"; done
     closed=$SECONDS
+    # Each "after" figure, like the idle one, is that of a proxy that still
+    # serves: one plain and one TLS request just before it (bellhop unmaps
+    # the code an attack ran once it is over, and serving maps its own back).
     sleep 10
+    serve_once
     after10=$(snapshot)
     sleep $((30 - (SECONDS - closed)))
+    serve_once
     after30=$(snapshot)
     RESULT="$peak $after10 $after30"
     note "$kind: +10 s $after10, +30 s $after30"
@@ -189,6 +194,12 @@ measure() {
     attack slowread "$SLOW_COUNT" "/bytes/$SLOW_BYTES"
     stop_proxy
     ROWS+=("$(row "$label" "$idle" "$flood" "$RESULT" "${idle%% *}" "${idle2%% *}")")
+}
+
+# serve_once — one plain and one TLS request.
+serve_once() {
+    curl -fsS -o /dev/null "http://$HTTP_ADDR/"
+    curl -fsS -o /dev/null --cacert "$BENCH_TMP/ca.pem" "https://$HTTPS_ADDR/"
 }
 
 # warm_idle — a few requests, the settle of bench/run.sh's idle figure
