@@ -211,6 +211,7 @@ pub(super) async fn accept_loop(
                 for guest in leaving.drain(..) {
                     door.turn_away(&guest, wait);
                 }
+                forget_a_flood(&mut leaving);
             }
             arrived = room.arrivals(&mut leaving) => {
                 if let Err(e) = arrived {
@@ -220,6 +221,7 @@ pub(super) async fn accept_loop(
                 for guest in leaving.drain(..) {
                     door.serve(guest);
                 }
+                forget_a_flood(&mut leaving);
             }
             ready = listener.readable() => {
                 let result = match ready {
@@ -241,6 +243,16 @@ pub(super) async fn accept_loop(
         }
     }
     room.clear();
+}
+
+/// After a flood, thousands of guests leave the waiting room at once (their
+/// deadline passed together); the vector that held them is not kept at that
+/// size for the rest of the process's life.
+fn forget_a_flood(leaving: &mut Vec<Guest>) {
+    const KEEP: usize = 64;
+    if leaving.capacity() > KEEP {
+        *leaving = Vec::new();
+    }
 }
 
 /// What an accept loop needs to let connections in and hand them on.
