@@ -248,7 +248,7 @@ pub(super) async fn accept_loop(
 /// After a flood, thousands of guests leave the waiting room at once (their
 /// deadline passed together); the vector that held them is not kept at that
 /// size for the rest of the process's life.
-fn forget_a_flood(leaving: &mut Vec<Guest>) {
+fn forget_a_flood<T>(leaving: &mut Vec<T>) {
     const KEEP: usize = 64;
     if leaving.capacity() > KEEP {
         *leaving = Vec::new();
@@ -375,6 +375,19 @@ mod tests {
 
     fn ips(list: &[&str]) -> Vec<IpAddr> {
         list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_flood_sized_vector_is_not_kept() {
+        let mut leaving: Vec<u64> = (0..10_000).collect();
+        leaving.clear();
+        forget_a_flood(&mut leaving);
+        assert_eq!(leaving.capacity(), 0);
+        let mut few: Vec<u64> = Vec::with_capacity(8);
+        few.push(1);
+        few.clear();
+        forget_a_flood(&mut few);
+        assert_eq!(few.capacity(), 8, "a small vector is kept for reuse");
     }
 
     #[test]
