@@ -196,12 +196,6 @@ measure() {
     ROWS+=("$(row "$label" "$idle" "$flood" "$RESULT" "${idle%% *}" "${idle2%% *}")")
 }
 
-# serve_once — one plain and one TLS request.
-serve_once() {
-    curl -fsS -o /dev/null "http://$HTTP_ADDR/"
-    curl -fsS -o /dev/null --cacert "$BENCH_TMP/ca.pem" "https://$HTTPS_ADDR/"
-}
-
 # warm_idle — a few requests, the settle of bench/run.sh's idle figure
 # (settle_idle), then the "RSS anon" snapshot.
 warm_idle() {

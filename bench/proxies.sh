@@ -60,6 +60,11 @@ start_proxy() {
 settle_idle() {
     [[ -n $PROXY_PIDS ]] || return 0
     sleep "${IDLE_SETTLE:-8}"
+    serve_once
+}
+
+# serve_once — one plain request, and one TLS request if the proxy has HTTPS.
+serve_once() {
     curl -fsS -o /dev/null "http://$HTTP_ADDR/"
     [[ -z $HTTPS_ADDR ]] || curl -fsS -o /dev/null --cacert "$BENCH_TMP/ca.pem" "https://$HTTPS_ADDR/"
 }
