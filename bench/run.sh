@@ -3,8 +3,8 @@
 # each a reverse proxy to the same backend (bench/backend.rs), measured in one run
 # and printed as one table. Not part of the test suite; bench/RESULTS.md records a run.
 #
-#   bench/run.sh                          # full run: 10 s per load test, 1,000 and 10,000 WebSockets
-#   QUICK=1 bench/run.sh                  # smoke run, under 2 minutes: 2 s, 200/500 WebSockets
+#   bench/run.sh                          # full run: 3 rounds of 10 s per load test, 1,000 and 10,000 WebSockets
+#   QUICK=1 bench/run.sh                  # smoke run, under 3 minutes: one round, 2 s, 200/500 WebSockets
 #   PROXIES="bellhop nginx" bench/run.sh  # a subset (baseline bellhop nginx haproxy caddy)
 #   INSTALL=1 bench/run.sh                # apt-get install the missing packages first
 #
@@ -34,6 +34,8 @@
 #
 # Settings (environment), full / QUICK=1:
 #   DURATION      seconds per load test                           10 / 2
+#   ROUNDS        rounds of the load tests, proxies taken in turn   3 / 1
+#                 in each; every load figure is the median of them
 #   CONNECTIONS   concurrent connections of wrk and h2load        50
 #   HANDSHAKES    new TLS connections for the handshake test      3000 / 300
 #   WS_COUNTS     idle WebSocket counts for the memory test       "1000 10000" / "200 500"
@@ -48,6 +50,7 @@ source bench/lib.sh
 
 quick() { if [[ -n ${QUICK:-} ]]; then echo "$2"; else echo "$1"; fi; }
 DURATION=${DURATION:-$(quick 10 2)}
+ROUNDS=${ROUNDS:-$(quick 3 1)}
 CONNECTIONS=${CONNECTIONS:-50}
 HANDSHAKES=${HANDSHAKES:-$(quick 3000 300)}
 WS_COUNTS=${WS_COUNTS:-$(quick "1000 10000" "200 500")}
@@ -131,11 +134,29 @@ measure() {
             ;;
     esac
     after=$(proxy_ticks) kernel_after=$(proxy_ticks kernel)
-    R[$name,$kind.rps]=$rps; R[$name,$kind.p50]=$p50; R[$name,$kind.p99]=$p99
+    in_round "$name" "$kind.rps" "$rps"; in_round "$name" "$kind.p50" "$p50"
+    in_round "$name" "$kind.p99" "$p99"
     if [[ -n $PROXY_PIDS ]]; then
-        R[$name,$kind.cpu]=$(cpu_us_per $((after - before)) "$requests")
-        R[$name,$kind.sys]=$(cpu_us_per $((kernel_after - kernel_before)) "$requests")
+        in_round "$name" "$kind.cpu" "$(cpu_us_per $((after - before)) "$requests")"
+        in_round "$name" "$kind.sys" "$(cpu_us_per $((kernel_after - kernel_before)) "$requests")"
     fi
+}
+
+# in_round NAME METRIC VALUE — one round's figure (none when VALUE is empty:
+# a failed load run leaves its round out of the median).
+declare -A ROUND_VALUES
+in_round() { [[ -z $3 ]] || ROUND_VALUES[$1,$2]+="$3 "; }
+
+# take_medians — R[NAME,METRIC] is the median of its rounds' figures (the
+# mean of the middle two for an even count).
+take_medians() {
+    local key
+    for key in "${!ROUND_VALUES[@]}"; do
+        R[$key]=$(tr ' ' '\n' <<<"${ROUND_VALUES[$key]}" | grep . | sort -g | awk '
+            { v[NR] = $1 } END {
+                m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+                printf (m == int(m) && m >= 100) ? "%d" : "%.2f", m }' | sed -E 's/(\.[0-9])0$/\1/')
+    done
 }
 
 # handshakes NAME URL — HANDSHAKES new TLS connections, one request each.
@@ -145,8 +166,8 @@ handshakes() {
     load h2load --h1 -t1 -c"$CONNECTIONS" -n "$HANDSHAKES" -H 'Connection: close' "$2" >"$out"
     after=$(proxy_ticks)
     count=$(awk '/^requests:/ {print $8; exit}' "$out")
-    R[$name,hs.rate]=$(awk '/^finished in/ {printf "%.0f", $4; exit}' "$out")
-    R[$name,hs.cpu]=$(cpu_us_per $((after - before)) "$count")
+    in_round "$name" hs.rate "$(awk '/^finished in/ {printf "%.0f", $4; exit}' "$out")"
+    in_round "$name" hs.cpu "$(cpu_us_per $((after - before)) "$count")"
     grep -q '^TLS Protocol: TLSv1.3' "$out" || note "$name handshakes: $(grep '^TLS Protocol' "$out")"
 }
 
@@ -204,19 +225,35 @@ row hs.rate "new TLS 1.3 connections/s"
 row hs.cpu "proxy CPU µs per new TLS connection"
 row idle.rss "idle RSS (MB)"
 
-for name in $PROXIES; do
-    note "$name"
-    start_proxy "$name"
-    if [[ -n $PROXY_PIDS ]]; then
+# The load tests take the proxies in turn, ROUNDS times: a machine that drifts
+# over minutes (another guest on the host) moves every proxy's figures alike
+# instead of whichever proxy ran then, and the median of the rounds leaves out
+# a round that one pause spoiled.
+for ((round = 1; round <= ROUNDS; round++)); do
+    for name in $PROXIES; do
+        note "$name: load tests, round $round of $ROUNDS"
+        start_proxy "$name"
+        # Every round starts from a settled proxy: bellhop gives start-up's
+        # memory and code back 5 s after it starts, which must not fall in a
+        # measured run.
         settle_idle
-        R[$name,idle.rss]=$(awk -v k="$(rss_kib "$PROXY_PIDS")" 'BEGIN { printf "%.1f", k / 1024 }')
-    fi
-    measure "$name" h1 "http://$HTTP_ADDR/"
-    if [[ -n $HTTPS_ADDR ]]; then
-        measure "$name" h2 "https://$HTTPS_ADDR/"
-        measure "$name" h1tls "https://$HTTPS_ADDR/"
-        handshakes "$name" "https://$HTTPS_ADDR/"
-    fi
+        if [[ -n $PROXY_PIDS && $round == 1 ]]; then
+            R[$name,idle.rss]=$(awk -v k="$(rss_kib "$PROXY_PIDS")" 'BEGIN { printf "%.1f", k / 1024 }')
+        fi
+        measure "$name" h1 "http://$HTTP_ADDR/"
+        if [[ -n $HTTPS_ADDR ]]; then
+            measure "$name" h2 "https://$HTTPS_ADDR/"
+            measure "$name" h1tls "https://$HTTPS_ADDR/"
+            handshakes "$name" "https://$HTTPS_ADDR/"
+        fi
+        stop_proxy
+    done
+done
+take_medians
+
+for name in $PROXIES; do
+    note "$name: WebSockets"
+    start_proxy "$name"
     if [[ -n $PROXY_PIDS ]]; then
         # A fresh proxy for each: memory freed by the load runs (or the other
         # scheme's sockets) would otherwise be reused and hide the per-socket cost.
@@ -236,7 +273,7 @@ row push.p99 "push delay p99 ms (backend write → client read)"
 
 echo
 echo "bellhop bench, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "proxy on CPU $PROXY_CPU, load and backend on CPU $LOAD_CPU; ${DURATION} s per load test; $(proxy_versions)"
+echo "proxy on CPU $PROXY_CPU, load and backend on CPU $LOAD_CPU; ${DURATION} s per load test, median of $ROUNDS rounds; $(proxy_versions)"
 printf '\n| %s |' "metric"; for p in $PROXIES; do printf ' %s |' "$p"; done; echo
 printf '|---|'; for _ in $PROXIES; do printf -- '---:|'; done; echo
 for key in "${ROWS[@]}"; do

@@ -25,6 +25,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 
 /// Handshakes in flight while opening sockets: enough to keep a proxy busy,
@@ -94,9 +95,15 @@ impl Target {
             }
             None => Box::new(tcp),
         };
-        let (ws, _) = tokio_tungstenite::client_async(self.url.as_str(), stream)
-            .await
-            .with_context(|| format!("WebSocket handshake with {}", self.url))?;
+        // tungstenite's default buffers are 128 KiB each way per socket: 1.3 GB
+        // at 10,000, and the page faults were most of this client's CPU.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(self.url.as_str(), stream, Some(config))
+                .await
+                .with_context(|| format!("WebSocket handshake with {}", self.url))?;
         Ok(ws)
     }
 
@@ -238,7 +245,9 @@ fn usage() -> anyhow::Error {
     )
 }
 
-#[tokio::main]
+// One thread: bench/run.sh pins this client to one CPU (with the backend),
+// where a second worker thread only adds hand-offs between the two.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     raise_fd_limit();
     let args: Vec<String> = std::env::args().skip(1).collect();
