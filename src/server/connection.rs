@@ -1,32 +1,26 @@
-//! What every connection carries (`Accepted`, `ConnContext`, `InFlight`), and
-//! the HTTP/2 side of one (hyper's server); HTTP/1.1 is bellhop's own
-//! ([`h1`](super::h1)). The admin listener's HTTP/1.1 runs on hyper too
+//! What every connection carries (`Accepted`, `ConnContext`, `InFlight`).
+//! HTTP/1.1 is bellhop's own ([`h1`](super::h1)), HTTP/2 hyper's server
+//! ([`h2`](super::h2)); the admin listener's HTTP/1.1 runs on hyper too
 //! ([`drive_http1`]).
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1::UpgradeableConnection;
-use hyper::service::{service_fn, Service};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::access_log::LoggedBody;
 use super::linger::Linger;
-use super::traffic::Counted;
 use super::write_deadline::WriteDeadline;
-use super::{service, Shared};
+use super::Shared;
 use crate::config::Scheme;
-use crate::limit::{ConnPermit, RequestBody};
+use crate::limit::ConnPermit;
 use crate::metrics::{OpenGuard, SiteBytes};
 
 /// One accepted connection as the accept loop saw it: built once there and
@@ -118,7 +112,7 @@ impl ConnContext {
     }
 
     /// When the connection became idle, or `None` while requests are in flight.
-    fn idle_since(&self) -> Option<Instant> {
+    pub(super) fn idle_since(&self) -> Option<Instant> {
         (self.in_flight.load(Ordering::Acquire) == 0)
             .then(|| self.opened + Duration::from_millis(self.last_done_ms.load(Ordering::Acquire)))
     }
@@ -142,29 +136,6 @@ impl Drop for InFlight {
         self.0.last_done_ms.store(ms, Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// An answered request, as hyper's HTTP/2 server takes it from [`streams`].
-type BoxedAnswer = Pin<Box<dyn Future<Output = Result<Response<LoggedBody>, Infallible>> + Send>>;
-
-/// The hyper service of an HTTP/2 connection: each request runs through
-/// [`service::handle`] with the connection's context, its future boxed.
-/// hyper spawns every stream as a task, and on the way the future is moved
-/// whole about six times (callgrind: six copies of ~2.5 KiB per stream);
-/// boxed, those are copies of a pointer, for one allocation.
-fn streams(
-    context: Arc<ConnContext>,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response<LoggedBody>,
-    Error = Infallible,
-    Future = BoxedAnswer,
-> {
-    service_fn(move |req: Request<Incoming>| -> BoxedAnswer {
-        let context = context.clone();
-        let req = req.map(RequestBody::H2);
-        Box::pin(async move { Ok::<_, Infallible>(service::handle(req, context).await) })
-    })
 }
 
 /// An HTTP/1.1 server connection (with upgrades) of `svc` on `stream`, with
@@ -226,68 +197,6 @@ where
         () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
-        }
-    }
-}
-
-/// Runs the HTTP/2 server side of one TLS connection.
-///
-/// HTTP/2 has no idle timeout of its own: a connection with no request in
-/// flight for `idle` gets a GOAWAY, as does every connection on shutdown. One
-/// that is still open and idle for another `idle` after its GOAWAY is dropped:
-/// hyper only closes once the peer has sent its connection preface (and, after
-/// that, answered the GOAWAY's ping), so a peer that stays silent after the TLS
-/// handshake would otherwise keep the connection forever.
-///
-/// The hyper connection is built before the returned future and moved into
-/// it once, so the future holds one copy of it and of the stream (an `async
-/// fn` holds its arguments twice).
-pub(super) fn serve_h2<I>(
-    stream: I,
-    accepted: Accepted,
-    permit: ConnPermit,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-) -> impl Future<Output = ()> + Send
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (peer, idle) = (accepted.peer, shared.idle_timeout);
-    let context = ConnContext::new(shared.clone(), accepted, permit);
-    let stream = context.guard(stream);
-    let watched = context.clone();
-    let stream = Counted::new(stream, context.clone());
-    let svc = streams(context);
-    let mut conn = shared.http2.serve_connection(TokioIo::new(stream), svc);
-    async move {
-        let mut conn = Pin::new(&mut conn);
-        // When the idle GOAWAY went out; idleness counts again from there.
-        let mut goaway: Option<Instant> = None;
-        let result = loop {
-            let idle_from = |since: Instant| goaway.map_or(since, |sent| sent.max(since));
-            let deadline = watched
-                .idle_since()
-                .map_or_else(|| Instant::now() + idle, |since| idle_from(since) + idle);
-            tokio::select! {
-                result = conn.as_mut() => break result,
-                () = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    break conn.await;
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    if watched.idle_since().is_some_and(|since| idle_from(since) + idle <= Instant::now()) {
-                        if goaway.is_some() {
-                            tracing::debug!(%peer, "h2 connection still open and idle after its GOAWAY, dropped");
-                            break Ok(());
-                        }
-                        conn.as_mut().graceful_shutdown();
-                        goaway = Some(Instant::now());
-                    }
-                }
-            }
-        };
-        if let Err(e) = result {
-            tracing::debug!(%peer, error = %e, "h2 connection ended with an error");
         }
     }
 }

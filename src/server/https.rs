@@ -19,7 +19,8 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::connection::{self, Accepted};
+use super::connection::Accepted;
+use super::h2::serve_h2;
 use super::Shared;
 use crate::acme::{Http01Tokens, HTTP01_PATH_PREFIX};
 use crate::body::Body;
@@ -276,7 +277,7 @@ fn serve_negotiated(
     };
     let tls = BoundedBacklog::new(tls, alpn);
     match alpn {
-        Alpn::H2 => Box::pin(connection::serve_h2(tls, accepted, permit, shared, stop)),
+        Alpn::H2 => Box::pin(serve_h2(tls, accepted, permit, shared, stop)),
         Alpn::Http1 => Box::pin(super::h1::serve_http1(
             tls, accepted, permit, shared, stop, None,
         )),

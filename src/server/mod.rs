@@ -26,6 +26,7 @@ mod caps;
 mod code_pages;
 mod connection;
 mod h1;
+mod h2;
 mod handover;
 mod https;
 mod launcher;
@@ -56,8 +57,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioTimer;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
@@ -77,15 +78,6 @@ use reload::Listeners;
 /// (hyper also caps a head at 100 header lines, and a target at 65,534
 /// bytes: 414.)
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
-/// Concurrent streams per h2 connection (hyper's default is 200).
-const H2_MAX_STREAMS: u32 = 100;
-/// Bytes an h2 stream may have queued and not yet sent: its body is polled
-/// for more only below this. hyper's default, 400 KiB, is what every slow h2
-/// reader held (517 KiB each with 8 MiB responses, against 51 KiB over
-/// HTTP/1.1, whose writer holds one piece of a body, `server/h1`).
-const H2_SEND_BUFFER: usize = 16 * 1024;
-/// Interval of h2 keep-alive pings and how long to wait for their answer.
-const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// State shared by every connection of the server. Its fields are private to
 /// `server` (submodules see them): nothing outside reaches into a running server.
@@ -97,8 +89,6 @@ pub(crate) struct Shared {
     background: Background,
     /// HTTP/1.1 connection settings (timeouts, limits).
     http1: http1::Builder,
-    /// HTTP/2 connection settings (stream limits, flow control, pings).
-    http2: http2::Builder<TokioExecutor>,
     /// A connection with no request in flight this long is closed (h2: a
     /// GOAWAY first; HTTP/1.1: hyper's header-read timeout, or parked).
     idle_timeout: Duration,
@@ -282,19 +272,6 @@ impl Server {
             .max_header_size(MAX_REQUEST_HEAD)
             .keep_alive(true);
 
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(H2_MAX_STREAMS)
-            .max_header_list_size(MAX_REQUEST_HEAD as u32)
-            // What a stream may queue that its client has not taken yet.
-            .max_send_buf_size(H2_SEND_BUFFER)
-            // One large upload must not stall every other stream (hyper#1960).
-            .adaptive_window(true)
-            // Pings find peers that vanished without a FIN.
-            .keep_alive_interval(H2_PING_INTERVAL)
-            .keep_alive_timeout(H2_PING_INTERVAL);
-
         Ok(Server {
             listeners: Arc::new(listeners),
             admin,
@@ -306,7 +283,6 @@ impl Server {
                     accepting,
                 },
                 http1,
-                http2,
                 idle_timeout: config.options.client_header_timeout,
                 https,
                 caps: caps::connection_caps(&config.options, metrics.refused_connections()),

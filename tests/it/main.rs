@@ -21,6 +21,7 @@ mod failures;
 mod files;
 mod h1_server;
 mod h1_upstream;
+mod h2;
 mod header_directives;
 mod headers;
 mod keepalive;

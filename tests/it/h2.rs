@@ -1,0 +1,152 @@
+//! HTTP/2 streams are driven in their connection's own task (server/h2.rs):
+//! they must still run side by side, end on their own, and finish at shutdown.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use hyper::Response;
+use tokio::sync::Barrier;
+
+use crate::support::backends::echo::Echo;
+use crate::support::backends::slow::Slow;
+use crate::support::backends::{full, handler, HttpBackend};
+use crate::support::client::{collect, empty, h2_tls, ReqBody};
+use crate::support::config::{https_site, tcp, ConfigBuilder};
+use crate::support::server::TestServer;
+use crate::support::{bounded, millis, secs, wait_for, TempDir};
+
+/// A TLS site `app.localhost` in front of `backend`, with its internal CA's
+/// root, and an h2 connection to it.
+async fn h2_front(
+    state: &TempDir,
+    backend: std::net::SocketAddr,
+    grace: std::time::Duration,
+) -> (TestServer, hyper::client::conn::http2::SendRequest<ReqBody>) {
+    let cfg = ConfigBuilder::new()
+        .state_dir(state.path())
+        .grace_period(grace)
+        .site(https_site("app.localhost").proxy(tcp(backend)))
+        .build();
+    let server = TestServer::start(cfg).await;
+    let root_path = state.path().join("internal/root.pem");
+    wait_for("the internal CA root", secs(10), || root_path.exists()).await;
+    let root = std::fs::read(&root_path).expect("root certificate");
+    let sender = h2_tls(server.addr(), "app.localhost", &root).await;
+    (server, sender)
+}
+
+fn get(server: &TestServer, path: &str) -> http::Request<ReqBody> {
+    let uri = format!("https://app.localhost:{}{path}", server.addr().port());
+    http::Request::get(uri).body(empty()).expect("request")
+}
+
+/// Twenty requests on one connection, and a backend that answers none of
+/// them until all twenty have reached it: only streams that run side by side
+/// get past it (one at a time, the first would wait forever).
+#[tokio::test]
+async fn streams_of_one_connection_run_side_by_side() {
+    bounded(secs(30), "test", async {
+        const STREAMS: usize = 20;
+        let barrier = Arc::new(Barrier::new(STREAMS));
+        let backend = HttpBackend::tcp(handler(move |req, _info| {
+            let barrier = barrier.clone();
+            async move {
+                barrier.wait().await;
+                Response::new(full(req.uri().path().to_owned()))
+            }
+        }))
+        .await;
+        let state = TempDir::new("h2-side-by-side");
+        let (server, sender) = h2_front(&state, backend.addr(), secs(5)).await;
+        let mut answers = tokio::task::JoinSet::new();
+        for i in 0..STREAMS {
+            let mut sender = sender.clone();
+            let request = get(&server, &format!("/stream/{i}"));
+            answers.spawn(async move {
+                (
+                    i,
+                    collect(sender.send_request(request).await.expect("h2 request")).await,
+                )
+            });
+        }
+        let mut seen = 0;
+        while let Some(done) = answers.join_next().await {
+            let (i, reply) = done.expect("request task");
+            assert_eq!(reply.status, 200, "stream {i}: {}", reply.text());
+            assert_eq!(reply.text(), format!("/stream/{i}"));
+            seen += 1;
+        }
+        assert_eq!(seen, STREAMS);
+        assert_eq!(backend.stats.requests(), STREAMS as u64);
+    })
+    .await
+}
+
+/// A client that resets one stream (it stops reading an endless response)
+/// ends that stream's upstream request, and the connection's other streams
+/// go on being served.
+#[tokio::test]
+async fn a_reset_stream_ends_its_upstream_request_and_the_connection_serves_on() {
+    bounded(secs(30), "test", async {
+        let echo = Echo::start("app").await;
+        let state = TempDir::new("h2-reset");
+        let (server, mut sender) = h2_front(&state, echo.http.addr(), secs(5)).await;
+        let endless = sender
+            .send_request(get(&server, "/stream-forever"))
+            .await
+            .expect("h2 request");
+        assert_eq!(endless.status(), 200);
+        let mut body = endless.into_body();
+        let first = body.frame().await.expect("a first chunk").expect("chunk");
+        assert!(first.is_data());
+        wait_for("the backend to be streaming", secs(5), || {
+            echo.stats.streams_open.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        // Dropping the body resets the stream (RST_STREAM CANCEL).
+        drop(body);
+        wait_for("the backend's stream to end", secs(5), || {
+            echo.stats.streams_open.load(Ordering::SeqCst) == 0
+        })
+        .await;
+        let reply = collect(
+            sender
+                .send_request(get(&server, "/after"))
+                .await
+                .expect("h2 request"),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json()["uri"], "/after");
+    })
+    .await
+}
+
+/// Shutdown sends the GOAWAY and still finishes the stream in flight.
+#[tokio::test]
+async fn shutdown_finishes_the_h2_stream_in_flight() {
+    bounded(secs(30), "test", async {
+        let slow = Slow::start(millis(800)).await;
+        let state = TempDir::new("h2-shutdown");
+        let (server, mut sender) = h2_front(&state, slow.http.addr(), secs(10)).await;
+        let request = get(&server, "/in-flight");
+        let in_flight = tokio::spawn(async move {
+            collect(sender.send_request(request).await.expect("h2 request")).await
+        });
+        wait_for("the request to reach the backend", secs(5), || {
+            slow.received() == 1
+        })
+        .await;
+        server.shutdown();
+        let reply = bounded(secs(10), "the in-flight response", in_flight)
+            .await
+            .expect("request task");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.text(), "slow done\n");
+        assert_eq!(slow.answered(), 1);
+        let result = bounded(secs(12), "run() to return", server.finished()).await;
+        assert_eq!(result, Ok(()));
+    })
+    .await
+}
