@@ -29,6 +29,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -272,15 +273,9 @@ impl<C> InTask<C> {
     }
 }
 
-impl<I, S, B> InTask<http2::Connection<I, S, Streams>>
-where
-    S: hyper::service::HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    Streams: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
+// hyper-util's `GracefulConnection`: a hyper connection, as a future that
+// can be told to shut down gracefully.
+impl<C: GracefulConnection + Unpin> InTask<C> {
     /// A GOAWAY: no new streams; the future ends once the open ones have
     /// been answered.
     fn graceful_shutdown(mut self: Pin<&mut Self>) {
@@ -290,16 +285,8 @@ where
     }
 }
 
-impl<I, S, B> Future for InTask<http2::Connection<I, S, Streams>>
-where
-    S: hyper::service::HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    Streams: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
-    type Output = hyper::Result<()>;
+impl<C: GracefulConnection + Unpin> Future for InTask<C> {
+    type Output = Result<(), C::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
