@@ -17,10 +17,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use crate::server::H1Body;
+use crate::server::{H1Body, H2Body};
 
 /// What the body of one request may do.
 #[derive(Debug, Clone, Copy)]
@@ -105,13 +104,13 @@ const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A client's request body as the server hands it to the phases: read by
-/// bellhop's HTTP/1.1 server, or one of hyper's h2 streams.
+/// bellhop's HTTP/1.1 server, or from an h2 stream.
 #[derive(Debug)]
 pub(crate) enum RequestBody {
     /// From an HTTP/1.1 connection.
     H1(H1Body),
     /// From an h2 stream.
-    H2(Incoming),
+    H2(H2Body),
 }
 
 impl http_body::Body for RequestBody {
@@ -129,7 +128,7 @@ impl http_body::Body for RequestBody {
                 .map_err(|e| ClientBodyError::sorted(e.is_malformed(), e)),
             RequestBody::H2(body) => Pin::new(body)
                 .poll_frame(cx)
-                .map_err(|e| ClientBodyError::sorted(is_framing_error(&e), e)),
+                .map_err(|e| ClientBodyError::sorted(e.is_library(), e)),
         }
     }
 
@@ -252,25 +251,4 @@ impl http_body::Body for ClientBody {
     fn size_hint(&self) -> SizeHint {
         self.incoming.size_hint()
     }
-}
-
-/// Whether an h2 body error is bad framing from the client (an invalid chunk
-/// size or chunk end) rather than the connection ending:
-/// hyper reports invalid chunks as `InvalidInput`/`InvalidData` I/O errors
-/// under a body error, and an early end as an incomplete message.
-fn is_framing_error(error: &hyper::Error) -> bool {
-    if error.is_incomplete_message() || error.is_closed() || error.is_canceled() {
-        return false;
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
-            );
-        }
-        source = e.source();
-    }
-    false
 }

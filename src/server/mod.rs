@@ -25,6 +25,7 @@ mod answers;
 mod caps;
 mod code_pages;
 mod connection;
+mod date;
 mod h1;
 mod h2;
 mod handover;
@@ -45,6 +46,7 @@ mod worker;
 mod write_deadline;
 
 pub(crate) use h1::H1Body;
+pub(crate) use h2::H2Body;
 pub use handover::Handover;
 pub use launcher::run_upgrade_launcher;
 pub use reload::{ReloadHandle, ReloadSummary};

@@ -1,5 +1,8 @@
-//! HTTP/2 streams are driven in their connection's own task (server/h2.rs):
-//! they must still run side by side, end on their own, and finish at shutdown.
+//! bellhop drives the h2 crate's server itself, each stream in its
+//! connection's own task (server/h2): streams must still run side by side,
+//! end on their own and finish at shutdown, bodies larger than the
+//! flow-control windows must cross whole both ways, and answers carry what
+//! hyper's server used to add (`Date`, `Content-Length`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,7 +15,8 @@ use crate::support::backends::echo::Echo;
 use crate::support::backends::slow::Slow;
 use crate::support::backends::{full, handler, HttpBackend};
 use crate::support::client::{collect, empty, h2_tls, ReqBody};
-use crate::support::config::{https_site, tcp, ConfigBuilder};
+use crate::support::config::{https_site, respond, tcp, ConfigBuilder};
+use crate::support::pattern::{PatternBody, Verifier};
 use crate::support::server::TestServer;
 use crate::support::{bounded, millis, secs, wait_for, TempDir};
 
@@ -147,6 +151,77 @@ async fn shutdown_finishes_the_h2_stream_in_flight() {
         assert_eq!(slow.answered(), 1);
         let result = bounded(secs(12), "run() to return", server.finished()).await;
         assert_eq!(result, Ok(()));
+    })
+    .await
+}
+
+/// Bodies of 8 MiB, four times the connection's window and more than the
+/// client's, both ways: a request body whose DATA bellhop did not hand back
+/// to the client's window would stop at 2 MiB, and a response body sent
+/// past the client's window would be refused.
+#[tokio::test]
+async fn bodies_larger_than_the_flow_control_windows_cross_whole() {
+    bounded(secs(60), "test", async {
+        const LEN: u64 = 8 << 20;
+        let echo = Echo::start("app").await;
+        let state = TempDir::new("h2-windows");
+        let (server, mut sender) = h2_front(&state, echo.http.addr(), secs(5)).await;
+        let uri = format!("https://app.localhost:{}/upload", server.addr().port());
+        let upload = http::Request::post(uri)
+            .body(PatternBody::new(LEN).boxed())
+            .expect("request");
+        let reply = collect(sender.send_request(upload).await.expect("h2 upload")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let j = reply.json();
+        assert_eq!(j["body_len"], LEN, "{j}");
+        assert_eq!(j["body_pattern_ok"], true, "upload corrupted on the way");
+
+        let download = sender
+            .send_request(get(&server, &format!("/download?bytes={LEN}")))
+            .await
+            .expect("h2 download");
+        assert_eq!(download.status(), 200);
+        let mut body = download.into_body();
+        let mut seen = Verifier::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("download frame").into_data() {
+                seen.update(&data);
+            }
+        }
+        assert_eq!(seen.len, LEN);
+        assert!(seen.ok, "download corrupted on the way");
+    })
+    .await
+}
+
+/// An answer bellhop makes itself has a `Date` and, its length known, a
+/// `Content-Length` over h2 too (h2 adds neither).
+#[tokio::test]
+async fn h2_answers_carry_date_and_content_length() {
+    bounded(secs(30), "test", async {
+        let state = TempDir::new("h2-head-fields");
+        let cfg = ConfigBuilder::new()
+            .state_dir(state.path())
+            .site(https_site("app.localhost").handle(respond(200, "hello")))
+            .build();
+        let server = TestServer::start(cfg).await;
+        let root_path = state.path().join("internal/root.pem");
+        wait_for("the internal CA root", secs(10), || root_path.exists()).await;
+        let root = std::fs::read(&root_path).expect("root certificate");
+        let mut sender = h2_tls(server.addr(), "app.localhost", &root).await;
+        let reply = collect(
+            sender
+                .send_request(get(&server, "/"))
+                .await
+                .expect("h2 request"),
+        )
+        .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.version, http::Version::HTTP_2);
+        assert_eq!(reply.text(), "hello");
+        assert_eq!(reply.header("content-length").as_deref(), Some("5"));
+        let date = reply.header("date").expect("a Date field");
+        httpdate::parse_http_date(&date).expect("an HTTP date");
     })
     .await
 }

@@ -7,15 +7,14 @@
 //! any other body is chunked (or, for an HTTP/1.0 client, ends with the
 //! connection). `Date` is added when missing, as hyper did.
 
-use std::cell::RefCell;
 use std::io::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Version};
 use http_body::SizeHint;
 
 use crate::http1::content_length;
+use crate::server::date::write_http_date;
 
 /// How the body after a response head goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +86,7 @@ pub(super) fn head(
     }
     if !headers.contains_key(DATE) {
         out.extend_from_slice(b"date: ");
-        write_date(out);
+        write_http_date(out);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -127,23 +126,6 @@ fn framing(
     } else {
         Sending::UntilClose
     }
-}
-
-/// Writes the current time as an HTTP date; formatted once a second per
-/// thread.
-fn write_date(out: &mut Vec<u8>) {
-    thread_local! {
-        static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    let now = SystemTime::now();
-    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    DATE.with_borrow_mut(|(cached, text)| {
-        if *cached != second {
-            *cached = second;
-            *text = httpdate::fmt_http_date(now);
-        }
-        out.extend_from_slice(text.as_bytes());
-    });
 }
 
 #[cfg(test)]
@@ -295,7 +277,7 @@ mod tests {
     #[test]
     fn every_head_has_a_date() {
         let mut out = Vec::new();
-        write_date(&mut out);
+        write_http_date(&mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(httpdate::parse_http_date(&text).is_ok(), "{text}");
     }
