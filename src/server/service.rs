@@ -351,8 +351,13 @@ async fn handle_action<'r>(
             // send, retry, body limits, timeouts) is several KiB, and every
             // enclosing future would embed it: hyper's h2 server spawns one per
             // stream, copying it whole at each move (callgrind showed h2
-            // requests doubling in cost). One allocation per request is cheaper.
-            let forwarded = Box::pin(proxy.forward(req, &facts.client, facts.host.clone())).await;
+            // requests doubling in cost). One allocation per request is cheaper,
+            // the future made in it (`Box::pin` would copy it whole).
+            let forward = Box::write(
+                Box::new_uninit(),
+                proxy.forward(req, &facts.client, facts.host.clone()),
+            );
+            let forwarded = Box::into_pin(forward).await;
             Outcome {
                 response: forwarded.response,
                 upstream: Some(forwarded.upstream),

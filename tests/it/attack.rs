@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use crate::support::backends::echo::Echo;
 use crate::support::client::{collect, empty, get, h1, h2_tls, req, tls_connect};
 use crate::support::config::{https_site, site, tcp, ConfigBuilder};
+use crate::support::h2_frames;
 use crate::support::server::TestServer;
 use crate::support::{bounded, millis, secs, spawn_task, wait_for, TempDir};
 
@@ -407,21 +408,6 @@ async fn tls_clients_silent_after_the_handshake_are_cut_at_the_client_header_tim
     .await
 }
 
-/// An HTTP/2 frame: 9-byte header, then the payload.
-fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).expect("frame length");
-    let mut frame = len.to_be_bytes()[1..].to_vec();
-    frame.extend_from_slice(&[kind, flags]);
-    frame.extend_from_slice(&stream.to_be_bytes());
-    frame.extend_from_slice(payload);
-    frame
-}
-
-const H2_HEADERS: u8 = 0x1;
-const H2_RST_STREAM: u8 = 0x3;
-const H2_SETTINGS: u8 = 0x4;
-const H2_GOAWAY: u8 = 0x7;
-const END_STREAM_AND_HEADERS: u8 = 0x1 | 0x4;
 const CANCEL: u32 = 0x8;
 const ENHANCE_YOUR_CALM: u32 = 0xb;
 
@@ -436,7 +422,7 @@ async fn read_until_goaway<R: AsyncRead + Unpin>(mut read: R) -> Option<(u32, u3
         if read.read_exact(&mut payload).await.is_err() {
             break;
         }
-        if header[3] == H2_GOAWAY && payload.len() >= 8 {
+        if header[3] == h2_frames::GOAWAY && payload.len() >= 8 {
             let word = |at: usize| {
                 u32::from_be_bytes([
                     payload[at],
@@ -470,17 +456,14 @@ async fn h2_rapid_reset_is_sent_away_and_others_are_served() {
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
         let (read, mut write) = tokio::io::split(tls);
         let reader = tokio::spawn(read_until_goaway(read));
-        // GET https://localhost:PORT/ in HPACK: :method GET, :scheme https, :path /
-        // (static table), :authority as a literal without indexing.
-        let mut block = vec![0x82, 0x87, 0x84, 0x01, authority.len() as u8];
-        block.extend_from_slice(authority.as_bytes());
-        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        out.extend(h2_frame(H2_SETTINGS, 0, 0, &[]));
+        let block = h2_frames::get_block("/", &authority);
+        let mut out = h2_frames::PREFACE.to_vec();
+        out.extend(h2_frames::frame(h2_frames::SETTINGS, 0, 0, &[]));
         for batch in 0..STREAMS / 100 {
             for i in 0..100 {
                 let stream = 2 * (batch * 100 + i) + 1;
-                out.extend(h2_frame(H2_HEADERS, END_STREAM_AND_HEADERS, stream, &block));
-                out.extend(h2_frame(H2_RST_STREAM, 0, stream, &CANCEL.to_be_bytes()));
+                out.extend(h2_frames::frame(h2_frames::HEADERS, h2_frames::END_STREAM_AND_HEADERS, stream, &block));
+                out.extend(h2_frames::frame(h2_frames::RST_STREAM, 0, stream, &CANCEL.to_be_bytes()));
             }
             if write.write_all(&out).await.is_err() {
                 break; // the server closed the connection

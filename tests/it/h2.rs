@@ -9,13 +9,16 @@ use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use hyper::Response;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::Barrier;
+use tokio::time::Instant;
 
 use crate::support::backends::echo::Echo;
 use crate::support::backends::slow::Slow;
 use crate::support::backends::{full, handler, HttpBackend};
-use crate::support::client::{collect, empty, h2_tls, ReqBody};
+use crate::support::client::{collect, empty, h2_tls, tls_connect, ReqBody};
 use crate::support::config::{https_site, respond, tcp, ConfigBuilder};
+use crate::support::h2_frames;
 use crate::support::pattern::{PatternBody, Verifier};
 use crate::support::server::TestServer;
 use crate::support::{bounded, millis, secs, wait_for, TempDir};
@@ -222,6 +225,78 @@ async fn h2_answers_carry_date_and_content_length() {
         assert_eq!(reply.header("content-length").as_deref(), Some("5"));
         let date = reply.header("date").expect("a Date field");
         httpdate::parse_http_date(&date).expect("an HTTP date");
+    })
+    .await
+}
+
+/// bellhop sends a PING every 30 s; a client that has not answered one by
+/// the next (vanished without a FIN, or stuck) is dropped then, 60 s in,
+/// even with a request in flight, and that request's upstream request ends
+/// with it. A client that answers (hyper's does) keeps its connection.
+#[tokio::test]
+async fn a_client_that_answers_no_ping_is_dropped_at_the_next_one() {
+    bounded(secs(90), "test", async {
+        let echo = Echo::start("app").await;
+        let state = TempDir::new("h2-ping");
+        let (server, mut answering) = h2_front(&state, echo.http.addr(), secs(5)).await;
+        // An endless response, read all along.
+        let endless = answering
+            .send_request(get(&server, "/stream-forever"))
+            .await
+            .expect("h2 request");
+        let reading = tokio::spawn(async move {
+            let mut body = endless.into_body();
+            while let Some(Ok(_)) = body.frame().await {}
+        });
+
+        let root = std::fs::read(state.path().join("internal/root.pem")).expect("root");
+        let mut silent = tls_connect(server.addr(), "app.localhost", &root, &[b"h2"]).await;
+        let authority = format!("app.localhost:{}", server.addr().port());
+        let mut hello = h2_frames::PREFACE.to_vec();
+        hello.extend(h2_frames::frame(h2_frames::SETTINGS, 0, 0, &[]));
+        let block = h2_frames::get_block("/stream-forever", &authority);
+        let flags = h2_frames::END_STREAM_AND_HEADERS;
+        hello.extend(h2_frames::frame(h2_frames::HEADERS, flags, 1, &block));
+        silent.write_all(&hello).await.expect("write");
+        silent.flush().await.expect("flush");
+        let started = Instant::now();
+        wait_for("both responses streaming", secs(10), || {
+            echo.stats.streams_open.load(Ordering::SeqCst) == 2
+        })
+        .await;
+
+        // Read (and never answer, nor open the window) until bellhop closes
+        // the connection.
+        let mut pings = 0;
+        let mut header = [0u8; 9];
+        while silent.read_exact(&mut header).await.is_ok() {
+            let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            if silent.read_exact(&mut payload).await.is_err() {
+                break;
+            }
+            // A PING, not the ACK of one.
+            if header[3] == h2_frames::PING && header[4] & 0x1 == 0 {
+                pings += 1;
+            }
+        }
+        let after = started.elapsed();
+        assert!(
+            after > secs(59) && after < secs(63),
+            "the silent client was dropped after {after:?}, not at the second PING (60 s)"
+        );
+        assert_eq!(pings, 1, "PINGs before the drop");
+        // Its upstream response ended with it; the answering client's did not.
+        wait_for(
+            "the silent client's upstream response to end",
+            secs(5),
+            || echo.stats.streams_open.load(Ordering::SeqCst) == 1,
+        )
+        .await;
+        assert!(
+            !reading.is_finished(),
+            "the answering client's response ended"
+        );
     })
     .await
 }

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 
 use crate::support::config::{https_site, proxy_with, unix, ConfigBuilder};
+use crate::support::h2_frames;
 use crate::support::server::TestServer;
 use crate::support::{bounded, secs, spawn_task, wait_for, Task, TempDir};
 
@@ -243,23 +244,28 @@ const WS_REQUEST: &[u8] = b"GET /feed HTTP/1.1\r\nHost: localhost\r\nConnection:
 /// (END_STREAM, END_HEADERS) for stream 1 with an HPACK block of `:method
 /// GET`, `:scheme https` (static table), `:path` and `:authority` (literals).
 fn h2_request() -> Vec<u8> {
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = (payload.len() as u32).to_be_bytes();
-        let mut f = vec![len[1], len[2], len[3], kind, flags];
-        f.extend_from_slice(&stream.to_be_bytes());
-        f.extend_from_slice(payload);
-        f
-    }
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let mut out = h2_frames::PREFACE.to_vec();
     // SETTINGS_INITIAL_WINDOW_SIZE (4) = 2^31 - 1.
-    out.extend(frame(0x4, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]));
+    out.extend(h2_frames::frame(
+        h2_frames::SETTINGS,
+        0,
+        0,
+        &[0, 4, 0x7f, 0xff, 0xff, 0xff],
+    ));
     // The connection window from 65,535 to 2^31 - 1.
-    out.extend(frame(0x8, 0, 0, &0x7fff_0000u32.to_be_bytes()));
-    let mut block = vec![0x82, 0x87, 0x44, 9];
-    block.extend_from_slice(b"/download");
-    block.extend_from_slice(&[0x41, 9]);
-    block.extend_from_slice(b"localhost");
-    out.extend(frame(0x1, 0x5, 1, &block));
+    out.extend(h2_frames::frame(
+        h2_frames::WINDOW_UPDATE,
+        0,
+        0,
+        &0x7fff_0000u32.to_be_bytes(),
+    ));
+    let block = h2_frames::get_block("/download", "localhost");
+    out.extend(h2_frames::frame(
+        h2_frames::HEADERS,
+        h2_frames::END_STREAM_AND_HEADERS,
+        1,
+        &block,
+    ));
     out
 }
 

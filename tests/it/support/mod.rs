@@ -12,6 +12,7 @@ pub mod backends;
 pub mod binary;
 pub mod client;
 pub mod config;
+pub mod h2_frames;
 pub mod pattern;
 #[path = "../../common/ports.rs"]
 pub mod ports;
