@@ -1,7 +1,7 @@
 //! The one body type that flows through bellhop in both directions.
 //!
-//! An enum instead of a boxed trait object: a proxied body is passed through as
-//! hyper's own `Incoming` stream (no copy, no buffering, backpressure intact;
+//! An enum instead of a boxed trait object: a proxied body is passed through
+//! frame by frame as it arrives (no copy, no buffering, backpressure intact;
 //! a client's held to its limits by [`ClientBody`]), a
 //! body bellhop writes itself is a single `Bytes`, and a static file is read in
 //! chunks as the client takes them. Only a compressed body is boxed: it wraps
@@ -36,13 +36,10 @@ pub(crate) enum Body {
     Encoded(Box<EncodedBody>),
 }
 
-/// Why a body stopped early: the peer's stream failed, or reading a file or
-/// compressing failed.
+/// Why a body stopped early: a peer's stream, reading a file or compressing
+/// failed, or the client's body broke its limits.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BodyError {
-    /// The client's or upstream's stream failed.
-    #[error(transparent)]
-    Hyper(#[from] hyper::Error),
     /// Reading a file or compressing failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -349,10 +349,11 @@ async fn handle_action<'r>(
             let req = req.map(|body| ClientBody::new(body, limits, facts.client.ip));
             // Boxed: the forwarding future (waiting for an upstream, connect,
             // send, retry, body limits, timeouts) is several KiB, and every
-            // enclosing future would embed it: hyper's h2 server spawns one per
-            // stream, copying it whole at each move (callgrind showed h2
-            // requests doubling in cost). One allocation per request is cheaper,
-            // the future made in it (`Box::pin` would copy it whole).
+            // enclosing future would embed it and copy it whole at each of its
+            // moves (callgrind once showed h2 requests doubling in cost, when
+            // hyper moved each stream's future several times). One allocation
+            // per request is cheaper, the future made in it (`Box::pin` would
+            // copy it whole).
             let forward = Box::write(
                 Box::new_uninit(),
                 proxy.forward(req, &facts.client, facts.host.clone()),
@@ -468,9 +469,9 @@ fn log(
     Response::from_parts(parts, LoggedBody::new(body, log, in_flight))
 }
 
-/// A HEAD response carries no content (RFC 9110 §9.3.2). hyper leaves the body
-/// out on HTTP/1.1 but sends it as DATA on h2, which clients treat as a protocol
-/// error. So a body bellhop made itself (`respond`, error pages) is dropped, its
+/// A HEAD response carries no content (RFC 9110 §9.3.2). The HTTP/1.1 server
+/// leaves the body out, but h2 would send it as DATA, which clients treat as a
+/// protocol error. So a body bellhop made itself (`respond`, error pages) is dropped, its
 /// length kept in Content-Length unless `encode` would compress the GET (then
 /// the length is unknown, and `encode` already removed it). Proxied and file
 /// responses to HEAD are empty already.

@@ -30,7 +30,7 @@ pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// that says nothing after the handshake is still covered by HTTP/1's header timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alpn {
-    /// `h2`: serve with hyper's HTTP/2 connection.
+    /// `h2`: serve as HTTP/2 (`server/h2`).
     H2,
     /// `http/1.1`, or no ALPN at all: serve HTTP/1.1 (with upgrades).
     Http1,
