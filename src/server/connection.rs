@@ -1,7 +1,7 @@
 //! What every connection carries (`Accepted`, `ConnContext`, `InFlight`).
-//! HTTP/1.1 is bellhop's own ([`h1`](super::h1)), HTTP/2 hyper's server
-//! ([`h2`](super::h2)); the admin listener's HTTP/1.1 runs on hyper too
-//! ([`drive_http1`]).
+//! HTTP/1.1 is bellhop's own ([`h1`](super::h1)), HTTP/2 the h2 crate's,
+//! driven by bellhop ([`h2`](super::h2)); the admin listener's HTTP/1.1 runs
+//! on hyper ([`drive_http1`]).
 
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -310,26 +310,27 @@ impl Woken {
     }
 }
 
-/// Wakes the connection half.
-struct ConnWake(Arc<Woken>);
-/// Wakes the streams half.
-struct StreamsWake(Arc<Woken>);
+/// Wakes one half of an [`InTask`]: marks it in [`Woken`].
+struct HalfWake {
+    woken: Arc<Woken>,
+    half: fn(&Woken) -> &AtomicBool,
+}
 
-impl Wake for ConnWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.mark(&self.0.conn);
+impl HalfWake {
+    fn waker(woken: &Arc<Woken>, half: fn(&Woken) -> &AtomicBool) -> Waker {
+        Waker::from(Arc::new(HalfWake {
+            woken: woken.clone(),
+            half,
+        }))
     }
 }
 
-impl Wake for StreamsWake {
+impl Wake for HalfWake {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.mark(&self.0.streams);
+        self.woken.mark((self.half)(&self.woken));
     }
 }
 
@@ -348,8 +349,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> InTask<T> {
             conn,
             context,
             streams: FuturesUnordered::new(),
-            conn_waker: Waker::from(Arc::new(ConnWake(woken.clone()))),
-            streams_waker: Waker::from(Arc::new(StreamsWake(woken.clone()))),
+            conn_waker: HalfWake::waker(&woken, |w| &w.conn),
+            streams_waker: HalfWake::waker(&woken, |w| &w.streams),
             woken,
         }
     }

@@ -3,7 +3,7 @@
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{ready, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -32,7 +32,7 @@ pub(super) async fn answer(
     // Pinned where it is made: the phases' future is large, and each move
     // of it is a copy.
     let handled = pin!(service::handle(Request::from_parts(parts, body), context));
-    let Some(response) = unless_reset(handled, &mut respond).await else {
+    let Some(response) = unless_reset(handled, |cx| respond.poll_reset(cx)).await else {
         return;
     };
     let (mut head, body) = response.into_parts();
@@ -49,20 +49,18 @@ pub(super) async fn answer(
     }
 }
 
-/// `work`'s output, or `None` once the client reset the stream.
-async fn unless_reset<F: Future>(
+/// `work`'s output, or `None` once the client reset the stream
+/// (`poll_reset`, the stream's, is looked at only while the work waits: a
+/// reset wakes this task).
+async fn unless_reset<F: Future, R>(
     mut work: Pin<&mut F>,
-    respond: &mut SendResponse<Bytes>,
+    mut poll_reset: impl FnMut(&mut Context<'_>) -> Poll<R>,
 ) -> Option<F::Output> {
     poll_fn(|cx| {
         if let Poll::Ready(output) = work.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
         }
-        // Looked at only while the work waits: a reset wakes this task.
-        match respond.poll_reset(cx) {
-            Poll::Ready(_) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
+        poll_reset(cx).map(|_| None)
     })
     .await
 }
@@ -94,39 +92,34 @@ fn fit_for_h2(headers: &mut http::HeaderMap, body: &LoggedBody) {
 async fn send_body(body: LoggedBody, mut sender: SendStream<Bytes>) {
     let mut body = pin!(body);
     loop {
-        let frame = poll_fn(|cx| {
-            if let Poll::Ready(reset) = sender.poll_reset(cx) {
-                return Poll::Ready(Err(reset.map_or_else(|e| e.to_string(), |r| r.to_string())));
-            }
-            body.as_mut().poll_frame(cx).map(Ok)
-        })
-        .await;
-        let frame = match frame {
-            Ok(Some(Ok(frame))) => frame,
-            Ok(None) => {
+        let next = pin!(poll_fn(|cx| body.as_mut().poll_frame(cx)));
+        let Some(next) = unless_reset(next, |cx| sender.poll_reset(cx)).await else {
+            tracing::debug!("h2 stream reset by the client mid-body");
+            return;
+        };
+        let frame = match next {
+            Some(Ok(frame)) => frame,
+            None => {
                 // The body ended without saying so before its last frame.
                 if let Err(e) = sender.send_data(Bytes::new(), true) {
                     tracing::debug!(error = %e, "h2 body end not sent");
                 }
                 return;
             }
-            Ok(Some(Err(e))) => {
+            Some(Err(e)) => {
                 tracing::debug!(error = %e, "h2 response body failed; stream reset");
                 sender.send_reset(Reason::INTERNAL_ERROR);
                 return;
             }
-            Err(reset) => {
-                tracing::debug!(%reset, "h2 stream reset by the client mid-body");
-                return;
-            }
         };
+        // Whether the stream ended with what was sent.
         let sent = match frame.into_data() {
             Ok(data) => {
                 let end = body.is_end_stream();
-                match when_capacity(&mut sender, data.len()).await {
-                    Ok(()) => sender.send_data(data, end).map(|()| end),
-                    Err(e) => Err(e),
-                }
+                when_capacity(&mut sender, data.len())
+                    .await
+                    .and_then(|()| sender.send_data(data, end))
+                    .map(|()| end)
             }
             Err(frame) => match frame.into_trailers() {
                 Ok(trailers) => {
