@@ -18,7 +18,7 @@ use crate::support::client::{collect, empty, get, h1, h2_tls, req, tls_connect};
 use crate::support::config::{https_site, site, tcp, ConfigBuilder};
 use crate::support::h2_frames;
 use crate::support::server::TestServer;
-use crate::support::{bounded, millis, secs, spawn_task, wait_for, TempDir};
+use crate::support::{bounded, internal_root, millis, secs, spawn_task, wait_for, TempDir};
 
 /// bellhop on 127.0.0.1 proxying to an echo backend, with `client-header-timeout`.
 async fn front(header_timeout: Duration) -> (Echo, TestServer) {
@@ -48,9 +48,8 @@ async fn tls_front(
             .build(),
     )
     .await;
-    let root = state.path().join("internal/root.pem");
-    wait_for("the internal CA root", secs(10), || root.exists()).await;
-    (server, std::fs::read(&root).expect("read root.pem"))
+    let root = internal_root(state.path()).await;
+    (server, root)
 }
 
 /// What an attacking connection got before the server closed it, and when.

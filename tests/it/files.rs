@@ -11,7 +11,7 @@ use crate::support::backends::echo::Echo;
 use crate::support::client::{collect, empty, get, h1, h2_tls, raw, req, send};
 use crate::support::config::{https_site, proxy, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
-use crate::support::{bounded, secs, wait_for, TempDir};
+use crate::support::{bounded, internal_root, secs, TempDir};
 use bellhop::config::Handler;
 
 const HELLO: &str = "hello world\n";
@@ -543,9 +543,7 @@ async fn files_over_h2() {
                 .build(),
         )
         .await;
-        let root_path = state.path().join("internal/root.pem");
-        wait_for("the internal CA root", secs(10), || root_path.exists()).await;
-        let root = std::fs::read(&root_path).unwrap();
+        let root = internal_root(state.path()).await;
         let mut c = h2_tls(server.addr(), "files.localhost", &root).await;
         let uri = format!("https://files.localhost:{}/hello.txt", server.addr().port());
         let ask = |method: &str, range: Option<&str>| {

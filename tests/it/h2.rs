@@ -17,11 +17,11 @@ use crate::support::backends::echo::Echo;
 use crate::support::backends::slow::Slow;
 use crate::support::backends::{full, handler, HttpBackend};
 use crate::support::client::{collect, empty, h2_tls, tls_connect, ReqBody};
-use crate::support::config::{https_site, respond, tcp, ConfigBuilder};
+use crate::support::config::{https_site, respond, tcp, ConfigBuilder, SiteBuilder};
 use crate::support::h2_frames;
 use crate::support::pattern::{PatternBody, Verifier};
 use crate::support::server::TestServer;
-use crate::support::{bounded, millis, secs, wait_for, TempDir};
+use crate::support::{bounded, internal_root, millis, secs, wait_for, TempDir};
 
 /// A TLS site `app.localhost` in front of `backend`, with its internal CA's
 /// root, and an h2 connection to it.
@@ -30,15 +30,28 @@ async fn h2_front(
     backend: std::net::SocketAddr,
     grace: std::time::Duration,
 ) -> (TestServer, hyper::client::conn::http2::SendRequest<ReqBody>) {
+    h2_site(
+        state,
+        https_site("app.localhost").proxy(tcp(backend)),
+        grace,
+    )
+    .await
+}
+
+/// `site` (named `app.localhost`) served with its internal CA's root, and an
+/// h2 connection to it.
+async fn h2_site(
+    state: &TempDir,
+    site: SiteBuilder,
+    grace: std::time::Duration,
+) -> (TestServer, hyper::client::conn::http2::SendRequest<ReqBody>) {
     let cfg = ConfigBuilder::new()
         .state_dir(state.path())
         .grace_period(grace)
-        .site(https_site("app.localhost").proxy(tcp(backend)))
+        .site(site)
         .build();
     let server = TestServer::start(cfg).await;
-    let root_path = state.path().join("internal/root.pem");
-    wait_for("the internal CA root", secs(10), || root_path.exists()).await;
-    let root = std::fs::read(&root_path).expect("root certificate");
+    let root = internal_root(state.path()).await;
     let sender = h2_tls(server.addr(), "app.localhost", &root).await;
     (server, sender)
 }
@@ -203,15 +216,8 @@ async fn bodies_larger_than_the_flow_control_windows_cross_whole() {
 async fn h2_answers_carry_date_and_content_length() {
     bounded(secs(30), "test", async {
         let state = TempDir::new("h2-head-fields");
-        let cfg = ConfigBuilder::new()
-            .state_dir(state.path())
-            .site(https_site("app.localhost").handle(respond(200, "hello")))
-            .build();
-        let server = TestServer::start(cfg).await;
-        let root_path = state.path().join("internal/root.pem");
-        wait_for("the internal CA root", secs(10), || root_path.exists()).await;
-        let root = std::fs::read(&root_path).expect("root certificate");
-        let mut sender = h2_tls(server.addr(), "app.localhost", &root).await;
+        let site = https_site("app.localhost").handle(respond(200, "hello"));
+        let (server, mut sender) = h2_site(&state, site, secs(5)).await;
         let reply = collect(
             sender
                 .send_request(get(&server, "/"))
@@ -249,7 +255,7 @@ async fn a_client_that_answers_no_ping_is_dropped_at_the_next_one() {
             while let Some(Ok(_)) = body.frame().await {}
         });
 
-        let root = std::fs::read(state.path().join("internal/root.pem")).expect("root");
+        let root = internal_root(state.path()).await;
         let mut silent = tls_connect(server.addr(), "app.localhost", &root, &[b"h2"]).await;
         let authority = format!("app.localhost:{}", server.addr().port());
         let mut hello = h2_frames::PREFACE.to_vec();

@@ -7,7 +7,7 @@ use bellhop::config::Config;
 use crate::support::backends::echo::{header_joined, header_values, Echo};
 use crate::support::client::{collect, empty, get, h2_tls, req, send};
 use crate::support::server::TestServer;
-use crate::support::{secs, wait_for, TempDir};
+use crate::support::{internal_root, TempDir};
 
 /// Parses Proxyfile text as `bellhop validate` would, panicking with the report.
 pub fn proxyfile(src: &str) -> Config {
@@ -144,9 +144,7 @@ options {{ state-dir "{}" }}
         state.path().display()
     );
     let server = TestServer::start(proxyfile(&src)).await;
-    let root_path = state.path().join("internal/root.pem");
-    wait_for("the internal CA root", secs(10), || root_path.exists()).await;
-    let root = std::fs::read(&root_path).unwrap();
+    let root = internal_root(state.path()).await;
     let mut client = h2_tls(server.addr(), "localhost", &root).await;
     let uri = format!("https://localhost:{}/", server.addr().port());
     let request = http::Request::get(uri).body(empty()).unwrap();

@@ -27,7 +27,7 @@ use crate::support::config::{
     https_site, proxy, proxy_with, respond, site, tcp, unix, ConfigBuilder,
 };
 use crate::support::server::TestServer;
-use crate::support::{bounded, secs, wait_for, wait_for_async, TempDir};
+use crate::support::{bounded, internal_root, secs, wait_for, wait_for_async, TempDir};
 
 /// bellhop in front of an echo backend, with `options` changed by `f`.
 /// `/normal` is answered by bellhop itself, so a normal client's request
@@ -435,9 +435,7 @@ async fn h2_bodies_over_max_body_and_connect_are_refused() {
                 .build(),
         )
         .await;
-        let root_path = state.path().join("internal/root.pem");
-        wait_for("the internal CA root", secs(10), || root_path.exists()).await;
-        let root = std::fs::read(&root_path).expect("root");
+        let root = internal_root(state.path()).await;
         let uri = format!("https://localhost:{}/upload", server.addr().port());
         let mut c = h2_tls(server.addr(), "localhost", &root).await;
 

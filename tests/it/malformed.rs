@@ -15,7 +15,7 @@ use crate::support::backends::raw::{Death, DiesMidBody};
 use crate::support::client::{empty, get, h1, h2_tls, raw, req};
 use crate::support::config::{https_site, proxy, site, tcp, ConfigBuilder};
 use crate::support::server::{catch_all, TestServer};
-use crate::support::{bounded, secs, wait_for, TempDir};
+use crate::support::{bounded, internal_root, secs, TempDir};
 
 /// The status code of a raw HTTP/1.x response, if there is one.
 fn status_of(response: &str) -> Option<u16> {
@@ -331,9 +331,7 @@ async fn backend_dying_mid_body_aborts_the_response() {
                         .build(),
                 )
                 .await;
-                let root_path = state.path().join("internal/root.pem");
-                wait_for("the internal CA root", secs(10), || root_path.exists()).await;
-                let root = std::fs::read(&root_path).unwrap();
+                let root = internal_root(state.path()).await;
                 let https_uri =
                     |path: &str| format!("https://localhost:{}{path}", tls.addr().port());
 

@@ -14,7 +14,7 @@ use crate::support::backends::echo::Echo;
 use crate::support::client::{get, tls_connect};
 use crate::support::config::{https_site, respond, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
-use crate::support::{bounded, secs, wait_for, wait_for_async, TempDir};
+use crate::support::{bounded, internal_root, secs, wait_for_async, TempDir};
 
 /// bellhop answering `hello` on `site`, with an admin listener and
 /// `client-header-timeout` at `keep_alive`.
@@ -134,9 +134,7 @@ async fn a_parked_tls_connection_is_served_again() {
         let state = TempDir::new("park-tls");
         let server = serve(https_site("localhost"), &state, secs(30)).await;
         let admin = server.admin.expect("an admin listener");
-        let root = state.path().join("internal/root.pem");
-        wait_for("the internal CA root", secs(10), || root.exists()).await;
-        let root = std::fs::read(&root).expect("read root.pem");
+        let root = internal_root(state.path()).await;
         let mut tls = tls_connect(server.addr(), "localhost", &root, &[b"http/1.1"]).await;
         for (i, path) in ["/one", "/two", "/three"].into_iter().enumerate() {
             let reply = exchange(&mut tls, path).await;

@@ -6,7 +6,7 @@ use crate::support::binary::text_field;
 use crate::support::client::{collect, empty, get, h2_tls, raw, req, send};
 use crate::support::config::{https_site, proxy, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
-use crate::support::{bounded, secs, wait_for, TempDir};
+use crate::support::{bounded, internal_root, secs, TempDir};
 
 /// Backends named after what should reach them, and bellhop in front:
 ///
@@ -146,9 +146,7 @@ async fn h2_authority_counts_as_host_over_tls() {
             .build();
         let server = TestServer::start(cfg).await;
         let https = server.addr();
-        let root_path = state.path().join("internal/root.pem");
-        wait_for("the internal CA root", secs(10), || root_path.exists()).await;
-        let root = std::fs::read(&root_path).unwrap();
+        let root = internal_root(state.path()).await;
         for (name, backend) in [
             ("app.localhost", "app"),
             ("x.wild.localhost", "wild"),
@@ -199,9 +197,7 @@ async fn head_over_h2_and_http1_gets_headers_without_content() {
         config.sites[0].routes[1].encode = vec![bellhop::config::Encoding::Gzip];
         let server = TestServer::start(config).await;
         let https = server.addr();
-        let root_path = state.path().join("internal/root.pem");
-        wait_for("the internal CA root", secs(10), || root_path.exists()).await;
-        let root = std::fs::read(&root_path).unwrap();
+        let root = internal_root(state.path()).await;
         let mut h2 = h2_tls(https, "localhost", &root).await;
         for (host, path, status, length) in [
             ("localhost", "/", 200, Some("2")),

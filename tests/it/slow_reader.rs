@@ -20,7 +20,7 @@ use tokio::net::{TcpStream, UnixListener, UnixStream};
 use crate::support::config::{https_site, proxy_with, unix, ConfigBuilder};
 use crate::support::h2_frames;
 use crate::support::server::TestServer;
-use crate::support::{bounded, secs, spawn_task, wait_for, Task, TempDir};
+use crate::support::{bounded, internal_root, secs, spawn_task, wait_for, Task, TempDir};
 
 /// Size of the response the backend sends.
 const LEN: u64 = 4 << 20;
@@ -167,9 +167,8 @@ async fn front(state: &TempDir, sock: &Path, timeout: Duration) -> (TestServer, 
             .build(),
     )
     .await;
-    let root = state.path().join("internal/root.pem");
-    wait_for("the internal CA root", secs(10), || root.exists()).await;
-    (server, std::fs::read(&root).expect("read root.pem"))
+    let root = internal_root(state.path()).await;
+    (server, root)
 }
 
 /// A loopback address unlikely to have met bellhop's port before:

@@ -24,7 +24,7 @@ use crate::support::client::{raw_upgrade, tls_connect};
 use crate::support::config::{https_site, site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
 use crate::support::ws::{connect, next_data, read_until_end, ws_config};
-use crate::support::{bounded, secs, spawn_task, wait_for, Task, TempDir};
+use crate::support::{bounded, internal_root, secs, spawn_task, wait_for, Task, TempDir};
 use crate::upgrade::{pid_in, start, upgrade, KillOnDrop};
 
 /// The reason bellhop gives in its Close frames.
@@ -109,9 +109,7 @@ async fn shutdown_sends_close_1001_over_tls_too() {
             .site(https_site("localhost").proxy(tcp(backend.addr)))
             .build();
         let server = TestServer::start(config).await;
-        let root = state.path().join("internal/root.pem");
-        wait_for("the internal CA root", secs(10), || root.exists()).await;
-        let root = std::fs::read(&root).expect("read root.pem");
+        let root = internal_root(state.path()).await;
         let tls = tls_connect(server.addr(), "localhost", &root, &[b"http/1.1"]).await;
         let url = format!("wss://localhost:{}/echo", server.addr().port());
         let request = url.into_client_request().expect("request");

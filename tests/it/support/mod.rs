@@ -59,6 +59,14 @@ pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> b
     }
 }
 
+/// The root certificate of a server's internal CA (`tls internal`), once the
+/// server has written it into its state directory `state`.
+pub async fn internal_root(state: &Path) -> Vec<u8> {
+    let path = state.join("internal/root.pem");
+    wait_for("the internal CA root", secs(10), || path.exists()).await;
+    std::fs::read(&path).expect("read root.pem")
+}
+
 /// Like [`wait_for`] for a condition that must itself await (e.g. a connect attempt).
 pub async fn wait_for_async<F, Fut>(what: &str, timeout: Duration, mut cond: F) -> Duration
 where
