@@ -22,6 +22,7 @@ mod access_line;
 mod access_log;
 mod admin;
 mod answers;
+mod boxed;
 mod caps;
 mod code_pages;
 mod connection;

@@ -34,6 +34,7 @@ use super::access_log::{self, LoggedBody};
 use super::answers::{
     body_too_large, forbidden, not_found, redirect, redirect_to_https, respond, too_many_requests,
 };
+use super::boxed::pin_in_place;
 use super::connection::{Accepted, ConnContext, InFlight};
 use super::malformed::refuse_malformed;
 use crate::access::{AccessRule, Verdict};
@@ -352,13 +353,9 @@ async fn handle_action<'r>(
             // enclosing future would embed it and copy it whole at each of its
             // moves (callgrind once showed h2 requests doubling in cost, when
             // hyper moved each stream's future several times). One allocation
-            // per request is cheaper, the future made in it (`Box::pin` would
-            // copy it whole).
-            let forward = Box::write(
-                Box::new_uninit(),
-                proxy.forward(req, &facts.client, facts.host.clone()),
-            );
-            let forwarded = Box::into_pin(forward).await;
+            // per request is cheaper.
+            let forwarded =
+                pin_in_place!(proxy.forward(req, &facts.client, facts.host.clone())).await;
             Outcome {
                 response: forwarded.response,
                 upstream: Some(forwarded.upstream),

@@ -51,6 +51,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::access_log::LoggedBody;
+use super::boxed::pin_in_place;
 use super::connection::{Accepted, ConnContext};
 use super::traffic::Counted;
 use super::{service, Shared, MAX_REQUEST_HEAD};
@@ -242,8 +243,9 @@ where
                     Next::Close => break 'exchange After::Close,
                     Next::Gone => break 'exchange After::Gone,
                 };
-                let answered = Box::pin(self.answer(head)).await;
-                let responding = answered.map(|answered| Box::pin(self.respond(answered, &stop)));
+                let answered = pin_in_place!(self.answer(head)).await;
+                let responding =
+                    answered.map(|answered| pin_in_place!(self.respond(answered, &stop)));
                 match responding {
                     Some(responding) => responding.await,
                     None => After::Gone,

@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use body::H2Body;
 
+use super::boxed::pin_in_place;
 use super::connection::{Accepted, ConnContext};
 use super::traffic::Counted;
 use super::{Shared, MAX_REQUEST_HEAD};
@@ -370,14 +371,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> InTask<T> {
         loop {
             match self.conn.poll_accept(&mut cx) {
                 Poll::Ready(Some(Ok((request, respond)))) => {
-                    // Made in its allocation: the stream's future holds
-                    // the phases' one and is large, and `Box::pin` copied
-                    // all of it, unused bytes too (callgrind: ~550 Ir).
-                    let answer = Box::write(
-                        Box::new_uninit(),
-                        stream::answer(request, respond, self.context.clone()),
-                    );
-                    self.streams.push(Box::into_pin(answer));
+                    // The stream's future holds the phases' one and is large.
+                    let answer =
+                        pin_in_place!(stream::answer(request, respond, self.context.clone()));
+                    self.streams.push(answer);
                     // Started in the next round: its request goes upstream,
                     // an answer given at once is written in the round after.
                     self.woken.streams.store(true, SeqCst);
