@@ -41,6 +41,8 @@ pub(crate) struct Router {
     limiters: Limiters,
     /// How many sites the config has (for status lines).
     sites: usize,
+    /// Whether any site writes its own access-log file.
+    site_logs: bool,
 }
 
 /// The rate limiters of a router by site (its first address) and limit.
@@ -268,7 +270,15 @@ impl Router {
             unrouted: metrics.route(&"".into(), &"".into()),
             limiters,
             sites: config.sites.len(),
+            site_logs: config.sites.iter().any(|site| site.log.is_some()),
         })
+    }
+
+    /// Whether any site writes its own access-log file: when none does and
+    /// the stderr access log is off, no request needs what only a log line
+    /// reads.
+    pub(crate) fn site_logs(&self) -> bool {
+        self.site_logs
     }
 
     /// How many sites the config has.

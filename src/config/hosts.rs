@@ -68,11 +68,10 @@ pub fn normalize_host(raw: &str) -> Cow<'_, str> {
     let host = if let Some(rest) = raw.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
-        match raw.split_once(':') {
-            Some((name, port))
-                if !port.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                name
+        // Bytes, not a char search: this runs on every request.
+        match raw.bytes().position(|b| b == b':') {
+            Some(colon) if raw.as_bytes()[colon + 1..].iter().all(u8::is_ascii_digit) => {
+                &raw[..colon]
             }
             _ => raw,
         }

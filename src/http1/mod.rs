@@ -13,7 +13,7 @@ pub(crate) mod body;
 use std::io::Write as _;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
 pub(crate) use body::{BodyDecoder, Decoded};
@@ -21,51 +21,143 @@ pub(crate) use body::{BodyDecoder, Decoded};
 /// Most header fields one head may carry (hyper's limit too).
 pub(crate) const MAX_HEADERS: usize = 100;
 
-/// Where each header field of a parsed head sits in the head's bytes: taken
-/// while httparse still borrows the read buffer, so that once the head is
-/// split off and frozen, names and values are cut from it without a copy.
+/// Appends the header fields httparse parsed out of `parsed` to `into`,
+/// each value cut from `head` (a copy of `parsed`'s first bytes, made while
+/// httparse still borrowed them: no copy per value), and says which of the
+/// fields that frame a message came.
+pub(crate) fn fill_fields(
+    parsed: &[u8],
+    fields: &[httparse::Header<'_>],
+    head: &Bytes,
+    into: &mut HeaderMap,
+) -> Result<FramingFields, &'static str> {
+    let base = parsed.as_ptr() as usize;
+    let mut seen = FramingFields::default();
+    into.reserve(fields.len());
+    for field in fields {
+        let value_at = field.value.as_ptr() as usize - base;
+        let value = (value_at, field.value.len());
+        append_field(into, &mut seen, field.name.as_bytes(), head, value)?;
+    }
+    Ok(seen)
+}
+
+/// Where each header field of a parsed head sits in its bytes, for a head
+/// split off its read buffer after parsing (httparse borrows the buffer
+/// until then). Kept by its owner from head to head: no allocation once it
+/// has held the most fields a peer sends.
+#[derive(Debug, Default)]
 pub(crate) struct FieldSpans {
     /// Name start, name length, value start, value length.
-    spans: [(u32, u32, u32, u32); MAX_HEADERS],
-    count: usize,
+    spans: Vec<(u32, u32, u32, u32)>,
 }
 
 impl FieldSpans {
-    /// The spans of `fields`, which httparse parsed out of `head`.
-    pub(crate) fn of(head: &[u8], fields: &[httparse::Header<'_>]) -> Self {
+    /// Notes the spans of `fields`, which httparse parsed out of `parsed`.
+    pub(crate) fn take(&mut self, parsed: &[u8], fields: &[httparse::Header<'_>]) {
         // A head is far below 4 GiB: the read buffers are bounded.
-        let base = head.as_ptr() as usize;
+        let base = parsed.as_ptr() as usize;
         let offset = |field: &[u8]| (field.as_ptr() as usize - base) as u32;
-        let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-        for (span, field) in spans.iter_mut().zip(fields) {
+        self.spans.clear();
+        self.spans.extend(fields.iter().map(|field| {
             let (name, value) = (field.name.as_bytes(), field.value);
-            *span = (
+            (
                 offset(name),
                 name.len() as u32,
                 offset(value),
                 value.len() as u32,
-            );
+            )
+        }));
+    }
+
+    /// [`fill_fields`] for the fields of the last [`take`](Self::take), cut
+    /// from `head` (the bytes they were taken from, split off and frozen).
+    pub(crate) fn fill(
+        &self,
+        head: &Bytes,
+        into: &mut HeaderMap,
+    ) -> Result<FramingFields, &'static str> {
+        let mut seen = FramingFields::default();
+        into.reserve(self.spans.len());
+        for &(name, name_len, value, value_len) in &self.spans {
+            let name = &head[name as usize..][..name_len as usize];
+            append_field(
+                into,
+                &mut seen,
+                name,
+                head,
+                (value as usize, value_len as usize),
+            )?;
         }
-        FieldSpans {
-            spans,
-            count: fields.len().min(MAX_HEADERS),
+        Ok(seen)
+    }
+}
+
+/// Appends one field, its value `head[at..at + len]` without a copy.
+fn append_field(
+    into: &mut HeaderMap,
+    seen: &mut FramingFields,
+    name: &[u8],
+    head: &Bytes,
+    (at, len): (usize, usize),
+) -> Result<(), &'static str> {
+    let name = HeaderName::from_bytes(name).map_err(|_| "invalid header name")?;
+    // An empty value's slice may not point into the head at all.
+    let value = if len == 0 {
+        HeaderValue::from_static("")
+    } else {
+        HeaderValue::from_maybe_shared(head.slice(at..at + len))
+            .map_err(|_| "invalid header value")?
+    };
+    seen.note(&name);
+    into.append(name, value);
+    Ok(())
+}
+
+/// Which of the header fields that say how a message is delimited and
+/// whether its connection persists one head carries, noted as its fields
+/// are filled in: most heads carry few of them (a GET none), and each
+/// lookup of one that is not there costs a hashed probe of the map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FramingFields {
+    pub connection: bool,
+    pub content_length: bool,
+    pub transfer_encoding: bool,
+    pub expect: bool,
+    pub upgrade: bool,
+}
+
+impl FramingFields {
+    fn note(&mut self, name: &HeaderName) {
+        if name == CONTENT_LENGTH {
+            self.content_length = true;
+        } else if name == CONNECTION {
+            self.connection = true;
+        } else if name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if name == EXPECT {
+            self.expect = true;
+        } else if name == UPGRADE {
+            self.upgrade = true;
         }
     }
 
-    /// Appends the fields, cut from `head` (the bytes the spans were taken
-    /// from, frozen), to `into`.
-    pub(crate) fn fill(&self, head: &Bytes, into: &mut HeaderMap) -> Result<(), &'static str> {
-        into.reserve(self.count);
-        for &(name, name_len, value, value_len) in &self.spans[..self.count] {
-            let (name, value) = (name as usize, value as usize);
-            let name = HeaderName::from_bytes(&head[name..name + name_len as usize])
-                .map_err(|_| "invalid header name")?;
-            let value =
-                HeaderValue::from_maybe_shared(head.slice(value..value + value_len as usize))
-                    .map_err(|_| "invalid header value")?;
-            into.append(name, value);
+    /// [`connection_persists`], with no lookup when there is no `Connection`.
+    pub(crate) fn connection_persists(self, headers: &HeaderMap, version: Version) -> bool {
+        if self.connection {
+            connection_persists(headers, version)
+        } else {
+            version == Version::HTTP_11
         }
-        Ok(())
+    }
+
+    /// [`content_length`], with no lookup when there is no `Content-Length`.
+    pub(crate) fn content_length(self, headers: &HeaderMap) -> Result<Option<u64>, FramingError> {
+        if self.content_length {
+            content_length(headers)
+        } else {
+            Ok(None)
+        }
     }
 }
 

@@ -157,12 +157,16 @@ impl Proxy {
         host: Option<&HeaderValue>,
     ) -> Result<(Response<Body>, Option<Tunnel>), SendError> {
         // The server hands over the client's connection only where it can
-        // (HTTP/1.1): elsewhere the request goes on as a plain one.
-        let client_upgrade = (req.version() == Version::HTTP_11
-            && headers::is_upgrade_request(req.headers()))
-        .then(|| req.extensions_mut().remove::<ClientUpgrade>())
-        .flatten()
-        .and_then(|upgrade| upgrade.claim());
+        // (HTTP/1.1): elsewhere the request goes on as a plain one. The
+        // extension first: a request without one (most) costs no lookup of
+        // its headers.
+        let client_upgrade = req
+            .extensions_mut()
+            .remove::<ClientUpgrade>()
+            .filter(|_| {
+                req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers())
+            })
+            .and_then(|upgrade| upgrade.claim());
         let upgrade = client_upgrade.is_some();
         let (mut parts, body) = req.into_parts();
         upstream_head(&mut parts, upstream, client, host, upgrade);

@@ -65,7 +65,7 @@ struct Facts {
     /// Host or `:authority` as the client sent it.
     host: Option<HeaderValue>,
     version: Version,
-    /// For the access log only.
+    /// For the access log only: `None` when nothing logs.
     user_agent: Option<HeaderValue>,
 }
 
@@ -184,7 +184,9 @@ impl Facts {
             uri: req.uri().clone(),
             host: request_host(req),
             version: req.version(),
-            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            user_agent: (router.site_logs() || access_log::enabled())
+                .then(|| req.headers().get(header::USER_AGENT).cloned())
+                .flatten(),
         }
     }
 }

@@ -11,11 +11,11 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, StatusCode, Version};
 
 use super::Error;
-use crate::http1::{chunked_is_final, connection_persists, content_length, FieldSpans, Framing};
+use crate::http1::{chunked_is_final, FieldSpans, Framing, FramingFields};
 
 use crate::http1::MAX_HEADERS;
 
@@ -25,6 +25,8 @@ pub(in crate::proxy) struct Head {
     pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
+    /// Which framing fields `headers` has.
+    pub framing_fields: FramingFields,
 }
 
 /// What a head says about its body and its connection.
@@ -37,10 +39,12 @@ pub(in crate::proxy) struct Delimited {
 
 /// Parses a complete response head at the start of `buf` and removes it from
 /// `buf`; `Ok(None)` while the head is still incomplete (nothing removed).
-/// The head's headers are put in `into`'s map (taken, with its capacity).
+/// The head's headers are put in `into`'s map (taken, with its capacity);
+/// `spans` is scratch space kept from head to head.
 pub(in crate::proxy) fn parse_head(
     buf: &mut BytesMut,
     into: &mut HeaderMap,
+    spans: &mut FieldSpans,
 ) -> Result<Option<Head>, Error> {
     let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
@@ -62,14 +66,18 @@ pub(in crate::proxy) fn parse_head(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let spans = FieldSpans::of(buf, response.headers);
+    // Split off, not copied: a copy costs two allocations (measured), and
+    // the values pin the read buffer only until the response head is
+    // written to the client (`server/h1` clears them then).
+    spans.take(buf, response.headers);
     let head = buf.split_to(len).freeze();
     let mut headers = std::mem::take(into);
-    spans.fill(&head, &mut headers).map_err(Error::Malformed)?;
+    let framing_fields = spans.fill(&head, &mut headers).map_err(Error::Malformed)?;
     Ok(Some(Head {
         status,
         version,
         headers,
+        framing_fields,
     }))
 }
 
@@ -78,7 +86,8 @@ pub(in crate::proxy) fn parse_head(
 /// `Content-Length` that `Transfer-Encoding` overrides is removed from the
 /// headers, so the client never sees both.
 pub(in crate::proxy) fn delimit(head: &mut Head, head_request: bool) -> Result<Delimited, Error> {
-    let mut keep_alive = connection_persists(&head.headers, head.version);
+    let seen = head.framing_fields;
+    let mut keep_alive = seen.connection_persists(&head.headers, head.version);
     let status = head.status.as_u16();
     if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok(Delimited {
@@ -86,7 +95,7 @@ pub(in crate::proxy) fn delimit(head: &mut Head, head_request: bool) -> Result<D
             keep_alive,
         });
     }
-    if head.headers.contains_key(TRANSFER_ENCODING) {
+    if seen.transfer_encoding {
         let chunked = chunked_is_final(&head.headers)?;
         if head.headers.remove(CONTENT_LENGTH).is_some() || head.version == Version::HTTP_10 {
             // Both (or chunked from an HTTP/1.0 server): a smuggling shape;
@@ -104,7 +113,7 @@ pub(in crate::proxy) fn delimit(head: &mut Head, head_request: bool) -> Result<D
             keep_alive,
         });
     }
-    match content_length(&head.headers)? {
+    match seen.content_length(&head.headers)? {
         Some(len) => Ok(Delimited {
             framing: Framing::Length(len),
             keep_alive,
@@ -121,7 +130,11 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Option<Head>, Error> {
-        parse_head(&mut BytesMut::from(text.as_bytes()), &mut HeaderMap::new())
+        parse_head(
+            &mut BytesMut::from(text.as_bytes()),
+            &mut HeaderMap::new(),
+            &mut FieldSpans::default(),
+        )
     }
 
     fn delimited(text: &str, head_request: bool) -> Result<(Delimited, Head), Error> {
@@ -140,7 +153,7 @@ mod tests {
         for cut in 0..end {
             let mut buf = BytesMut::from(&text[..cut]);
             assert!(
-                parse_head(&mut buf, &mut HeaderMap::new())
+                parse_head(&mut buf, &mut HeaderMap::new(), &mut FieldSpans::default())
                     .unwrap()
                     .is_none(),
                 "cut at {cut}"
@@ -148,7 +161,7 @@ mod tests {
             assert_eq!(buf.len(), cut, "nothing consumed at {cut}");
         }
         let mut buf = BytesMut::from(&text[..]);
-        let head = parse_head(&mut buf, &mut HeaderMap::new())
+        let head = parse_head(&mut buf, &mut HeaderMap::new(), &mut FieldSpans::default())
             .unwrap()
             .unwrap();
         assert_eq!(head.status, StatusCode::OK);

@@ -188,7 +188,8 @@ impl Connection {
         loop {
             let fail = move |error| Failure { error, stage };
             if let Some(mut head) =
-                decode::parse_head(&mut self.read, &mut self.spare_headers).map_err(fail)?
+                decode::parse_head(&mut self.read, &mut self.spare_headers, &mut self.spans)
+                    .map_err(fail)?
             {
                 if head.status == StatusCode::SWITCHING_PROTOCOLS {
                     if !asked.upgrade {

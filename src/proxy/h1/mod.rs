@@ -32,7 +32,7 @@ use http::HeaderMap;
 use super::conn::{UPSTREAM_HEAD_LIMIT, UPSTREAM_READ_MAX};
 use super::connector::UpstreamStream;
 use crate::body::BodyError;
-use crate::http1::{BodyDecoder, Decoded, FramingError};
+use crate::http1::{BodyDecoder, Decoded, FieldSpans, FramingError};
 pub(in crate::proxy) use exchange::{Asked, Failure, Stage};
 
 /// First read size; reads grow while they fill the buffer, up to
@@ -101,6 +101,8 @@ pub(in crate::proxy) struct Connection {
     /// keep-alive connection one map goes round (request, response, next
     /// request) and no request allocates or grows one.
     spare_headers: HeaderMap,
+    /// Where a response head's fields sit while it is parsed.
+    spans: FieldSpans,
 }
 
 impl Connection {
@@ -114,6 +116,7 @@ impl Connection {
             keep_alive: true,
             used: false,
             spare_headers: HeaderMap::new(),
+            spans: FieldSpans::default(),
         }
     }
 

@@ -10,12 +10,10 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONTENT_LENGTH, EXPECT};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 
-use crate::http1::{
-    connection_persists, content_length, transfer_codings, FieldSpans, Framing, MAX_HEADERS,
-};
+use crate::http1::{fill_fields, transfer_codings, Framing, FramingFields, MAX_HEADERS};
 
 /// A request head, parsed.
 #[derive(Debug)]
@@ -99,25 +97,26 @@ pub(super) fn parse(
     };
     let target_at = target.as_ptr() as usize - buf.as_ptr() as usize;
     let target_end = target_at + target.len();
-    let spans = FieldSpans::of(buf, parsed.headers);
     // A copy of its own: what keeps the request's target and headers alive
     // (a log line waiting for a long response, say) then pins the head's
     // few hundred bytes, not the connection's read buffer, which stays the
     // connection's alone (reused, or given back while the client stalls).
     let head = Bytes::copy_from_slice(&buf[..len]);
+    let mut headers = std::mem::take(into);
+    let filled = fill_fields(buf, parsed.headers, &head, &mut headers);
     buf.advance(len);
+    let seen = filled.map_err(Refusal::bad)?;
     let uri = Uri::from_maybe_shared(head.slice(target_at..target_end))
         .map_err(|_| Refusal::bad("invalid request target"))?;
-    let mut headers = std::mem::take(into);
-    spans.fill(&head, &mut headers).map_err(Refusal::bad)?;
-    let mut keep_alive = connection_persists(&headers, version);
-    let framing = framing(&mut headers, version, &mut keep_alive)?;
+    let mut keep_alive = seen.connection_persists(&headers, version);
+    let framing = framing(&mut headers, seen, version, &mut keep_alive)?;
     let expects_continue = version == Version::HTTP_11
         && framing != Framing::Empty
+        && seen.expect
         && headers
             .get(EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let upgrade = version == Version::HTTP_11 && headers.contains_key(UPGRADE);
+    let upgrade = version == Version::HTTP_11 && seen.upgrade;
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
@@ -143,10 +142,11 @@ const MAX_TARGET: usize = u16::MAX as usize - 1;
 /// this request, as it would behind hyper.
 fn framing(
     headers: &mut HeaderMap,
+    seen: FramingFields,
     version: Version,
     keep_alive: &mut bool,
 ) -> Result<Framing, Refusal> {
-    if headers.contains_key(TRANSFER_ENCODING) {
+    if seen.transfer_encoding {
         if version == Version::HTTP_10 {
             return Err(Refusal::bad("transfer-encoding in an HTTP/1.0 request"));
         }
@@ -158,7 +158,7 @@ fn framing(
         }
         return Ok(Framing::Chunked);
     }
-    match content_length(headers) {
+    match seen.content_length(headers) {
         Ok(Some(len)) => Ok(Framing::Length(len)),
         Ok(None) => Ok(Framing::Empty),
         Err(_) => Err(Refusal::bad("invalid content-length")),
@@ -279,6 +279,17 @@ mod tests {
         ] {
             assert_eq!(status(bad), StatusCode::BAD_REQUEST, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn fields_keep_their_values_empty_ones_too_and_frame_in_any_case() {
+        let h = head("POST / HTTP/1.1\r\nX-Empty:\r\nCONTENT-Length: 2\r\nx-b:  b \r\nConnection: Close\r\n\r\n");
+        let headers = h.request.headers();
+        assert_eq!(headers.get("x-empty").unwrap(), "");
+        assert_eq!(headers.get("x-b").unwrap(), "b");
+        assert_eq!(headers.get(CONTENT_LENGTH).unwrap(), "2");
+        assert_eq!(h.framing, Framing::Length(2));
+        assert!(!h.keep_alive);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! bellhop repeated the request. And when an issuance fails, its log lines say
 //! why, so failure messages include them.
 //!
-//! One subscriber per test process records every `bellhop` event at DEBUG.
+//! One subscriber per test process records every `bellhop` event at DEBUG
+//! (every crate's with `BELLHOP_TEST_LOG=1`).
 //! nextest runs each test in its own process; under `cargo test` tests share it,
 //! so a test reads only lines logged since it called [`capture`] and filters them
 //! by something only it uses (its names, its Pebble's port).
@@ -18,7 +19,6 @@ use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer;
 
 static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -30,17 +30,24 @@ pub struct Since(usize);
 pub fn capture() -> Since {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
+        let echo = std::env::var_os("BELLHOP_TEST_LOG").is_some();
+        // One filter for the whole subscriber, not one per layer: a
+        // per-layer filter keeps its verdict in a thread-local until the
+        // next event, so an `enabled!` query that no event follows (bellhop
+        // asks one for the access log on every request) makes it drop the
+        // thread's next event (tokio-rs/tracing#2519).
+        let filter = if echo {
+            Targets::new().with_default(LevelFilter::DEBUG)
+        } else {
+            Targets::new().with_target("bellhop", LevelFilter::DEBUG)
+        };
         let memory = tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .with_writer(|| Memory)
-            .with_filter(Targets::new().with_target("bellhop", LevelFilter::DEBUG));
-        let echo = std::env::var_os("BELLHOP_TEST_LOG").map(|_| {
-            tracing_subscriber::fmt::layer()
-                .with_test_writer()
-                .with_filter(LevelFilter::DEBUG)
-        });
+            .with_writer(|| Memory);
+        let echo = echo.then(|| tracing_subscriber::fmt::layer().with_test_writer());
         // Another subscriber already set (by the test binary) only means no capture.
         let _ = tracing_subscriber::registry()
+            .with(filter)
             .with(memory)
             .with(echo)
             .try_init();
