@@ -82,12 +82,7 @@ fn remove_present_hop_by_hop(headers: &mut HeaderMap) {
     let te_trailers = headers
         .get(header::TE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    let hop_by_hop: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_hop_by_hop(n))
-        .cloned()
-        .collect();
-    for name in hop_by_hop {
+    while let Some(name) = headers.keys().find(|n| is_hop_by_hop(n)).cloned() {
         headers.remove(name);
     }
     if te_trailers {
@@ -135,6 +130,8 @@ pub(crate) fn rewrite_request(
             headers.insert(header::UPGRADE, value);
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
+        // `Connection` may have named forwarding headers too.
+        present = Present::in_names(headers);
     }
 
     if !client.trusted && present.forwarding {
@@ -344,6 +341,16 @@ mod tests {
         rewrite_request(&mut h, &client(true), None, false);
         assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "203.0.113.9, 192.0.2.7");
         assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "http");
+    }
+
+    #[test]
+    fn forwarding_headers_named_in_connection_are_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "x-forwarded-proto".parse().unwrap());
+        h.insert(&X_FORWARDED_PROTO, "gopher".parse().unwrap());
+        rewrite_request(&mut h, &client(true), None, false);
+        assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "https");
+        assert!(!h.contains_key(header::CONNECTION));
     }
 
     #[test]

@@ -75,10 +75,16 @@ async fn unless_reset<F: Future, R>(
 /// that keeps `Connection` and `Upgrade` answers only an upgrade request,
 /// which h2 has none of.
 fn fit_for_h2(headers: &mut http::HeaderMap, body: &LoggedBody) {
-    if !headers.contains_key(header::DATE) {
+    // One walk over the few names instead of two hashed lookups.
+    let (mut has_date, mut has_length) = (false, false);
+    for name in headers.keys() {
+        has_date |= name == header::DATE;
+        has_length |= name == header::CONTENT_LENGTH;
+    }
+    if !has_date {
         headers.insert(header::DATE, http_date());
     }
-    if !body.is_end_stream() && !headers.contains_key(header::CONTENT_LENGTH) {
+    if !body.is_end_stream() && !has_length {
         if let Some(len) = body.size_hint().exact() {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         }
