@@ -173,7 +173,7 @@ pub(crate) fn rewrite_request(
 struct Present {
     /// Any hop-by-hop header ([`is_hop_by_hop`]).
     hop_by_hop: bool,
-    /// Any header [`remove_forwarded`] drops.
+    /// Any header [`is_forwarding`] names.
     forwarding: bool,
     /// `X-Forwarded-For`.
     for_: bool,
@@ -188,7 +188,7 @@ impl Present {
         let mut present = Present::default();
         for name in headers.keys() {
             let text = name.as_str();
-            if let Some(which) = text.strip_prefix("x-forwarded-") {
+            if let Some(which) = text.strip_prefix(X_FORWARDED) {
                 present.forwarding = true;
                 match which {
                     "for" => present.for_ = true,
@@ -244,7 +244,7 @@ fn peer_value(peer: IpAddr) -> Option<HeaderValue> {
 fn remove_forwarded(headers: &mut HeaderMap) {
     let forged: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| is_forwarding(name) || name.as_str().starts_with("x-forwarded-"))
+        .filter(|n| is_forwarding(n))
         .cloned()
         .collect();
     for name in forged {
@@ -252,9 +252,13 @@ fn remove_forwarded(headers: &mut HeaderMap) {
     }
 }
 
-/// `Forwarded` or `CF-Connecting-IP`.
+/// The prefix of every `X-Forwarded-*` name.
+const X_FORWARDED: &str = "x-forwarded-";
+
+/// `Forwarded`, `CF-Connecting-IP` or any `X-Forwarded-*`: what
+/// [`remove_forwarded`] drops.
 fn is_forwarding(name: &HeaderName) -> bool {
-    name == header::FORWARDED || name == CF_CONNECTING_IP
+    name == header::FORWARDED || name == CF_CONNECTING_IP || name.as_str().starts_with(X_FORWARDED)
 }
 
 /// Rewrites an upstream response's headers for the client. A `101 Switching
