@@ -128,11 +128,18 @@ fn all_cooling(upstreams: &[UpstreamTarget]) -> bool {
 }
 
 /// Whether a failed connect looks like a backend that is restarting: nobody
-/// listens on the port, or the unix socket is gone or refuses. A timeout is
+/// listens on the port, the unix socket is gone or refuses, or the listener
+/// closed with this connect still in its queue (a reset before the
+/// connection was accepted: uvicorn shutting down, seen in CI). A timeout is
 /// not: the host is there but not answering, and waiting longer will not help.
 fn is_restarting(error: &OpenError) -> bool {
     matches!(error, OpenError::Connect(e)
-        if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound))
+    if matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::NotFound
+    ))
 }
 
 /// Connects to `upstream`, recording the outcome in its health record.
