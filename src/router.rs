@@ -6,11 +6,11 @@
 //! The new router takes over the old one's rate-limit buckets where a site
 //! kept its limit, so a reload does not hand every client a fresh burst.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use fnv::FnvHashMap;
 use http::{HeaderValue, StatusCode};
 
 use crate::access::{AccessRule, BasicAuthGate};
@@ -30,7 +30,7 @@ use crate::storage::RedisLimits;
 /// Everything the request path needs from the config.
 #[derive(Debug)]
 pub(crate) struct Router {
-    ports: HashMap<u16, PortRoutes>,
+    ports: FnvHashMap<u16, PortRoutes>,
     trusted_proxies: Vec<IpNet>,
     /// The Cloudflare part of `trusted_proxies`.
     cloudflare_proxies: Vec<IpNet>,
@@ -234,7 +234,7 @@ impl Router {
     ) -> Result<Router, RouterError> {
         let options = &config.options;
         let remote = shared_limits(config)?;
-        let mut ports: HashMap<u16, PortRoutes> = HashMap::new();
+        let mut ports: FnvHashMap<u16, PortRoutes> = FnvHashMap::default();
         let mut limiters = Limiters::default();
         let previous = previous.map(|p| &p.limiters);
         for site in &config.sites {
@@ -491,9 +491,9 @@ impl Action {
 /// when no site claims that name.
 #[derive(Debug)]
 struct HostTable<T> {
-    exact: HashMap<Box<str>, T>,
+    exact: FnvHashMap<Box<str>, T>,
     /// `*.example.com` is keyed by `example.com` ([`wildcard_suffix`]).
-    wildcards: HashMap<Box<str>, T>,
+    wildcards: FnvHashMap<Box<str>, T>,
     any: Option<T>,
     first_ip: Option<T>,
 }
@@ -501,8 +501,8 @@ struct HostTable<T> {
 impl<T> Default for HostTable<T> {
     fn default() -> Self {
         HostTable {
-            exact: HashMap::new(),
-            wildcards: HashMap::new(),
+            exact: FnvHashMap::default(),
+            wildcards: FnvHashMap::default(),
             any: None,
             first_ip: None,
         }
