@@ -27,12 +27,15 @@
 //! and the failure was this request's own: it gets the 502, and a request
 //! that crashes its backend is not sent twice.
 
+use std::future::{poll_fn, Future};
 use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::request::Parts;
 use http::Method;
 use http_body::Body as _;
+use tokio::time::Instant;
 
 use super::conn::{Home, OpenError, UpstreamConn};
 use super::h1::decode::{Delimited, Head};
@@ -94,7 +97,10 @@ pub(super) async fn send(
     let mut conn = match ready {
         Ready::New(mut conn) => {
             conn.io.encode(parts, kind);
-            return send_new(upstream, settings, conn, out).await;
+            // Boxed like the paths below: a new connection is the exception
+            // once the pool is warm, and inline its replay logic would size
+            // every request's future.
+            return Box::pin(send_new(upstream, settings, conn, out)).await;
         }
         Ready::Pooled(conn) => conn,
     };
@@ -213,13 +219,18 @@ async fn attempt(
     settings: SendSettings,
     out: &mut Outgoing,
 ) -> Result<(Head, Delimited), Option<Failure>> {
-    // Pinned where it is made: `timeout` then holds a pointer, instead of
-    // the exchange future being copied into it (two copies a request).
-    let exchange = pin!(conn.io.exchange(&mut out.body, out.kind, out.asked));
-    match tokio::time::timeout(settings.header_timeout, exchange).await {
-        Err(_) => Err(None),
-        Ok(result) => result.map_err(Some),
-    }
+    let deadline = Instant::now() + settings.header_timeout;
+    let UpstreamConn {
+        io, header_timer, ..
+    } = conn;
+    let mut exchange = pin!(io.exchange(&mut out.body, out.kind, out.asked));
+    poll_fn(|cx| {
+        if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(result.map_err(Some));
+        }
+        header_timer.poll_until(deadline, cx).map(|()| Err(None))
+    })
+    .await
 }
 
 fn is_idempotent(method: &Method) -> bool {

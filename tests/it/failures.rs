@@ -77,6 +77,42 @@ async fn upstream_too_slow_for_headers_gives_504() {
     .await
 }
 
+/// The header timeout counts from each request's own start on a reused
+/// upstream connection, not from an earlier request's: the connection's timer
+/// stays armed at the first request's deadline (proxy/conn.rs, `HeaderTimer`),
+/// which here passes 400 ms into the second request.
+#[tokio::test]
+async fn the_header_timeout_counts_from_each_request_on_a_reused_connection() {
+    bounded(secs(20), "test", async {
+        let slow = Slow::start(secs(30)).await;
+        let server = front(slow.http.addr(), Some(secs(1))).await;
+        let host = server.addr().to_string();
+        let mut c = h1(server.addr(), None).await;
+        let first = c
+            .send_request(req("GET", &host, "/after-ms/600").body(empty()).unwrap())
+            .await
+            .expect("first request");
+        assert_eq!(first.status(), 200);
+        first.into_body().collect().await.expect("first body");
+        let started = Instant::now();
+        let second = c
+            .send_request(req("GET", &host, "/slow").body(empty()).unwrap())
+            .await
+            .expect("second request");
+        let took = started.elapsed();
+        assert_eq!(second.status(), 504);
+        assert!(
+            took >= millis(950) && took < secs(5),
+            "504 after {took:?}, header timeout is 1 s"
+        );
+        // Both went over one upstream connection, so the second met the
+        // timer the first had armed.
+        assert_eq!(slow.http.stats.accepted(), 1);
+        assert_eq!(slow.received(), 2);
+    })
+    .await
+}
+
 #[tokio::test]
 async fn slow_upstream_within_the_header_timeout_is_fine() {
     bounded(secs(20), "test", async {

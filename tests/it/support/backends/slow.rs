@@ -18,13 +18,21 @@ pub struct Slow {
 }
 
 impl Slow {
-    /// Starts a backend that answers every request `delay` after receiving it.
+    /// Starts a backend that answers every request `delay` after receiving
+    /// it, or N ms after for a path `/after-ms/N`.
     pub async fn start(delay: Duration) -> Slow {
         let received = Arc::new(AtomicU64::new(0));
         let answered = Arc::new(AtomicU64::new(0));
         let (r, a) = (received.clone(), answered.clone());
-        let http = HttpBackend::tcp(handler(move |_req, _info| {
+        let http = HttpBackend::tcp(handler(move |req, _info| {
             let (r, a) = (r.clone(), a.clone());
+            // `/after-ms/N` answers N ms after receiving instead.
+            let delay = req
+                .uri()
+                .path()
+                .strip_prefix("/after-ms/")
+                .and_then(|ms| ms.parse().ok())
+                .map_or(delay, Duration::from_millis);
             async move {
                 r.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(delay).await;
