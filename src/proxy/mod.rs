@@ -33,7 +33,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 
 use crate::body::{text_response, Body};
 use crate::config::{HeaderOp, ProxyConfig};
-use crate::limit::{ClientBody, ClientBodyError};
+use crate::limit::{BodyLimits, ClientBody, ClientBodyError, RequestBody};
 use crate::metrics::Metrics;
 pub(crate) use body::UpstreamBody;
 pub(crate) use client::ClientInfo;
@@ -109,7 +109,8 @@ impl Proxy {
     /// it, and an exchange that got no response (502/504) is not counted.
     pub(crate) async fn forward(
         &self,
-        req: Request<ClientBody>,
+        req: Box<Request<RequestBody>>,
+        limits: BodyLimits,
         client: &ClientInfo,
         host: Option<HeaderValue>,
     ) -> Forwarded {
@@ -128,7 +129,7 @@ impl Proxy {
             }
         };
         let sent = Instant::now();
-        let exchanged = self.exchange(upstream, ready, req, client, host.as_ref());
+        let exchanged = self.exchange(upstream, ready, req, limits, client, host.as_ref());
         let (response, tunnel) = match exchanged.await {
             Ok(answer) => {
                 upstream.response_times.observe(sent.elapsed());
@@ -152,7 +153,8 @@ impl Proxy {
         &self,
         upstream: &UpstreamTarget,
         ready: Ready,
-        mut req: Request<ClientBody>,
+        mut req: Box<Request<RequestBody>>,
+        limits: BodyLimits,
         client: &ClientInfo,
         host: Option<&HeaderValue>,
     ) -> Result<(Response<Body>, Option<Tunnel>), SendError> {
@@ -171,7 +173,7 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         upstream_head(&mut parts, upstream, client, host, upgrade);
         crate::header_ops::apply(&mut parts.headers, &self.request_headers);
-        let body = Body::Client(body);
+        let body = Body::Client(ClientBody::new(body, limits, client.ip));
         let answer = send::send(upstream, self.settings, ready, &mut parts, body, upgrade).await?;
         Ok(self.client_response(answer, client_upgrade, &upstream.label))
     }

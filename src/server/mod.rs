@@ -138,7 +138,7 @@ impl Shared {
         &self,
         tunnel: Tunnel,
         conn: Arc<connection::ConnContext>,
-        log: Option<RequestLog>,
+        log: Option<Box<RequestLog>>,
     ) {
         let shutdown = self.background.shutdown.clone();
         let open = self.metrics.websocket_opened();

@@ -355,7 +355,7 @@ where
         });
         let method = request.method().clone();
         let version = request.version();
-        let mut answer = pin!(service::handle(request, self.context.clone()));
+        let mut answer = pin!(service::handle(Box::new(request), self.context.clone()));
         let mut to_continue = expects_continue.then_some(0);
         let response = poll_fn(|cx| loop {
             if let Poll::Ready(response) = answer.as_mut().poll(cx) {

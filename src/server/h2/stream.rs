@@ -31,7 +31,10 @@ pub(super) async fn answer(
     let body = RequestBody::H2(H2Body::new(recv, &parts.headers));
     // Pinned where it is made: the phases' future is large, and each move
     // of it is a copy.
-    let handled = pin!(service::handle(Request::from_parts(parts, body), context));
+    let handled = pin!(service::handle(
+        Box::new(Request::from_parts(parts, body)),
+        context
+    ));
     let Some(response) = unless_reset(handled, |cx| respond.poll_reset(cx)).await else {
         return;
     };
