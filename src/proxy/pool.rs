@@ -56,6 +56,11 @@ impl PoolKey {
     }
 }
 
+/// How many idle connections per lane keep their read buffer (LIFO: the
+/// most recently checked in, which are checked out first). A warm
+/// connection reads each response into the buffer the last one used.
+const WARM: usize = 8;
+
 /// A connection waiting in the pool.
 struct Idle {
     conn: Box<UpstreamConn>,
@@ -136,6 +141,12 @@ pub(super) fn checkin(conn: Box<UpstreamConn>, home: Home) {
             since: now,
             expires: now + home.idle_timeout,
         });
+        // The most recent few keep their buffers: they are the next to be
+        // checked out. The one that just fell behind them gives its buffers
+        // back, so a burst's worth of idle connections holds none.
+        if let Some(cold) = lane.idle.len().checked_sub(WARM + 1) {
+            lane.idle[cold].conn.io.shed();
+        }
         pool.start_reaper();
     });
 }
@@ -207,5 +218,114 @@ async fn reap() {
             Ok(Some(at)) => tokio::time::sleep_until(at).await,
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::body::Body;
+    use crate::proxy::body::UpstreamBody;
+    use crate::proxy::h1::encode::BodyKind;
+    use crate::proxy::h1::Asked;
+
+    /// A backend on loopback that answers every request on every connection
+    /// with a 5-byte body.
+    async fn backend() -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let mut head = Vec::new();
+                    loop {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                            head.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+                            if sock.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Upstream::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    /// Sends a GET on `conn` and reads its body to the end, which checks
+    /// the connection in (`UpstreamBody`).
+    async fn exchange_on(mut conn: Box<UpstreamConn>) -> bytes::Bytes {
+        let (mut parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+        conn.io.encode(&mut parts, BodyKind::Empty);
+        let asked = Asked {
+            head_request: false,
+            upgrade: false,
+        };
+        let (head, delimited) = conn
+            .io
+            .exchange(&mut Body::empty(), BodyKind::Empty, asked)
+            .await
+            .unwrap();
+        assert_eq!(head.status, 200);
+        let body = UpstreamBody::new(delimited.framing, conn);
+        body.collect().await.unwrap().to_bytes()
+    }
+
+    /// Idle connections keep their read buffer for the next response, but
+    /// only the most recent [`WARM`] of a lane: a burst's worth of idle
+    /// connections gives theirs back.
+    #[tokio::test]
+    async fn only_the_warm_few_idle_connections_keep_their_read_buffer() {
+        let target = backend().await;
+        let home = Home {
+            key: PoolKey::of(&target),
+            idle_timeout: Duration::from_secs(60),
+        };
+        for _ in 0..WARM + 3 {
+            let conn = UpstreamConn::open(&target, Duration::from_secs(5), Some(home))
+                .await
+                .unwrap();
+            // The body is a copy: the connection kept its buffer.
+            assert_eq!(exchange_on(conn).await, "hello");
+        }
+        let buffers: Vec<bool> = POOL.with(|pool| {
+            let pool = pool.borrow();
+            let lane = pool.lanes.iter().find(|l| l.key == home.key).unwrap();
+            lane.idle
+                .iter()
+                .map(|idle| idle.conn.io.holds_read_buffer())
+                .collect()
+        });
+        let mut expected = vec![false; 3];
+        expected.extend([true; WARM]);
+        assert_eq!(buffers, expected, "oldest first");
+        // The warm one checked out first reads its next response into the
+        // buffer it kept, and is checked in again.
+        let mut conn = checkout(home.key).expect("a pooled connection");
+        assert!(conn.io.holds_read_buffer());
+        conn.home = Some(home);
+        assert_eq!(exchange_on(conn).await, "hello");
+        let warm = POOL.with(|pool| {
+            let pool = pool.borrow();
+            let lane = pool.lanes.iter().find(|l| l.key == home.key).unwrap();
+            lane.idle
+                .back()
+                .map(|idle| idle.conn.io.holds_read_buffer())
+        });
+        assert_eq!(warm, Some(true));
     }
 }

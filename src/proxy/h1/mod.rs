@@ -39,6 +39,10 @@ pub(in crate::proxy) use exchange::{Asked, Failure, Stage};
 /// [`UPSTREAM_READ_MAX`].
 const FIRST_READ: usize = 8 * 1024;
 
+/// The largest last piece of a read that is copied out of the read buffer
+/// rather than taking the buffer with it (`Connection::poll_body`).
+const COPIED_PIECE_MAX: usize = 2 * 1024;
+
 /// Read size once the client has stopped taking the response: what it does
 /// not take waits in rustls as the records of one read, so small reads keep
 /// that small; reads grow again as they fill.
@@ -140,13 +144,19 @@ impl Connection {
     /// read buffer while it holds nothing (the next read allocates again,
     /// [`SHED_READ`] bytes), and the request's head, no replay once the
     /// response has begun. For a client that stopped reading, so that it
-    /// pins neither.
+    /// pins neither, and for an idle connection outside the pool's warm few.
     pub(in crate::proxy) fn shed(&mut self) {
         if self.read.is_empty() {
             self.read = BytesMut::new();
         }
         self.read_size = SHED_READ;
         self.head = Vec::new();
+    }
+
+    /// Whether the read buffer has an allocation.
+    #[cfg(test)]
+    pub(in crate::proxy) fn holds_read_buffer(&self) -> bool {
+        self.read.capacity() > 0
     }
 
     /// The encoded head of the last request, for a replay elsewhere.
@@ -192,6 +202,13 @@ impl Connection {
             match decoded {
                 Ok(Decoded::Data(data)) => {
                     if self.read.is_empty() {
+                        if data.len() <= COPIED_PIECE_MAX {
+                            // A small response's body (or its end): a copy
+                            // goes on, and the buffer stays for the next
+                            // response instead of a new one per request
+                            // (~500 instructions, callgrind).
+                            return Poll::Ready(Some(Ok(Bytes::copy_from_slice(&data))));
+                        }
                         // The piece is the rest of the buffer's allocation:
                         // let it go with the piece (freed once written to
                         // the client) rather than hold it here while the
