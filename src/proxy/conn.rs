@@ -139,7 +139,7 @@ pub(super) enum OpenError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::body::Body;
     use h1::encode::BodyKind;
@@ -151,7 +151,7 @@ mod tests {
     };
 
     /// Sends a bodiless GET on `conn`.
-    async fn get(
+    pub(in crate::proxy) async fn get(
         conn: &mut UpstreamConn,
     ) -> Result<(h1::decode::Head, h1::decode::Delimited), h1::Failure> {
         let (mut parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();

@@ -229,10 +229,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::body::Body;
     use crate::proxy::body::UpstreamBody;
-    use crate::proxy::h1::encode::BodyKind;
-    use crate::proxy::h1::Asked;
+    use crate::proxy::conn::tests::get;
 
     /// A backend on loopback that answers every request on every connection
     /// with a 5-byte body.
@@ -269,17 +267,7 @@ mod tests {
     /// Sends a GET on `conn` and reads its body to the end, which checks
     /// the connection in (`UpstreamBody`).
     async fn exchange_on(mut conn: Box<UpstreamConn>) -> bytes::Bytes {
-        let (mut parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
-        conn.io.encode(&mut parts, BodyKind::Empty);
-        let asked = Asked {
-            head_request: false,
-            upgrade: false,
-        };
-        let (head, delimited) = conn
-            .io
-            .exchange(&mut Body::empty(), BodyKind::Empty, asked)
-            .await
-            .unwrap();
+        let (head, delimited) = get(&mut conn).await.unwrap();
         assert_eq!(head.status, 200);
         let body = UpstreamBody::new(delimited.framing, conn);
         body.collect().await.unwrap().to_bytes()
