@@ -10,6 +10,9 @@
 //!   endpoint, then for S seconds records every push each socket receives. Prints
 //!   the share of (socket, push) pairs delivered, how many pushes reached all N
 //!   sockets, and the p50/p99 delay from the backend's write to this client's read.
+//!   With `PER_TICK=1` in the environment it also writes each push's own delay
+//!   percentiles to stderr: a push the load CPU held up as a whole shows as one
+//!   tick whose p50 is tens of milliseconds.
 //!
 //! `--cafile PEM` trusts that certificate for `wss://` (the benchmark's own CA).
 //! `cargo run --release --example ws-load -- memory ws://127.0.0.1:8080/ --pids 123`
@@ -166,6 +169,11 @@ async fn memory(target: Target, pids: Vec<u32>, counts: Vec<usize>) -> Result<()
     Ok(())
 }
 
+/// The `p` quantile of sorted delays in ns, in ms.
+fn percentile_ms(sorted: &[u128], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p) as usize] as f64 / 1e6
+}
+
 fn unix_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -199,13 +207,12 @@ async fn push(target: Target, count: usize, secs: f64) -> Result<()> {
     for ws in sockets {
         set.spawn(receive_pushes(ws, until));
     }
-    let mut per_tick: HashMap<u64, usize> = HashMap::new();
-    let mut delays = Vec::new();
+    // Each push's delays, by its tick number.
+    let mut per_tick: HashMap<u64, Vec<u128>> = HashMap::new();
     while let Some(got) = set.join_next().await {
         for (tick, at, delay) in got? {
             if at >= start && at < end {
-                *per_tick.entry(tick).or_default() += 1;
-                delays.push(delay);
+                per_tick.entry(tick).or_default().push(delay);
             }
         }
     }
@@ -213,14 +220,30 @@ async fn push(target: Target, count: usize, secs: f64) -> Result<()> {
         bail!("no push arrived in {secs} s");
     };
     let ticks = (last - first + 1) as usize;
-    let complete = per_tick.values().filter(|&&n| n == count).count();
+    let complete = per_tick.values().filter(|d| d.len() == count).count();
+    let mut by_tick: Vec<_> = per_tick.into_iter().collect();
+    by_tick.sort_unstable();
+    let mut delays = Vec::new();
+    for (tick, mut own) in by_tick {
+        if std::env::var_os("PER_TICK").is_some() {
+            own.sort_unstable();
+            let q = |p| percentile_ms(&own, p);
+            eprintln!(
+                "tick {tick}: p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}",
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                q(1.0)
+            );
+        }
+        delays.extend(own);
+    }
     delays.sort_unstable();
-    let pct = |p: f64| delays[((delays.len() - 1) as f64 * p) as usize] as f64 / 1e6;
     println!(
         "push sockets={count} ticks={ticks} delivered_share={:.4} complete_ticks={complete} p50_ms={:.2} p99_ms={:.2}",
         delays.len() as f64 / (ticks * count) as f64,
-        pct(0.50),
-        pct(0.99)
+        percentile_ms(&delays, 0.50),
+        percentile_ms(&delays, 0.99)
     );
     Ok(())
 }
