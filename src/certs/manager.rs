@@ -23,6 +23,7 @@ use std::time::SystemTime;
 use rustls::sign::CertifiedKey;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::acme_task::AcmeTask;
 use super::challenges::{Responders, SharedChallenges};
@@ -85,6 +86,10 @@ pub struct CertManager {
     shared: Arc<Shared>,
     running: Mutex<Running>,
     shutdown: CancellationToken,
+    /// Every background task: [`stopped`](Self::stopped) waits for them, so
+    /// that nothing writes to the state directory or storage once the server
+    /// has returned (a test's removed temp dir, an upgrade's new process).
+    tasks: TaskTracker,
     /// Answers to challenges other instances started (cluster only).
     shared_challenges: Option<Arc<SharedChallenges>>,
 }
@@ -195,6 +200,7 @@ impl CertManager {
             shared,
             running: Mutex::new(Running::default()),
             shutdown,
+            tasks: TaskTracker::new(),
             shared_challenges,
         })
     }
@@ -207,7 +213,7 @@ impl CertManager {
         }
         running.started = true;
         if let Some(changes) = self.shared.storage.changes() {
-            tokio::spawn(super::cluster::follow(
+            self.tasks.spawn(super::cluster::follow(
                 self.shared.clone(),
                 changes,
                 self.shutdown.child_token(),
@@ -280,6 +286,14 @@ impl CertManager {
     /// Stops every background task. Certificates keep being served.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
+    }
+
+    /// Waits until every background task has ended (after
+    /// [`shutdown`](Self::shutdown): a task ends at its next wait, or when
+    /// the order it is placing is cancelled).
+    pub async fn stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     fn lock(&self) -> MutexGuard<'_, Running> {
@@ -493,7 +507,7 @@ impl CertManager {
             current: worker.initial.take(),
             cancel: worker.cancel.clone(),
         };
-        tokio::spawn(task.run());
+        self.tasks.spawn(task.run());
     }
 
     fn respawn_internal_task(&self, running: &mut Running) {
@@ -510,7 +524,8 @@ impl CertManager {
             .iter()
             .map(|(s, l)| (s.clone(), l.clone()))
             .collect();
-        tokio::spawn(renew_internal(self.shared.clone(), leaves, cancel));
+        self.tasks
+            .spawn(renew_internal(self.shared.clone(), leaves, cancel));
     }
 }
 

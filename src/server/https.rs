@@ -144,6 +144,11 @@ impl Https {
         self.certs.shutdown();
     }
 
+    /// Waits until the background certificate tasks have ended.
+    pub(super) async fn stopped(&self) {
+        self.certs.stopped().await;
+    }
+
     /// Counts and logs a handshake that did not complete.
     fn refused(&self, accepted: &Accepted, error: &TlsError) {
         self.count_refusal(accepted.peer, error);

@@ -412,6 +412,16 @@ impl Server {
             );
         }
         workers.join().await;
+        if let Some(https) = &self.shared.https {
+            // A task cancelled mid-request (an ARI poll) ends when that does;
+            // no write to the state directory may follow `run`'s return.
+            if tokio::time::timeout(self.grace_period, https.stopped())
+                .await
+                .is_err()
+            {
+                tracing::warn!("grace period over, certificate tasks still running");
+            }
+        }
         // No request can log any more: write out what the files have queued.
         self.shared.access_logs.close_all();
         Ok(())

@@ -173,7 +173,9 @@ async fn three_instances_order_once_and_all_serve() {
     // Started while Redis is down: an instance serves the last certificate it
     // saw, from its state directory, and says why.
     redis.kill();
-    drop(instances);
+    for instance in instances {
+        instance.stop().await;
+    }
     let down = logs::capture();
     let restarted = start(cluster_config(&states[1], &https[3], 1)).await;
     let addr = SocketAddr::from(([127, 0, 0, 1], https[3].number()));
@@ -203,7 +205,7 @@ async fn three_instances_order_once_and_all_serve() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    drop(restarted);
+    restarted.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,7 +302,9 @@ async fn shared_rate_limit_counts_a_client_once_across_instances() {
         assert!(Instant::now() < deadline, "shared counting did not resume");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    drop(instances);
+    for instance in instances {
+        instance.stop().await;
+    }
 }
 
 /// The certificate an instance shows to an `acme-tls/1` client for `name`

@@ -166,11 +166,12 @@ async fn internal_ca_is_one_root_for_the_cluster() {
     // Redis down: a restarted instance signs with its copy of that root; a
     // new one refuses to make a root of its own, and says why.
     redis.kill();
-    drop((a, b));
+    a.stop().await;
+    b.stop().await;
     let again = start(internal_site(&states[1], &ports[2], shared.clone())).await;
     serves_chain_to(&ports[2], &root).await;
     wait_for_log(&log, "with the local copy of the cluster's CA").await;
-    drop(again);
+    again.stop().await;
     let error = bind_error(internal_site(&states[2], &Port::reserve(), shared)).await;
     assert!(error.contains("no local copy"), "{error}");
     assert!(error.contains(&redis.url()), "names the storage: {error}");
@@ -200,7 +201,8 @@ async fn rediss_with_a_private_ca_stores_and_reads_certificates() {
         std::fs::read(InternalCa::root_path(states[1].path())).unwrap(),
         root_pem
     );
-    drop((first, second));
+    first.stop().await;
+    second.stop().await;
 
     // Without ca-root the system roots decide, and they do not know this CA.
     let system_roots = Storage::Redis(StorageRedis {
@@ -253,7 +255,8 @@ async fn redis_password_from_env_and_from_a_file() {
     let root = trusting(&shared_root(&redis).await);
     serves_chain_to(&ports[0], &root).await;
     serves_chain_to(&ports[1], &root).await;
-    drop((env_instance, file_instance));
+    env_instance.stop().await;
+    file_instance.stop().await;
 
     // A wrong password: a clear error naming the storage, never the password.
     let wrong_url = Storage::Redis(StorageRedis {
@@ -325,5 +328,6 @@ async fn renewal_while_redis_is_down_waits_for_it_and_loses_nothing() {
         renewed
     );
     assert_eq!(pebble.order_count(), 2, "{}", pebble.logs());
-    drop((instance, fresh));
+    instance.stop().await;
+    fresh.stop().await;
 }

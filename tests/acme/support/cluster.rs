@@ -18,9 +18,26 @@ use super::net::Conn;
 use super::pebble::Pebble;
 use super::redis::Redis;
 
-/// A running instance; shut down on drop.
+/// A running instance; shut down on drop, or [`stop`](Instance::stop)ped
+/// and waited for.
 pub struct Instance {
     shutdown: ShutdownHandle,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Instance {
+    /// Shuts the instance down and waits until its server has returned:
+    /// nothing of it writes to its state directory afterwards, so the
+    /// test's temp dir can go.
+    pub async fn stop(mut self) {
+        self.shutdown.shutdown();
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(Duration::from_secs(30), running)
+                .await
+                .expect("the instance did not stop within 30 s")
+                .expect("the instance's server panicked");
+        }
+    }
 }
 
 impl Drop for Instance {
@@ -32,12 +49,15 @@ impl Drop for Instance {
 pub async fn start(config: Config) -> Instance {
     let server = Server::bind(config).await.expect("Server::bind");
     let shutdown = server.shutdown_handle();
-    tokio::spawn(async move {
+    let running = tokio::spawn(async move {
         if let Err(e) = server.run().await {
             panic!("server failed: {e:#}");
         }
     });
-    Instance { shutdown }
+    Instance {
+        shutdown,
+        running: Some(running),
+    }
 }
 
 pub fn storage(redis: &Redis, key_file: Option<&std::path::Path>) -> Storage {
