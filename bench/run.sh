@@ -273,10 +273,10 @@ for name in $PROXIES; do
     fi
     stop_proxy
 done
-# Pushes in rounds too: a 10 s run is 20 ticks, and one tick that the load CPU
-# delays as a whole (its p50 then 20-60 ms, with nginx as with bellhop;
-# bench/RESULTS.md, session 17) is 5 % of the deliveries, so a single run's
-# p99 is that tick's. The median of the rounds leaves such a run out.
+# Pushes in rounds too: a 10 s run is 20 ticks, and one tick held up as a
+# whole (its p50 then 14-62 ms; bench/RESULTS.md, session 17) is 5 % of the
+# deliveries, so a single run's p99 is that tick's. The median of the rounds
+# leaves such a run out.
 for ((round = 1; round <= PUSH_ROUNDS; round++)); do
     for name in $PROXIES; do
         note "$name: pushes, round $round of $PUSH_ROUNDS"
