@@ -274,7 +274,7 @@ for name in $PROXIES; do
     stop_proxy
 done
 # Pushes in rounds too: a 10 s run is 20 ticks, and one tick held up as a
-# whole (its p50 then 14-62 ms; bench/RESULTS.md, session 17) is 5 % of the
+# whole (its p50 then 10-100 ms; bench/RESULTS.md, session 17) is 5 % of the
 # deliveries, so a single run's p99 is that tick's. The median of the rounds
 # leaves such a run out.
 for ((round = 1; round <= PUSH_ROUNDS; round++)); do

@@ -209,10 +209,13 @@ async fn push(target: Target, count: usize, secs: f64) -> Result<()> {
     }
     // Each push's delays, by its tick number.
     let mut per_tick: HashMap<u64, Vec<u128>> = HashMap::new();
+    // When each tick fired (Unix ns), to line PER_TICK's lines up with traces.
+    let mut fired: HashMap<u64, u128> = HashMap::new();
     while let Some(got) = set.join_next().await {
         for (tick, at, delay) in got? {
             if at >= start && at < end {
                 per_tick.entry(tick).or_default().push(delay);
+                fired.insert(tick, at);
             }
         }
     }
@@ -229,11 +232,12 @@ async fn push(target: Target, count: usize, secs: f64) -> Result<()> {
             own.sort_unstable();
             let q = |p| percentile_ms(&own, p);
             eprintln!(
-                "tick {tick}: p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}",
+                "tick {tick}: p50 {:.1} p90 {:.1} p99 {:.1} max {:.1} fired_unix_ns {}",
                 q(0.5),
                 q(0.9),
                 q(0.99),
-                q(1.0)
+                q(1.0),
+                fired.get(&tick).copied().unwrap_or(0)
             );
         }
         delays.extend(own);
