@@ -51,6 +51,19 @@ start_proxy() {
     PROXY_PIDS=$(tree_pids "$PROXY_MAIN")
 }
 
+# need_proxies NAME... — each peer named is installed (or the script exits 3
+# saying what is missing); bellhop and bench-backend are built when missing.
+need_proxies() {
+    local name
+    for name in "$@"; do
+        [[ $name == bellhop ]] || require_commands "$name:$name"
+    done
+    if [[ ! -x $BELLHOP_BIN || ! -x target/release/examples/bench-backend ]]; then
+        note "building release binaries (bellhop, bench-backend)"
+        cargo build --release --quiet --bin bellhop --example bench-backend
+    fi
+}
+
 # settle_idle — after start_proxy: lets the proxy idle IDLE_SETTLE seconds (8),
 # then sends one more plain and one TLS request, so that an "idle" figure is
 # that of a proxy which has been idle a while and still serves, not a snapshot

@@ -28,13 +28,7 @@ PROXIES=${PROXIES:-bellhop nginx}
 PROXY_CPU=${PROXY_CPU:-0}
 
 require_commands strace:strace curl:curl openssl:openssl
-for name in $PROXIES; do
-    [[ $name == bellhop ]] || require_commands "$name:$name"
-done
-if [[ ! -x $BELLHOP_BIN || ! -x target/release/examples/bench-backend ]]; then
-    note "building release binaries (bellhop, bench-backend)"
-    cargo build --release --quiet --bin bellhop --example bench-backend
-fi
+need_proxies $PROXIES
 make_cert "$BENCH_TMP"
 start_backend ""
 

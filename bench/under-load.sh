@@ -35,13 +35,7 @@ PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
 require_commands wrk:wrk perf:linux-perf nstat:iproute2 openssl:openssl taskset:util-linux
-for name in $PROXIES; do
-    [[ $name == bellhop ]] || require_commands "$name:$name"
-done
-if [[ ! -x $BELLHOP_BIN || ! -x target/release/examples/bench-backend ]]; then
-    note "building release binaries (bellhop, bench-backend)"
-    cargo build --release --quiet --bin bellhop --example bench-backend
-fi
+need_proxies $PROXIES
 if [[ ! -d /sys/kernel/tracing/events/syscalls ]]; then
     mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing ||
         die "the syscall tracepoints need tracefs at /sys/kernel/tracing (run as root)"
