@@ -120,7 +120,8 @@ impl Shared {
                 }
                 let shared = self.clone();
                 let (name, chain, key) = (name.to_string(), chain.to_vec(), key.to_vec());
-                tokio::spawn(async move { shared.push_later(&name, &chain, &key).await });
+                self.tasks
+                    .spawn(async move { shared.push_later(&name, &chain, &key).await });
             }
             Err(e) => {
                 tracing::error!(name, error = %e, "serving the new certificate, but storing it failed; it will be obtained again after a restart");

@@ -86,10 +86,6 @@ pub struct CertManager {
     shared: Arc<Shared>,
     running: Mutex<Running>,
     shutdown: CancellationToken,
-    /// Every background task: [`stopped`](Self::stopped) waits for them, so
-    /// that nothing writes to the state directory or storage once the server
-    /// has returned (a test's removed temp dir, an upgrade's new process).
-    tasks: TaskTracker,
     /// Answers to challenges other instances started (cluster only).
     shared_challenges: Option<Arc<SharedChallenges>>,
 }
@@ -190,6 +186,7 @@ impl CertManager {
             storage,
             wanted: Mutex::new(HashSet::new()),
             shutdown: shutdown.clone(),
+            tasks: TaskTracker::new(),
             resolver,
             events,
             internal_ca: Mutex::new(None),
@@ -200,7 +197,6 @@ impl CertManager {
             shared,
             running: Mutex::new(Running::default()),
             shutdown,
-            tasks: TaskTracker::new(),
             shared_challenges,
         })
     }
@@ -213,7 +209,7 @@ impl CertManager {
         }
         running.started = true;
         if let Some(changes) = self.shared.storage.changes() {
-            self.tasks.spawn(super::cluster::follow(
+            self.shared.tasks.spawn(super::cluster::follow(
                 self.shared.clone(),
                 changes,
                 self.shutdown.child_token(),
@@ -292,8 +288,8 @@ impl CertManager {
     /// [`shutdown`](Self::shutdown): a task ends at its next wait, or when
     /// the order it is placing is cancelled).
     pub async fn stopped(&self) {
-        self.tasks.close();
-        self.tasks.wait().await;
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
     }
 
     fn lock(&self) -> MutexGuard<'_, Running> {
@@ -507,7 +503,7 @@ impl CertManager {
             current: worker.initial.take(),
             cancel: worker.cancel.clone(),
         };
-        self.tasks.spawn(task.run());
+        self.shared.tasks.spawn(task.run());
     }
 
     fn respawn_internal_task(&self, running: &mut Running) {
@@ -524,7 +520,8 @@ impl CertManager {
             .iter()
             .map(|(s, l)| (s.clone(), l.clone()))
             .collect();
-        self.tasks
+        self.shared
+            .tasks
             .spawn(renew_internal(self.shared.clone(), leaves, cancel));
     }
 }

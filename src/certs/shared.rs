@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use rustls::sign::CertifiedKey;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::clock::fmt_time;
 use super::report::Progress;
@@ -66,6 +67,11 @@ pub(super) struct Shared {
     pub(super) wanted: Mutex<HashSet<String>>,
     /// Cancelled when the manager stops.
     pub shutdown: CancellationToken,
+    /// Every background task, [`CertManager::stopped`] waits for them: so
+    /// that nothing writes to the state directory or storage once the
+    /// server has returned (a test's removed temp dir, an upgrade's new
+    /// process).
+    pub(super) tasks: TaskTracker,
     pub resolver: Arc<CertResolver>,
     pub acme: Acme,
     pub events: broadcast::Sender<CertEvent>,
