@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use crate::support::backends::echo::Echo;
 use crate::support::backends::raw::Garbage;
 use crate::support::backends::slow::Slow;
-use crate::support::client::{empty, get, h1, raw, req};
+use crate::support::client::{empty, get, get_in_flight, h1, raw, req};
 use crate::support::config::{proxy_with, site, tcp, unix, ConfigBuilder};
 use crate::support::ports::Port;
 use crate::support::server::TestServer;
@@ -239,17 +239,8 @@ async fn client_gone_while_waiting_for_headers_drops_the_upstream_connection() {
     bounded(secs(20), "test", async {
         let slow = Slow::start(secs(30)).await;
         let server = front(slow.http.addr(), None).await;
-        let mut c = h1(server.addr(), None).await;
-        let addr = server.addr().to_string();
-        let pending = tokio::spawn(async move {
-            let _ = c
-                .send_request(req("GET", &addr, "/wait").body(empty()).unwrap())
-                .await;
-        });
-        wait_for("request to reach the backend", secs(5), || {
-            slow.received() == 1
-        })
-        .await;
+        let pending = get_in_flight(h1(server.addr(), None).await, server.addr(), "/wait");
+        slow.wait_received(1).await;
         pending.abort(); // drops the client connection
         wait_for("upstream connection closed", secs(5), || {
             slow.http.stats.open() == 0

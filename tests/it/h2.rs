@@ -154,10 +154,7 @@ async fn shutdown_finishes_the_h2_stream_in_flight() {
         let in_flight = tokio::spawn(async move {
             collect(sender.send_request(request).await.expect("h2 request")).await
         });
-        wait_for("the request to reach the backend", secs(5), || {
-            slow.received() == 1
-        })
-        .await;
+        slow.wait_received(1).await;
         server.shutdown();
         let reply = bounded(secs(10), "the in-flight response", in_flight)
             .await

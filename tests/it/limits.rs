@@ -142,10 +142,7 @@ async fn global_cap_counts_websockets_and_waiting_requests() {
             .write_all(b"GET /slow HTTP/1.1\r\nHost: limits.test\r\n\r\n")
             .await
             .expect("write");
-        wait_for("the slow backend to get the request", secs(10), || {
-            slow.received() == 1
-        })
-        .await;
+        slow.wait_received(1).await;
         let mut third = connect_from(server.addr(), from(3)).await;
         assert!(refused(&mut third).await, "a third connection was served");
         let head = read_head(&mut waiting)

@@ -16,7 +16,7 @@ use crate::support::backends::echo::Echo;
 use crate::support::backends::slow::Slow;
 use crate::support::backends::ws::WsBackend;
 use crate::support::binary::{run_cli, Bellhop};
-use crate::support::client::{collect, empty, get, h1, req, Reply};
+use crate::support::client::{collect, empty, get, get_in_flight, h1, req, Reply};
 use crate::support::config::{proxy, respond, site, tcp, ConfigBuilder};
 use crate::support::ports::Port;
 use crate::support::ws::{connect, next_data, try_connect, Ws};
@@ -200,22 +200,8 @@ async fn slow_request_in_flight_across_a_reload_completes_with_200() {
         let server = Running::start(config(tcp(slow.http.addr()))).await;
         let addr = server.addr();
 
-        let mut c = h1(addr, None).await;
-        let in_flight = tokio::spawn(async move {
-            let resp = c
-                .send_request(
-                    req("GET", &addr.to_string(), "/slow")
-                        .body(empty())
-                        .unwrap(),
-                )
-                .await
-                .expect("in-flight request");
-            collect(resp).await
-        });
-        wait_for("the request to reach the slow backend", secs(5), || {
-            slow.received() == 1
-        })
-        .await;
+        let in_flight = get_in_flight(h1(addr, None).await, addr, "/slow");
+        slow.wait_received(1).await;
         server
             .reload
             .reload(config(tcp(echo.addr())))
@@ -292,22 +278,8 @@ async fn added_port_starts_serving_and_removed_port_stops_accepting_but_finishes
             .reload(with_extra(tcp(slow.http.addr())))
             .await
             .expect("reload changing the new port's upstream");
-        let mut c = h1(new_addr, None).await;
-        let in_flight = tokio::spawn(async move {
-            let resp = c
-                .send_request(
-                    req("GET", &new_addr.to_string(), "/slow")
-                        .body(empty())
-                        .unwrap(),
-                )
-                .await
-                .expect("in-flight request");
-            collect(resp).await
-        });
-        wait_for("the request to reach the slow backend", secs(5), || {
-            slow.received() == 1
-        })
-        .await;
+        let in_flight = get_in_flight(h1(new_addr, None).await, new_addr, "/slow");
+        slow.wait_received(1).await;
         let summary = server
             .reload
             .reload(base().build())

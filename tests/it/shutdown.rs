@@ -8,10 +8,10 @@ use http::Request;
 
 use crate::support::backends::slow::Slow;
 use crate::support::binary::Bellhop;
-use crate::support::client::{collect, empty, get, h1, req, ReqBody};
+use crate::support::client::{empty, get, get_in_flight, h1, req, ReqBody};
 use crate::support::config::{site, tcp, ConfigBuilder};
 use crate::support::server::TestServer;
-use crate::support::{bounded, millis, secs, wait_for, wait_for_async};
+use crate::support::{bounded, millis, secs, wait_for_async};
 
 async fn refuses(addr: std::net::SocketAddr) -> bool {
     tokio::net::TcpStream::connect(addr).await.is_err()
@@ -30,13 +30,6 @@ async fn slow_front(delay: Duration, grace: Duration) -> (Slow, TestServer) {
     (slow, server)
 }
 
-async fn reached_backend(slow: &Slow) {
-    wait_for("request to reach the backend", secs(5), || {
-        slow.received() == 1
-    })
-    .await;
-}
-
 fn get_request(addr: SocketAddr, path: &str) -> Request<ReqBody> {
     req("GET", &addr.to_string(), path).body(empty()).unwrap()
 }
@@ -46,15 +39,8 @@ async fn sigterm_or_sigint(sig: i32) {
     let bellhop = Bellhop::proxy(&slow.http.addr().to_string(), &[]).await;
     let mut bellhop = bellhop;
     let addr = bellhop.addr();
-    let mut c = h1(addr, None).await;
-    let in_flight = tokio::spawn(async move {
-        let resp = c
-            .send_request(get_request(addr, "/in-flight"))
-            .await
-            .expect("in-flight request");
-        collect(resp).await
-    });
-    reached_backend(&slow).await;
+    let in_flight = get_in_flight(h1(addr, None).await, addr, "/in-flight");
+    slow.wait_received(1).await;
     let signalled = Instant::now();
     bellhop.proc.signal(sig);
     wait_for_async("bellhop to stop accepting", secs(5), || refuses(addr)).await;
@@ -114,15 +100,8 @@ async fn shutdown_handle_lets_in_flight_requests_finish() {
     bounded(secs(30), "test", async {
         let (slow, server) = slow_front(millis(1000), secs(10)).await;
         let addr = server.addr();
-        let mut c = h1(addr, None).await;
-        let in_flight = tokio::spawn(async move {
-            let resp = c
-                .send_request(get_request(addr, "/"))
-                .await
-                .expect("in-flight request");
-            collect(resp).await
-        });
-        reached_backend(&slow).await;
+        let in_flight = get_in_flight(h1(addr, None).await, addr, "/");
+        slow.wait_received(1).await;
         server.shutdown();
         wait_for_async("server to stop accepting", secs(5), || refuses(addr)).await;
         let r = bounded(secs(10), "in-flight response", in_flight)
@@ -144,7 +123,7 @@ async fn grace_period_bounds_shutdown() {
         let _stuck = tokio::spawn(async move {
             let _ = c.send_request(get_request(addr, "/")).await;
         });
-        reached_backend(&slow).await;
+        slow.wait_received(1).await;
         let t = Instant::now();
         server.shutdown();
         let result = bounded(

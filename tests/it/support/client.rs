@@ -83,6 +83,23 @@ pub async fn h1(addr: SocketAddr, from: Option<IpAddr>) -> http1::SendRequest<Re
     sender
 }
 
+/// Sends `GET path` (Host: `addr`) on `c` from a task of its own, so the
+/// test can act while the request is in flight; the task's result is the
+/// reply.
+pub fn get_in_flight(
+    mut c: http1::SendRequest<ReqBody>,
+    addr: SocketAddr,
+    path: &str,
+) -> tokio::task::JoinHandle<Reply> {
+    let request = req("GET", &addr.to_string(), path)
+        .body(empty())
+        .expect("request");
+    tokio::spawn(async move {
+        let resp = c.send_request(request).await.expect("in-flight request");
+        collect(resp).await
+    })
+}
+
 /// An h2 connection with prior knowledge (h2c), as gRPC clients and curl
 /// `--http2-prior-knowledge` make on plain HTTP.
 pub async fn h2(addr: SocketAddr) -> http2::SendRequest<ReqBody> {

@@ -56,6 +56,12 @@ impl Slow {
         self.received.load(Ordering::SeqCst)
     }
 
+    /// Waits (5 s at most) until `n` requests have reached the handler.
+    pub async fn wait_received(&self, n: u64) {
+        let what = format!("{n} request(s) to reach the slow backend");
+        crate::support::wait_for(&what, crate::support::secs(5), || self.received() == n).await;
+    }
+
     /// Requests whose response headers were produced.
     pub fn answered(&self) -> u64 {
         self.answered.load(Ordering::SeqCst)
