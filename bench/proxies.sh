@@ -1,6 +1,6 @@
 # The proxies bench/run.sh compares, each configured the same way; sourced by it.
 #
-#   start_proxy NAME   # baseline | bellhop | nginx | haproxy | caddy
+#   start_proxy NAME   # baseline | bellhop | nginx | haproxy | caddy | relay
 #   ... PROXY_PIDS (comma-separated; empty for baseline), HTTP_ADDR, HTTPS_ADDR ...
 #   stop_proxy
 #
@@ -22,7 +22,8 @@ proxy_versions() {
     local v=()
     [[ " $PROXIES " == *" bellhop "* ]] && v+=("bellhop $(git describe --always --dirty) ${BELLHOP_NOTE:-}")
     [[ " $PROXIES " == *" nginx "* ]] && v+=("$(nginx -v 2>&1 | sed 's/.*: //')")
-    [[ " $PROXIES " == *" haproxy "* ]] && v+=("HAProxy $(haproxy -v | awk 'NR == 1 {print $3}')")
+    [[ " $PROXIES " == *" haproxy "* || " $PROXIES " == *" relay "* ]] &&
+        v+=("HAProxy $(haproxy -v | awk 'NR == 1 {print $3}')")
     [[ " $PROXIES " == *" caddy "* ]] && v+=("Caddy $(caddy version | awk '{print $1}')")
     printf "%s; " "${v[@]}" | sed "s/; $//"
 }
@@ -42,6 +43,7 @@ start_proxy() {
         nginx) config_nginx "$dir" "$http" "$https" ;;
         haproxy) config_haproxy "$dir" "$http" "$https" ;;
         caddy) config_caddy "$dir" "$http" "$https" ;;
+        relay) config_relay "$dir" "$http" "$https" ;;
     esac
     spawn "$dir/stderr.log" env "${PROXY_ENV[@]}" taskset -c "$PROXY_CPU" "${PROXY_CMD[@]}"
     PROXY_MAIN=$SPAWNED
@@ -56,7 +58,11 @@ start_proxy() {
 need_proxies() {
     local name
     for name in "$@"; do
-        [[ $name == bellhop ]] || require_commands "$name:$name"
+        case $name in
+            bellhop) ;;
+            relay) require_commands haproxy:haproxy ;;
+            *) require_commands "$name:$name" ;;
+        esac
     done
     if [[ ! -x $BELLHOP_BIN || ! -x target/release/examples/bench-backend ]]; then
         note "building release binaries (bellhop, bench-backend)"
@@ -188,6 +194,33 @@ frontend web
     bind 127.0.0.1:$3 ssl crt $BENCH_TMP/combined.pem alpn h2,http/1.1
     http-request set-header X-Forwarded-Proto https if { ssl_fc }
     http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
+    default_backend app
+backend app
+    server app $BACKEND
+HAPROXY
+    PROXY_CMD=(haproxy -db -f "$dir/haproxy.cfg")
+}
+
+# Not a reverse proxy: HAProxy in `mode tcp`, relaying bytes between each
+# client connection and an upstream connection of its own, parsing nothing.
+# It makes the same two reads and two sends per keep-alive request as an HTTP
+# proxy, with next to no work in user space, so its CPU per request is the
+# floor the kernel sets (bench/floor.sh). HTTPS is terminated and relayed too,
+# so that start_proxy's check answers.
+config_relay() {
+    PROXY_ENV=()
+    local dir=$1
+    cat >"$dir/haproxy.cfg" <<HAPROXY
+global
+    nbthread 1
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend relay
+    bind 127.0.0.1:$2
+    bind 127.0.0.1:$3 ssl crt $BENCH_TMP/combined.pem
     default_backend app
 backend app
     server app $BACKEND

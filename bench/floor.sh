@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The floor under CPU per proxied request on this machine: what a relay that
+# parses nothing costs per HTTP/1.1 keep-alive request, next to nginx, bellhop
+# and HAProxy. The relay (bench/proxies.sh's `relay`: HAProxy in `mode tcp`)
+# makes the same two reads and two sends per request as an HTTP proxy, so the
+# kernel's work is the same, and its user space is little more than its event
+# loop. A target below the relay's CPU per request is out of reach of any
+# proxy on this machine, whatever it does in user space.
+# Not part of the test suite; bench/RESULTS.md records a run.
+#
+#   bench/floor.sh                              # 10 rounds of 5 s
+#   ROUNDS=4 DURATION=3 bench/floor.sh
+#
+# How: bench/proxies.sh's configs (one worker, logging off, proxying to
+# bench-backend), the proxy on PROXY_CPU, wrk and the backend on LOAD_CPU.
+# In each round every proxy in turn: start, a 1 s warm-up, one measured
+# `wrk -t1 -c50` run, stop. CPU time (utime, stime) from /proc over exactly the
+# measured run, divided by the requests wrk completed. This guest's speed moves
+# by ±20 % from one minute to the next (RESULTS.md), so the proxies share each
+# round's conditions and the summary gives, besides the medians, the median of
+# each round's ratio to nginx.
+#
+# Settings (environment): ROUNDS (10), DURATION (5), PROXIES ("relay nginx
+# bellhop haproxy"; nginx is the reference and must be among them),
+# BELLHOP_BIN (target/release/bellhop, built when missing), PROXY_CPU (0),
+# LOAD_CPU (1). Needs wrk, nginx, haproxy (Debian packages).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+source bench/proxies.sh
+
+ROUNDS=${ROUNDS:-10}
+DURATION=${DURATION:-5}
+PROXIES=${PROXIES:-relay nginx bellhop haproxy}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+CLK_TCK=$(getconf CLK_TCK)
+
+[[ " $PROXIES " == *" nginx "* ]] || die "PROXIES must include nginx, the reference"
+require_commands wrk:wrk openssl:openssl taskset:util-linux
+need_proxies $PROXIES
+make_cert "$BENCH_TMP"
+start_backend "$LOAD_CPU"
+
+median() {
+    printf '%s\n' "$@" | sort -g |
+        awk '{ a[NR] = $1 } END { m = int((NR + 1) / 2); print (NR % 2 ? a[m] : (a[m] + a[m + 1]) / 2) }'
+}
+declare -A CPU KERNEL USER RPS
+
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $(proxy_versions); wrk -t1 -c50, $DURATION s x $ROUNDS rounds"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for name in $PROXIES; do
+        start_proxy "$name"
+        taskset -c "$LOAD_CPU" wrk -t1 -c50 -d1s "http://$HTTP_ADDR/" >/dev/null
+        all0=$(proxy_ticks); kernel0=$(proxy_ticks kernel)
+        taskset -c "$LOAD_CPU" wrk -t1 -c50 -d"${DURATION}s" "http://$HTTP_ADDR/" >"$BENCH_TMP/wrk.out"
+        all1=$(proxy_ticks); kernel1=$(proxy_ticks kernel)
+        stop_proxy
+        requests=$(awk '/requests in/ { print $1; exit }' "$BENCH_TMP/wrk.out")
+        [[ -n $requests && $requests -gt 0 ]] || die "$name: wrk completed no request"
+        read -r rps cpu kernel user < <(awk -v n="$requests" -v d="$DURATION" -v hz="$CLK_TCK" \
+            -v a=$((all1 - all0)) -v k=$((kernel1 - kernel0)) 'BEGIN {
+            us = 1e6 / hz / n; printf "%d %.2f %.2f %.2f\n", n / d, a * us, k * us, (a - k) * us }')
+        printf '%2d %-8s %7d requests/s  CPU %6.2f µs/request (kernel %6.2f, user %5.2f)\n' \
+            "$round" "$name" "$rps" "$cpu" "$kernel" "$user"
+        RPS[$name]+=" $rps"; CPU[$name]+=" $cpu"; KERNEL[$name]+=" $kernel"; USER[$name]+=" $user"
+    done
+done
+
+# Each round's ratio to nginx's CPU per request in the same round.
+ratios() {
+    local -a mine=(${CPU[$1]}) ref=(${CPU[nginx]}) out=()
+    local i
+    for i in "${!mine[@]}"; do
+        out+=("$(awk -v a="${mine[$i]}" -v b="${ref[$i]}" 'BEGIN { printf "%.2f", a / b }')")
+    done
+    echo "${out[@]}"
+}
+
+echo
+echo "| per HTTP/1.1 request, median of $ROUNDS rounds | requests/s | CPU µs | kernel µs | user µs | CPU ÷ nginx's, median of rounds (min-max) |"
+echo "|---|---:|---:|---:|---:|---:|"
+for name in $PROXIES; do
+    r=($(ratios "$name"))
+    range=$(printf '%s\n' "${r[@]}" | sort -g | sed -n '1p;$p' | paste -sd-)
+    printf '| %s | %.0f | %.2f | %.2f | %.2f | %.2f (%s) |\n' "$name" "$(median ${RPS[$name]})" \
+        "$(median ${CPU[$name]})" "$(median ${KERNEL[$name]})" "$(median ${USER[$name]})" \
+        "$(median "${r[@]}")" "$range"
+done
