@@ -116,8 +116,6 @@ measure() {
         END {printf "%d %.1f", rps, ticks / hz * 1e6 / n}' <<<"$out"
 }
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
 declare -A GZ PLAIN GZ_CPU PLAIN_CPU
 for name in bellhop caddy; do
     start "$name"

@@ -46,10 +46,6 @@ need_proxies $PROXIES
 make_cert "$BENCH_TMP"
 start_backend "$LOAD_CPU"
 
-median() {
-    printf '%s\n' "$@" | sort -g |
-        awk '{ a[NR] = $1 } END { m = int((NR + 1) / 2); print (NR % 2 ? a[m] : (a[m] + a[m + 1]) / 2) }'
-}
 declare -A CPU KERNEL USER RPS
 
 # run_load LOAD SECONDS URL OUT — one load run of kind h1 (wrk) or h1tls

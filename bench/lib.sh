@@ -128,6 +128,12 @@ make_cert() {
     cat "$d/cert.pem" "$d/key.pem" >"$d/combined.pem"
 }
 
+# median NUMBER... — the middle one (the mean of the middle two for an even count).
+median() {
+    printf '%s\n' "$@" | sort -g |
+        awk '{ a[NR] = $1 } END { m = int((NR + 1) / 2); print (NR % 2 ? a[m] : (a[m] + a[m + 1]) / 2) }'
+}
+
 # to_ms VALUE — "812.00us", "1.52ms", "2.1s" (wrk's units) in milliseconds.
 to_ms() {
     awk -v v="$1" 'BEGIN {
