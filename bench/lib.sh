@@ -131,7 +131,7 @@ make_cert() {
 # median NUMBER... — the middle one (the mean of the middle two for an even count).
 median() {
     printf '%s\n' "$@" | sort -g |
-        awk '{ a[NR] = $1 } END { m = int((NR + 1) / 2); print (NR % 2 ? a[m] : (a[m] + a[m + 1]) / 2) }'
+        awk '{ a[NR] = $1 } END { m = int((NR + 1) / 2); printf "%.10g\n", NR % 2 ? a[m] : (a[m] + a[m + 1]) / 2 }'
 }
 
 # to_ms VALUE — "812.00us", "1.52ms", "2.1s" (wrk's units) in milliseconds.

@@ -154,10 +154,9 @@ in_round() { [[ -z $3 ]] || ROUND_VALUES[$1,$2]+="$3 "; }
 take_medians() {
     local key
     for key in "${!ROUND_VALUES[@]}"; do
-        R[$key]=$(tr ' ' '\n' <<<"${ROUND_VALUES[$key]}" | grep . | sort -g | awk '
-            { v[NR] = $1 } END {
-                m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-                printf (m == int(m) && m >= 100) ? "%d" : "%.2f", m }' | sed -E 's/(\.[0-9])0$/\1/')
+        # shellcheck disable=SC2086 # the round values are words
+        R[$key]=$(median ${ROUND_VALUES[$key]} |
+            awk '{ printf ($1 == int($1) && $1 >= 100) ? "%d" : "%.2f", $1 }' | sed -E 's/(\.[0-9])0$/\1/')
     done
 }
 
