@@ -85,7 +85,6 @@ struct Prepared {
 pub struct CertManager {
     shared: Arc<Shared>,
     running: Mutex<Running>,
-    shutdown: CancellationToken,
     /// Answers to challenges other instances started (cluster only).
     shared_challenges: Option<Arc<SharedChallenges>>,
 }
@@ -169,7 +168,6 @@ impl CertManager {
         });
         let (events, _) = broadcast::channel(64);
         let issuer = issuer_id(&settings.directory);
-        let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared {
             state_dir: options.state_dir.clone(),
             store: CertStore::new(&options.state_dir, &issuer),
@@ -185,7 +183,7 @@ impl CertManager {
             ),
             storage,
             wanted: Mutex::new(HashSet::new()),
-            shutdown: shutdown.clone(),
+            shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             resolver,
             events,
@@ -196,7 +194,6 @@ impl CertManager {
         Ok(CertManager {
             shared,
             running: Mutex::new(Running::default()),
-            shutdown,
             shared_challenges,
         })
     }
@@ -212,7 +209,7 @@ impl CertManager {
             self.shared.tasks.spawn(super::cluster::follow(
                 self.shared.clone(),
                 changes,
-                self.shutdown.child_token(),
+                self.shared.shutdown.child_token(),
             ));
         }
         let names: Vec<String> = running.acme.keys().cloned().collect();
@@ -281,7 +278,7 @@ impl CertManager {
 
     /// Stops every background task. Certificates keep being served.
     pub fn shutdown(&self) {
-        self.shutdown.cancel();
+        self.shared.shutdown.cancel();
     }
 
     /// Waits until every background task has ended (after
@@ -482,7 +479,7 @@ impl CertManager {
                 name.clone(),
                 Worker {
                     challenges,
-                    cancel: self.shutdown.child_token(),
+                    cancel: self.shared.shutdown.child_token(),
                     initial,
                 },
             );
@@ -513,7 +510,7 @@ impl CertManager {
         if running.internal.is_empty() {
             return;
         }
-        let cancel = self.shutdown.child_token();
+        let cancel = self.shared.shutdown.child_token();
         running.internal_task = Some(cancel.clone());
         let leaves: Vec<(Slot, InternalLeaf)> = running
             .internal
@@ -528,6 +525,6 @@ impl CertManager {
 
 impl Drop for CertManager {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.shared.shutdown.cancel();
     }
 }
